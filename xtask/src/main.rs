@@ -1,1 +1,58 @@
-fn main() {}
+//! Developer commands: `cargo xtask <command>`.
+//!
+//! - `test`: installs what the tests need on a fresh machine, then runs formatting, lint and
+//!   every test of the workspace. This is the README's test command and what CI runs.
+//! - `prereqs`: only the installation step.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") | Some("ci") => test(),
+        Some("prereqs") => prereqs(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|prereqs>");
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("xtask: {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Installs the tools the test suite uses that a fresh machine may lack.
+fn prereqs() -> Result<()> {
+    for component in ["rustfmt", "clippy"] {
+        let present = Command::new("cargo")
+            .args([if component == "rustfmt" { "fmt" } else { "clippy" }, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !present {
+            run("rustup", &["component", "add", component])?;
+        }
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    prereqs()?;
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run(
+        "cargo",
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+    )?;
+    run("cargo", &["test", "--workspace"])?;
+    Ok(())
+}

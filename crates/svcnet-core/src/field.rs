@@ -307,15 +307,24 @@ mod tests {
     fn paths_render_like_upstream() {
         let p = FieldPath::new("spec").child("ports").index(1).child("nodePort");
         assert_eq!(p.to_string(), "spec.ports[1].nodePort");
-        assert_eq!(FieldPath::root().child("values").index(0).key("app").to_string(), "values[0][app]");
+        assert_eq!(
+            FieldPath::root().child("values").index(0).key("app").to_string(),
+            "values[0][app]"
+        );
     }
 
     #[test]
     fn bodies_render_like_upstream() {
         let p = FieldPath::new("x");
         assert_eq!(FieldError::required(p.clone(), "").body(), "Required value");
-        assert_eq!(FieldError::invalid(p.clone(), 0i64, "bad").body(), "Invalid value: 0: bad");
-        assert_eq!(FieldError::invalid(p.clone(), "a\"b", "bad").body(), r#"Invalid value: "a\"b": bad"#);
+        assert_eq!(
+            FieldError::invalid(p.clone(), 0i64, "bad").body(),
+            "Invalid value: 0: bad"
+        );
+        assert_eq!(
+            FieldError::invalid(p.clone(), "a\"b", "bad").body(),
+            r#"Invalid value: "a\"b": bad"#
+        );
         assert_eq!(
             FieldError::not_supported(p.clone(), "X", &["A", "B"]).body(),
             r#"Unsupported value: "X": supported values: "A", "B""#
@@ -337,7 +346,10 @@ mod tests {
         let a = FieldError::required(FieldPath::new("a"), "");
         let b = FieldError::required(FieldPath::new("b"), "");
         assert_eq!(aggregate_message(&[]), None);
-        assert_eq!(aggregate_message(std::slice::from_ref(&a)).unwrap(), "a: Required value");
+        assert_eq!(
+            aggregate_message(std::slice::from_ref(&a)).unwrap(),
+            "a: Required value"
+        );
         assert_eq!(
             aggregate_message(&[a.clone(), b, a]).unwrap(),
             "[a: Required value, b: Required value]"

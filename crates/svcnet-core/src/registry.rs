@@ -105,7 +105,11 @@ pub fn held_node_ports(svc: &Service) -> Vec<u16> {
         .flatten()
         .filter_map(|p| p.node_port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0))
         .collect();
-    if let Some(hc) = spec(svc).health_check_node_port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0) {
+    if let Some(hc) = spec(svc)
+        .health_check_node_port
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n != 0)
+    {
         ports.push(hc);
     }
     ports
@@ -126,11 +130,7 @@ pub fn rebuild_allocators<'a>(
 ) -> Vec<RepairProblem> {
     let mut problems = Vec::new();
     for svc in services {
-        let who = format!(
-            "{}/{}",
-            svc.metadata.namespace.as_deref().unwrap_or(""),
-            name(svc)
-        );
+        let who = format!("{}/{}", svc.metadata.namespace.as_deref().unwrap_or(""), name(svc));
         for ip in held_ips(svc) {
             if let Err(e) = allocators.reserve_ip(ip) {
                 problems.push(RepairProblem {
@@ -186,11 +186,17 @@ fn init_ip_family_fields(svc: &mut Service, old: Option<&Service>, allocators: &
 
     if let Some(old) = old {
         if spec(svc).ip_family_policy.as_deref() == Some(SINGLE_STACK) {
-            if same_cluster_ips(old, svc) && cluster_ips(svc).len() > 1 {
-                spec_mut(svc).cluster_ips.as_mut().map(|v| v.truncate(1));
+            if same_cluster_ips(old, svc)
+                && cluster_ips(svc).len() > 1
+                && let Some(v) = spec_mut(svc).cluster_ips.as_mut()
+            {
+                v.truncate(1);
             }
-            if same_families(old, svc) && ip_families(svc).len() > 1 {
-                spec_mut(svc).ip_families.as_mut().map(|v| v.truncate(1));
+            if same_families(old, svc)
+                && ip_families(svc).len() > 1
+                && let Some(v) = spec_mut(svc).ip_families.as_mut()
+            {
+                v.truncate(1);
             }
         } else {
             let reduced = |o: usize, n: usize| n > 0 && n < o;
@@ -216,7 +222,9 @@ fn init_ip_family_fields(svc: &mut Service, old: Option<&Service>, allocators: &
         if ip == CLUSTER_IP_NONE {
             break;
         }
-        let Some(fam) = parse_ip_sloppy(ip).map(IpFamily::of) else { continue };
+        let Some(fam) = parse_ip_sloppy(ip).map(IpFamily::of) else {
+            continue;
+        };
         if i >= ip_families(svc).len() {
             if allocators.range(fam).is_none() {
                 errs.push(FieldError::invalid(
@@ -225,7 +233,10 @@ fn init_ip_family_fields(svc: &mut Service, old: Option<&Service>, allocators: &
                     format!("{} is not configured on this cluster", fam.as_str()),
                 ));
             } else {
-                spec_mut(svc).ip_families.get_or_insert_with(Vec::new).push(fam.as_str().to_owned());
+                spec_mut(svc)
+                    .ip_families
+                    .get_or_insert_with(Vec::new)
+                    .push(fam.as_str().to_owned());
             }
         }
     }
@@ -239,7 +250,10 @@ fn init_ip_family_fields(svc: &mut Service, old: Option<&Service>, allocators: &
         && spec(svc).selector.as_ref().is_none_or(BTreeMap::is_empty)
     {
         let s = spec_mut(svc);
-        let policy = s.ip_family_policy.get_or_insert_with(|| REQUIRE_DUAL_STACK.to_owned()).clone();
+        let policy = s
+            .ip_family_policy
+            .get_or_insert_with(|| REQUIRE_DUAL_STACK.to_owned())
+            .clone();
         let fams = s.ip_families.get_or_insert_with(Vec::new);
         if fams.is_empty() {
             fams.push(primary.as_str().to_owned());
@@ -272,7 +286,10 @@ fn init_ip_family_fields(svc: &mut Service, old: Option<&Service>, allocators: &
     }
 
     let s = spec_mut(svc);
-    let policy = s.ip_family_policy.get_or_insert_with(|| SINGLE_STACK.to_owned()).clone();
+    let policy = s
+        .ip_family_policy
+        .get_or_insert_with(|| SINGLE_STACK.to_owned())
+        .clone();
     if policy == SINGLE_STACK {
         if cluster_ips(svc).len() > 1 {
             errs.push(FieldError::invalid(
@@ -317,7 +334,10 @@ fn alloc_cluster_ips(svc: &mut Service, txn: &mut Transaction<'_>, rng: &mut dyn
                 .map_err(|e| internal(format!("failed to allocate a serviceIP: {e}")))?
         } else {
             let Some(ip) = parse_ip_sloppy(&requested) else {
-                return Err(internal(format!("failed to parse service IP {}", crate::field::go_quote(&requested))));
+                return Err(internal(format!(
+                    "failed to parse service IP {}",
+                    crate::field::go_quote(&requested)
+                )));
             };
             txn.allocate_ip(ip).map_err(|e| {
                 invalid(
@@ -362,7 +382,11 @@ fn node_port_error(svc: &Service, index: usize, port: i32, e: AllocError) -> Box
 }
 
 /// On create, ports with the same port number share one node port (53/TCP + 53/UDP).
-fn alloc_node_ports_on_create(svc: &mut Service, txn: &mut Transaction<'_>, rng: &mut dyn RandomSource) -> WriteResult<()> {
+fn alloc_node_ports_on_create(
+    svc: &mut Service,
+    txn: &mut Transaction<'_>,
+    rng: &mut dyn RandomSource,
+) -> WriteResult<()> {
     if needs_node_port(svc) {
         let allocate_new = should_allocate_node_ports(svc);
         let ports = spec(svc).ports.clone().unwrap_or_default();
@@ -382,7 +406,8 @@ fn alloc_node_ports_on_create(svc: &mut Service, txn: &mut Transaction<'_>, rng:
                         .and_then(|q| q.node_port)
                         .unwrap_or(0);
                     let np = if wanted != 0 {
-                        txn.allocate_port(wanted).map_err(|e| node_port_error(svc, i, wanted, e))?;
+                        txn.allocate_port(wanted)
+                            .map_err(|e| node_port_error(svc, i, wanted, e))?;
                         wanted
                     } else {
                         i32::from(
@@ -395,7 +420,8 @@ fn alloc_node_ports_on_create(svc: &mut Service, txn: &mut Transaction<'_>, rng:
                 }
                 Some(shared) if requested == 0 || requested == shared => assigned.push(shared),
                 Some(_) => {
-                    txn.allocate_port(requested).map_err(|e| node_port_error(svc, i, requested, e))?;
+                    txn.allocate_port(requested)
+                        .map_err(|e| node_port_error(svc, i, requested, e))?;
                     assigned.push(requested);
                 }
             }
@@ -412,7 +438,11 @@ fn alloc_node_ports_on_create(svc: &mut Service, txn: &mut Transaction<'_>, rng:
     Ok(())
 }
 
-fn alloc_health_check_port(svc: &mut Service, txn: &mut Transaction<'_>, rng: &mut dyn RandomSource) -> WriteResult<()> {
+fn alloc_health_check_port(
+    svc: &mut Service,
+    txn: &mut Transaction<'_>,
+    rng: &mut dyn RandomSource,
+) -> WriteResult<()> {
     let hc = spec(svc).health_check_node_port.unwrap_or(0);
     if hc != 0 {
         txn.allocate_port(hc)
@@ -428,7 +458,12 @@ fn alloc_health_check_port(svc: &mut Service, txn: &mut Transaction<'_>, rng: &m
 
 /// Cluster IP changes on update: type changes to/from ExternalName, dual-stack upgrade and
 /// downgrade. Releases happen when the write commits.
-fn update_cluster_ips(new: &mut Service, old: &Service, txn: &mut Transaction<'_>, rng: &mut dyn RandomSource) -> WriteResult<()> {
+fn update_cluster_ips(
+    new: &mut Service,
+    old: &Service,
+    txn: &mut Transaction<'_>,
+    rng: &mut dyn RandomSource,
+) -> WriteResult<()> {
     if is_matching_prefer_dual_stack(new, Some(old)) {
         return Ok(());
     }
@@ -460,17 +495,29 @@ fn update_cluster_ips(new: &mut Service, old: &Service, txn: &mut Transaction<'_
         let s = spec_mut(new);
         s.cluster_ip = Some(ips[0].clone());
         s.cluster_ips = Some(ips);
-    } else if old_n == 2 && new_n == 1 {
-        if let Some(ip) = cluster_ips(old).get(1).and_then(|ip| parse_ip_sloppy(ip)) {
-            txn.release_ip_deferred(ip);
-        }
+    } else if old_n == 2
+        && new_n == 1
+        && let Some(ip) = cluster_ips(old).get(1).and_then(|ip| parse_ip_sloppy(ip))
+    {
+        txn.release_ip_deferred(ip);
     }
     Ok(())
 }
 
 /// Node port changes on update: keep, allocate for new ports, release what is no longer used.
-fn update_node_ports(new: &mut Service, old: &Service, txn: &mut Transaction<'_>, rng: &mut dyn RandomSource) -> WriteResult<()> {
-    let old_ports: Vec<i32> = spec(old).ports.iter().flatten().filter_map(|p| p.node_port).filter(|n| *n != 0).collect();
+fn update_node_ports(
+    new: &mut Service,
+    old: &Service,
+    txn: &mut Transaction<'_>,
+    rng: &mut dyn RandomSource,
+) -> WriteResult<()> {
+    let old_ports: Vec<i32> = spec(old)
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.node_port)
+        .filter(|n| *n != 0)
+        .collect();
     if needs_node_port(old) && matches!(type_of(new), TYPE_EXTERNAL_NAME | TYPE_CLUSTER_IP) {
         for p in &old_ports {
             txn.release_port_deferred(*p as u16);

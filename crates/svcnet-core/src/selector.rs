@@ -39,9 +39,7 @@ impl Requirement {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let value = labels.get(&self.key);
         match self.op {
-            Operator::Equals | Operator::DoubleEquals | Operator::In => {
-                value.is_some_and(|v| self.values.contains(v))
-            }
+            Operator::Equals | Operator::DoubleEquals | Operator::In => value.is_some_and(|v| self.values.contains(v)),
             Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
@@ -52,7 +50,11 @@ impl Requirement {
                 let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
                     return false;
                 };
-                if self.op == Operator::GreaterThan { v > bound } else { v < bound }
+                if self.op == Operator::GreaterThan {
+                    v > bound
+                } else {
+                    v < bound
+                }
             }
         }
     }
@@ -204,7 +206,10 @@ struct Parser {
 
 impl Parser {
     fn new(input: &str) -> Self {
-        Parser { items: lex(input), pos: 0 }
+        Parser {
+            items: lex(input),
+            pos: 0,
+        }
     }
 
     fn lookahead(&self, ctx: Context) -> (Token, String) {
@@ -419,7 +424,11 @@ fn new_requirement(key: String, op: Operator, values: BTreeSet<String>) -> Resul
     for (i, v) in values.iter().enumerate() {
         let msgs = names::label_value(v);
         if !msgs.is_empty() {
-            errs.push(FieldError::invalid(values_path.index(i).key(&key), v.as_str(), msgs.join("; ")));
+            errs.push(FieldError::invalid(
+                values_path.index(i).key(&key),
+                v.as_str(),
+                msgs.join("; "),
+            ));
         }
     }
     match aggregate_message(&errs) {
@@ -440,7 +449,13 @@ mod tests {
     fn parses_and_matches_every_operator() {
         let s = Selector::parse("app=web, tier==front,env!=prod,zone in (a, b),rack notin (r1),gpu,!legacy").unwrap();
         assert_eq!(s.requirements.len(), 7);
-        let good = labels(&[("app", "web"), ("tier", "front"), ("zone", "a"), ("rack", "r2"), ("gpu", "")]);
+        let good = labels(&[
+            ("app", "web"),
+            ("tier", "front"),
+            ("zone", "a"),
+            ("rack", "r2"),
+            ("gpu", ""),
+        ]);
         assert!(s.matches(&good));
         let mut bad = good.clone();
         bad.insert("legacy".into(), "1".into());
@@ -474,7 +489,10 @@ mod tests {
             ("x in a", "unable to parse requirement: found 'a' expected: '('"),
             ("x in (a", "unable to parse requirement: found '', expected: ',' or ')'"),
             ("x in ()", ""),
-            ("x ~ y", "unable to parse requirement: found '~', expected: in, notin, =, ==, !=, gt, lt"),
+            (
+                "x ~ y",
+                "unable to parse requirement: found '~', expected: in, notin, =, ==, !=, gt, lt",
+            ),
             ("x=(", "unable to parse requirement: found '(', expected: identifier"),
             ("x in (a)b", "found 'b', expected: ',' or 'end of string'"),
         ];
@@ -491,13 +509,22 @@ mod tests {
     #[test]
     fn invalid_keys_and_values_are_reported() {
         let e = Selector::parse("-bad=x").unwrap_err();
-        assert!(e.0.starts_with("unable to parse requirement: : Invalid value: \"-bad\": name part must consist"), "{e}");
+        assert!(
+            e.0.starts_with("unable to parse requirement: : Invalid value: \"-bad\": name part must consist"),
+            "{e}"
+        );
         let e = Selector::parse("a=b c").unwrap_err();
         assert_eq!(e.0, "found 'c', expected: ',' or 'end of string'");
         let e = Selector::parse("a=-x").unwrap_err();
-        assert!(e.0.contains("values[0][a]: Invalid value: \"-x\": a valid label must be"), "{e}");
+        assert!(
+            e.0.contains("values[0][a]: Invalid value: \"-x\": a valid label must be"),
+            "{e}"
+        );
         let e = Selector::parse("a>b").unwrap_err();
-        assert!(e.0.contains("for 'Gt', 'Lt' operators, the value must be an integer"), "{e}");
+        assert!(
+            e.0.contains("for 'Gt', 'Lt' operators, the value must be an integer"),
+            "{e}"
+        );
     }
 
     #[test]

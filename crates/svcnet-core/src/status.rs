@@ -205,13 +205,21 @@ mod tests {
 
     #[test]
     fn other_statuses() {
-        assert_eq!(Status::not_found("", "services", "x").message, r#"services "x" not found"#);
+        assert_eq!(
+            Status::not_found("", "services", "x").message,
+            r#"services "x" not found"#
+        );
         assert_eq!(Status::already_exists("", "services", "x").code, 409);
-        assert!(Status::conflict("", "services", "x").message.starts_with(
-            r#"Operation cannot be fulfilled on services "x": the object has been modified"#
-        ));
+        assert!(
+            Status::conflict("", "services", "x")
+                .message
+                .starts_with(r#"Operation cannot be fulfilled on services "x": the object has been modified"#)
+        );
         let s = Status::internal("failed to allocate a serviceIP: range is full");
-        assert_eq!(s.message, "Internal error occurred: failed to allocate a serviceIP: range is full");
+        assert_eq!(
+            s.message,
+            "Internal error occurred: failed to allocate a serviceIP: range is full"
+        );
         assert_eq!(s.code, 500);
     }
 }

@@ -1,1 +1,8 @@
-fn main() {}
+//! `svcnet`: one command-line entry point for every part of the system.
+
+mod cli;
+mod service_check;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

@@ -36,11 +36,7 @@ impl IpRange {
             IpNet::V6(_) => (128u32, MIN_IPV6_PREFIX),
         };
         if cidr.prefix_len() < min_prefix {
-            return Err(ConfigError::RangeTooLarge {
-                cidr,
-                bits,
-                min_prefix,
-            });
+            return Err(ConfigError::RangeTooLarge { cidr, bits, min_prefix });
         }
         let full: u128 = 1u128 << (bits - u32::from(cidr.prefix_len()));
         let slots = match cidr {

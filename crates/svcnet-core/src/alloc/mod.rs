@@ -175,13 +175,21 @@ impl Allocators {
     pub fn reserve_ip(&mut self, ip: IpAddr) -> Result<(), AllocError> {
         let range = self.range_for_mut(ip)?;
         let slot = range.check_request(ip)?;
-        if range.pool_mut().set(slot) { Ok(()) } else { Err(AllocError::IpAllocated) }
+        if range.pool_mut().set(slot) {
+            Ok(())
+        } else {
+            Err(AllocError::IpAllocated)
+        }
     }
 
     /// Marks a node port as taken (rebuilding state from stored Services).
     pub fn reserve_port(&mut self, port: u16) -> Result<(), AllocError> {
         let slot = self.node_ports.check_request(port.into())?;
-        if self.node_ports.pool_mut().set(slot) { Ok(()) } else { Err(AllocError::PortAllocated) }
+        if self.node_ports.pool_mut().set(slot) {
+            Ok(())
+        } else {
+            Err(AllocError::PortAllocated)
+        }
     }
 
     /// Frees an address; addresses outside every range are ignored, as upstream does.
@@ -290,7 +298,10 @@ impl Transaction<'_> {
         let np = &self.base.node_ports;
         let taken_here: Vec<usize> = self.ports.iter().filter_map(|p| np.slot_of((*p).into())).collect();
         let extra = |slot: usize| taken_here.contains(&slot);
-        let slot = np.pool().pick_free(&extra, taken_here.len(), rng).ok_or(AllocError::Full)?;
+        let slot = np
+            .pool()
+            .pick_free(&extra, taken_here.len(), rng)
+            .ok_or(AllocError::Full)?;
         let port = np.port_of(slot);
         self.ports.insert(port);
         Ok(port)

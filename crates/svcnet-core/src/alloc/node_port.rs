@@ -16,7 +16,10 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const DEFAULT: PortRange = PortRange { base: 30000, size: 2768 };
+    pub const DEFAULT: PortRange = PortRange {
+        base: 30000,
+        size: 2768,
+    };
 
     pub fn contains(&self, port: u16) -> bool {
         port >= self.base && u32::from(port) < u32::from(self.base) + self.size
@@ -37,7 +40,10 @@ impl FromStr for PortRange {
         let bad = || ConfigError::BadPortRange(s.to_owned());
         let s = s.trim();
         let (low, high) = if let Some((a, b)) = s.split_once('-') {
-            (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?)
+            (
+                a.parse::<u16>().map_err(|_| bad())?,
+                b.parse::<u16>().map_err(|_| bad())?,
+            )
         } else if let Some((a, n)) = s.split_once('+') {
             let low = a.parse::<u16>().map_err(|_| bad())?;
             let n = n.parse::<u16>().map_err(|_| bad())?;

@@ -64,13 +64,19 @@ impl Pool {
 
     /// The taken slots, ascending.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &bits)| {
-            (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b)
-        })
+        self.words
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
     }
 
     /// Picks a free slot, treating `extra` as taken too, without marking it.
-    pub fn pick_free(&self, extra: &dyn Fn(usize) -> bool, extra_count: usize, rng: &mut dyn RandomSource) -> Option<usize> {
+    pub fn pick_free(
+        &self,
+        extra: &dyn Fn(usize) -> bool,
+        extra_count: usize,
+        rng: &mut dyn RandomSource,
+    ) -> Option<usize> {
         if self.count + extra_count >= self.size {
             return None;
         }

@@ -13,7 +13,12 @@ use crate::ip::IpFamily;
 type PortKey = (String, i32, String, Option<String>);
 
 fn key_of(p: &EndpointPort) -> PortKey {
-    (p.name.clone().unwrap_or_default(), p.port, p.protocol.clone().unwrap_or_default(), p.app_protocol.clone())
+    (
+        p.name.clone().unwrap_or_default(),
+        p.port,
+        p.protocol.clone().unwrap_or_default(),
+        p.app_protocol.clone(),
+    )
 }
 
 /// The desired Endpoints of a Service, or `None` when its endpoints are not managed
@@ -33,7 +38,9 @@ pub fn desired_endpoints(inputs: &EndpointInputs<'_>) -> Option<Endpoints> {
         if !pod::should_be_in_endpoints(p, svc.publish_not_ready_addresses) {
             continue;
         }
-        let Some(ip) = pod::ip_of_family(p, family) else { continue };
+        let Some(ip) = pod::ip_of_family(p, family) else {
+            continue;
+        };
         let address = EndpointAddress {
             ip: ip.clone(),
             hostname: pod::hostname_for(p, &svc.name, &svc.namespace),

@@ -117,7 +117,9 @@ fn desired_for_family(inputs: &EndpointInputs<'_>, family: IpFamily, waiting: &m
             waiting.insert(format!("{}/{}", pod::namespace(p), pod::name(p)));
             continue;
         }
-        let Some(address) = pod::ip_of_family(p, family) else { continue };
+        let Some(address) = pod::ip_of_family(p, family) else {
+            continue;
+        };
         let ports: Vec<EndpointPort> = svc
             .ports
             .iter()
@@ -227,7 +229,10 @@ pub fn reconcile_slices(inputs: &EndpointInputs<'_>, existing: &[EndpointSlice],
             .collect();
         let mut by_key: BTreeMap<PortKey, Vec<&EndpointSlice>> = BTreeMap::new();
         for s in of_family {
-            by_key.entry(port_key(s.ports.as_deref().unwrap_or(&[]))).or_default().push(s);
+            by_key
+                .entry(port_key(s.ports.as_deref().unwrap_or(&[])))
+                .or_default()
+                .push(s);
         }
         for (key, slices) in by_key {
             match desired.groups.remove(&key) {
@@ -329,8 +334,7 @@ fn reconcile_port_group(
             unchanged.push((*s).clone());
         }
     }
-    let mut queue: std::collections::VecDeque<Endpoint> =
-        order.iter().filter_map(|id| remaining.remove(id)).collect();
+    let mut queue: std::collections::VecDeque<Endpoint> = order.iter().filter_map(|id| remaining.remove(id)).collect();
 
     // 2. fill slices already being updated, fullest first
     if !queue.is_empty() {

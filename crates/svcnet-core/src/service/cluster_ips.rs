@@ -74,7 +74,11 @@ pub fn validate_cluster_ips_related_fields(svc: &Service) -> ErrorList {
     let mut seen = Vec::new();
     for (i, fam) in ip_families(svc).iter().enumerate() {
         if IpFamily::parse(fam).is_none() {
-            errs.push(FieldError::not_supported(fam_path.index(i), fam.as_str(), &["IPv4", "IPv6"]));
+            errs.push(FieldError::not_supported(
+                fam_path.index(i),
+                fam.as_str(),
+                &["IPv4", "IPv6"],
+            ));
         }
         if seen.contains(&fam) {
             errs.push(FieldError::duplicate(fam_path.index(i), fam.as_str()));

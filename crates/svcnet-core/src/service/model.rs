@@ -161,7 +161,11 @@ impl ServiceModel {
             uid: svc.metadata.uid.clone().unwrap_or_default(),
             labels: svc.metadata.labels.clone().unwrap_or_default(),
             service_type,
-            cluster_ips: if is_headless(svc) { vec![] } else { parse_all(&sp.cluster_ips) },
+            cluster_ips: if is_headless(svc) {
+                vec![]
+            } else {
+                parse_all(&sp.cluster_ips)
+            },
             headless: is_headless(svc),
             ip_families: ip_families(svc).iter().filter_map(|f| IpFamily::parse(f)).collect(),
             ports,

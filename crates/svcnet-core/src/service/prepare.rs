@@ -46,7 +46,12 @@ pub fn patch_allocated_values(new: &mut Service, old: &Service) {
     }
     if needs_node_port(old) && needs_node_port(new) {
         let used = |s: &Service| -> BTreeSet<i32> {
-            spec(s).ports.iter().flatten().filter_map(|p| p.node_port.filter(|n| *n != 0)).collect()
+            spec(s)
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| p.node_port.filter(|n| *n != 0))
+                .collect()
         };
         let in_both: BTreeSet<i32> = used(old).intersection(&used(new)).copied().collect();
         let by_name: BTreeMap<String, i32> = spec(old)
@@ -86,7 +91,12 @@ pub fn drop_type_dependent_fields(new: &mut Service, old: &Service) {
     }
     if needs_node_port(old) && !needs_node_port(new) {
         let node_ports = |s: &Service| -> Vec<i32> {
-            spec(s).ports.iter().flatten().map(|p| p.node_port.unwrap_or(0)).collect()
+            spec(s)
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| p.node_port.unwrap_or(0))
+                .collect()
         };
         if node_ports(old) == node_ports(new) {
             for p in spec_mut(new).ports.iter_mut().flatten() {
@@ -102,7 +112,10 @@ pub fn drop_type_dependent_fields(new: &mut Service, old: &Service) {
     }
     let leaving_lb = type_of(old) == TYPE_LOAD_BALANCER && type_of(new) != TYPE_LOAD_BALANCER;
     if leaving_lb {
-        let (o, n) = (spec(old).allocate_load_balancer_node_ports, spec(new).allocate_load_balancer_node_ports);
+        let (o, n) = (
+            spec(old).allocate_load_balancer_node_ports,
+            spec(new).allocate_load_balancer_node_ports,
+        );
         if o.is_some() && o == n {
             spec_mut(new).allocate_load_balancer_node_ports = None;
         }

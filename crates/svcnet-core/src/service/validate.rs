@@ -25,7 +25,11 @@ const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 /// Validates a Service on create.
 pub fn validate_service(svc: &Service) -> ErrorList {
     let mut errs = validate_object_meta(&svc.metadata, true, |n, prefix| {
-        let n = if prefix { names::mask_trailing_dash(n) } else { n.to_owned() };
+        let n = if prefix {
+            names::mask_trailing_dash(n)
+        } else {
+            n.to_owned()
+        };
         names::dns1035_label(&n)
     });
     let spec_path = FieldPath::new("spec");
@@ -57,14 +61,12 @@ pub fn validate_service(svc: &Service) -> ErrorList {
                 }
             }
         }
-        TYPE_NODE_PORT => {
-            if headless {
-                errs.push(FieldError::invalid(
-                    spec_path.child("clusterIPs").index(0),
-                    first_ip(),
-                    "may not be set to 'None' for NodePort services",
-                ));
-            }
+        TYPE_NODE_PORT if headless => {
+            errs.push(FieldError::invalid(
+                spec_path.child("clusterIPs").index(0),
+                first_ip(),
+                "may not be set to 'None' for NodePort services",
+            ));
         }
         TYPE_EXTERNAL_NAME => {
             if !cluster_ips(svc).is_empty() {
@@ -100,7 +102,12 @@ pub fn validate_service(svc: &Service) -> ErrorList {
 
     let mut port_names = HashSet::new();
     for (i, p) in ports.iter().enumerate() {
-        errs.extend(validate_port(p, ports.len() > 1, &mut port_names, spec_path.child("ports").index(i)));
+        errs.extend(validate_port(
+            p,
+            ports.len() > 1,
+            &mut port_names,
+            spec_path.child("ports").index(i),
+        ));
     }
 
     if let Some(selector) = &sp.selector {
@@ -119,9 +126,15 @@ pub fn validate_service(svc: &Service) -> ErrorList {
     }
     let cfg_path = spec_path.child("sessionAffinityConfig");
     if affinity == AFFINITY_CLIENT_IP {
-        errs.extend(validate_client_ip_affinity(sp.session_affinity_config.as_ref(), &cfg_path));
+        errs.extend(validate_client_ip_affinity(
+            sp.session_affinity_config.as_ref(),
+            &cfg_path,
+        ));
     } else if affinity == AFFINITY_NONE && sp.session_affinity_config.is_some() {
-        errs.push(FieldError::forbidden(cfg_path, "must not be set when session affinity is None"));
+        errs.push(FieldError::forbidden(
+            cfg_path,
+            "must not be set when session affinity is None",
+        ));
     }
 
     errs.extend(validate_cluster_ips_related_fields(svc));
@@ -182,7 +195,10 @@ pub fn validate_service(svc: &Service) -> ErrorList {
     if !ranges.is_empty() {
         let path = spec_path.child("LoadBalancerSourceRanges");
         if ty != TYPE_LOAD_BALANCER {
-            errs.push(FieldError::forbidden(path.clone(), "may only be used when `type` is 'LoadBalancer'"));
+            errs.push(FieldError::forbidden(
+                path.clone(),
+                "may only be used when `type` is 'LoadBalancer'",
+            ));
         }
         for (i, r) in ranges.iter().enumerate() {
             let r = r.trim();
@@ -205,7 +221,10 @@ pub fn validate_service(svc: &Service) -> ErrorList {
         ));
     }
     if ty == TYPE_LOAD_BALANCER && sp.allocate_load_balancer_node_ports.is_none() {
-        errs.push(FieldError::required(FieldPath::new("allocateLoadBalancerNodePorts"), ""));
+        errs.push(FieldError::required(
+            FieldPath::new("allocateLoadBalancerNodePorts"),
+            "",
+        ));
     }
 
     errs.extend(validate_load_balancer_class(None, svc));
@@ -265,7 +284,10 @@ fn validate_port(p: &ServicePort, require_name: bool, names_seen: &mut HashSet<S
     } else if !PROTOCOLS.contains(&proto) {
         errs.push(FieldError::not_supported(path.child("protocol"), proto, &PROTOCOLS));
     }
-    errs.extend(validate_port_num_or_name(p.target_port.as_ref(), &path.child("targetPort")));
+    errs.extend(validate_port_num_or_name(
+        p.target_port.as_ref(),
+        &path.child("targetPort"),
+    ));
     if let Some(app) = &p.app_protocol {
         for msg in names::qualified_name(app) {
             errs.push(FieldError::invalid(path.child("appProtocol"), app.as_str(), msg));
@@ -320,7 +342,11 @@ fn validate_non_special_ip(ip: &str, path: &FieldPath) -> ErrorList {
     };
     let mut errs = ErrorList::new();
     if addr.is_unspecified() {
-        errs.push(FieldError::invalid(path.clone(), ip, format!("may not be unspecified ({ip})")));
+        errs.push(FieldError::invalid(
+            path.clone(),
+            ip,
+            format!("may not be unspecified ({ip})"),
+        ));
     }
     if addr.is_loopback() {
         errs.push(FieldError::invalid(
@@ -434,7 +460,10 @@ fn validate_load_balancer_class(old: Option<&Service>, svc: &Service) -> ErrorLi
     }
     if let Some(c) = class {
         if type_of(svc) != TYPE_LOAD_BALANCER {
-            errs.push(FieldError::forbidden(path.clone(), "may only be used when `type` is 'LoadBalancer'"));
+            errs.push(FieldError::forbidden(
+                path.clone(),
+                "may only be used when `type` is 'LoadBalancer'",
+            ));
         } else {
             for msg in names::qualified_name(c) {
                 errs.push(FieldError::invalid(path.clone(), c, msg));
@@ -463,7 +492,11 @@ fn validate_cluster_ips_upgrade_downgrade(old: &Service, new: &Service) -> Error
         }
     } else if old_ips.len() > new_ips.len() {
         if new_ips.is_empty() {
-            errs.push(FieldError::invalid(path.index(0), value(), "primary clusterIP can not be unset"));
+            errs.push(FieldError::invalid(
+                path.index(0),
+                value(),
+                "primary clusterIP can not be unset",
+            ));
         }
         if !old_ips.is_empty() && !new_ips.is_empty() && new_ips[0] != old_ips[0] {
             errs.push(FieldError::invalid(path.index(0), value(), "may not change once set"));
@@ -494,12 +527,20 @@ fn validate_ip_families_upgrade_downgrade(old: &Service, new: &Service) -> Error
     if old_f.len() == new_f.len() {
         for (i, f) in old_f.iter().enumerate() {
             if *f != new_f[i] {
-                errs.push(FieldError::invalid(path.index(0), families_value(new), "may not change once set"));
+                errs.push(FieldError::invalid(
+                    path.index(0),
+                    families_value(new),
+                    "may not change once set",
+                ));
             }
         }
     } else if old_f.len() > new_f.len() {
         if !new_f.is_empty() && new_f[0] != old_f[0] {
-            errs.push(FieldError::invalid(path.index(0), cluster_ips_value(new), "may not change once set"));
+            errs.push(FieldError::invalid(
+                path.index(0),
+                cluster_ips_value(new),
+                "may not change once set",
+            ));
         }
         if new_f.len() == 1 && spec(new).ip_family_policy.as_deref() != Some(SINGLE_STACK) {
             errs.push(FieldError::invalid(
@@ -509,7 +550,11 @@ fn validate_ip_families_upgrade_downgrade(old: &Service, new: &Service) -> Error
             ));
         }
     } else if !old_f.is_empty() && !new_f.is_empty() && new_f[0] != old_f[0] {
-        errs.push(FieldError::invalid(path.index(0), cluster_ips_value(new), "may not change once set"));
+        errs.push(FieldError::invalid(
+            path.index(0),
+            cluster_ips_value(new),
+            "may not change once set",
+        ));
     }
     errs
 }
@@ -543,7 +588,10 @@ pub fn validate_object_meta(
         }
     }
     match meta.name.as_deref().unwrap_or("") {
-        "" => errs.push(FieldError::required(path.child("name"), "name or generateName is required")),
+        "" => errs.push(FieldError::required(
+            path.child("name"),
+            "name or generateName is required",
+        )),
         name => {
             for msg in name_check(name, false) {
                 errs.push(FieldError::invalid(path.child("name"), name, msg));
@@ -560,12 +608,19 @@ pub fn validate_object_meta(
             }
         }
     } else if meta.namespace.as_deref().is_some_and(|ns| !ns.is_empty()) {
-        errs.push(FieldError::forbidden(path.child("namespace"), "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            path.child("namespace"),
+            "not allowed on this type",
+        ));
     }
     if let Some(g) = meta.generation
         && g < 0
     {
-        errs.push(FieldError::invalid(path.child("generation"), g, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            path.child("generation"),
+            g,
+            "must be greater than or equal to 0",
+        ));
     }
     if let Some(labels) = &meta.labels {
         errs.extend(validate_labels(labels, &path.child("labels")));

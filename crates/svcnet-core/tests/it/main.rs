@@ -1,0 +1,8 @@
+//! Integration tests of the core: one binary, one module per concern.
+
+mod allocator_model;
+mod endpoints;
+mod support;
+mod tidy;
+mod transitions;
+mod validation;

@@ -1,0 +1,58 @@
+//! The `svcnet` binary end to end: `service check` over manifests.
+
+use std::process::Command;
+
+fn svcnet(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_svcnet")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn service_check_allocates_and_shares_node_ports() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/services.yaml");
+    let (code, out) = svcnet(&["service", "check", example, "--service-cluster-ip-range", "10.0.0.0/24"]);
+    assert_eq!(code, 0, "{out}");
+    let docs: Vec<serde_json::Value> = out
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    let ip = docs[0]["spec"]["clusterIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.0.0."), "{ip}");
+    let ports = docs[1]["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports[0]["nodePort"], 30080);
+    assert_eq!(
+        ports[1]["nodePort"], ports[2]["nodePort"],
+        "53/TCP and 53/UDP share a node port"
+    );
+}
+
+#[test]
+fn service_check_reports_the_status_and_fails() {
+    let dir = std::env::temp_dir().join(format!("svcnet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "metadata: {name: web}\nspec: {ports: [{port: 0, targetPort: 80}]}\n",
+    )
+    .unwrap();
+    let (code, out) = svcnet(&["service", "check", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(r#""message":"Service \"web\" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_flags_are_refused_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+        .args(["service", "check", "-", "--service-node-port-range", "9-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid port range \"9-1\""));
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference};
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::pod;
@@ -45,13 +45,7 @@ pub fn desired_endpoints(inputs: &EndpointInputs<'_>) -> Option<Endpoints> {
             ip: ip.clone(),
             hostname: pod::hostname_for(p, &svc.name, &svc.namespace),
             node_name: pod::node_name(p).map(str::to_owned),
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".to_owned()),
-                namespace: p.metadata.namespace.clone(),
-                name: p.metadata.name.clone(),
-                uid: p.metadata.uid.clone(),
-                ..ObjectReference::default()
-            }),
+            target_ref: Some(pod::target_ref(p)),
         };
         let ready = svc.publish_not_ready_addresses || pod::is_ready(p);
         if svc.ports.is_empty() {

@@ -1,7 +1,7 @@
 //! What the endpoint controllers need to know about a pod: is it a candidate, is it ready,
 //! which address per family, and which container port a named target port means.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 
 use crate::ip::{IpFamily, parse_ip_sloppy};
 use crate::service::model::{PortSpec, TargetPort};
@@ -98,4 +98,15 @@ pub fn hostname_for(pod: &Pod, service_name: &str, service_namespace: &str) -> O
     let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
     (spec.subdomain.as_deref() == Some(service_name) && namespace(pod) == service_namespace)
         .then(|| hostname.to_owned())
+}
+
+/// The reference from an endpoint to the pod behind it.
+pub fn target_ref(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        kind: Some("Pod".to_owned()),
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        ..ObjectReference::default()
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -86,13 +86,7 @@ fn pod_to_endpoint(p: &Pod, node: Option<&Node>, svc: &ServiceModel, address: St
             serving: Some(serving),
             terminating: Some(terminating),
         }),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".to_owned()),
-            namespace: p.metadata.namespace.clone(),
-            name: p.metadata.name.clone(),
-            uid: p.metadata.uid.clone(),
-            ..ObjectReference::default()
-        }),
+        target_ref: Some(pod::target_ref(p)),
         node_name: pod::node_name(p).map(str::to_owned),
         zone: node
             .and_then(|n| n.metadata.labels.as_ref())

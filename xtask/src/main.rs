@@ -32,8 +32,35 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Debian packages the system tests use, by the command each provides.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("nft", "nftables"),
+    ("ip", "iproute2"),
+    ("ss", "iproute2"),
+    ("conntrack", "conntrack"),
+];
+
+fn have(command: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Installs the tools the test suite uses that a fresh machine may lack.
 fn prereqs() -> Result<()> {
+    let mut missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(c, _)| !have(c))
+        .map(|(_, p)| *p)
+        .collect();
+    missing.dedup();
+    if !missing.is_empty() {
+        run("apt-get", &["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        run("apt-get", &args)?;
+    }
     for component in ["rustfmt", "clippy"] {
         let present = Command::new("cargo")
             .args([if component == "rustfmt" { "fmt" } else { "clippy" }, "--version"])

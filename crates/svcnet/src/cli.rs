@@ -21,6 +21,47 @@ enum Command {
     /// Work with Service manifests offline.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Test servers and clients standing in for upstream's agnhost image.
+    #[command(subcommand)]
+    Agnhost(AgnhostCommand),
+}
+
+#[derive(Subcommand)]
+enum AgnhostCommand {
+    /// Serve HTTP (/hostname, /clientip, /echo?msg=) and UDP (hostname, clientip, echo X).
+    Netexec {
+        /// The name `/hostname` answers (default: the machine's hostname).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        http_port: Option<u16>,
+        #[arg(long)]
+        udp_port: Option<u16>,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        exit_after: u64,
+    },
+    /// Ask a netexec server; prints one line per answer or `ERROR <kind>`.
+    Client {
+        /// ADDRESS:PORT to ask.
+        target: std::net::SocketAddr,
+        #[arg(long)]
+        udp: bool,
+        #[arg(long, default_value = "/hostname")]
+        request: String,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Keep one connection open this long, asking every --interval-ms.
+        #[arg(long)]
+        hold_ms: Option<u64>,
+        #[arg(long, default_value_t = 50)]
+        interval_ms: u64,
+        /// Local UDP port to send from.
+        #[arg(long)]
+        local_port: Option<u16>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -47,6 +88,40 @@ pub fn run() -> ExitCode {
             service_cluster_ip_range,
             service_node_port_range,
         }) => crate::service_check::run(&files, &service_cluster_ip_range, &service_node_port_range),
+        Command::Agnhost(AgnhostCommand::Netexec {
+            name,
+            http_port,
+            udp_port,
+            exit_after,
+        }) => crate::agnhost::netexec::run(crate::agnhost::netexec::Options {
+            name: name.unwrap_or_else(hostname),
+            http_port,
+            udp_port,
+            exit_after: std::time::Duration::from_secs(exit_after),
+        })
+        .map(|()| ExitCode::SUCCESS),
+        Command::Agnhost(AgnhostCommand::Client {
+            target,
+            udp,
+            request,
+            count,
+            timeout_ms,
+            hold_ms,
+            interval_ms,
+            local_port,
+        }) => {
+            crate::agnhost::client::run(crate::agnhost::client::Options {
+                target,
+                udp,
+                request,
+                count,
+                timeout: std::time::Duration::from_millis(timeout_ms),
+                hold: hold_ms.map(std::time::Duration::from_millis),
+                interval: std::time::Duration::from_millis(interval_ms),
+                local_port,
+            });
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -55,4 +130,10 @@ pub fn run() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "netexec".to_owned())
 }

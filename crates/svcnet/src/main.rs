@@ -1,5 +1,6 @@
 //! `svcnet`: one command-line entry point for every part of the system.
 
+mod agnhost;
 mod cli;
 mod service_check;
 

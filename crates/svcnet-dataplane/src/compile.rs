@@ -1,0 +1,538 @@
+//! The rule compiler: a pure function from the proxy model to the ruleset.
+//!
+//! Layout (see ARCHITECTURE.md, "Dataplane layout"): a fixed set of chains and shared maps.
+//! A destination (`addr . proto . port`, or `proto . port` for NodePorts) is looked up in one
+//! verdict map that jumps to a load-balancing chain shared by every service with the same
+//! endpoint count and view; that chain's single rule DNATs through one map keyed by the
+//! destination and `numgen random mod N`. Each backend map is referenced by exactly one rule
+//! and there is no per-service chain or anonymous set, so load time grows linearly with
+//! services and endpoints. Services with ClientIP affinity get their own chains and sets,
+//! as their state is per service.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use svcnet_core::ip::IpFamily;
+
+use crate::ir::{Atom, Chain, Element, Family, Hook, Ruleset, Set, SetDecl, Table, Verdict};
+use crate::model::{Endpoint, Policy, ProxyModel, ServicePort};
+
+/// Which endpoints a destination may use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Cluster,
+    Local,
+}
+
+impl View {
+    fn tag(self) -> &'static str {
+        match self {
+            View::Cluster => "c",
+            View::Local => "l",
+        }
+    }
+}
+
+/// How a destination is keyed in the shared maps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keying {
+    /// `addr . proto . port`: cluster IPs, external IPs, load-balancer IPs.
+    Addr(IpAddr),
+    /// `proto . port` on any node address: NodePorts.
+    NodePort(u16),
+}
+
+const SERVICE_IPS: &str = "service-ips";
+const SERVICE_NODEPORTS: &str = "service-nodeports";
+const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+const CLUSTER_IPS: &str = "cluster-ips";
+const NODEPORT_IPS: &str = "nodeport-ips";
+const HAIRPIN: &str = "hairpin-connections";
+const FIREWALL_IPS: &str = "firewall-ips";
+const FIREWALL_ALLOW: &str = "firewall-allow";
+const ETPL_CLUSTER_IPS: &str = "etp-local-cluster-ips";
+const ETPL_LOCAL_IPS: &str = "etp-local-local-ips";
+const ETPL_CLUSTER_NODEPORTS: &str = "etp-local-cluster-nodeports";
+const ETPL_LOCAL_NODEPORTS: &str = "etp-local-local-nodeports";
+const REJECT_CHAIN: &str = "reject-chain";
+
+/// Compiles the model into both address families' tables.
+pub fn compile(model: &ProxyModel) -> Ruleset {
+    let mut rs = Ruleset::default();
+    for family in [Family::Ip, Family::Ip6] {
+        rs.tables.insert(family, TableBuilder::new(model, family).build());
+    }
+    rs
+}
+
+struct TableBuilder<'a> {
+    model: &'a ProxyModel,
+    fam: Family,
+    kw: &'static str,
+    table: Table,
+}
+
+impl<'a> TableBuilder<'a> {
+    fn new(model: &'a ProxyModel, fam: Family) -> Self {
+        TableBuilder {
+            model,
+            fam,
+            kw: fam.keyword(),
+            table: Table::default(),
+        }
+    }
+
+    fn ip_family(&self) -> IpFamily {
+        self.fam.ip_family()
+    }
+
+    fn is_mine(&self, ip: &IpAddr) -> bool {
+        IpFamily::of(*ip) == self.ip_family()
+    }
+
+    fn mark(&self) -> String {
+        format!("meta mark set meta mark or {:#x}", self.model.config.masquerade_bit)
+    }
+
+    fn set(&mut self, name: &str, type_clause: String, flags: Option<&'static str>) {
+        self.table.sets.entry(name.to_owned()).or_insert_with(|| Set {
+            decl: SetDecl {
+                type_clause,
+                flags,
+                timeout_seconds: None,
+                dynamic: false,
+            },
+            elements: BTreeSet::new(),
+        });
+    }
+
+    fn add(&mut self, set: &str, e: Element) {
+        self.table
+            .sets
+            .get_mut(set)
+            .unwrap_or_else(|| panic!("set {set} is declared before use"))
+            .elements
+            .insert(e);
+    }
+
+    fn chain(&mut self, name: &str, hook: Option<Hook>, rules: Vec<String>) {
+        self.table.chains.insert(name.to_owned(), Chain { hook, rules });
+    }
+
+    fn cidrs(&self, nets: &[ipnet::IpNet]) -> Vec<String> {
+        nets.iter()
+            .filter(|n| self.is_mine(&n.addr()))
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn build(mut self) -> Table {
+        let (kw, addr) = (self.kw, self.fam.addr_type());
+        let dest = format!("{kw} daddr . meta l4proto . th dport");
+        self.set(CLUSTER_IPS, format!("type {addr}"), None);
+        self.set(NODEPORT_IPS, format!("type {addr}"), None);
+        for m in [SERVICE_IPS, NO_ENDPOINT_SERVICES, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS] {
+            self.set(m, format!("type {addr} . inet_proto . inet_service : verdict"), None);
+        }
+        for m in [
+            SERVICE_NODEPORTS,
+            NO_ENDPOINT_NODEPORTS,
+            ETPL_CLUSTER_NODEPORTS,
+            ETPL_LOCAL_NODEPORTS,
+        ] {
+            self.set(m, "type inet_proto . inet_service : verdict".to_owned(), None);
+        }
+        self.set(
+            HAIRPIN,
+            format!("type {addr} . {addr} . inet_proto . inet_service"),
+            None,
+        );
+        self.set(FIREWALL_IPS, format!("type {addr} . inet_proto . inet_service"), None);
+        self.set(
+            FIREWALL_ALLOW,
+            format!("type {addr} . inet_proto . inet_service . {addr}"),
+            Some("interval"),
+        );
+
+        let ports: Vec<&ServicePort> = self.model.ports.values().collect();
+        for sp in ports {
+            if sp.cluster_ips.iter().any(|ip| self.is_mine(ip)) {
+                self.service_port(sp);
+            }
+        }
+
+        // Node addresses that serve NodePorts, when restricted by nodePortAddresses.
+        let restricted = !self.model.config.node_port_addresses.is_empty();
+        if restricted {
+            let ips: Vec<IpAddr> = self
+                .model
+                .node_ips
+                .iter()
+                .filter(|ip| self.is_mine(ip) && !ip.is_loopback())
+                .filter(|ip| self.model.config.node_port_addresses.iter().any(|n| n.contains(*ip)))
+                .copied()
+                .collect();
+            for ip in ips {
+                self.add(NODEPORT_IPS, Element::key(vec![Atom::Addr(ip)]));
+            }
+        }
+        let loopback = if self.fam == Family::Ip { "127.0.0.0/8" } else { "::1" };
+        let nodeport_dest = if restricted {
+            format!("{kw} daddr @{NODEPORT_IPS}")
+        } else {
+            format!("fib daddr type local {kw} daddr != {loopback}")
+        };
+
+        let mark = self.mark();
+        let bit = self.model.config.masquerade_bit;
+        let pod_cidrs = self.cidrs(&self.model.cluster_cidrs);
+        let service_cidrs = self.cidrs(&self.model.service_cidrs);
+
+        let mut services = Vec::new();
+        if self.model.config.masquerade_all {
+            services.push(format!("{kw} daddr @{CLUSTER_IPS} {mark}"));
+        } else if !pod_cidrs.is_empty() {
+            services.push(format!(
+                "{kw} daddr @{CLUSTER_IPS} {kw} saddr != {{ {} }} {mark}",
+                pod_cidrs.join(", ")
+            ));
+        }
+        services.push(format!("{dest} vmap @{SERVICE_IPS}"));
+        services.push(format!(
+            "{nodeport_dest} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
+        ));
+        self.chain("services", None, services);
+
+        // externalTrafficPolicy=Local: in-cluster and node-local sources use every endpoint
+        // (node-local ones masqueraded); other sources only this node's, source kept.
+        let etpl = |name: &str, key: &str, cluster: &str, local: &str, pod_cidrs: &[String]| {
+            let mut rules = Vec::new();
+            if !pod_cidrs.is_empty() {
+                rules.push(format!(
+                    "{kw} saddr {{ {} }} {key} vmap @{cluster}",
+                    pod_cidrs.join(", ")
+                ));
+            }
+            rules.push(format!("fib saddr type local {mark} {key} vmap @{cluster}"));
+            rules.push(format!("{key} vmap @{local}"));
+            (name.to_owned(), rules)
+        };
+        let (n1, r1) = etpl("etp-local-ips", &dest, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS, &pod_cidrs);
+        let (n2, r2) = etpl(
+            "etp-local-nodeports",
+            "meta l4proto . th dport",
+            ETPL_CLUSTER_NODEPORTS,
+            ETPL_LOCAL_NODEPORTS,
+            &pod_cidrs,
+        );
+        self.chain(&n1, None, r1);
+        self.chain(&n2, None, r2);
+
+        self.chain(
+            "masquerading",
+            None,
+            vec![
+                format!("meta mark and {bit:#x} != 0 meta mark set meta mark xor {bit:#x} masquerade fully-random"),
+                format!("ct status dnat {kw} saddr . {kw} daddr . meta l4proto . th dport @{HAIRPIN} masquerade fully-random"),
+            ],
+        );
+        self.chain(
+            "firewall-check",
+            None,
+            vec![
+                format!("{dest} . {kw} saddr @{FIREWALL_ALLOW} return"),
+                format!("{dest} @{FIREWALL_IPS} drop"),
+            ],
+        );
+        self.chain(
+            "service-endpoints-check",
+            None,
+            vec![format!("{dest} vmap @{NO_ENDPOINT_SERVICES}")],
+        );
+        self.chain(
+            "nodeport-endpoints-check",
+            None,
+            vec![format!(
+                "{nodeport_dest} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"
+            )],
+        );
+        let mut cluster_ips_check = vec![format!("{kw} daddr @{CLUSTER_IPS} reject")];
+        if !service_cidrs.is_empty() {
+            cluster_ips_check.push(format!("{kw} daddr {{ {} }} drop", service_cidrs.join(", ")));
+        }
+        self.chain("cluster-ips-check", None, cluster_ips_check);
+        self.chain(REJECT_CHAIN, None, vec!["reject".to_owned()]);
+
+        let hook = |chain_type, hook, priority| {
+            Some(Hook {
+                chain_type,
+                hook,
+                priority,
+            })
+        };
+        self.chain(
+            "nat-prerouting",
+            hook("nat", "prerouting", -100),
+            vec!["jump services".into()],
+        );
+        self.chain("nat-output", hook("nat", "output", -100), vec!["jump services".into()]);
+        self.chain(
+            "nat-postrouting",
+            hook("nat", "postrouting", 100),
+            vec!["jump masquerading".into()],
+        );
+        self.chain(
+            "filter-prerouting-pre-dnat",
+            hook("filter", "prerouting", -110),
+            vec!["ct state new jump firewall-check".into()],
+        );
+        self.chain(
+            "filter-output-pre-dnat",
+            hook("filter", "output", -110),
+            vec!["ct state new jump firewall-check".into()],
+        );
+        self.chain(
+            "filter-input",
+            hook("filter", "input", 0),
+            vec![
+                "ct state new jump nodeport-endpoints-check".into(),
+                "ct state new jump service-endpoints-check".into(),
+            ],
+        );
+        for h in ["forward", "output"] {
+            self.chain(
+                &format!("filter-{h}"),
+                hook("filter", h, 0),
+                vec![
+                    "jump service-endpoints-check".into(),
+                    "ct state new jump cluster-ips-check".into(),
+                ],
+            );
+        }
+        self.table
+    }
+
+    fn service_port(&mut self, sp: &ServicePort) {
+        let fam = self.ip_family();
+        let mine = |ip: &IpAddr| IpFamily::of(*ip) == fam;
+        let node = self.model.node_name.clone();
+        let all: Vec<&Endpoint> = sp.cluster_endpoints().into_iter().filter(|e| mine(&e.ip)).collect();
+        let local: Vec<&Endpoint> = sp.local_endpoints(&node).into_iter().filter(|e| mine(&e.ip)).collect();
+        let proto = Atom::Proto(sp.protocol);
+        let port = Atom::Port(sp.port);
+
+        for ep in sp.endpoints.iter().filter(|e| mine(&e.ip)) {
+            self.add(
+                HAIRPIN,
+                Element::key(vec![
+                    Atom::Addr(ep.ip),
+                    Atom::Addr(ep.ip),
+                    proto.clone(),
+                    Atom::Port(ep.port),
+                ]),
+            );
+        }
+
+        for ip in sp.cluster_ips.iter().filter(|ip| mine(ip)) {
+            let key = vec![Atom::Addr(*ip), proto.clone(), port.clone()];
+            self.add(CLUSTER_IPS, Element::key(vec![Atom::Addr(*ip)]));
+            if all.is_empty() {
+                self.add(
+                    NO_ENDPOINT_SERVICES,
+                    Element::verdict(key, Verdict::Goto(REJECT_CHAIN.into())),
+                );
+                continue;
+            }
+            let verdict = match sp.internal_traffic_policy {
+                Policy::Cluster => self.target(sp, View::Cluster, &all, Keying::Addr(*ip), false),
+                Policy::Local if local.is_empty() => Verdict::Drop,
+                Policy::Local => self.target(sp, View::Local, &local, Keying::Addr(*ip), false),
+            };
+            self.add(SERVICE_IPS, Element::verdict(key, verdict));
+        }
+
+        let externals: Vec<IpAddr> = sp
+            .external_ips
+            .iter()
+            .chain(&sp.load_balancer_ips)
+            .filter(|ip| mine(ip))
+            .copied()
+            .collect();
+        for ip in externals {
+            let key = vec![Atom::Addr(ip), proto.clone(), port.clone()];
+            self.external(sp, key, Keying::Addr(ip), &all, &local);
+        }
+        if !sp.load_balancer_source_ranges.is_empty() {
+            let ranges: Vec<ipnet::IpNet> = sp
+                .load_balancer_source_ranges
+                .iter()
+                .filter(|n| mine(&n.addr()))
+                .copied()
+                .collect();
+            for ip in sp.load_balancer_ips.iter().filter(|ip| mine(ip)) {
+                let key = vec![Atom::Addr(*ip), proto.clone(), port.clone()];
+                self.add(FIREWALL_IPS, Element::key(key.clone()));
+                for r in &ranges {
+                    let mut k = key.clone();
+                    k.push(Atom::Net(*r));
+                    self.add(FIREWALL_ALLOW, Element::key(k));
+                }
+            }
+        }
+        if let Some(np) = sp.node_port {
+            let key = vec![proto.clone(), Atom::Port(np)];
+            self.external(sp, key, Keying::NodePort(np), &all, &local);
+        }
+    }
+
+    /// An externally reachable destination (external IP, load-balancer IP, NodePort).
+    fn external(&mut self, sp: &ServicePort, key: Vec<Atom>, keying: Keying, all: &[&Endpoint], local: &[&Endpoint]) {
+        let node_port = matches!(keying, Keying::NodePort(_));
+        let (dispatch, no_endpoints, etpl_chain, etpl_cluster, etpl_local) = if node_port {
+            (
+                SERVICE_NODEPORTS,
+                NO_ENDPOINT_NODEPORTS,
+                "etp-local-nodeports",
+                ETPL_CLUSTER_NODEPORTS,
+                ETPL_LOCAL_NODEPORTS,
+            )
+        } else {
+            (
+                SERVICE_IPS,
+                NO_ENDPOINT_SERVICES,
+                "etp-local-ips",
+                ETPL_CLUSTER_IPS,
+                ETPL_LOCAL_IPS,
+            )
+        };
+        if all.is_empty() {
+            self.add(no_endpoints, Element::verdict(key, Verdict::Goto(REJECT_CHAIN.into())));
+            return;
+        }
+        match sp.external_traffic_policy {
+            Policy::Cluster => {
+                let v = self.target(sp, View::Cluster, all, keying, true);
+                self.add(dispatch, Element::verdict(key, v));
+            }
+            Policy::Local => {
+                self.add(
+                    dispatch,
+                    Element::verdict(key.clone(), Verdict::Goto(etpl_chain.into())),
+                );
+                let v = self.target(sp, View::Cluster, all, keying, false);
+                self.add(etpl_cluster, Element::verdict(key.clone(), v));
+                let v = if local.is_empty() {
+                    Verdict::Drop
+                } else {
+                    self.target(sp, View::Local, local, keying, false)
+                };
+                self.add(etpl_local, Element::verdict(key, v));
+            }
+        }
+    }
+
+    /// The chain that load-balances `eps` for this destination (created on first use).
+    fn target(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint], keying: Keying, masq: bool) -> Verdict {
+        let base = match sp.affinity_timeout_seconds {
+            Some(timeout) => self.affinity_chain(sp, view, eps, timeout),
+            None => self.lb_chain(sp, view, eps, keying),
+        };
+        if !masq {
+            return Verdict::Goto(base);
+        }
+        let masq_chain = format!("{base}-masq");
+        if !self.table.chains.contains_key(&masq_chain) {
+            let rule = format!("{} goto {base}", self.mark());
+            self.chain(&masq_chain, None, vec![rule]);
+        }
+        Verdict::Goto(masq_chain)
+    }
+
+    /// Shared by every destination with `n` endpoints in this view and keying.
+    fn lb_chain(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint], keying: Keying) -> String {
+        let n = eps.len();
+        let kw = self.kw;
+        let (name, key_expr, key_prefix) = match keying {
+            Keying::Addr(ip) => (
+                format!("lb-{}-{n}", view.tag()),
+                format!("{kw} daddr . meta l4proto . th dport . numgen random mod {n}"),
+                vec![Atom::Addr(ip), Atom::Proto(sp.protocol), Atom::Port(sp.port)],
+            ),
+            Keying::NodePort(np) => (
+                format!("lb-np-{}-{n}", view.tag()),
+                format!("meta l4proto . th dport . numgen random mod {n}"),
+                vec![Atom::Proto(sp.protocol), Atom::Port(np)],
+            ),
+        };
+        if !self.table.chains.contains_key(&name) {
+            self.set(&name, format!("typeof {key_expr} : {kw} daddr . th dport"), None);
+            let rule = format!("dnat {kw} to {key_expr} map @{name}");
+            self.chain(&name, None, vec![rule]);
+        }
+        for (i, ep) in eps.iter().enumerate() {
+            let mut key = key_prefix.clone();
+            key.push(Atom::Int(i as u32));
+            self.add(&name, Element::map(key, vec![Atom::Addr(ep.ip), Atom::Port(ep.port)]));
+        }
+        name
+    }
+
+    /// ClientIP affinity: per service port, one dynamic set per endpoint remembers the clients
+    /// it served; a known client goes back to its endpoint, a new one is balanced randomly.
+    fn affinity_chain(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint], timeout: u32) -> String {
+        let kw = self.kw;
+        let id = sp.id();
+        let name = format!("affinity-{}-{id}", view.tag());
+        if self.table.chains.contains_key(&name) {
+            return name;
+        }
+        let mut rules = Vec::new();
+        let mut dispatch = Vec::new();
+        for (i, ep) in eps.iter().enumerate() {
+            let index = sp
+                .endpoints
+                .iter()
+                .position(|e| e == *ep)
+                .expect("endpoint of this port");
+            let ep_chain = format!("endpoint-{index}-{id}");
+            let set = format!("affinity-{index}-{id}");
+            if !self.table.chains.contains_key(&ep_chain) {
+                self.table.sets.insert(
+                    set.clone(),
+                    Set {
+                        decl: SetDecl {
+                            type_clause: format!("type {}", self.fam.addr_type()),
+                            flags: Some("dynamic,timeout"),
+                            timeout_seconds: Some(timeout),
+                            dynamic: true,
+                        },
+                        elements: BTreeSet::new(),
+                    },
+                );
+                let target = match ep.ip {
+                    IpAddr::V4(a) => format!("{a}:{}", ep.port),
+                    IpAddr::V6(a) => format!("[{a}]:{}", ep.port),
+                };
+                let proto = Atom::Proto(sp.protocol);
+                self.chain(
+                    &ep_chain,
+                    None,
+                    vec![
+                        format!("update @{set} {{ {kw} saddr }}"),
+                        format!("meta l4proto {proto} dnat {kw} to {target}"),
+                    ],
+                );
+            }
+            rules.push(format!("{kw} saddr @{set} goto {ep_chain}"));
+            dispatch.push(format!("{i} : goto {ep_chain}"));
+        }
+        rules.push(format!(
+            "numgen random mod {} vmap {{ {} }}",
+            eps.len(),
+            dispatch.join(", ")
+        ));
+        self.chain(&name, None, rules);
+        name
+    }
+}

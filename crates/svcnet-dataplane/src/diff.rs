@@ -1,0 +1,274 @@
+//! The sync planner: the operations that take the kernel from one ruleset to another.
+//!
+//! A full plan recreates our tables in one transaction (deleting and re-adding the table is
+//! atomic for packets, and NAT state lives in conntrack, so established connections survive).
+//! An incremental plan touches only what changed: new sets and chains, rewritten chains,
+//! element differences. Removed chains and sets are emptied at once and deleted by a later
+//! sync (a chain a just-deleted map element referenced cannot always be deleted in the same
+//! transaction).
+
+use std::collections::BTreeSet;
+
+use crate::ir::{Element, Family, Hook, Ruleset, SetDecl, Table};
+
+/// One nftables operation on our tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    AddTable(Family),
+    DeleteTable(Family),
+    AddChain {
+        family: Family,
+        name: String,
+        hook: Option<Hook>,
+    },
+    FlushChain {
+        family: Family,
+        name: String,
+    },
+    DeleteChain {
+        family: Family,
+        name: String,
+    },
+    AddRule {
+        family: Family,
+        chain: String,
+        rule: String,
+    },
+    AddSet {
+        family: Family,
+        name: String,
+        decl: SetDecl,
+    },
+    FlushSet {
+        family: Family,
+        name: String,
+        is_map: bool,
+    },
+    DeleteSet {
+        family: Family,
+        name: String,
+        is_map: bool,
+    },
+    AddElements {
+        family: Family,
+        set: String,
+        elements: Vec<Element>,
+    },
+    DeleteElements {
+        family: Family,
+        set: String,
+        elements: Vec<Element>,
+    },
+}
+
+/// An object that is no longer wanted and waits to be deleted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stale {
+    Chain(Family, String),
+    Set { family: Family, name: String, is_map: bool },
+}
+
+pub fn is_map(decl: &SetDecl) -> bool {
+    decl.type_clause.contains(" : ")
+}
+
+/// Recreates every table from scratch, atomically.
+pub fn full(new: &Ruleset) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (family, table) in &new.tables {
+        ops.push(Op::AddTable(*family));
+        ops.push(Op::DeleteTable(*family));
+        ops.push(Op::AddTable(*family));
+        add_table_contents(&mut ops, *family, table, None);
+    }
+    ops
+}
+
+fn add_table_contents(ops: &mut Vec<Op>, family: Family, table: &Table, only: Option<&BTreeSet<String>>) {
+    let wanted = |n: &String| only.is_none_or(|o| o.contains(n));
+    for (name, set) in table.sets.iter().filter(|(n, _)| wanted(n)) {
+        ops.push(Op::AddSet {
+            family,
+            name: name.clone(),
+            decl: set.decl.clone(),
+        });
+    }
+    for (name, chain) in table.chains.iter().filter(|(n, _)| wanted(n)) {
+        ops.push(Op::AddChain {
+            family,
+            name: name.clone(),
+            hook: chain.hook.clone(),
+        });
+    }
+    for (name, chain) in table.chains.iter().filter(|(n, _)| wanted(n)) {
+        for rule in &chain.rules {
+            ops.push(Op::AddRule {
+                family,
+                chain: name.clone(),
+                rule: rule.clone(),
+            });
+        }
+    }
+    for (name, set) in table.sets.iter().filter(|(n, _)| wanted(n)) {
+        if !set.decl.dynamic && !set.elements.is_empty() {
+            ops.push(Op::AddElements {
+                family,
+                set: name.clone(),
+                elements: set.elements.iter().cloned().collect(),
+            });
+        }
+    }
+}
+
+/// The result of planning an incremental sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Incremental {
+    pub ops: Vec<Op>,
+    /// Objects emptied by this plan, to delete in a later sync.
+    pub newly_stale: Vec<Stale>,
+}
+
+/// Plans the change from `old` to `new`, or `None` when only a full sync can do it (a table
+/// appeared, or a base chain or a set's type changed). `stale` lists the objects still in the
+/// kernel though no longer wanted, each with whether its grace period is over; those `new`
+/// does not want again and whose grace is over are deleted. A stale set wanted again is
+/// recreated (nft cannot re-declare an existing `typeof` map), a stale chain reused.
+pub fn incremental(old: &Ruleset, new: &Ruleset, stale: &[(Stale, bool)]) -> Option<Incremental> {
+    let mut out = Incremental::default();
+    let mut later = Vec::new();
+    for (family, nt) in &new.tables {
+        let family = *family;
+        let ot = old.tables.get(&family)?;
+        for (name, set) in &nt.sets {
+            match ot.sets.get(name) {
+                Some(o) if o.decl != set.decl => return None,
+                Some(_) => {}
+                None => {
+                    let is_map = is_map(&set.decl);
+                    let lingering = Stale::Set {
+                        family,
+                        name: name.clone(),
+                        is_map,
+                    };
+                    if stale.iter().any(|(s, _)| *s == lingering) {
+                        out.ops.push(Op::DeleteSet {
+                            family,
+                            name: name.clone(),
+                            is_map,
+                        });
+                    }
+                    out.ops.push(Op::AddSet {
+                        family,
+                        name: name.clone(),
+                        decl: set.decl.clone(),
+                    });
+                }
+            }
+        }
+        for (name, chain) in &nt.chains {
+            match ot.chains.get(name) {
+                Some(o) if o.hook != chain.hook => return None,
+                Some(o) if o.rules == chain.rules => {}
+                Some(_) => {
+                    out.ops.push(Op::FlushChain {
+                        family,
+                        name: name.clone(),
+                    });
+                    later.extend(rules(family, name, &chain.rules));
+                }
+                None => {
+                    out.ops.push(Op::AddChain {
+                        family,
+                        name: name.clone(),
+                        hook: chain.hook.clone(),
+                    });
+                    later.extend(rules(family, name, &chain.rules));
+                }
+            }
+        }
+        out.ops.append(&mut later);
+        for (name, set) in &nt.sets {
+            if set.decl.dynamic {
+                continue;
+            }
+            let empty = BTreeSet::new();
+            let old_elems = ot.sets.get(name).map_or(&empty, |s| &s.elements);
+            let gone: Vec<Element> = old_elems.difference(&set.elements).cloned().collect();
+            let added: Vec<Element> = set.elements.difference(old_elems).cloned().collect();
+            if !gone.is_empty() {
+                out.ops.push(Op::DeleteElements {
+                    family,
+                    set: name.clone(),
+                    elements: gone,
+                });
+            }
+            if !added.is_empty() {
+                out.ops.push(Op::AddElements {
+                    family,
+                    set: name.clone(),
+                    elements: added,
+                });
+            }
+        }
+        for name in ot.chains.keys().filter(|n| !nt.chains.contains_key(*n)) {
+            out.ops.push(Op::FlushChain {
+                family,
+                name: name.clone(),
+            });
+            out.newly_stale.push(Stale::Chain(family, name.clone()));
+        }
+        for (name, set) in ot.sets.iter().filter(|(n, _)| !nt.sets.contains_key(*n)) {
+            let is_map = is_map(&set.decl);
+            out.ops.push(Op::FlushSet {
+                family,
+                name: name.clone(),
+                is_map,
+            });
+            out.newly_stale.push(Stale::Set {
+                family,
+                name: name.clone(),
+                is_map,
+            });
+        }
+    }
+    // chains first (they may reference sets), then sets
+    let mut deletions: Vec<&Stale> = stale
+        .iter()
+        .filter(|(s, deletable)| *deletable && !wanted(new, s))
+        .map(|(s, _)| s)
+        .collect();
+    deletions.sort_by_key(|s| matches!(s, Stale::Set { .. }));
+    for s in deletions {
+        out.ops.push(match s {
+            Stale::Chain(family, name) => Op::DeleteChain {
+                family: *family,
+                name: name.clone(),
+            },
+            Stale::Set { family, name, is_map } => Op::DeleteSet {
+                family: *family,
+                name: name.clone(),
+                is_map: *is_map,
+            },
+        });
+    }
+    Some(out)
+}
+
+/// Whether the ruleset (again) contains a stale object.
+pub fn wanted(rs: &Ruleset, s: &Stale) -> bool {
+    match s {
+        Stale::Chain(f, n) => rs.tables.get(f).is_some_and(|t| t.chains.contains_key(n)),
+        Stale::Set { family, name, .. } => rs.tables.get(family).is_some_and(|t| t.sets.contains_key(name)),
+    }
+}
+
+fn rules(family: Family, chain: &str, rules: &[String]) -> Vec<Op> {
+    rules
+        .iter()
+        .map(|r| Op::AddRule {
+            family,
+            chain: chain.to_owned(),
+            rule: r.clone(),
+        })
+        .collect()
+}

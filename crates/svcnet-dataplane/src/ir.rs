@@ -1,0 +1,195 @@
+//! The ruleset IR: what the compiler produces and the backends apply. Tables hold base and
+//! regular chains, sets and maps; elements are typed values so backends can encode them
+//! without parsing. Everything is ordered (`BTreeMap`/`BTreeSet`), so output is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use svcnet_core::ip::IpFamily;
+use svcnet_core::service::model::Protocol;
+
+/// The name of our tables (`ip svcnet`, `ip6 svcnet`); we never touch any other table.
+pub const TABLE_NAME: &str = "svcnet";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Ip,
+    Ip6,
+}
+
+impl Family {
+    pub fn of(f: IpFamily) -> Self {
+        match f {
+            IpFamily::IPv4 => Family::Ip,
+            IpFamily::IPv6 => Family::Ip6,
+        }
+    }
+
+    /// The nft family keyword, which is also the address-expression keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+
+    pub fn addr_type(self) -> &'static str {
+        match self {
+            Family::Ip => "ipv4_addr",
+            Family::Ip6 => "ipv6_addr",
+        }
+    }
+
+    pub fn ip_family(self) -> IpFamily {
+        match self {
+            Family::Ip => IpFamily::IPv4,
+            Family::Ip6 => IpFamily::IPv6,
+        }
+    }
+}
+
+/// A base chain's hook.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hook {
+    /// `nat` or `filter`.
+    pub chain_type: &'static str,
+    pub hook: &'static str,
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    pub hook: Option<Hook>,
+    /// Rule statements in nft syntax, in order.
+    pub rules: Vec<String>,
+}
+
+/// One value inside a set element.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Atom {
+    Addr(IpAddr),
+    /// An address range (only in interval sets).
+    Net(IpNet),
+    Proto(Protocol),
+    Port(u16),
+    Int(u32),
+}
+
+impl fmt::Display for Atom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Atom::Addr(a) => write!(f, "{a}"),
+            Atom::Net(n) => write!(f, "{n}"),
+            Atom::Proto(p) => f.write_str(match p {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+                Protocol::Sctp => "sctp",
+            }),
+            Atom::Port(p) => write!(f, "{p}"),
+            Atom::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Goto(String),
+    Drop,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Goto(c) => write!(f, "goto {c}"),
+            Verdict::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Data {
+    Verdict(Verdict),
+    Atoms(Vec<Atom>),
+}
+
+/// A set element (key) or map element (key and data).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Element {
+    pub key: Vec<Atom>,
+    pub data: Option<Data>,
+}
+
+impl Element {
+    pub fn key(key: Vec<Atom>) -> Self {
+        Element { key, data: None }
+    }
+
+    pub fn verdict(key: Vec<Atom>, v: Verdict) -> Self {
+        Element {
+            key,
+            data: Some(Data::Verdict(v)),
+        }
+    }
+
+    pub fn map(key: Vec<Atom>, data: Vec<Atom>) -> Self {
+        Element {
+            key,
+            data: Some(Data::Atoms(data)),
+        }
+    }
+}
+
+/// A set or map declaration (its elements are kept apart so they can be diffed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetDecl {
+    /// The type clause, e.g. `type ipv4_addr . inet_proto . inet_service : verdict` or a
+    /// `typeof ...` clause.
+    pub type_clause: String,
+    /// e.g. `interval`, `dynamic,timeout`.
+    pub flags: Option<&'static str>,
+    pub timeout_seconds: Option<u32>,
+    /// Dynamic sets are filled by the kernel; the proxy never writes their elements.
+    pub dynamic: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    pub decl: SetDecl,
+    pub elements: BTreeSet<Element>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Table {
+    pub chains: BTreeMap<String, Chain>,
+    pub sets: BTreeMap<String, Set>,
+}
+
+/// The complete desired state: one table per address family.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub tables: BTreeMap<Family, Table>,
+}
+
+impl Ruleset {
+    /// Counts of chains, rules, sets and elements, for logs and benchmarks.
+    pub fn stats(&self) -> RulesetStats {
+        let mut s = RulesetStats::default();
+        for t in self.tables.values() {
+            s.chains += t.chains.len();
+            s.rules += t.chains.values().map(|c| c.rules.len()).sum::<usize>();
+            s.sets += t.sets.len();
+            s.elements += t.sets.values().map(|x| x.elements.len()).sum::<usize>();
+        }
+        s
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RulesetStats {
+    pub chains: usize,
+    pub rules: usize,
+    pub sets: usize,
+    pub elements: usize,
+}

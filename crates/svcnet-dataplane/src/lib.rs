@@ -1,0 +1,23 @@
+//! The svcnet dataplane: a kube-proxy replacement on nftables.
+//!
+//! - [`model`]: the node-local proxy model built from Services and EndpointSlices.
+//! - [`compile`]: the pure rule compiler, model → [`ir::Ruleset`].
+//! - [`diff`]: the pure incremental-sync planner, (old, new) ruleset → operations.
+//! - [`nft_text`]: renders rulesets and operations as `nft -f` scripts.
+//! - [`backend`]: applies operations to the kernel (the `nft` text backend).
+//! - [`syncer`]: keeps the kernel in step with the model: full sync at start and after
+//!   failures, incremental otherwise, delayed chain deletion.
+//! - [`runner`]: the bounded-frequency sync schedule with backoff (pure state machine).
+//! - [`conntrack`]: which UDP conntrack entries go stale when endpoints change.
+
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod compile;
+pub mod conntrack;
+pub mod diff;
+pub mod ir;
+pub mod model;
+pub mod nft_text;
+pub mod runner;
+pub mod syncer;

@@ -1,0 +1,247 @@
+//! The proxy model: the node-local view the rule compiler needs. It holds which service ports
+//! exist, which endpoints back each (with readiness and node), this node's identity and
+//! addresses, and the proxy configuration. It is built from Services and EndpointSlices, and
+//! services a proxy must ignore are dropped here.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::{Deserialize, Serialize};
+use svcnet_core::endpoints::{LABEL_HEADLESS, LABEL_SERVICE_NAME};
+use svcnet_core::service::model::{Protocol, ServiceModel, ServiceType, TrafficPolicy};
+
+/// Services carrying this label belong to another proxy.
+pub const LABEL_SERVICE_PROXY_NAME: &str = "service.kubernetes.io/service-proxy-name";
+
+/// Proxy settings (the parts of upstream's KubeProxyConfiguration that apply).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProxyConfig {
+    /// Masquerade all traffic to cluster IPs, not only traffic from outside the pod CIDRs.
+    pub masquerade_all: bool,
+    /// CIDRs whose node addresses serve NodePorts; empty means every local address.
+    pub node_port_addresses: Vec<IpNet>,
+    /// The packet mark bit that asks for masquerade.
+    pub masquerade_bit: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            masquerade_all: false,
+            node_port_addresses: vec![],
+            masquerade_bit: 0x4000,
+        }
+    }
+}
+
+/// One endpoint of one service port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub node: Option<String>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// A service port as the proxy sees it: every address it is reachable on and its endpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub namespace: String,
+    pub name: String,
+    pub port_name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub cluster_ips: Vec<IpAddr>,
+    pub external_ips: Vec<IpAddr>,
+    pub load_balancer_ips: Vec<IpAddr>,
+    pub load_balancer_source_ranges: Vec<IpNet>,
+    pub node_port: Option<u16>,
+    pub external_traffic_policy: Policy,
+    pub internal_traffic_policy: Policy,
+    pub affinity_timeout_seconds: Option<u32>,
+    /// Sorted by address then port.
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Policy {
+    Cluster,
+    Local,
+}
+
+impl From<TrafficPolicy> for Policy {
+    fn from(p: TrafficPolicy) -> Self {
+        match p {
+            TrafficPolicy::Cluster => Policy::Cluster,
+            TrafficPolicy::Local => Policy::Local,
+        }
+    }
+}
+
+impl ServicePort {
+    /// `namespace/name/protocol/portName` (the port number when unnamed), unique per
+    /// service port.
+    pub fn id(&self) -> String {
+        let port = if self.port_name.is_empty() {
+            self.port.to_string()
+        } else {
+            self.port_name.clone()
+        };
+        format!(
+            "{}/{}/{}/{port}",
+            self.namespace,
+            self.name,
+            self.protocol.as_str().to_lowercase()
+        )
+    }
+
+    /// Endpoints that receive new connections cluster-wide: the ready ones, or when none is
+    /// ready, the serving ones that are terminating (graceful-termination fallback).
+    pub fn cluster_endpoints(&self) -> Vec<&Endpoint> {
+        usable(self.endpoints.iter())
+    }
+
+    /// The same choice among this node's endpoints.
+    pub fn local_endpoints(&self, node: &str) -> Vec<&Endpoint> {
+        usable(self.endpoints.iter().filter(|e| e.node.as_deref() == Some(node)))
+    }
+
+    pub fn has_external_destinations(&self) -> bool {
+        self.node_port.is_some() || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
+    }
+}
+
+fn usable<'a>(eps: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<&'a Endpoint> {
+    let ready: Vec<&Endpoint> = eps.clone().filter(|e| e.ready).collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    eps.filter(|e| e.serving && e.terminating).collect()
+}
+
+/// Everything the compiler needs for one node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyModel {
+    pub node_name: String,
+    /// This node's addresses (NodePorts are served on those within `nodePortAddresses`).
+    pub node_ips: Vec<IpAddr>,
+    /// The pod CIDRs: traffic from them is in-cluster.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// The service CIDRs: traffic to an unallocated address there is dropped.
+    pub service_cidrs: Vec<IpNet>,
+    pub config: ProxyConfig,
+    /// Keyed by `ServicePort::id()`.
+    pub ports: BTreeMap<String, ServicePort>,
+}
+
+/// Whether the proxy must leave this Service alone.
+pub fn is_ignored(svc: &ServiceModel) -> bool {
+    svc.labels.contains_key(LABEL_HEADLESS)
+        || svc.labels.contains_key(LABEL_SERVICE_PROXY_NAME)
+        || svc.headless
+        || svc.service_type == ServiceType::ExternalName
+}
+
+impl ProxyModel {
+    /// Builds the model from stored Services and EndpointSlices. Services that fail
+    /// validation are skipped (the API server should never have stored them).
+    pub fn build(
+        node_name: &str,
+        node_ips: Vec<IpAddr>,
+        cluster_cidrs: Vec<IpNet>,
+        service_cidrs: Vec<IpNet>,
+        config: ProxyConfig,
+        services: &[Service],
+        slices: &[EndpointSlice],
+    ) -> Self {
+        let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
+        for s in slices {
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            if let Some(name) = s.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_NAME)) {
+                by_service.entry((ns, name.clone())).or_default().push(s);
+            }
+        }
+        let mut ports = BTreeMap::new();
+        for svc in services {
+            let Ok(model) = ServiceModel::from_service(svc) else {
+                continue;
+            };
+            if is_ignored(&model) {
+                continue;
+            }
+            let svc_slices = by_service
+                .get(&(model.namespace.clone(), model.name.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for p in &model.ports {
+                let mut endpoints = endpoints_for(svc_slices, &p.name, p.protocol);
+                endpoints.sort();
+                endpoints.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
+                let sp = ServicePort {
+                    namespace: model.namespace.clone(),
+                    name: model.name.clone(),
+                    port_name: p.name.clone(),
+                    protocol: p.protocol,
+                    port: p.port,
+                    cluster_ips: model.cluster_ips.clone(),
+                    external_ips: model.external_ips.clone(),
+                    load_balancer_ips: model.load_balancer_ips.clone(),
+                    load_balancer_source_ranges: model.load_balancer_source_ranges.clone(),
+                    node_port: p.node_port,
+                    external_traffic_policy: model.external_traffic_policy.into(),
+                    internal_traffic_policy: model.internal_traffic_policy.into(),
+                    affinity_timeout_seconds: model.affinity_timeout_seconds,
+                    endpoints,
+                };
+                ports.insert(sp.id(), sp);
+            }
+        }
+        ProxyModel {
+            node_name: node_name.to_owned(),
+            node_ips,
+            cluster_cidrs,
+            service_cidrs,
+            config,
+            ports,
+        }
+    }
+}
+
+fn endpoints_for(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for s in slices {
+        let Some(port) = s.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name && p.protocol.as_deref().unwrap_or("TCP") == protocol.as_str()
+        }) else {
+            continue;
+        };
+        let Some(number) = port.port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0) else {
+            continue;
+        };
+        for ep in s.endpoints.iter().flatten() {
+            let cond = ep.conditions.clone().unwrap_or_default();
+            // Unknown readiness counts as ready, as upstream interprets a nil condition.
+            let ready = cond.ready.unwrap_or(true);
+            for addr in &ep.addresses {
+                let Some(ip) = svcnet_core::ip::parse_ip_sloppy(addr) else {
+                    continue;
+                };
+                out.push(Endpoint {
+                    ip,
+                    port: number,
+                    node: ep.node_name.clone(),
+                    ready,
+                    serving: cond.serving.unwrap_or(ready),
+                    terminating: cond.terminating.unwrap_or(false),
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,116 @@
+//! The client side: one request per line of output, or a long-lived connection that keeps
+//! asking (to prove a connection survives proxy restarts and endpoint churn).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub target: SocketAddr,
+    pub udp: bool,
+    pub request: String,
+    pub count: u32,
+    pub timeout: Duration,
+    /// Keep one TCP connection and ask every `interval` for this long.
+    pub hold: Option<Duration>,
+    pub interval: Duration,
+    /// Bind UDP to this local port (so repeated runs reuse one conntrack flow).
+    pub local_port: Option<u16>,
+}
+
+fn error_kind(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => "refused",
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => "reset",
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => "timeout",
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => "unreachable",
+        _ => "other",
+    }
+}
+
+fn http_exchange(stream: &mut TcpStream, request: &str) -> std::io::Result<String> {
+    write!(stream, "GET {request} HTTP/1.1\r\nHost: svcnet\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(ErrorKind::ConnectionReset.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Ok(body[..len].to_owned());
+            }
+        }
+    }
+}
+
+fn tcp_once(opts: &Options) -> String {
+    let result = TcpStream::connect_timeout(&opts.target, opts.timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(opts.timeout))?;
+        http_exchange(&mut s, &opts.request)
+    });
+    match result {
+        Ok(body) => body,
+        Err(e) => format!("ERROR {}", error_kind(&e)),
+    }
+}
+
+fn udp_once(opts: &Options) -> String {
+    let local: SocketAddr = match opts.target {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], opts.local_port.unwrap_or(0)).into(),
+        SocketAddr::V6(_) => ([0u16; 8], opts.local_port.unwrap_or(0)).into(),
+    };
+    let result = UdpSocket::bind(local).and_then(|s| {
+        s.set_read_timeout(Some(opts.timeout))?;
+        s.connect(opts.target)?;
+        s.send(opts.request.trim_start_matches('/').as_bytes())?;
+        let mut buf = [0u8; 2048];
+        let n = s.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    match result {
+        Ok(body) => body,
+        Err(e) => format!("ERROR {}", error_kind(&e)),
+    }
+}
+
+fn hold(opts: &Options, duration: Duration) -> String {
+    let mut stream = match TcpStream::connect_timeout(&opts.target, opts.timeout) {
+        Ok(s) => s,
+        Err(e) => return format!("ERROR {}", error_kind(&e)),
+    };
+    let _ = stream.set_read_timeout(Some(opts.timeout));
+    let start = Instant::now();
+    let mut answers = 0u32;
+    let mut first = None;
+    while start.elapsed() < duration {
+        match http_exchange(&mut stream, &opts.request) {
+            Ok(body) => {
+                answers += 1;
+                first.get_or_insert(body);
+            }
+            Err(e) => return format!("ERROR {} after {answers} answers", error_kind(&e)),
+        }
+        std::thread::sleep(opts.interval);
+    }
+    format!("OK {answers} answers from {}", first.unwrap_or_default())
+}
+
+pub fn run(opts: Options) {
+    if let Some(d) = opts.hold {
+        println!("{}", hold(&opts, d));
+        return;
+    }
+    for _ in 0..opts.count.max(1) {
+        let line = if opts.udp { udp_once(&opts) } else { tcp_once(&opts) };
+        println!("{line}");
+    }
+}

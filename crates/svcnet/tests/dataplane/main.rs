@@ -1,0 +1,402 @@
+//! Dataplane system tests: real nftables rules in network namespaces, real TCP and UDP
+//! traffic between real processes. Needs root, `ip`, `nft` and `conntrack` (the README's test
+//! command installs them); without them every test fails saying so.
+
+mod netns;
+mod world;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use svcnet_dataplane::syncer::SyncKind;
+use world::World;
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Upstream's "ClusterIP general" case, on two nodes.
+#[test]
+fn cluster_ip_general() {
+    let mut w = World::new(2);
+    w.add_pod(
+        0,
+        "pod1",
+        "{app: one, multi: yes}",
+        &[80, 8443, 5353, 53],
+        &[("web", 80, "TCP")],
+        true,
+    );
+    w.add_pod(1, "pod2", "{multi: yes}", &[80, 8443, 5353, 53], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service(
+        "metadata: {name: svc1}\nspec: {selector: {app: one}, ports: [{name: http, port: 80, targetPort: web}]}",
+    );
+    w.apply_service(
+        "metadata: {name: svc2}\nspec: {selector: {multi: 'yes'}, ports: [
+          {name: http, port: 80}, {name: https, port: 443, targetPort: 8443},
+          {name: dns-udp, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, targetPort: 5353}]}",
+    );
+    w.sync();
+    let client = w.pod("client").ns.clone();
+    let (ip1, ip2) = (w.cluster_ip("svc1"), w.cluster_ip("svc2"));
+
+    assert_eq!(
+        w.get(&client, &format!("{ip1}:80"), "/hostname"),
+        "pod1",
+        "named targetPort"
+    );
+    assert_eq!(w.answers(&client, &format!("{ip2}:80"), 30), set(&["pod1", "pod2"]));
+    assert_eq!(
+        w.answers(&client, &format!("{ip2}:443"), 30),
+        set(&["pod1", "pod2"]),
+        "port → targetPort"
+    );
+    assert_eq!(
+        w.answers(&client, &format!("{ip2}:53"), 30),
+        set(&["pod1", "pod2"]),
+        "53/TCP → 5353"
+    );
+    let udp: BTreeSet<String> = (0..20)
+        .map(|_| w.udp(&client, &format!("{ip2}:53"), "hostname", None))
+        .collect();
+    assert_eq!(udp, set(&["pod1", "pod2"]));
+
+    // pod traffic to a ClusterIP keeps its source address
+    let pod_ip = w.pod("client").ip.to_string();
+    assert!(
+        w.get(&client, &format!("{ip1}:80"), "/clientip")
+            .starts_with(&format!("{pod_ip}:"))
+    );
+    // wrong port on a live ClusterIP: rejected at once; unallocated ClusterIP: dropped
+    assert_eq!(w.get(&client, &format!("{ip1}:443"), "/"), "ERROR refused");
+    assert_eq!(w.udp(&client, &format!("{ip2}:80"), "hostname", None), "ERROR refused");
+    assert_eq!(w.get(&client, "172.30.99.99:80", "/"), "ERROR timeout");
+}
+
+#[test]
+fn hairpin_is_masqueraded() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: one}", &[80], &[], true);
+    w.apply_service("metadata: {name: svc1}\nspec: {selector: {app: one}, ports: [{port: 80}]}");
+    w.sync();
+    let pod = w.pod("pod1");
+    let seen = w.get(&pod.ns, &format!("{}:80", w.cluster_ip("svc1")), "/clientip");
+    assert!(!seen.starts_with("ERROR"), "{seen}");
+    assert!(
+        !seen.starts_with(&format!("{}:", pod.ip)),
+        "a pod reaching itself must be masqueraded, saw {seen}"
+    );
+}
+
+#[test]
+fn node_ports_on_every_node_with_masquerade() {
+    let mut w = World::new(2);
+    w.add_pod(0, "pod1", "{app: np}", &[9376], &[], true);
+    w.add_pod(1, "pod2", "{app: np}", &[9376], &[], true);
+    w.apply_service("metadata: {name: np}\nspec: {type: NodePort, selector: {app: np}, ports: [{name: http, port: 80, targetPort: 9376}]}");
+    w.sync();
+    let np = w.node_port("np", 0);
+    let ext = w.external.clone();
+    for node in ["192.168.0.2", "192.168.0.3"] {
+        assert_eq!(
+            w.answers(&ext, &format!("{node}:{np}"), 30),
+            set(&["pod1", "pod2"]),
+            "via {node}"
+        );
+        let seen = w.get(&ext, &format!("{node}:{np}"), "/clientip");
+        assert!(
+            !seen.starts_with(world::EXTERNAL_IP),
+            "externalTrafficPolicy=Cluster masquerades, saw {seen}"
+        );
+    }
+    // the ClusterIP is not reachable from outside the cluster
+    assert_eq!(
+        w.get(&ext, &format!("{}:80", w.cluster_ip("np")), "/"),
+        "ERROR unreachable"
+    );
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_the_client_address() {
+    let mut w = World::new(2);
+    w.add_pod(1, "pod2", "{app: local}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service(
+        "metadata: {name: local}\nspec: {type: NodePort, externalTrafficPolicy: Local, selector: {app: local}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    let np = w.node_port("local", 0);
+    let ext = w.external.clone();
+    let seen = w.get(&ext, &format!("192.168.0.3:{np}"), "/clientip");
+    assert!(
+        seen.starts_with(&format!("{}:", world::EXTERNAL_IP)),
+        "source preserved, saw {seen}"
+    );
+    assert_eq!(
+        w.get(&ext, &format!("192.168.0.2:{np}"), "/"),
+        "ERROR timeout",
+        "no local endpoint: dropped"
+    );
+    // in-cluster clients still reach it through any node
+    let client = w.pod("client").ns.clone();
+    assert_eq!(
+        w.get(&client, &format!("{}:80", w.cluster_ip("local")), "/hostname"),
+        "pod2"
+    );
+    assert_eq!(w.get(&client, &format!("192.168.0.2:{np}"), "/hostname"), "pod2");
+}
+
+#[test]
+fn internal_traffic_policy_local() {
+    let mut w = World::new(2);
+    w.add_pod(1, "pod2", "{app: itp}", &[80], &[], true);
+    w.add_pod(0, "client1", "{role: client}", &[], &[], true);
+    w.add_pod(1, "client2", "{role: client}", &[], &[], true);
+    w.apply_service(
+        "metadata: {name: itp}\nspec: {internalTrafficPolicy: Local, selector: {app: itp}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    let target = format!("{}:80", w.cluster_ip("itp"));
+    let (c1, c2) = (w.pod("client1").ns.clone(), w.pod("client2").ns.clone());
+    assert_eq!(w.get(&c2, &target, "/hostname"), "pod2");
+    assert_eq!(w.get(&c1, &target, "/"), "ERROR timeout", "no local endpoint: dropped");
+}
+
+#[test]
+fn no_endpoints_is_refused_at_once() {
+    let mut w = World::new(1);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: empty}\nspec: {type: NodePort, selector: {app: nothing}, ports: [{port: 80}]}");
+    w.sync();
+    let client = w.pod("client").ns.clone();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        w.get(&client, &format!("{}:80", w.cluster_ip("empty")), "/"),
+        "ERROR refused"
+    );
+    let np = w.node_port("empty", 0);
+    let ext = w.external.clone();
+    assert_eq!(w.get(&ext, &format!("192.168.0.2:{np}"), "/"), "ERROR refused");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "REJECT, not DROP: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn session_affinity_sticks_and_expires() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: sticky}", &[80], &[], true);
+    w.add_pod(0, "pod2", "{app: sticky}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service(
+        "metadata: {name: sticky}\nspec: {type: NodePort, selector: {app: sticky}, sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 2}}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    let client = w.pod("client").ns.clone();
+    let target = format!("{}:80", w.cluster_ip("sticky"));
+    assert_eq!(w.answers(&client, &target, 15).len(), 1, "15 requests land on one pod");
+    let ext = w.external.clone();
+    let np = format!("192.168.0.2:{}", w.node_port("sticky", 0));
+    assert_eq!(w.answers(&ext, &np, 15).len(), 1, "also through the NodePort");
+    // the client is remembered, then forgotten after the timeout
+    let node = w.node_ns(0).to_owned();
+    let listing = |w: &World| w.nets.exec_ok(&node, &["nft", "list", "table", "ip", "svcnet"]);
+    let client_ip = w.pod("client").ip.to_string();
+    assert!(listing(&w).contains(&client_ip));
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(
+        !listing(&w).contains(&format!("{client_ip} expires")),
+        "affinity expired"
+    );
+    // switching affinity off spreads requests again
+    w.apply_service("metadata: {name: sticky}\nspec: {type: NodePort, selector: {app: sticky}, sessionAffinity: None, ports: [{port: 80}]}");
+    w.sync();
+    assert_eq!(w.answers(&client, &target, 30), set(&["pod1", "pod2"]));
+}
+
+#[test]
+fn endpoint_churn_keeps_established_connections() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: churn}", &[80], &[], true);
+    w.add_pod(0, "pod2", "{app: churn}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: churn}\nspec: {selector: {app: churn}, ports: [{port: 80}]}");
+    w.sync();
+    let target = format!("{}:80", w.cluster_ip("churn"));
+    let client = w.pod("client").ns.clone();
+    std::thread::scope(|s| {
+        let w = &mut w;
+        let ns = client.clone();
+        let bin = env!("CARGO_BIN_EXE_svcnet");
+        let handle = s.spawn(move || {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    bin,
+                    "agnhost",
+                    "client",
+                    &target,
+                    "--hold-ms",
+                    "3000",
+                    "--interval-ms",
+                    "20",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        w.add_pod(0, "pod3", "{app: churn}", &[80], &[], true);
+        w.sync();
+        w.set_terminating("pod2");
+        w.sync();
+        w.forget_pod("pod2");
+        w.sync();
+        let result = handle.join().unwrap();
+        assert!(result.starts_with("OK "), "established connection broke: {result}");
+    });
+}
+
+#[test]
+fn proxy_restart_resets_no_connection() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: r}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: r}\nspec: {type: NodePort, selector: {app: r}, ports: [{port: 80}]}");
+    w.sync();
+    let bin = env!("CARGO_BIN_EXE_svcnet");
+    let holds = [
+        (w.pod("client").ns.clone(), format!("{}:80", w.cluster_ip("r"))),
+        (w.external.clone(), format!("192.168.0.2:{}", w.node_port("r", 0))),
+    ];
+    let handles: Vec<_> = holds
+        .into_iter()
+        .map(|(ns, target)| {
+            std::thread::spawn(move || {
+                let out = std::process::Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &ns,
+                        bin,
+                        "agnhost",
+                        "client",
+                        &target,
+                        "--hold-ms",
+                        "3000",
+                        "--interval-ms",
+                        "20",
+                    ])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    // a new proxy process knows nothing: its first sync is full and replaces the table
+    for node in &mut w.nodes {
+        node.syncer.invalidate();
+        node.model = None;
+    }
+    let reports = w.sync();
+    assert_eq!(reports[0].kind, SyncKind::Full);
+    for h in handles {
+        let result = h.join().unwrap();
+        assert!(result.starts_with("OK "), "connection broken by the restart: {result}");
+    }
+}
+
+#[test]
+fn udp_flow_moves_when_its_endpoint_goes() {
+    let mut w = World::new(1);
+    w.add_pod(0, "old", "{app: dns}", &[53], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: dns}\nspec: {selector: {app: dns}, ports: [{port: 53, protocol: UDP}]}");
+    w.sync();
+    let client = w.pod("client").ns.clone();
+    let target = format!("{}:53", w.cluster_ip("dns"));
+    assert_eq!(w.udp(&client, &target, "hostname", Some(40000)), "old");
+    // replace the endpoint; the old pod keeps running, so only conntrack cleanup moves the flow
+    w.set_ready("old", false);
+    w.add_pod(0, "new", "{app: dns}", &[53], &[], true);
+    w.sync();
+    assert_eq!(w.udp(&client, &target, "hostname", Some(40000)), "new");
+}
+
+#[test]
+fn udp_service_scaled_from_zero_starts_answering() {
+    let mut w = World::new(1);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: dns}\nspec: {selector: {app: dns}, ports: [{port: 53, protocol: UDP}]}");
+    w.sync();
+    let client = w.pod("client").ns.clone();
+    let target = format!("{}:53", w.cluster_ip("dns"));
+    assert_eq!(w.udp(&client, &target, "hostname", Some(40001)), "ERROR refused");
+    w.add_pod(0, "dns1", "{app: dns}", &[53], &[], true);
+    w.sync();
+    assert_eq!(w.udp(&client, &target, "hostname", Some(40001)), "dns1");
+}
+
+#[test]
+fn publish_not_ready_addresses_and_ignored_services() {
+    let mut w = World::new(1);
+    w.add_pod(0, "unready", "{app: pnr}", &[80], &[], false);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: pnr}\nspec: {selector: {app: pnr}, ports: [{port: 80}]}");
+    w.sync();
+    let client = w.pod("client").ns.clone();
+    let target = format!("{}:80", w.cluster_ip("pnr"));
+    assert_eq!(
+        w.get(&client, &target, "/"),
+        "ERROR refused",
+        "unready pods receive nothing"
+    );
+    w.apply_service(
+        "metadata: {name: pnr}\nspec: {publishNotReadyAddresses: true, selector: {app: pnr}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    assert_eq!(w.get(&client, &target, "/hostname"), "unready");
+    // a service for another proxy is left alone (its ClusterIP is just an unused service IP)
+    w.apply_service(
+        "metadata: {name: pnr, labels: {service.kubernetes.io/service-proxy-name: other}}\nspec: {publishNotReadyAddresses: true, selector: {app: pnr}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    assert_eq!(w.get(&client, &target, "/"), "ERROR timeout");
+    w.apply_service(
+        "metadata: {name: pnr}\nspec: {publishNotReadyAddresses: true, selector: {app: pnr}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    assert_eq!(
+        w.get(&client, &target, "/hostname"),
+        "unready",
+        "removing the label restores traffic"
+    );
+}
+
+#[test]
+fn syncs_touch_only_what_changed() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: a}", &[80], &[], true);
+    w.apply_service("metadata: {name: a}\nspec: {selector: {app: a}, ports: [{port: 80}]}");
+    assert_eq!(w.sync()[0].kind, SyncKind::Full);
+    assert_eq!(w.sync()[0].kind, SyncKind::NoChange, "a repeated sync does nothing");
+    w.apply_service("metadata: {name: b}\nspec: {selector: {app: a}, ports: [{port: 81, targetPort: 80}]}");
+    let r = w.sync()[0];
+    assert_eq!(r.kind, SyncKind::Incremental);
+    assert!(r.operations <= 4, "adding one service: {r:?}");
+    w.delete_service("b");
+    let r = w.sync()[0];
+    assert_eq!(r.kind, SyncKind::Incremental);
+    assert!(r.operations <= 4, "deleting one service: {r:?}");
+    let client_ns = w.pod("pod1").ns.clone();
+    assert_eq!(
+        w.get(&client_ns, &format!("{}:80", w.cluster_ip("a")), "/hostname"),
+        "pod1"
+    );
+}

@@ -1,0 +1,158 @@
+//! Network namespaces owned by one test: created under a unique per-run prefix, removed with
+//! every process started in them when dropped (also when the test fails). Namespaces left by
+//! earlier runs whose process is gone are removed at start.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Every namespace name starts with this, then `<pid>-<n>-`.
+pub const PREFIX: &str = "svt-";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn require_root_tools() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap().to_owned())
+        })
+        .unwrap();
+    assert_eq!(
+        uid, "0",
+        "dataplane system tests need root (network namespaces, nftables)"
+    );
+    for tool in ["ip", "nft", "conntrack"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            || Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "dataplane system tests need `{tool}`; `cargo xtask prereqs` installs it"
+        );
+    }
+}
+
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            kill_processes_in(name);
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+fn kill_processes_in(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
+
+pub struct Namespaces {
+    prefix: String,
+    created: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Namespaces {
+    pub fn new() -> Self {
+        require_root_tools();
+        remove_stale();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        Namespaces {
+            prefix: format!("{PREFIX}{}-{n}-", std::process::id()),
+            created: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Creates a namespace (loopback up) and returns its full name.
+    pub fn add(&mut self, short: &str) -> String {
+        let name = format!("{}{short}", self.prefix);
+        run(&["ip", "netns", "add", &name]);
+        self.created.push(name.clone());
+        self.exec_ok(&name, &["ip", "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Runs a command inside a namespace.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .expect("running ip netns exec")
+    }
+
+    /// Runs a command inside a namespace and insists it succeeds.
+    pub fn exec_ok(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.exec(ns, args);
+        assert!(
+            out.status.success(),
+            "in {ns}: {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a background process inside a namespace; it is killed on drop.
+    pub fn spawn(&mut self, ns: &str, args: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning in namespace");
+        self.children.push(child);
+    }
+
+    /// A veth pair between two namespaces.
+    pub fn veth(&self, a_ns: &str, a_if: &str, b_ns: &str, b_if: &str) {
+        run(&[
+            "ip", "link", "add", a_if, "netns", a_ns, "type", "veth", "peer", "name", b_if, "netns", b_ns,
+        ]);
+        self.exec_ok(a_ns, &["ip", "link", "set", a_if, "up"]);
+        self.exec_ok(b_ns, &["ip", "link", "set", b_if, "up"]);
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.created.iter().rev() {
+            kill_processes_in(ns);
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("running command");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,7 +9,7 @@
 //! services and endpoints. Services with ClientIP affinity get their own chains and sets,
 //! as their state is per service.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use svcnet_core::ip::IpFamily;
@@ -61,16 +61,75 @@ const REJECT_CHAIN: &str = "reject-chain";
 pub fn compile(model: &ProxyModel) -> Ruleset {
     let mut rs = Ruleset::default();
     for family in [Family::Ip, Family::Ip6] {
-        rs.tables.insert(family, TableBuilder::new(model, family).build());
+        let mut table = static_table(model, family);
+        for sp in model.ports.values() {
+            merge(&mut table, &port_fragment(model, family, sp));
+        }
+        rs.tables.insert(family, table);
     }
     rs
+}
+
+/// What one service port contributes to one family's table: elements of the shared sets and
+/// maps, and the chains and sets it needs (shared load-balancing chains and maps included;
+/// identical for every port that uses them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fragment {
+    pub chains: BTreeMap<String, Chain>,
+    pub sets: BTreeMap<String, SetDecl>,
+    pub elements: BTreeSet<(String, Element)>,
+}
+
+/// Sets whose elements several service ports may contribute (a multi-port service's cluster
+/// IP; an endpoint behind two ports), so removal must be reference-counted.
+pub fn is_shared_set(name: &str) -> bool {
+    name == CLUSTER_IPS || name == HAIRPIN
+}
+
+/// Everything that does not depend on individual services: base chains, fixed sets and
+/// maps (empty), and the node addresses that serve NodePorts.
+pub fn static_table(model: &ProxyModel, family: Family) -> Table {
+    TableBuilder::new(model, family).build_static()
+}
+
+/// One service port's contribution (empty when it has no cluster IP of this family).
+pub fn port_fragment(model: &ProxyModel, family: Family, sp: &ServicePort) -> Fragment {
+    let mut b = TableBuilder::new(model, family);
+    if sp.cluster_ips.iter().any(|ip| b.is_mine(ip)) {
+        b.service_port(sp);
+    }
+    b.frag
+}
+
+/// Adds a fragment to a table.
+pub fn merge(table: &mut Table, frag: &Fragment) {
+    for (name, chain) in &frag.chains {
+        table.chains.entry(name.clone()).or_insert_with(|| chain.clone());
+    }
+    for (name, decl) in &frag.sets {
+        table.sets.entry(name.clone()).or_insert_with(|| Set {
+            decl: decl.clone(),
+            elements: BTreeSet::new(),
+        });
+    }
+    for (set, e) in &frag.elements {
+        table
+            .sets
+            .get_mut(set)
+            .unwrap_or_else(|| panic!("set {set} is declared before use"))
+            .elements
+            .insert(e.clone());
+    }
 }
 
 struct TableBuilder<'a> {
     model: &'a ProxyModel,
     fam: Family,
     kw: &'static str,
+    /// The static part (base chains and fixed sets).
     table: Table,
+    /// The current service port's contribution.
+    frag: Fragment,
 }
 
 impl<'a> TableBuilder<'a> {
@@ -80,6 +139,7 @@ impl<'a> TableBuilder<'a> {
             fam,
             kw: fam.keyword(),
             table: Table::default(),
+            frag: Fragment::default(),
         }
     }
 
@@ -107,17 +167,24 @@ impl<'a> TableBuilder<'a> {
         });
     }
 
+    /// A service port's element.
     fn add(&mut self, set: &str, e: Element) {
-        self.table
-            .sets
-            .get_mut(set)
-            .unwrap_or_else(|| panic!("set {set} is declared before use"))
-            .elements
-            .insert(e);
+        self.frag.elements.insert((set.to_owned(), e));
     }
 
+    /// A static chain.
     fn chain(&mut self, name: &str, hook: Option<Hook>, rules: Vec<String>) {
         self.table.chains.insert(name.to_owned(), Chain { hook, rules });
+    }
+
+    /// A chain a service port needs.
+    fn port_chain(&mut self, name: &str, rules: Vec<String>) {
+        self.frag.chains.insert(name.to_owned(), Chain { hook: None, rules });
+    }
+
+    /// A set or map a service port needs.
+    fn port_set(&mut self, name: &str, decl: SetDecl) {
+        self.frag.sets.insert(name.to_owned(), decl);
     }
 
     fn cidrs(&self, nets: &[ipnet::IpNet]) -> Vec<String> {
@@ -127,7 +194,7 @@ impl<'a> TableBuilder<'a> {
             .collect()
     }
 
-    fn build(mut self) -> Table {
+    fn build_static(mut self) -> Table {
         let (kw, addr) = (self.kw, self.fam.addr_type());
         let dest = format!("{kw} daddr . meta l4proto . th dport");
         self.set(CLUSTER_IPS, format!("type {addr}"), None);
@@ -155,13 +222,6 @@ impl<'a> TableBuilder<'a> {
             Some("interval"),
         );
 
-        let ports: Vec<&ServicePort> = self.model.ports.values().collect();
-        for sp in ports {
-            if sp.cluster_ips.iter().any(|ip| self.is_mine(ip)) {
-                self.service_port(sp);
-            }
-        }
-
         // Node addresses that serve NodePorts, when restricted by nodePortAddresses.
         let restricted = !self.model.config.node_port_addresses.is_empty();
         if restricted {
@@ -173,9 +233,9 @@ impl<'a> TableBuilder<'a> {
                 .filter(|ip| self.model.config.node_port_addresses.iter().any(|n| n.contains(*ip)))
                 .copied()
                 .collect();
-            for ip in ips {
-                self.add(NODEPORT_IPS, Element::key(vec![Atom::Addr(ip)]));
-            }
+            let set = self.table.sets.get_mut(NODEPORT_IPS).expect("declared above");
+            set.elements
+                .extend(ips.into_iter().map(|ip| Element::key(vec![Atom::Addr(ip)])));
         }
         let loopback = if self.fam == Family::Ip { "127.0.0.0/8" } else { "::1" };
         let nodeport_dest = if restricted {
@@ -322,7 +382,12 @@ impl<'a> TableBuilder<'a> {
         let proto = Atom::Proto(sp.protocol);
         let port = Atom::Port(sp.port);
 
-        for ep in sp.endpoints.iter().filter(|e| mine(&e.ip)) {
+        // a pod reaching itself through the service: only this node's pods can
+        for ep in sp
+            .endpoints
+            .iter()
+            .filter(|e| mine(&e.ip) && e.node.as_deref() == Some(node.as_str()))
+        {
             self.add(
                 HAIRPIN,
                 Element::key(vec![
@@ -442,9 +507,9 @@ impl<'a> TableBuilder<'a> {
             return Verdict::Goto(base);
         }
         let masq_chain = format!("{base}-masq");
-        if !self.table.chains.contains_key(&masq_chain) {
+        if !self.frag.chains.contains_key(&masq_chain) {
             let rule = format!("{} goto {base}", self.mark());
-            self.chain(&masq_chain, None, vec![rule]);
+            self.port_chain(&masq_chain, vec![rule]);
         }
         Verdict::Goto(masq_chain)
     }
@@ -465,10 +530,18 @@ impl<'a> TableBuilder<'a> {
                 vec![Atom::Proto(sp.protocol), Atom::Port(np)],
             ),
         };
-        if !self.table.chains.contains_key(&name) {
-            self.set(&name, format!("typeof {key_expr} : {kw} daddr . th dport"), None);
+        if !self.frag.chains.contains_key(&name) {
+            self.port_set(
+                &name,
+                SetDecl {
+                    type_clause: format!("typeof {key_expr} : {kw} daddr . th dport"),
+                    flags: None,
+                    timeout_seconds: None,
+                    dynamic: false,
+                },
+            );
             let rule = format!("dnat {kw} to {key_expr} map @{name}");
-            self.chain(&name, None, vec![rule]);
+            self.port_chain(&name, vec![rule]);
         }
         for (i, ep) in eps.iter().enumerate() {
             let mut key = key_prefix.clone();
@@ -484,7 +557,7 @@ impl<'a> TableBuilder<'a> {
         let kw = self.kw;
         let id = sp.id();
         let name = format!("affinity-{}-{id}", view.tag());
-        if self.table.chains.contains_key(&name) {
+        if self.frag.chains.contains_key(&name) {
             return name;
         }
         let mut rules = Vec::new();
@@ -496,18 +569,16 @@ impl<'a> TableBuilder<'a> {
                 .position(|e| e == *ep)
                 .expect("endpoint of this port");
             let ep_chain = format!("endpoint-{index}-{id}");
-            let set = format!("affinity-{index}-{id}");
-            if !self.table.chains.contains_key(&ep_chain) {
-                self.table.sets.insert(
-                    set.clone(),
-                    Set {
-                        decl: SetDecl {
-                            type_clause: format!("type {}", self.fam.addr_type()),
-                            flags: Some("dynamic,timeout"),
-                            timeout_seconds: Some(timeout),
-                            dynamic: true,
-                        },
-                        elements: BTreeSet::new(),
+            // the timeout is part of the name: changing it makes a new set, never a redeclaration
+            let set = format!("affinity-{index}-{timeout}s-{id}");
+            if !self.frag.chains.contains_key(&ep_chain) {
+                self.port_set(
+                    &set,
+                    SetDecl {
+                        type_clause: format!("type {}", self.fam.addr_type()),
+                        flags: Some("dynamic,timeout"),
+                        timeout_seconds: Some(timeout),
+                        dynamic: true,
                     },
                 );
                 let target = match ep.ip {
@@ -515,9 +586,8 @@ impl<'a> TableBuilder<'a> {
                     IpAddr::V6(a) => format!("[{a}]:{}", ep.port),
                 };
                 let proto = Atom::Proto(sp.protocol);
-                self.chain(
+                self.port_chain(
                     &ep_chain,
-                    None,
                     vec![
                         format!("update @{set} {{ {kw} saddr }}"),
                         format!("meta l4proto {proto} dnat {kw} to {target}"),
@@ -532,7 +602,7 @@ impl<'a> TableBuilder<'a> {
             eps.len(),
             dispatch.join(", ")
         ));
-        self.chain(&name, None, rules);
+        self.port_chain(&name, rules);
         name
     }
 }

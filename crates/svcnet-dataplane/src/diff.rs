@@ -7,9 +7,9 @@
 //! sync (a chain a just-deleted map element referenced cannot always be deleted in the same
 //! transaction).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ir::{Element, Family, Hook, Ruleset, SetDecl, Table};
+use crate::ir::{Chain, Element, Family, Hook, Ruleset, SetDecl, Table};
 
 /// One nftables operation on our tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +120,28 @@ fn add_table_contents(ops: &mut Vec<Op>, family: Family, table: &Table, only: Op
     }
 }
 
+/// What changed in one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableChanges {
+    pub added_sets: BTreeMap<String, SetDecl>,
+    pub removed_sets: BTreeMap<String, SetDecl>,
+    pub added_chains: BTreeMap<String, Chain>,
+    /// Chains whose rules changed (their new content).
+    pub changed_chains: BTreeMap<String, Chain>,
+    pub removed_chains: BTreeSet<String>,
+    pub added_elements: BTreeMap<String, Vec<Element>>,
+    pub removed_elements: BTreeMap<String, Vec<Element>>,
+}
+
+impl TableChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == TableChanges::default()
+    }
+}
+
+/// Changes per table.
+pub type Changes = BTreeMap<Family, TableChanges>;
+
 /// The result of planning an incremental sync.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Incremental {
@@ -128,66 +150,21 @@ pub struct Incremental {
     pub newly_stale: Vec<Stale>,
 }
 
-/// Plans the change from `old` to `new`, or `None` when only a full sync can do it (a table
-/// appeared, or a base chain or a set's type changed). `stale` lists the objects still in the
-/// kernel though no longer wanted, each with whether its grace period is over; those `new`
-/// does not want again and whose grace is over are deleted. A stale set wanted again is
-/// recreated (nft cannot re-declare an existing `typeof` map), a stale chain reused.
-pub fn incremental(old: &Ruleset, new: &Ruleset, stale: &[(Stale, bool)]) -> Option<Incremental> {
-    let mut out = Incremental::default();
-    let mut later = Vec::new();
+/// Compares two whole rulesets, or `None` when only a full sync can get from one to the other
+/// (a table appeared, a base chain's hook or a set's type changed).
+pub fn compare(old: &Ruleset, new: &Ruleset) -> Option<Changes> {
+    let mut changes = Changes::new();
     for (family, nt) in &new.tables {
-        let family = *family;
-        let ot = old.tables.get(&family)?;
+        let ot = old.tables.get(family)?;
+        let mut c = TableChanges::default();
         for (name, set) in &nt.sets {
             match ot.sets.get(name) {
                 Some(o) if o.decl != set.decl => return None,
                 Some(_) => {}
                 None => {
-                    let is_map = is_map(&set.decl);
-                    let lingering = Stale::Set {
-                        family,
-                        name: name.clone(),
-                        is_map,
-                    };
-                    if stale.iter().any(|(s, _)| *s == lingering) {
-                        out.ops.push(Op::DeleteSet {
-                            family,
-                            name: name.clone(),
-                            is_map,
-                        });
-                    }
-                    out.ops.push(Op::AddSet {
-                        family,
-                        name: name.clone(),
-                        decl: set.decl.clone(),
-                    });
+                    c.added_sets.insert(name.clone(), set.decl.clone());
                 }
             }
-        }
-        for (name, chain) in &nt.chains {
-            match ot.chains.get(name) {
-                Some(o) if o.hook != chain.hook => return None,
-                Some(o) if o.rules == chain.rules => {}
-                Some(_) => {
-                    out.ops.push(Op::FlushChain {
-                        family,
-                        name: name.clone(),
-                    });
-                    later.extend(rules(family, name, &chain.rules));
-                }
-                None => {
-                    out.ops.push(Op::AddChain {
-                        family,
-                        name: name.clone(),
-                        hook: chain.hook.clone(),
-                    });
-                    later.extend(rules(family, name, &chain.rules));
-                }
-            }
-        }
-        out.ops.append(&mut later);
-        for (name, set) in &nt.sets {
             if set.decl.dynamic {
                 continue;
             }
@@ -196,34 +173,112 @@ pub fn incremental(old: &Ruleset, new: &Ruleset, stale: &[(Stale, bool)]) -> Opt
             let gone: Vec<Element> = old_elems.difference(&set.elements).cloned().collect();
             let added: Vec<Element> = set.elements.difference(old_elems).cloned().collect();
             if !gone.is_empty() {
-                out.ops.push(Op::DeleteElements {
-                    family,
-                    set: name.clone(),
-                    elements: gone,
-                });
+                c.removed_elements.insert(name.clone(), gone);
             }
             if !added.is_empty() {
-                out.ops.push(Op::AddElements {
-                    family,
-                    set: name.clone(),
-                    elements: added,
-                });
+                c.added_elements.insert(name.clone(), added);
             }
         }
-        for name in ot.chains.keys().filter(|n| !nt.chains.contains_key(*n)) {
+        for (name, set) in ot.sets.iter().filter(|(n, _)| !nt.sets.contains_key(*n)) {
+            c.removed_sets.insert(name.clone(), set.decl.clone());
+        }
+        for (name, chain) in &nt.chains {
+            match ot.chains.get(name) {
+                Some(o) if o.hook != chain.hook => return None,
+                Some(o) if o.rules == chain.rules => {}
+                Some(_) => {
+                    c.changed_chains.insert(name.clone(), chain.clone());
+                }
+                None => {
+                    c.added_chains.insert(name.clone(), chain.clone());
+                }
+            }
+        }
+        c.removed_chains = ot
+            .chains
+            .keys()
+            .filter(|n| !nt.chains.contains_key(*n))
+            .cloned()
+            .collect();
+        changes.insert(*family, c);
+    }
+    Some(changes)
+}
+
+/// Turns changes into one transaction. `stale` lists the objects still in the kernel though
+/// no longer wanted, each with whether its grace period is over; those `new` does not want
+/// again and whose grace is over are deleted. A stale set wanted again is recreated (nft
+/// cannot re-declare an existing `typeof` map); a stale chain is reused.
+pub fn plan(changes: &Changes, new: &Ruleset, stale: &[(Stale, bool)]) -> Incremental {
+    let mut out = Incremental::default();
+    for (family, c) in changes {
+        let family = *family;
+        for (name, decl) in &c.added_sets {
+            let is_map = is_map(decl);
+            let lingering = Stale::Set {
+                family,
+                name: name.clone(),
+                is_map,
+            };
+            if stale.iter().any(|(s, _)| *s == lingering) {
+                out.ops.push(Op::DeleteSet {
+                    family,
+                    name: name.clone(),
+                    is_map,
+                });
+            }
+            out.ops.push(Op::AddSet {
+                family,
+                name: name.clone(),
+                decl: decl.clone(),
+            });
+        }
+        for (name, chain) in &c.added_chains {
+            out.ops.push(Op::AddChain {
+                family,
+                name: name.clone(),
+                hook: chain.hook.clone(),
+            });
+        }
+        for name in c.changed_chains.keys() {
+            out.ops.push(Op::FlushChain {
+                family,
+                name: name.clone(),
+            });
+        }
+        for (name, chain) in c.added_chains.iter().chain(&c.changed_chains) {
+            out.ops.extend(rules(family, name, &chain.rules));
+        }
+        for (set, elements) in &c.removed_elements {
+            out.ops.push(Op::DeleteElements {
+                family,
+                set: set.clone(),
+                elements: elements.clone(),
+            });
+        }
+        for (set, elements) in &c.added_elements {
+            out.ops.push(Op::AddElements {
+                family,
+                set: set.clone(),
+                elements: elements.clone(),
+            });
+        }
+        for name in &c.removed_chains {
             out.ops.push(Op::FlushChain {
                 family,
                 name: name.clone(),
             });
             out.newly_stale.push(Stale::Chain(family, name.clone()));
         }
-        for (name, set) in ot.sets.iter().filter(|(n, _)| !nt.sets.contains_key(*n)) {
-            let is_map = is_map(&set.decl);
-            out.ops.push(Op::FlushSet {
-                family,
-                name: name.clone(),
-                is_map,
-            });
+        for (name, decl) in &c.removed_sets {
+            let is_map = is_map(decl);
+            if !decl.dynamic {
+                out.ops.push(Op::FlushSet {
+                    family,
+                    name: name.clone(),
+                    is_map,
+                });
+            }
             out.newly_stale.push(Stale::Set {
                 family,
                 name: name.clone(),
@@ -251,7 +306,7 @@ pub fn incremental(old: &Ruleset, new: &Ruleset, stale: &[(Stale, bool)]) -> Opt
             },
         });
     }
-    Some(out)
+    out
 }
 
 /// Whether the ruleset (again) contains a stale object.

@@ -2,7 +2,9 @@
 //!
 //! - [`model`]: the node-local proxy model built from Services and EndpointSlices.
 //! - [`compile`]: the pure rule compiler, model → [`ir::Ruleset`].
-//! - [`diff`]: the pure incremental-sync planner, (old, new) ruleset → operations.
+//! - [`incremental`]: the compiled model kept per service port, so updates recompile only
+//!   what changed.
+//! - [`diff`]: the pure sync planner: table changes → one transaction of operations.
 //! - [`nft_text`]: renders rulesets and operations as `nft -f` scripts.
 //! - [`backend`]: applies operations to the kernel (the `nft` text backend).
 //! - [`syncer`]: keeps the kernel in step with the model: full sync at start and after
@@ -16,6 +18,7 @@ pub mod backend;
 pub mod compile;
 pub mod conntrack;
 pub mod diff;
+pub mod incremental;
 pub mod ir;
 pub mod model;
 pub mod nft_text;

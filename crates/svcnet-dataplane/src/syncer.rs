@@ -1,16 +1,19 @@
-//! Keeps the kernel in step with the desired ruleset.
+//! Keeps the kernel in step with the proxy model.
 //!
-//! The first sync, and the first after any failure, is full: it replaces our tables in one
-//! transaction (adopting whatever a previous run left, without touching conntrack). Later
-//! syncs apply only the difference from the last ruleset that was applied successfully, and
-//! a sync with no difference does nothing at all. The kernel is never listed. Removed chains
-//! and sets are deleted once they have been unused for `stale_grace_ms`.
+//! The first sync, and the first after any failure, is full: it compiles the whole model and
+//! replaces our tables in one transaction (adopting whatever a previous run left, without
+//! touching conntrack). Later syncs recompile only the service ports that changed and apply
+//! only the resulting changes; a sync with no change sends nothing. The kernel is never
+//! listed. Removed chains and sets are emptied at once and deleted once they have been unused
+//! for a grace period.
 
 use std::collections::BTreeMap;
 
 use crate::backend::{Backend, BackendError};
 use crate::diff::{self, Stale};
+use crate::incremental::CompiledModel;
 use crate::ir::Ruleset;
+use crate::model::ProxyModel;
 
 /// How a sync went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -29,7 +32,7 @@ pub struct SyncReport {
 
 pub struct Syncer<B> {
     backend: B,
-    applied: Option<Ruleset>,
+    compiled: Option<CompiledModel>,
     /// Stale objects and the time (ms) from which they may be deleted.
     stale: BTreeMap<Stale, u64>,
     stale_grace_ms: u64,
@@ -39,7 +42,7 @@ impl<B: Backend> Syncer<B> {
     pub fn new(backend: B) -> Self {
         Syncer {
             backend,
-            applied: None,
+            compiled: None,
             stale: BTreeMap::new(),
             stale_grace_ms: 1000,
         }
@@ -49,63 +52,70 @@ impl<B: Backend> Syncer<B> {
         &self.backend
     }
 
-    /// The last ruleset the kernel accepted.
+    /// The ruleset the kernel holds, as far as this syncer knows.
     pub fn applied(&self) -> Option<&Ruleset> {
-        self.applied.as_ref()
+        self.compiled.as_ref().map(CompiledModel::ruleset)
+    }
+
+    /// The model last applied.
+    pub fn applied_model(&self) -> Option<&ProxyModel> {
+        self.compiled.as_ref().map(CompiledModel::model)
     }
 
     /// Forces the next sync to be full.
     pub fn invalidate(&mut self) {
-        self.applied = None;
+        self.compiled = None;
     }
 
-    /// Brings the kernel to `desired`. `now_ms` is a monotonic clock reading. On error the
-    /// previous rules stay in force (the transaction is atomic) and the next sync is full.
-    pub fn sync(&mut self, desired: Ruleset, now_ms: u64) -> Result<SyncReport, BackendError> {
-        let plan = match &self.applied {
-            None => None,
-            Some(old) => {
-                let stale: Vec<(Stale, bool)> = self.stale.iter().map(|(s, at)| (s.clone(), *at <= now_ms)).collect();
-                diff::incremental(old, &desired, &stale)
-            }
+    /// Brings the kernel to `model`. `now_ms` is a monotonic clock reading. On error the
+    /// previous rules stay in force (transactions are atomic) and the next sync is full.
+    pub fn sync(&mut self, model: ProxyModel, now_ms: u64) -> Result<SyncReport, BackendError> {
+        let Some(mut compiled) = self.compiled.take() else {
+            return self.full(CompiledModel::new(model));
         };
-        let report = match plan {
-            None => {
-                let ops = diff::full(&desired);
-                if let Err(e) = self.backend.apply(&ops) {
-                    self.applied = None;
-                    return Err(e);
-                }
-                self.stale.clear();
-                SyncReport {
-                    kind: SyncKind::Full,
-                    operations: ops.len(),
-                }
-            }
-            Some(inc) => {
-                if inc.ops.is_empty() {
-                    return Ok(SyncReport {
-                        kind: SyncKind::NoChange,
-                        operations: 0,
-                    });
-                }
-                if let Err(e) = self.backend.apply(&inc.ops) {
-                    self.applied = None;
-                    return Err(e);
-                }
-                // deleted or wanted again: no longer stale
-                self.stale.retain(|s, at| *at > now_ms && !diff::wanted(&desired, s));
-                for s in inc.newly_stale {
-                    self.stale.insert(s, now_ms + self.stale_grace_ms);
-                }
-                SyncReport {
-                    kind: SyncKind::Incremental,
-                    operations: inc.ops.len(),
+        let changes = match compiled.update(model) {
+            Ok(changes) => changes,
+            Err(model) => {
+                // node-wide inputs changed: compile anew, then diff whole rulesets
+                let old = compiled;
+                compiled = CompiledModel::new(*model);
+                match diff::compare(old.ruleset(), compiled.ruleset()) {
+                    Some(c) => c,
+                    None => return self.full(compiled),
                 }
             }
         };
-        self.applied = Some(desired);
-        Ok(report)
+        let stale: Vec<(Stale, bool)> = self.stale.iter().map(|(s, at)| (s.clone(), *at <= now_ms)).collect();
+        let plan = diff::plan(&changes, compiled.ruleset(), &stale);
+        if plan.ops.is_empty() {
+            self.compiled = Some(compiled);
+            return Ok(SyncReport {
+                kind: SyncKind::NoChange,
+                operations: 0,
+            });
+        }
+        self.backend.apply(&plan.ops)?;
+        let ruleset = compiled.ruleset();
+        self.stale.retain(|s, at| *at > now_ms && !diff::wanted(ruleset, s));
+        for s in plan.newly_stale {
+            self.stale.insert(s, now_ms + self.stale_grace_ms);
+        }
+        self.compiled = Some(compiled);
+        Ok(SyncReport {
+            kind: SyncKind::Incremental,
+            operations: plan.ops.len(),
+        })
+    }
+
+    fn full(&mut self, compiled: CompiledModel) -> Result<SyncReport, BackendError> {
+        let ops = diff::full(compiled.ruleset());
+        self.backend.apply(&ops)?;
+        self.stale.clear();
+        self.compiled = Some(compiled);
+        Ok(SyncReport {
+            kind: SyncKind::Full,
+            operations: ops.len(),
+        })
     }
 
     /// Whether stale objects are waiting for deletion (a later sync will delete them).

@@ -24,6 +24,37 @@ enum Command {
     /// Test servers and clients standing in for upstream's agnhost image.
     #[command(subcommand)]
     Agnhost(AgnhostCommand),
+    /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Sync speed: full and incremental syncs, peak RSS, and the kube-proxy layout baseline.
+    Dataplane {
+        #[arg(long, default_value_t = 1000)]
+        services: u32,
+        #[arg(long, default_value_t = 10)]
+        endpoints_per_service: u32,
+        /// Incremental changes of each kind to time.
+        #[arg(long, default_value_t = 50)]
+        iterations: u32,
+        /// The baseline script (default: shared/bench/kube-proxy-layout.py beside the repository).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Skip the baseline.
+        #[arg(long)]
+        no_baseline: bool,
+    },
+    /// Packet cost: connection rate and first-packet latency through a ClusterIP.
+    Datapath {
+        /// Services loaded for the "many services" case.
+        #[arg(long, default_value_t = 20000)]
+        services: u32,
+        #[arg(long, default_value_t = 2000)]
+        requests: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,6 +92,9 @@ enum AgnhostCommand {
         /// Local UDP port to send from.
         #[arg(long)]
         local_port: Option<u16>,
+        /// Print latency statistics (JSON) over --count new connections.
+        #[arg(long)]
+        stats: bool,
     },
 }
 
@@ -100,6 +134,39 @@ pub fn run() -> ExitCode {
             exit_after: std::time::Duration::from_secs(exit_after),
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Dataplane {
+            services,
+            endpoints_per_service,
+            iterations,
+            baseline,
+            no_baseline,
+        }) => {
+            let baseline = if no_baseline {
+                None
+            } else {
+                baseline.or_else(crate::bench::dataplane::default_baseline)
+            };
+            if !no_baseline && baseline.is_none() {
+                eprintln!("svcnet: baseline script not found; give --baseline PATH or --no-baseline");
+                return ExitCode::from(2);
+            }
+            crate::bench::dataplane::run(&crate::bench::dataplane::Options {
+                services,
+                endpoints_per_service,
+                iterations,
+                baseline,
+            })
+            .map(|v| {
+                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Bench(BenchCommand::Datapath { services, requests }) => {
+            crate::bench::datapath::run(&crate::bench::datapath::Options { services, requests }).map(|v| {
+                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+                ExitCode::SUCCESS
+            })
+        }
         Command::Agnhost(AgnhostCommand::Client {
             target,
             udp,
@@ -109,6 +176,7 @@ pub fn run() -> ExitCode {
             hold_ms,
             interval_ms,
             local_port,
+            stats,
         }) => {
             crate::agnhost::client::run(crate::agnhost::client::Options {
                 target,
@@ -119,6 +187,7 @@ pub fn run() -> ExitCode {
                 hold: hold_ms.map(std::time::Duration::from_millis),
                 interval: std::time::Duration::from_millis(interval_ms),
                 local_port,
+                stats,
             });
             Ok(ExitCode::SUCCESS)
         }

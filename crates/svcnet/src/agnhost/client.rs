@@ -16,6 +16,8 @@ pub struct Options {
     pub interval: Duration,
     /// Bind UDP to this local port (so repeated runs reuse one conntrack flow).
     pub local_port: Option<u16>,
+    /// Print one JSON line of latency statistics over `count` new connections instead.
+    pub stats: bool,
 }
 
 fn error_kind(e: &std::io::Error) -> &'static str {
@@ -104,7 +106,54 @@ fn hold(opts: &Options, duration: Duration) -> String {
     format!("OK {answers} answers from {}", first.unwrap_or_default())
 }
 
+/// `count` requests, each on a new connection: connect time (the first packet's round trip
+/// through the rules), request time, and rate.
+fn stats(opts: &Options) -> String {
+    let mut connect = Vec::new();
+    let mut total = Vec::new();
+    let mut errors = 0u32;
+    let start = Instant::now();
+    for _ in 0..opts.count.max(1) {
+        let t0 = Instant::now();
+        match TcpStream::connect_timeout(&opts.target, opts.timeout) {
+            Ok(mut s) => {
+                connect.push(t0.elapsed());
+                let _ = s.set_read_timeout(Some(opts.timeout));
+                match http_exchange(&mut s, &opts.request) {
+                    Ok(_) => total.push(t0.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let pct = |v: &mut Vec<Duration>, p: f64| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort();
+        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        (v[i].as_secs_f64() * 1e6).round() / 1000.0
+    };
+    format!(
+        "{{\"requests\":{},\"errors\":{errors},\"rate_per_s\":{:.1},\"connect_ms\":{{\"p50\":{},\"p90\":{},\"p99\":{}}},\"request_ms\":{{\"p50\":{},\"p90\":{},\"p99\":{}}}}}",
+        total.len(),
+        total.len() as f64 / elapsed,
+        pct(&mut connect, 50.0),
+        pct(&mut connect, 90.0),
+        pct(&mut connect, 99.0),
+        pct(&mut total, 50.0),
+        pct(&mut total, 90.0),
+        pct(&mut total, 99.0),
+    )
+}
+
 pub fn run(opts: Options) {
+    if opts.stats {
+        println!("{}", stats(&opts));
+        return;
+    }
     if let Some(d) = opts.hold {
         println!("{}", hold(&opts, d));
         return;

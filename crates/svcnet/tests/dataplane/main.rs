@@ -2,7 +2,6 @@
 //! traffic between real processes. Needs root, `ip`, `nft` and `conntrack` (the README's test
 //! command installs them); without them every test fails saying so.
 
-mod netns;
 mod world;
 
 use std::collections::BTreeSet;
@@ -301,8 +300,13 @@ fn proxy_restart_resets_no_connection() {
     std::thread::sleep(Duration::from_millis(700));
     // a new proxy process knows nothing: its first sync is full and replaces the table
     for node in &mut w.nodes {
-        node.syncer.invalidate();
-        node.model = None;
+        node.syncer = svcnet_dataplane::syncer::Syncer::new(svcnet_dataplane::backend::NftText::new(vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            node.ns.clone(),
+            "nft".into(),
+        ]));
     }
     let reports = w.sync();
     assert_eq!(reports[0].kind, SyncKind::Full);

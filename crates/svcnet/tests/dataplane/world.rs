@@ -18,12 +18,11 @@ use svcnet_core::endpoints::slices::reconcile_slices;
 use svcnet_core::registry::plan_write;
 use svcnet_core::service::model::ServiceModel;
 use svcnet_dataplane::backend::NftText;
-use svcnet_dataplane::compile::compile;
 use svcnet_dataplane::conntrack;
 use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
 use svcnet_dataplane::syncer::{SyncReport, Syncer};
 
-use crate::netns::Namespaces;
+use svcnet::netns::Namespaces;
 
 pub const SERVICE_CIDR: &str = "172.30.0.0/16";
 pub const POD_CIDR: &str = "10.180.0.0/16";
@@ -36,7 +35,6 @@ pub struct NodeHost {
     pod_prefix: String,
     next_pod: u8,
     pub syncer: Syncer<NftText>,
-    pub model: Option<ProxyModel>,
 }
 
 pub struct PodInfo {
@@ -63,7 +61,7 @@ pub struct World {
 impl World {
     /// `nodes` nodes (1 or 2), an external host, and a switch joining them.
     pub fn new(nodes: usize) -> Self {
-        let mut nets = Namespaces::new();
+        let mut nets = Namespaces::new("svt-");
         let switch = nets.add("sw");
         nets.exec_ok(&switch, &["ip", "link", "add", "br0", "type", "bridge"]);
         nets.exec_ok(&switch, &["ip", "link", "set", "br0", "up"]);
@@ -97,7 +95,6 @@ impl World {
                 pod_prefix: format!("10.180.{}", i * 2),
                 next_pod: 1,
                 syncer: Syncer::new(backend),
-                model: None,
             });
         }
         // each node routes the other nodes' pod CIDRs to them
@@ -334,22 +331,23 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}], conditions: [
                 &services,
                 &self.slices,
             );
-            if let Some(old) = &node.model {
-                let stale = conntrack::stale_udp(old, &model);
-                let cmd = vec![
-                    "ip".into(),
-                    "netns".into(),
-                    "exec".into(),
-                    node.ns.clone(),
-                    "conntrack".into(),
-                ];
-                assert_eq!(conntrack::delete_with_cli(&cmd, &stale), 0, "conntrack deletion failed");
-            }
+            let stale = node
+                .syncer
+                .applied_model()
+                .map(|old| conntrack::stale_udp(old, &model))
+                .unwrap_or_default();
             let report = node
                 .syncer
-                .sync(compile(&model), now)
+                .sync(model, now)
                 .unwrap_or_else(|e| panic!("sync of {}: {e}", node.name));
-            node.model = Some(model);
+            let cmd = vec![
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                node.ns.clone(),
+                "conntrack".into(),
+            ];
+            assert_eq!(conntrack::delete_with_cli(&cmd, &stale), 0, "conntrack deletion failed");
             reports.push(report);
         }
         reports

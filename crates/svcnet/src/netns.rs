@@ -1,15 +1,14 @@
-//! Network namespaces owned by one test: created under a unique per-run prefix, removed with
-//! every process started in them when dropped (also when the test fails). Namespaces left by
-//! earlier runs whose process is gone are removed at start.
+//! Network namespaces owned by one run (a test, a benchmark, a lab): created under a unique
+//! per-run prefix, removed with every process started in them when dropped (also on failure
+//! or panic). Namespaces an earlier run of the same kind left behind, whose process is gone,
+//! are removed at start. Nothing is ever added to the caller's own namespace.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Every namespace name starts with this, then `<pid>-<n>-`.
-pub const PREFIX: &str = "svt-";
-
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Fails with a clear message unless running as root with `ip`, `nft` and `conntrack`.
 pub fn require_root_tools() {
     let uid = std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -36,13 +35,13 @@ pub fn require_root_tools() {
     }
 }
 
-fn remove_stale() {
+fn remove_stale(kind: &str) {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(PREFIX) else {
+        let Some(rest) = name.strip_prefix(kind) else {
             continue;
         };
         let pid = rest.split('-').next().unwrap_or("");
@@ -69,12 +68,14 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    pub fn new() -> Self {
+    /// `kind` starts every name (e.g. `svt-` for tests, `svb-` for benchmarks); then come
+    /// this process's id and a counter, so runs never collide.
+    pub fn new(kind: &str) -> Self {
         require_root_tools();
-        remove_stale();
+        remove_stale(kind);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         Namespaces {
-            prefix: format!("{PREFIX}{}-{n}-", std::process::id()),
+            prefix: format!("{kind}{}-{n}-", std::process::id()),
             created: Vec::new(),
             children: Vec::new(),
         }

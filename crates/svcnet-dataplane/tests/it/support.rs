@@ -1,0 +1,61 @@
+//! Builders for proxy models.
+
+use std::net::IpAddr;
+
+use svcnet_core::service::model::Protocol;
+use svcnet_dataplane::model::{Endpoint, Policy, ProxyConfig, ProxyModel, ServicePort};
+
+pub const NODE: &str = "test-node";
+
+pub fn model() -> ProxyModel {
+    ProxyModel {
+        node_name: NODE.into(),
+        node_ips: vec!["192.168.0.2".parse().unwrap()],
+        cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+        service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
+        config: ProxyConfig::default(),
+        ports: Default::default(),
+    }
+}
+
+pub fn ep(ip: &str, port: u16, node: &str, ready: bool) -> Endpoint {
+    Endpoint {
+        ip: ip.parse().unwrap(),
+        port,
+        node: Some(node.into()),
+        ready,
+        serving: ready,
+        terminating: false,
+    }
+}
+
+pub fn port(
+    name: &str,
+    port_name: &str,
+    cluster_ip: &str,
+    protocol: Protocol,
+    port: u16,
+    eps: Vec<Endpoint>,
+) -> ServicePort {
+    let cluster_ips: Vec<IpAddr> = cluster_ip.split(',').map(|s| s.parse().unwrap()).collect();
+    ServicePort {
+        namespace: "ns1".into(),
+        name: name.into(),
+        port_name: port_name.into(),
+        protocol,
+        port,
+        cluster_ips,
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+        node_port: None,
+        external_traffic_policy: Policy::Cluster,
+        internal_traffic_policy: Policy::Cluster,
+        affinity_timeout_seconds: None,
+        endpoints: eps,
+    }
+}
+
+pub fn insert(m: &mut ProxyModel, sp: ServicePort) {
+    m.ports.insert(sp.id(), sp);
+}

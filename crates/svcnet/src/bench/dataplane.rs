@@ -1,0 +1,149 @@
+//! `svcnet bench dataplane`: how fast rules reach the kernel. Full sync of a synthetic model
+//! (compile, apply, total), then incremental syncs of one endpoint change, one service add and
+//! one service delete, reported as p50/p99; peak RSS; and upstream kube-proxy's layout timed
+//! by the baseline script in the same run, with ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::syncer::Syncer;
+
+use super::{peak_rss_mib, percentile_ms, round3, synthetic};
+use crate::netns::Namespaces;
+
+pub struct Options {
+    pub services: u32,
+    pub endpoints_per_service: u32,
+    pub iterations: u32,
+    /// The baseline script; `None` skips it.
+    pub baseline: Option<PathBuf>,
+}
+
+/// Where the baseline script is by default: `shared/bench` beside the repository.
+pub fn default_baseline() -> Option<PathBuf> {
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .map(|d| d.join("../shared/bench/kube-proxy-layout.py"))
+        .find(|p| p.exists())
+}
+
+struct Timed {
+    total: Vec<Duration>,
+}
+
+impl Timed {
+    fn new() -> Self {
+        Timed { total: vec![] }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "p50_ms": percentile_ms(&self.total, 50.0),
+            "p99_ms": percentile_ms(&self.total, 99.0),
+        })
+    }
+}
+
+fn run_baseline(script: &Path, services: u32, endpoints: u32) -> Result<Value> {
+    let out = Command::new("python3")
+        .arg(script)
+        .args([
+            "--services",
+            &services.to_string(),
+            "--endpoints",
+            &endpoints.to_string(),
+        ])
+        .output()
+        .context("running the baseline script")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "baseline failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+pub fn run(opts: &Options) -> Result<Value> {
+    let mut nets = Namespaces::new("svb-");
+    let node = nets.add("node");
+    let backend = NftText::new(vec![
+        "ip".into(),
+        "netns".into(),
+        "exec".into(),
+        node.clone(),
+        "nft".into(),
+    ]);
+    let mut syncer = Syncer::new(backend);
+    let clock = Instant::now();
+    let now = |c: &Instant| c.elapsed().as_millis() as u64;
+
+    let mut model = synthetic::model(opts.services, opts.endpoints_per_service);
+    // the compile step alone, for the breakdown
+    let t0 = Instant::now();
+    let stats = svcnet_dataplane::compile::compile(&model).stats();
+    let compile_time = t0.elapsed();
+    let t1 = Instant::now();
+    syncer.sync(model.clone(), now(&clock)).context("full sync")?;
+    let full_total = t1.elapsed();
+    let apply_time = full_total.saturating_sub(compile_time);
+
+    // each change is timed from handing the new model to the syncer until nft returns; the
+    // model itself is prepared outside the timing, as the node agent maintains it
+    let mut sync_timed = |model: &svcnet_dataplane::model::ProxyModel, timed: &mut Timed| -> Result<()> {
+        let m = model.clone();
+        let t = Instant::now();
+        syncer.sync(m, now(&clock))?;
+        timed.total.push(t.elapsed());
+        Ok(())
+    };
+    let (mut endpoint_change, mut service_add, mut service_delete) = (Timed::new(), Timed::new(), Timed::new());
+    let ids: Vec<String> = model.ports.keys().cloned().collect();
+    for k in 0..opts.iterations {
+        let id = &ids[(k as usize * 7919) % ids.len()];
+        let ep = &mut model.ports.get_mut(id).unwrap().endpoints[0];
+        ep.ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 200, (k / 250) as u8, (k % 250) as u8 + 1));
+        sync_timed(&model, &mut endpoint_change)?;
+        let extra = synthetic::service(opts.services + k, opts.endpoints_per_service, 4_000_000 + k * 64);
+        let extra_id = extra.id();
+        model.ports.insert(extra_id.clone(), extra);
+        sync_timed(&model, &mut service_add)?;
+        model.ports.remove(&extra_id);
+        sync_timed(&model, &mut service_delete)?;
+    }
+
+    let mut result = json!({
+        "backend": "nft-text",
+        "services": opts.services,
+        "endpoints_per_service": opts.endpoints_per_service,
+        "nodes_sharing_endpoints": synthetic::NODES,
+        "ruleset": stats,
+        "full_sync_s": {
+            "compile": round3(compile_time.as_secs_f64()),
+            "apply": round3(apply_time.as_secs_f64()),
+            "total": round3(full_total.as_secs_f64()),
+        },
+        "incremental": {
+            "iterations": opts.iterations,
+            "endpoint_change": endpoint_change.json(),
+            "service_add": service_add.json(),
+            "service_delete": service_delete.json(),
+        },
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    drop(nets);
+    if let Some(script) = &opts.baseline {
+        let baseline = run_baseline(script, opts.services, opts.endpoints_per_service)?;
+        let full = baseline["full_apply_s"].as_f64().unwrap_or(0.0);
+        let inc = baseline["incremental_one_service_s"].as_f64().unwrap_or(0.0);
+        result["baseline"] = baseline;
+        result["ratios"] = json!({
+            "full_sync_speedup": round3(full / full_total.as_secs_f64()),
+            "incremental_speedup_p50": round3(inc * 1000.0 / percentile_ms(&endpoint_change.total, 50.0).max(0.001)),
+        });
+    }
+    Ok(result)
+}

@@ -1,0 +1,64 @@
+//! Synthetic proxy models of a given size, addressed like the baseline script's rulesets.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use svcnet_core::service::model::Protocol;
+use svcnet_dataplane::model::{Endpoint, Policy, ProxyConfig, ProxyModel, ServicePort};
+
+pub const NODE: &str = "bench-node";
+/// Endpoints are spread over this many nodes, the benchmarked node being one of them.
+pub const NODES: u32 = 20;
+
+fn v4(base: [u8; 4], offset: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::from(base)) + offset))
+}
+
+/// Service `i`: ClusterIP 172.30.0.0 + 1 + i, TCP port 80, `endpoints` endpoints on 8080
+/// (addresses from 10.128.0.0 + `first_endpoint`).
+pub fn service(i: u32, endpoints: u32, first_endpoint: u32) -> ServicePort {
+    ServicePort {
+        namespace: "bench".into(),
+        name: format!("svc-{i}"),
+        port_name: "http".into(),
+        protocol: Protocol::Tcp,
+        port: 80,
+        cluster_ips: vec![v4([172, 30, 0, 0], 1 + i)],
+        external_ips: vec![],
+        load_balancer_ips: vec![],
+        load_balancer_source_ranges: vec![],
+        node_port: None,
+        external_traffic_policy: Policy::Cluster,
+        internal_traffic_policy: Policy::Cluster,
+        affinity_timeout_seconds: None,
+        endpoints: (0..endpoints)
+            .map(|j| Endpoint {
+                ip: v4([10, 128, 0, 0], first_endpoint + j + 1),
+                port: 8080,
+                node: Some(if (first_endpoint + j).is_multiple_of(NODES) {
+                    NODE.into()
+                } else {
+                    format!("node-{}", (first_endpoint + j) % NODES)
+                }),
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect(),
+    }
+}
+
+pub fn model(services: u32, endpoints: u32) -> ProxyModel {
+    let mut m = ProxyModel {
+        node_name: NODE.into(),
+        node_ips: vec![],
+        cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+        service_cidrs: vec!["172.16.0.0/12".parse().unwrap()],
+        config: ProxyConfig::default(),
+        ports: Default::default(),
+    };
+    for i in 0..services {
+        let sp = service(i, endpoints, i * endpoints);
+        m.ports.insert(sp.id(), sp);
+    }
+    m
+}

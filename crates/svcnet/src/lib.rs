@@ -1,0 +1,15 @@
+//! The `svcnet` command as a library, so tests and benchmarks run the real pieces in-process.
+//!
+//! - [`cli`]: argument parsing and dispatch.
+//! - [`service_check`]: `svcnet service check`.
+//! - [`agnhost`]: test servers and clients standing in for upstream's agnhost image.
+//! - [`netns`]: network namespaces owned by one run.
+//! - [`bench`]: `svcnet bench dataplane` and `svcnet bench datapath`.
+
+#![forbid(unsafe_code)]
+
+pub mod agnhost;
+pub mod bench;
+pub mod cli;
+pub mod netns;
+pub mod service_check;

@@ -57,7 +57,7 @@ fn edits() -> impl Strategy<Value = Vec<Edit>> {
     )
 }
 
-fn ensure<'a>(m: &'a mut ProxyModel, s: u8, p: u8) -> &'a mut svcnet_dataplane::model::ServicePort {
+fn ensure(m: &mut ProxyModel, s: u8, p: u8) -> &mut svcnet_dataplane::model::ServicePort {
     let proto = if p == 0 { Protocol::Tcp } else { Protocol::Udp };
     let ip = if s % 3 == 2 {
         format!("fd00:30::{s}")

@@ -1,1 +1,545 @@
+//! The compiled layout against upstream kube-proxy's acceptance cases (reference §4). A
+//! tracer follows a packet through our maps and chains, as upstream's test simulator does,
+//! and reports the endpoints it may be DNATed to (with masquerade or not), REJECT, DROP, or
+//! untouched. Conventions: pods 10.0.0.0/8, services 172.30.0.0/16, this node 192.168.0.2,
+//! endpoints 10.180.0.1 (this node) and 10.180.2.1 (another node), external client 203.0.113.2.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use svcnet_core::service::model::Protocol;
+use svcnet_dataplane::compile::compile;
+use svcnet_dataplane::ir::{Atom, Data, Element, Family, Ruleset, Table, Verdict};
+use svcnet_dataplane::model::{Policy, ProxyModel};
+
+use crate::support::*;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Dnat {
+        endpoints: BTreeSet<String>,
+        masquerade: bool,
+    },
+    Reject,
+    Drop,
+    Untouched,
+}
+
+fn dnat(eps: &[&str], masquerade: bool) -> Outcome {
+    Outcome::Dnat {
+        endpoints: eps.iter().map(|s| s.to_string()).collect(),
+        masquerade,
+    }
+}
+
+struct Packet<'a> {
+    src: &'a str,
+    /// The source is an address of this node.
+    src_local: bool,
+    dst: &'a str,
+    proto: Protocol,
+    port: u16,
+}
+
+fn pkt<'a>(src: &'a str, dst: &'a str, port: u16) -> Packet<'a> {
+    Packet {
+        src,
+        src_local: src == "192.168.0.2",
+        dst,
+        proto: Protocol::Tcp,
+        port,
+    }
+}
+
+fn addr(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn lookup<'t>(t: &'t Table, set: &str, key: &[Atom]) -> Option<&'t Element> {
+    t.sets[set].elements.iter().find(|e| e.key == key)
+}
+
+fn in_set(t: &Table, set: &str, key: &[Atom]) -> bool {
+    lookup(t, set, key).is_some()
+}
+
+fn trace(model: &ProxyModel, rs: &Ruleset, p: &Packet) -> Outcome {
+    let (src, dst) = (addr(p.src), addr(p.dst));
+    let fam = if dst.is_ipv4() { Family::Ip } else { Family::Ip6 };
+    let t = &rs.tables[&fam];
+    let dest = vec![Atom::Addr(dst), Atom::Proto(p.proto), Atom::Port(p.port)];
+    let np_key = vec![Atom::Proto(p.proto), Atom::Port(p.port)];
+    let from_pod = model.cluster_cidrs.iter().any(|c| c.contains(&src));
+    // firewall (load-balancer source ranges)
+    if in_set(t, "firewall-ips", &dest) {
+        let allowed = t.sets["firewall-allow"]
+            .elements
+            .iter()
+            .any(|e| e.key[..3] == dest[..] && matches!(e.key[3], Atom::Net(n) if n.contains(&src)));
+        if !allowed {
+            return Outcome::Drop;
+        }
+    }
+    let mut masq = false;
+    if in_set(t, "cluster-ips", &[Atom::Addr(dst)]) && (model.config.masquerade_all || !from_pod) {
+        masq = true;
+    }
+    let node_addr = if model.config.node_port_addresses.is_empty() {
+        model.node_ips.contains(&dst) || p.src_local && dst == src
+    } else {
+        in_set(t, "nodeport-ips", &[Atom::Addr(dst)])
+    };
+    let verdict = match lookup(t, "service-ips", &dest) {
+        Some(e) => Some((e, false)),
+        None if node_addr => lookup(t, "service-nodeports", &np_key).map(|e| (e, true)),
+        None => None,
+    };
+    let Some((element, node_port)) = verdict else {
+        let no_ep =
+            in_set(t, "no-endpoint-services", &dest) || node_addr && in_set(t, "no-endpoint-nodeports", &np_key);
+        if no_ep || in_set(t, "cluster-ips", &[Atom::Addr(dst)]) {
+            return Outcome::Reject;
+        }
+        if model.service_cidrs.iter().any(|c| c.contains(&dst)) {
+            return Outcome::Drop;
+        }
+        return Outcome::Untouched;
+    };
+    let key = if node_port { np_key.clone() } else { dest.clone() };
+    let mut v = match &element.data {
+        Some(Data::Verdict(v)) => v.clone(),
+        other => panic!("dispatch element without verdict: {other:?}"),
+    };
+    loop {
+        let chain = match v {
+            Verdict::Drop => return Outcome::Drop,
+            Verdict::Goto(ref c) => c.clone(),
+        };
+        if chain.starts_with("etp-local-") {
+            let (cluster, local) = if node_port {
+                ("etp-local-cluster-nodeports", "etp-local-local-nodeports")
+            } else {
+                ("etp-local-cluster-ips", "etp-local-local-ips")
+            };
+            let map = if from_pod {
+                cluster
+            } else if p.src_local {
+                masq = true;
+                cluster
+            } else {
+                local
+            };
+            v = match &lookup(t, map, &key).expect("ETP Local element").data {
+                Some(Data::Verdict(v)) => v.clone(),
+                _ => unreachable!(),
+            };
+            continue;
+        }
+        if let Some(base) = chain.strip_suffix("-masq") {
+            masq = true;
+            v = Verdict::Goto(base.to_owned());
+            continue;
+        }
+        let endpoints: BTreeSet<String> = if chain.starts_with("lb-") {
+            t.sets[&chain]
+                .elements
+                .iter()
+                .filter(|e| e.key[..e.key.len() - 1] == key[..])
+                .map(|e| match &e.data {
+                    Some(Data::Atoms(a)) => format!("{}:{}", a[0], a[1]),
+                    _ => unreachable!(),
+                })
+                .collect()
+        } else {
+            // affinity: the endpoint chains its dispatch rule names
+            let rules = &t.chains[&chain].rules;
+            rules
+                .iter()
+                .filter_map(|r| r.split("goto ").nth(1))
+                .map(|ep_chain| ep_chain.trim_end_matches(" }").split(',').next().unwrap().trim())
+                .flat_map(|ep_chain| {
+                    t.chains[ep_chain]
+                        .rules
+                        .iter()
+                        .filter_map(|r| r.split(" to ").nth(1).map(str::to_owned))
+                })
+                .collect()
+        };
+        let hairpin = endpoints.len() == 1 && endpoints.iter().next().unwrap().starts_with(&format!("{}:", p.src));
+        return Outcome::Dnat {
+            endpoints,
+            masquerade: masq || hairpin,
+        };
+    }
+}
+
+fn check(model: &ProxyModel, cases: &[(Packet, Outcome)]) {
+    let rs = compile(model);
+    for (p, want) in cases {
+        assert_eq!(
+            &trace(model, &rs, p),
+            want,
+            "{} → {}:{} {:?}",
+            p.src,
+            p.dst,
+            p.port,
+            p.proto
+        );
+    }
+}
+
+const LOCAL_EP: &str = "10.180.0.1";
+const REMOTE_EP: &str = "10.180.2.1";
+
+#[test]
+fn cluster_ip_general() {
+    let mut m = model();
+    insert(
+        &mut m,
+        port(
+            "svc1",
+            "http",
+            "172.30.0.41",
+            Protocol::Tcp,
+            80,
+            vec![ep(LOCAL_EP, 80, NODE, true)],
+        ),
+    );
+    let both = |p| vec![ep(LOCAL_EP, p, NODE, true), ep(REMOTE_EP, p, "other", true)];
+    insert(&mut m, port("svc2", "http", "172.30.0.42", Protocol::Tcp, 80, both(80)));
+    insert(
+        &mut m,
+        port("svc2", "https", "172.30.0.42", Protocol::Tcp, 443, both(8443)),
+    );
+    insert(
+        &mut m,
+        port("svc2", "dns-udp", "172.30.0.42", Protocol::Udp, 53, both(53)),
+    );
+    insert(
+        &mut m,
+        port("svc2", "dns-tcp", "172.30.0.42", Protocol::Tcp, 53, both(5353)),
+    );
+    insert(
+        &mut m,
+        port("svc2", "dns-sctp", "172.30.0.42", Protocol::Sctp, 53, both(53)),
+    );
+    let with = |proto, p: Packet<'static>| Packet { proto, ..p };
+    check(
+        &m,
+        &[
+            (pkt("10.180.0.2", "172.30.0.41", 80), dnat(&["10.180.0.1:80"], false)),
+            (pkt(LOCAL_EP, "172.30.0.41", 80), dnat(&["10.180.0.1:80"], true)),
+            (
+                pkt("10.180.0.2", "172.30.0.42", 80),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
+            ),
+            (
+                pkt("10.180.0.2", "172.30.0.42", 443),
+                dnat(&["10.180.0.1:8443", "10.180.2.1:8443"], false),
+            ),
+            (
+                pkt("10.180.0.2", "172.30.0.42", 53),
+                dnat(&["10.180.0.1:5353", "10.180.2.1:5353"], false),
+            ),
+            (
+                with(Protocol::Udp, pkt("10.180.0.2", "172.30.0.42", 53)),
+                dnat(&["10.180.0.1:53", "10.180.2.1:53"], false),
+            ),
+            (
+                with(Protocol::Sctp, pkt("10.180.0.2", "172.30.0.42", 53)),
+                dnat(&["10.180.0.1:53", "10.180.2.1:53"], false),
+            ),
+            (
+                with(Protocol::Udp, pkt("10.180.0.2", "172.30.0.42", 80)),
+                Outcome::Reject,
+            ),
+            (pkt("10.180.0.2", "172.30.0.41", 443), Outcome::Reject),
+            (pkt("10.180.0.2", "172.30.0.50", 80), Outcome::Drop),
+            (pkt("10.180.0.2", "8.8.8.8", 80), Outcome::Untouched),
+        ],
+    );
+}
+
+#[test]
+fn node_ports_and_node_port_addresses() {
+    let mut m = model();
+    m.node_ips.push("192.168.1.2".parse().unwrap());
+    let mut sp = port(
+        "np",
+        "http",
+        "172.30.0.41",
+        Protocol::Tcp,
+        80,
+        vec![ep(LOCAL_EP, 80, "other", true), ep(REMOTE_EP, 80, NODE, true)],
+    );
+    sp.node_port = Some(3001);
+    insert(&mut m, sp);
+    let both = |masq| dnat(&["10.180.0.1:80", "10.180.2.1:80"], masq);
+    check(
+        &m,
+        &[
+            (pkt("10.180.0.2", "172.30.0.41", 80), both(false)),
+            (pkt("203.0.113.2", "192.168.0.2", 3001), both(true)),
+            (pkt("192.168.0.2", "192.168.0.2", 3001), both(true)),
+            (pkt("203.0.113.2", "192.168.1.2", 3001), both(true)),
+        ],
+    );
+    m.config.node_port_addresses = vec!["192.168.0.0/24".parse().unwrap()];
+    check(
+        &m,
+        &[
+            (pkt("203.0.113.2", "192.168.0.2", 3001), both(true)),
+            (pkt("203.0.113.2", "192.168.1.2", 3001), Outcome::Untouched),
+        ],
+    );
+}
+
+#[test]
+fn node_ports_ipv6() {
+    let mut m = model();
+    m.node_ips = vec!["fd00:192::2".parse().unwrap()];
+    m.cluster_cidrs.push("fd00:10::/64".parse().unwrap());
+    let mut sp = port(
+        "np6",
+        "http",
+        "fd00:30::41",
+        Protocol::Tcp,
+        80,
+        vec![ep("fd00:10::1", 80, NODE, true)],
+    );
+    sp.node_port = Some(3001);
+    insert(&mut m, sp);
+    check(
+        &m,
+        &[
+            (pkt("fd00:10::2", "fd00:30::41", 80), dnat(&["fd00:10::1:80"], false)),
+            (pkt("2001:db8::1", "fd00:192::2", 3001), dnat(&["fd00:10::1:80"], true)),
+        ],
+    );
+}
+
+fn lb_service(etp: Policy) -> ProxyModel {
+    let mut m = model();
+    let mut sp = port(
+        "lb",
+        "http",
+        "172.30.0.41",
+        Protocol::Tcp,
+        80,
+        vec![ep(LOCAL_EP, 80, "other", true), ep(REMOTE_EP, 80, NODE, true)],
+    );
+    sp.node_port = Some(3001);
+    sp.external_ips = vec!["192.168.99.11".parse().unwrap()];
+    sp.load_balancer_ips = vec!["1.2.3.4".parse().unwrap()];
+    sp.external_traffic_policy = etp;
+    insert(&mut m, sp);
+    m
+}
+
+#[test]
+fn external_traffic_policy_local() {
+    let m = lb_service(Policy::Local);
+    let both = dnat(&["10.180.0.1:80", "10.180.2.1:80"], false);
+    let local_only = dnat(&["10.180.2.1:80"], false);
+    check(
+        &m,
+        &[
+            (pkt("10.180.0.2", "172.30.0.41", 80), both),
+            (
+                pkt("10.180.0.2", "192.168.99.11", 80),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
+            ),
+            (
+                pkt("10.180.0.2", "1.2.3.4", 80),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
+            ),
+            (
+                pkt("10.180.0.2", "192.168.0.2", 3001),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
+            ),
+            (pkt("203.0.113.2", "192.168.99.11", 80), local_only),
+            (pkt("203.0.113.2", "1.2.3.4", 80), dnat(&["10.180.2.1:80"], false)),
+            (pkt("203.0.113.2", "192.168.0.2", 3001), dnat(&["10.180.2.1:80"], false)),
+            (
+                pkt("192.168.0.2", "192.168.0.2", 3001),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], true),
+            ),
+        ],
+    );
+    // no local endpoint: external traffic dropped, in-cluster traffic still served
+    let mut m = m;
+    for sp in m.ports.values_mut() {
+        sp.endpoints.retain(|e| e.node.as_deref() != Some(NODE));
+    }
+    check(
+        &m,
+        &[
+            (pkt("203.0.113.2", "1.2.3.4", 80), Outcome::Drop),
+            (pkt("10.180.0.2", "1.2.3.4", 80), dnat(&["10.180.0.1:80"], false)),
+        ],
+    );
+}
+
+#[test]
+fn external_traffic_policy_cluster_masquerades_all_but_pod_to_cluster_ip() {
+    let m = lb_service(Policy::Cluster);
+    let both = |masq| dnat(&["10.180.0.1:80", "10.180.2.1:80"], masq);
+    check(
+        &m,
+        &[
+            (pkt("10.180.0.2", "172.30.0.41", 80), both(false)),
+            (pkt("10.180.0.2", "192.168.99.11", 80), both(true)),
+            (pkt("10.180.0.2", "1.2.3.4", 80), both(true)),
+            (pkt("203.0.113.2", "192.168.99.11", 80), both(true)),
+            (pkt("203.0.113.2", "192.168.0.2", 3001), both(true)),
+        ],
+    );
+}
+
+#[test]
+fn internal_traffic_policy_local() {
+    let mut m = model();
+    let mut sp = port(
+        "itp",
+        "http",
+        "172.30.0.41",
+        Protocol::Tcp,
+        80,
+        vec![ep(LOCAL_EP, 80, NODE, true), ep(REMOTE_EP, 80, "other", true)],
+    );
+    sp.internal_traffic_policy = Policy::Local;
+    insert(&mut m, sp.clone());
+    check(
+        &m,
+        &[(pkt("10.180.0.2", "172.30.0.41", 80), dnat(&["10.180.0.1:80"], false))],
+    );
+    sp.endpoints.retain(|e| e.node.as_deref() != Some(NODE));
+    insert(&mut m, sp.clone());
+    check(&m, &[(pkt("10.180.0.2", "172.30.0.41", 80), Outcome::Drop)]);
+    sp.endpoints.clear();
+    insert(&mut m, sp);
+    check(&m, &[(pkt("10.180.0.2", "172.30.0.41", 80), Outcome::Reject)]);
+}
+
+#[test]
+fn no_endpoints_reject_everywhere() {
+    let mut m = lb_service(Policy::Cluster);
+    for sp in m.ports.values_mut() {
+        sp.endpoints.clear();
+    }
+    for src in ["10.180.0.2", "203.0.113.2"] {
+        check(
+            &m,
+            &[
+                (pkt(src, "172.30.0.41", 80), Outcome::Reject),
+                (pkt(src, "192.168.99.11", 80), Outcome::Reject),
+                (pkt(src, "1.2.3.4", 80), Outcome::Reject),
+                (pkt(src, "192.168.0.2", 3001), Outcome::Reject),
+            ],
+        );
+    }
+}
+
+#[test]
+fn masquerade_all_and_source_ranges_and_terminating_fallback() {
+    let mut m = lb_service(Policy::Cluster);
+    m.config.masquerade_all = true;
+    check(
+        &m,
+        &[(
+            pkt("10.180.0.2", "172.30.0.41", 80),
+            dnat(&["10.180.0.1:80", "10.180.2.1:80"], true),
+        )],
+    );
+
+    let mut m = lb_service(Policy::Cluster);
+    for sp in m.ports.values_mut() {
+        sp.load_balancer_source_ranges = vec!["203.0.113.0/24".parse().unwrap()];
+    }
+    check(
+        &m,
+        &[
+            (
+                pkt("203.0.113.2", "1.2.3.4", 80),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], true),
+            ),
+            (pkt("198.51.100.7", "1.2.3.4", 80), Outcome::Drop),
+            (
+                pkt("198.51.100.7", "192.168.0.2", 3001),
+                dnat(&["10.180.0.1:80", "10.180.2.1:80"], true),
+            ),
+        ],
+    );
+
+    // no ready endpoint: serving terminating ones take the traffic
+    let mut m = model();
+    let mut term = ep(REMOTE_EP, 80, "other", false);
+    term.serving = true;
+    term.terminating = true;
+    insert(
+        &mut m,
+        port(
+            "t",
+            "http",
+            "172.30.0.41",
+            Protocol::Tcp,
+            80,
+            vec![ep(LOCAL_EP, 80, NODE, false), term],
+        ),
+    );
+    check(
+        &m,
+        &[(pkt("10.180.0.2", "172.30.0.41", 80), dnat(&["10.180.2.1:80"], false))],
+    );
+}
+
+#[test]
+fn session_affinity_chains() {
+    let mut m = model();
+    let mut sp = port(
+        "sticky",
+        "http",
+        "172.30.0.41",
+        Protocol::Tcp,
+        80,
+        vec![ep(LOCAL_EP, 80, NODE, true), ep(REMOTE_EP, 80, "other", true)],
+    );
+    sp.affinity_timeout_seconds = Some(10800);
+    insert(&mut m, sp);
+    check(
+        &m,
+        &[(
+            pkt("10.180.0.2", "172.30.0.41", 80),
+            dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
+        )],
+    );
+    let rs = compile(&m);
+    let t = &rs.tables[&Family::Ip];
+    let sets: Vec<&String> = t.sets.keys().filter(|n| n.starts_with("affinity-")).collect();
+    assert_eq!(sets.len(), 2, "one set per endpoint: {sets:?}");
+    assert!(t.sets[sets[0]].decl.timeout_seconds == Some(10800) && t.sets[sets[0]].decl.dynamic);
+}
+
+#[test]
+fn load_time_structures_do_not_grow_per_service() {
+    let mut m = model();
+    for i in 0..500u32 {
+        let eps = (0..(i % 4 + 1))
+            .map(|j| ep(&format!("10.181.{}.{}", i / 200, j + 1), 80, "other", true))
+            .collect();
+        insert(
+            &mut m,
+            port(
+                &format!("s{i}"),
+                "http",
+                &format!("172.30.{}.{}", i / 250, i % 250 + 1),
+                Protocol::Tcp,
+                80,
+                eps,
+            ),
+        );
+    }
+    let stats = compile(&m).stats();
+    assert!(stats.chains < 40, "chains must not grow with services: {stats:?}");
+    assert!(stats.sets < 35, "sets must not grow with services: {stats:?}");
+}

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use thiserror::Error;
 
 use crate::diff::Op;
+use crate::ir::RulesetView;
 use crate::nft_text;
 
 #[derive(Debug, Error)]
@@ -20,6 +21,9 @@ pub enum BackendError {
 pub trait Backend {
     /// Applies every operation, or none.
     fn apply(&mut self, ops: &[Op]) -> Result<(), BackendError>;
+
+    /// Replaces our tables with `ruleset` in one transaction.
+    fn replace(&mut self, ruleset: &dyn RulesetView) -> Result<(), BackendError>;
 }
 
 /// Pipes nft scripts to `nft -f -`. `command` is the program and leading arguments, e.g.
@@ -72,5 +76,11 @@ impl Backend for NftText {
             return Ok(());
         }
         self.run(&["-f", "-"], Some(&nft_text::script(ops))).map(drop)
+    }
+
+    /// Renders straight from the ruleset, without an intermediate copy of every element.
+    fn replace(&mut self, ruleset: &dyn RulesetView) -> Result<(), BackendError> {
+        self.run(&["-f", "-"], Some(&nft_text::replace_script(ruleset)))
+            .map(drop)
     }
 }

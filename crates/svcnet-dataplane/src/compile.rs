@@ -9,7 +9,7 @@
 //! services and endpoints. Services with ClientIP affinity get their own chains and sets,
 //! as their state is per service.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use svcnet_core::ip::IpFamily;
@@ -72,12 +72,41 @@ pub fn compile(model: &ProxyModel) -> Ruleset {
 
 /// What one service port contributes to one family's table: elements of the shared sets and
 /// maps, and the chains and sets it needs (shared load-balancing chains and maps included;
-/// identical for every port that uses them).
+/// identical for every port that uses them). Small sorted vectors: a port contributes a handful
+/// of each, and tens of thousands of fragments are kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fragment {
-    pub chains: BTreeMap<String, Chain>,
-    pub sets: BTreeMap<String, SetDecl>,
-    pub elements: BTreeSet<(String, Element)>,
+    pub chains: Vec<(String, Chain)>,
+    pub sets: Vec<(String, SetDecl)>,
+    /// Elements by set name; each list sorted and without duplicates.
+    pub elements: Vec<(String, Vec<Element>)>,
+}
+
+impl Fragment {
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+
+    pub fn elements_of(&self, set: &str) -> &[Element] {
+        self.elements
+            .iter()
+            .find(|(n, _)| n == set)
+            .map_or(&[], |(_, e)| e.as_slice())
+    }
+
+    fn finish(&mut self) {
+        self.chains.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sets.sort_by(|a, b| a.0.cmp(&b.0));
+        self.elements.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, elements) in &mut self.elements {
+            elements.sort();
+            elements.dedup();
+            elements.shrink_to_fit();
+        }
+        self.chains.shrink_to_fit();
+        self.sets.shrink_to_fit();
+        self.elements.shrink_to_fit();
+    }
 }
 
 /// Sets whose elements several service ports may contribute (a multi-port service's cluster
@@ -98,13 +127,16 @@ pub fn port_fragment(model: &ProxyModel, family: Family, sp: &ServicePort) -> Fr
     if sp.cluster_ips.iter().any(|ip| b.is_mine(ip)) {
         b.service_port(sp);
     }
+    b.frag.finish();
     b.frag
 }
 
 /// Adds a fragment to a table.
 pub fn merge(table: &mut Table, frag: &Fragment) {
     for (name, chain) in &frag.chains {
-        table.chains.entry(name.clone()).or_insert_with(|| chain.clone());
+        if !table.chains.contains_key(name) {
+            table.chains.insert(name.clone(), chain.clone());
+        }
     }
     for (name, decl) in &frag.sets {
         table.sets.entry(name.clone()).or_insert_with(|| Set {
@@ -112,13 +144,13 @@ pub fn merge(table: &mut Table, frag: &Fragment) {
             elements: BTreeSet::new(),
         });
     }
-    for (set, e) in &frag.elements {
+    for (set, elements) in &frag.elements {
         table
             .sets
             .get_mut(set)
             .unwrap_or_else(|| panic!("set {set} is declared before use"))
             .elements
-            .insert(e.clone());
+            .extend(elements.iter().cloned());
     }
 }
 
@@ -169,7 +201,10 @@ impl<'a> TableBuilder<'a> {
 
     /// A service port's element.
     fn add(&mut self, set: &str, e: Element) {
-        self.frag.elements.insert((set.to_owned(), e));
+        match self.frag.elements.iter_mut().find(|(n, _)| n == set) {
+            Some((_, elements)) => elements.push(e),
+            None => self.frag.elements.push((set.to_owned(), vec![e])),
+        }
     }
 
     /// A static chain.
@@ -179,12 +214,16 @@ impl<'a> TableBuilder<'a> {
 
     /// A chain a service port needs.
     fn port_chain(&mut self, name: &str, rules: Vec<String>) {
-        self.frag.chains.insert(name.to_owned(), Chain { hook: None, rules });
+        if self.frag.chain(name).is_none() {
+            self.frag.chains.push((name.to_owned(), Chain { hook: None, rules }));
+        }
     }
 
     /// A set or map a service port needs.
     fn port_set(&mut self, name: &str, decl: SetDecl) {
-        self.frag.sets.insert(name.to_owned(), decl);
+        if !self.frag.sets.iter().any(|(n, _)| n == name) {
+            self.frag.sets.push((name.to_owned(), decl));
+        }
     }
 
     fn cidrs(&self, nets: &[ipnet::IpNet]) -> Vec<String> {
@@ -376,18 +415,13 @@ impl<'a> TableBuilder<'a> {
     fn service_port(&mut self, sp: &ServicePort) {
         let fam = self.ip_family();
         let mine = |ip: &IpAddr| IpFamily::of(*ip) == fam;
-        let node = self.model.node_name.clone();
         let all: Vec<&Endpoint> = sp.cluster_endpoints().into_iter().filter(|e| mine(&e.ip)).collect();
-        let local: Vec<&Endpoint> = sp.local_endpoints(&node).into_iter().filter(|e| mine(&e.ip)).collect();
+        let local: Vec<&Endpoint> = sp.local_endpoints().into_iter().filter(|e| mine(&e.ip)).collect();
         let proto = Atom::Proto(sp.protocol);
         let port = Atom::Port(sp.port);
 
         // a pod reaching itself through the service: only this node's pods can
-        for ep in sp
-            .endpoints
-            .iter()
-            .filter(|e| mine(&e.ip) && e.node.as_deref() == Some(node.as_str()))
-        {
+        for ep in sp.endpoints.iter().filter(|e| mine(&e.ip) && e.is_local) {
             self.add(
                 HAIRPIN,
                 Element::key(vec![
@@ -507,7 +541,7 @@ impl<'a> TableBuilder<'a> {
             return Verdict::Goto(base);
         }
         let masq_chain = format!("{base}-masq");
-        if !self.frag.chains.contains_key(&masq_chain) {
+        if self.frag.chain(&masq_chain).is_none() {
             let rule = format!("{} goto {base}", self.mark());
             self.port_chain(&masq_chain, vec![rule]);
         }
@@ -530,7 +564,7 @@ impl<'a> TableBuilder<'a> {
                 vec![Atom::Proto(sp.protocol), Atom::Port(np)],
             ),
         };
-        if !self.frag.chains.contains_key(&name) {
+        if self.frag.chain(&name).is_none() {
             self.port_set(
                 &name,
                 SetDecl {
@@ -557,7 +591,7 @@ impl<'a> TableBuilder<'a> {
         let kw = self.kw;
         let id = sp.id();
         let name = format!("affinity-{}-{id}", view.tag());
-        if self.frag.chains.contains_key(&name) {
+        if self.frag.chain(&name).is_some() {
             return name;
         }
         let mut rules = Vec::new();
@@ -571,7 +605,7 @@ impl<'a> TableBuilder<'a> {
             let ep_chain = format!("endpoint-{index}-{id}");
             // the timeout is part of the name: changing it makes a new set, never a redeclaration
             let set = format!("affinity-{index}-{timeout}s-{id}");
-            if !self.frag.chains.contains_key(&ep_chain) {
+            if self.frag.chain(&ep_chain).is_none() {
                 self.port_set(
                     &set,
                     SetDecl {

@@ -206,10 +206,10 @@ pub fn compare(old: &Ruleset, new: &Ruleset) -> Option<Changes> {
 }
 
 /// Turns changes into one transaction. `stale` lists the objects still in the kernel though
-/// no longer wanted, each with whether its grace period is over; those `new` does not want
-/// again and whose grace is over are deleted. A stale set wanted again is recreated (nft
+/// no longer wanted, each with whether its grace period is over; those `wanted` does not
+/// claim again and whose grace is over are deleted. A stale set wanted again is recreated (nft
 /// cannot re-declare an existing `typeof` map); a stale chain is reused.
-pub fn plan(changes: &Changes, new: &Ruleset, stale: &[(Stale, bool)]) -> Incremental {
+pub fn plan(changes: &Changes, wanted: &dyn Fn(&Stale) -> bool, stale: &[(Stale, bool)]) -> Incremental {
     let mut out = Incremental::default();
     for (family, c) in changes {
         let family = *family;
@@ -289,7 +289,7 @@ pub fn plan(changes: &Changes, new: &Ruleset, stale: &[(Stale, bool)]) -> Increm
     // chains first (they may reference sets), then sets
     let mut deletions: Vec<&Stale> = stale
         .iter()
-        .filter(|(s, deletable)| *deletable && !wanted(new, s))
+        .filter(|(s, deletable)| *deletable && !wanted(s))
         .map(|(s, _)| s)
         .collect();
     deletions.sort_by_key(|s| matches!(s, Stale::Set { .. }));
@@ -310,7 +310,7 @@ pub fn plan(changes: &Changes, new: &Ruleset, stale: &[(Stale, bool)]) -> Increm
 }
 
 /// Whether the ruleset (again) contains a stale object.
-pub fn wanted(rs: &Ruleset, s: &Stale) -> bool {
+pub fn contains(rs: &Ruleset, s: &Stale) -> bool {
     match s {
         Stale::Chain(f, n) => rs.tables.get(f).is_some_and(|t| t.chains.contains_key(n)),
         Stale::Set { family, name, .. } => rs.tables.get(family).is_some_and(|t| t.sets.contains_key(name)),

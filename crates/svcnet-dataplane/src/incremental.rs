@@ -1,6 +1,7 @@
-//! Incremental compilation: the compiled ruleset kept together with what each service port
-//! contributed, so a model update recompiles only the ports that changed and yields the
-//! table changes directly, in time proportional to the change rather than the model.
+//! Incremental compilation: the compiled model kept as the static tables plus what each
+//! service port contributed, so a model update recompiles only the ports that changed and
+//! yields the table changes directly, in time proportional to the change rather than the
+//! model. The whole ruleset is assembled only when needed (a full sync).
 //!
 //! Objects several ports share are reference-counted: the load-balancing chains and maps of
 //! one endpoint count, and elements of `cluster-ips` and `hairpin-connections`. An object is
@@ -10,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::compile::{Fragment, is_shared_set, merge, port_fragment, static_table};
-use crate::diff::{Changes, TableChanges};
-use crate::ir::{Element, Family, Ruleset};
+use crate::diff::{Changes, Stale, TableChanges};
+use crate::ir::{Chain, Element, Family, Ruleset, RulesetView, SetDecl, Table};
 use crate::model::ProxyModel;
 
 const FAMILIES: [Family; 2] = [Family::Ip, Family::Ip6];
@@ -19,10 +20,12 @@ const FAMILIES: [Family; 2] = [Family::Ip, Family::Ip6];
 #[derive(Clone, Debug)]
 pub struct CompiledModel {
     model: ProxyModel,
-    ruleset: Ruleset,
+    statics: BTreeMap<Family, Table>,
     fragments: BTreeMap<(Family, String), Fragment>,
     chain_refs: BTreeMap<(Family, String), usize>,
     set_refs: BTreeMap<(Family, String), usize>,
+    /// Declarations of the counted sets, for reporting their removal.
+    set_decls: BTreeMap<(Family, String), SetDecl>,
     shared_elements: BTreeMap<(Family, String, Element), usize>,
 }
 
@@ -46,36 +49,66 @@ impl CompiledModel {
     /// Compiles a whole model.
     pub fn new(model: ProxyModel) -> Self {
         let mut c = CompiledModel {
-            ruleset: Ruleset::default(),
+            statics: FAMILIES.iter().map(|f| (*f, static_table(&model, *f))).collect(),
             fragments: BTreeMap::new(),
             chain_refs: BTreeMap::new(),
             set_refs: BTreeMap::new(),
+            set_decls: BTreeMap::new(),
             shared_elements: BTreeMap::new(),
             model: ProxyModel::default(),
         };
         for fam in FAMILIES {
-            let mut table = static_table(&model, fam);
             for (id, sp) in &model.ports {
                 let frag = port_fragment(&model, fam, sp);
                 if frag == Fragment::default() {
                     continue;
                 }
-                merge(&mut table, &frag);
                 c.count(fam, &frag, 1, &mut None);
                 c.fragments.insert((fam, id.clone()), frag);
             }
-            c.ruleset.tables.insert(fam, table);
         }
         c.model = model;
         c
     }
 
-    pub fn ruleset(&self) -> &Ruleset {
-        &self.ruleset
+    /// The whole ruleset, assembled from the static tables and every fragment.
+    pub fn ruleset(&self) -> Ruleset {
+        let mut rs = Ruleset {
+            tables: self.statics.clone(),
+        };
+        for ((fam, _), frag) in &self.fragments {
+            merge(rs.tables.get_mut(fam).expect("both families"), frag);
+        }
+        rs
+    }
+
+    /// Chains, sets and elements in the ruleset, for reports.
+    pub fn object_count(&self) -> usize {
+        let mut n = 0;
+        for f in FAMILIES {
+            n += self.chains(f).len();
+            for (name, _) in self.sets(f) {
+                n += 1;
+                self.for_each_element(f, name, &mut |_| n += 1);
+            }
+        }
+        n
     }
 
     pub fn model(&self) -> &ProxyModel {
         &self.model
+    }
+
+    /// Whether the current ruleset has this object.
+    pub fn has(&self, s: &Stale) -> bool {
+        match s {
+            Stale::Chain(f, name) => {
+                self.statics[f].chains.contains_key(name) || self.chain_refs.contains_key(&(*f, name.clone()))
+            }
+            Stale::Set { family, name, .. } => {
+                self.statics[family].sets.contains_key(name) || self.set_refs.contains_key(&(*family, name.clone()))
+            }
+        }
     }
 
     /// Moves to `new`, returning what changed in the tables; gives `new` back when node-wide
@@ -107,24 +140,22 @@ impl CompiledModel {
                 let c = changes.get_mut(&fam).expect("both families");
                 // per-port chains present before and after with other rules
                 for (name, chain) in &next.chains {
-                    if old.chains.get(name).is_some_and(|o| o.rules != chain.rules) {
+                    if old.chain(name).is_some_and(|o| o.rules != chain.rules) {
                         c.changed_chains.insert(name.clone(), chain.clone());
                     }
                 }
                 // elements of sets no other port contributes to
-                for (set, e) in old
-                    .elements
-                    .difference(&next.elements)
-                    .filter(|(s, _)| !is_shared_set(s))
-                {
-                    c.removed_elements.entry(set.clone()).or_default().push(e.clone());
-                }
-                for (set, e) in next
-                    .elements
-                    .difference(&old.elements)
-                    .filter(|(s, _)| !is_shared_set(s))
-                {
-                    c.added_elements.entry(set.clone()).or_default().push(e.clone());
+                let sets: BTreeSet<&String> = old.elements.iter().chain(&next.elements).map(|(n, _)| n).collect();
+                for set in sets.into_iter().filter(|s| !is_shared_set(s)) {
+                    let (before, after) = (old.elements_of(set), next.elements_of(set));
+                    let gone: Vec<Element> = missing_from(before, after);
+                    let added: Vec<Element> = missing_from(after, before);
+                    if !gone.is_empty() {
+                        c.removed_elements.entry(set.clone()).or_default().extend(gone);
+                    }
+                    if !added.is_empty() {
+                        c.added_elements.entry(set.clone()).or_default().extend(added);
+                    }
                 }
                 self.count(fam, &old, -1, &mut touched);
                 self.count(fam, &next, 1, &mut touched);
@@ -135,7 +166,6 @@ impl CompiledModel {
         }
         self.model = new;
         self.settle(touched.expect("set above"), &mut changes);
-        self.apply_to_ruleset(&changes);
         Ok(changes)
     }
 
@@ -143,7 +173,7 @@ impl CompiledModel {
     /// remembers counts as they were before the update's first change.
     fn count(&mut self, fam: Family, frag: &Fragment, delta: isize, touched: &mut Option<Touched>) {
         let bump = |n: &mut usize| *n = n.checked_add_signed(delta).expect("reference counts never go negative");
-        for name in frag.chains.keys() {
+        for (name, _) in &frag.chains {
             let key = (fam, name.clone());
             let n = self.chain_refs.entry(key.clone()).or_default();
             if let Some(t) = touched {
@@ -151,114 +181,142 @@ impl CompiledModel {
             }
             bump(n);
         }
-        for name in frag.sets.keys() {
+        for (name, decl) in &frag.sets {
             let key = (fam, name.clone());
+            self.set_decls.entry(key.clone()).or_insert_with(|| decl.clone());
             let n = self.set_refs.entry(key.clone()).or_default();
             if let Some(t) = touched {
                 t.sets.entry(key).or_insert(*n);
             }
             bump(n);
         }
-        for (set, e) in frag.elements.iter().filter(|(s, _)| is_shared_set(s)) {
-            let key = (fam, set.clone(), e.clone());
-            let n = self.shared_elements.entry(key.clone()).or_default();
-            if let Some(t) = touched {
-                t.elements.entry(key).or_insert(*n);
+        for (set, elements) in frag.elements.iter().filter(|(s, _)| is_shared_set(s)) {
+            for e in elements {
+                let key = (fam, set.clone(), e.clone());
+                let n = self.shared_elements.entry(key.clone()).or_default();
+                if let Some(t) = touched {
+                    t.elements.entry(key).or_insert(*n);
+                }
+                bump(n);
             }
-            bump(n);
         }
     }
 
-    /// Turns count transitions into added and removed objects.
+    /// Turns count transitions into added and removed objects, and forgets zero counts.
     fn settle(&mut self, touched: Touched, changes: &mut Changes) {
         for ((fam, name), before) in touched.chains {
             let after = self.chain_refs.get(&(fam, name.clone())).copied().unwrap_or(0);
             let c = changes.get_mut(&fam).expect("both families");
+            if after == 0 {
+                self.chain_refs.remove(&(fam, name.clone()));
+            }
             if before == 0 && after > 0 {
                 let chain = self.find_chain(fam, &name);
                 c.changed_chains.remove(&name);
                 c.added_chains.insert(name, chain);
             } else if before > 0 && after == 0 {
                 c.changed_chains.remove(&name);
-                c.removed_chains.insert(name.clone());
-                self.chain_refs.remove(&(fam, name));
+                c.removed_chains.insert(name);
             }
         }
         for ((fam, name), before) in touched.sets {
-            let after = self.set_refs.get(&(fam, name.clone())).copied().unwrap_or(0);
+            let key = (fam, name.clone());
+            let after = self.set_refs.get(&key).copied().unwrap_or(0);
             let c = changes.get_mut(&fam).expect("both families");
             if before == 0 && after > 0 {
-                c.added_sets.insert(name.clone(), self.find_set(fam, &name));
+                c.added_sets.insert(name.clone(), self.set_decls[&key].clone());
             } else if before > 0 && after == 0 {
-                let decl = self.ruleset.tables[&fam].sets[&name].decl.clone();
-                c.removed_sets.insert(name.clone(), decl);
+                c.removed_sets.insert(name.clone(), self.set_decls[&key].clone());
                 c.removed_elements.remove(&name);
-                self.set_refs.remove(&(fam, name));
+            }
+            if after == 0 {
+                self.set_refs.remove(&key);
+                self.set_decls.remove(&key);
             }
         }
         for ((fam, set, e), before) in touched.elements {
-            let after = self
-                .shared_elements
-                .get(&(fam, set.clone(), e.clone()))
-                .copied()
-                .unwrap_or(0);
+            let key = (fam, set.clone(), e.clone());
+            let after = self.shared_elements.get(&key).copied().unwrap_or(0);
             let c = changes.get_mut(&fam).expect("both families");
+            if after == 0 {
+                self.shared_elements.remove(&key);
+            }
             if before == 0 && after > 0 {
                 c.added_elements.entry(set).or_default().push(e);
             } else if before > 0 && after == 0 {
-                self.shared_elements.remove(&(fam, set.clone(), e.clone()));
                 c.removed_elements.entry(set).or_default().push(e);
             }
         }
     }
 
-    fn find_chain(&self, fam: Family, name: &str) -> crate::ir::Chain {
+    fn find_chain(&self, fam: Family, name: &str) -> Chain {
         self.fragments
             .iter()
             .filter(|((f, _), _)| *f == fam)
-            .find_map(|(_, frag)| frag.chains.get(name).cloned())
+            .find_map(|(_, frag)| frag.chain(name).cloned())
             .expect("a counted chain belongs to a fragment")
     }
+}
 
-    fn find_set(&self, fam: Family, name: &str) -> crate::ir::SetDecl {
-        self.fragments
-            .iter()
-            .filter(|((f, _), _)| *f == fam)
-            .find_map(|(_, frag)| frag.sets.get(name).cloned())
-            .expect("a counted set belongs to a fragment")
+/// The elements of sorted `a` that are not in sorted `b`.
+fn missing_from(a: &[Element], b: &[Element]) -> Vec<Element> {
+    a.iter().filter(|e| b.binary_search(e).is_err()).cloned().collect()
+}
+
+impl RulesetView for CompiledModel {
+    fn families(&self) -> Vec<Family> {
+        FAMILIES.to_vec()
     }
 
-    fn apply_to_ruleset(&mut self, changes: &Changes) {
-        for (fam, c) in changes {
-            let table = self.ruleset.tables.get_mut(fam).expect("both families");
-            for name in &c.removed_chains {
-                table.chains.remove(name);
-            }
-            for name in c.removed_sets.keys() {
-                table.sets.remove(name);
-            }
-            for (name, chain) in c.added_chains.iter().chain(&c.changed_chains) {
-                table.chains.insert(name.clone(), chain.clone());
-            }
-            for (name, decl) in &c.added_sets {
-                table.sets.insert(
-                    name.clone(),
-                    crate::ir::Set {
-                        decl: decl.clone(),
-                        elements: BTreeSet::new(),
-                    },
-                );
-            }
-            for (set, elements) in &c.removed_elements {
-                if let Some(s) = table.sets.get_mut(set) {
-                    for e in elements {
-                        s.elements.remove(e);
+    fn chains(&self, family: Family) -> Vec<(&str, &Chain)> {
+        let mut out: Vec<(&str, &Chain)> = self.statics[&family]
+            .chains
+            .iter()
+            .map(|(n, c)| (n.as_str(), c))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for ((f, _), frag) in &self.fragments {
+            if *f == family {
+                for (name, chain) in &frag.chains {
+                    if seen.insert(name.as_str()) {
+                        out.push((name.as_str(), chain));
                     }
                 }
             }
-            for (set, elements) in &c.added_elements {
-                let s = table.sets.get_mut(set).expect("elements go into declared sets");
-                s.elements.extend(elements.iter().cloned());
+        }
+        out
+    }
+
+    fn sets(&self, family: Family) -> Vec<(&str, &SetDecl)> {
+        let mut out: Vec<(&str, &SetDecl)> = self.statics[&family]
+            .sets
+            .iter()
+            .map(|(n, s)| (n.as_str(), &s.decl))
+            .collect();
+        out.extend(
+            self.set_decls
+                .iter()
+                .filter(|((f, _), _)| *f == family)
+                .map(|((_, n), d)| (n.as_str(), d)),
+        );
+        out
+    }
+
+    fn for_each_element(&self, family: Family, set: &str, visit: &mut dyn FnMut(&Element)) {
+        if let Some(s) = self.statics[&family].sets.get(set) {
+            s.elements.iter().for_each(&mut *visit);
+        }
+        if is_shared_set(set) {
+            for (f, name, e) in self.shared_elements.keys() {
+                if *f == family && name == set {
+                    visit(e);
+                }
+            }
+            return;
+        }
+        for ((f, _), frag) in &self.fragments {
+            if *f == family {
+                frag.elements_of(set).iter().for_each(&mut *visit);
             }
         }
     }

@@ -108,35 +108,41 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// The atoms of a key or of map data, stored inline (keys have at most four).
+pub type Atoms = smallvec::SmallVec<[Atom; 4]>;
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Data {
     Verdict(Verdict),
-    Atoms(Vec<Atom>),
+    Atoms(smallvec::SmallVec<[Atom; 2]>),
 }
 
 /// A set element (key) or map element (key and data).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Element {
-    pub key: Vec<Atom>,
+    pub key: Atoms,
     pub data: Option<Data>,
 }
 
 impl Element {
     pub fn key(key: Vec<Atom>) -> Self {
-        Element { key, data: None }
+        Element {
+            key: Atoms::from_vec(key),
+            data: None,
+        }
     }
 
     pub fn verdict(key: Vec<Atom>, v: Verdict) -> Self {
         Element {
-            key,
+            key: Atoms::from_vec(key),
             data: Some(Data::Verdict(v)),
         }
     }
 
     pub fn map(key: Vec<Atom>, data: Vec<Atom>) -> Self {
         Element {
-            key,
-            data: Some(Data::Atoms(data)),
+            key: Atoms::from_vec(key),
+            data: Some(Data::Atoms(smallvec::SmallVec::from_vec(data))),
         }
     }
 }
@@ -192,4 +198,42 @@ pub struct RulesetStats {
     pub rules: usize,
     pub sets: usize,
     pub elements: usize,
+}
+
+/// Read access to a complete ruleset, however it is stored, so backends can render a full
+/// replacement without first assembling a `Ruleset` copy.
+pub trait RulesetView {
+    fn families(&self) -> Vec<Family>;
+    fn chains(&self, family: Family) -> Vec<(&str, &Chain)>;
+    fn sets(&self, family: Family) -> Vec<(&str, &SetDecl)>;
+    /// Calls `visit` once for each element of `set`.
+    fn for_each_element(&self, family: Family, set: &str, visit: &mut dyn FnMut(&Element));
+}
+
+impl RulesetView for Ruleset {
+    fn families(&self) -> Vec<Family> {
+        self.tables.keys().copied().collect()
+    }
+
+    fn chains(&self, family: Family) -> Vec<(&str, &Chain)> {
+        self.tables[&family]
+            .chains
+            .iter()
+            .map(|(n, c)| (n.as_str(), c))
+            .collect()
+    }
+
+    fn sets(&self, family: Family) -> Vec<(&str, &SetDecl)> {
+        self.tables[&family]
+            .sets
+            .iter()
+            .map(|(n, s)| (n.as_str(), &s.decl))
+            .collect()
+    }
+
+    fn for_each_element(&self, family: Family, set: &str, visit: &mut dyn FnMut(&Element)) {
+        for e in &self.tables[&family].sets[set].elements {
+            visit(e);
+        }
+    }
 }

@@ -43,7 +43,8 @@ impl Default for ProxyConfig {
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: u16,
-    pub node: Option<String>,
+    /// The endpoint runs on this node.
+    pub is_local: bool,
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
@@ -108,8 +109,8 @@ impl ServicePort {
     }
 
     /// The same choice among this node's endpoints.
-    pub fn local_endpoints(&self, node: &str) -> Vec<&Endpoint> {
-        usable(self.endpoints.iter().filter(|e| e.node.as_deref() == Some(node)))
+    pub fn local_endpoints(&self) -> Vec<&Endpoint> {
+        usable(self.endpoints.iter().filter(|e| e.is_local))
     }
 
     pub fn has_external_destinations(&self) -> bool {
@@ -180,7 +181,7 @@ impl ProxyModel {
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             for p in &model.ports {
-                let mut endpoints = endpoints_for(svc_slices, &p.name, p.protocol);
+                let mut endpoints = endpoints_for(svc_slices, &p.name, p.protocol, node_name);
                 endpoints.sort();
                 endpoints.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
                 let sp = ServicePort {
@@ -213,7 +214,7 @@ impl ProxyModel {
     }
 }
 
-fn endpoints_for(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol) -> Vec<Endpoint> {
+fn endpoints_for(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol, node_name: &str) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for s in slices {
         let Some(port) = s.ports.iter().flatten().find(|p| {
@@ -235,7 +236,7 @@ fn endpoints_for(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol)
                 out.push(Endpoint {
                     ip,
                     port: number,
-                    node: ep.node_name.clone(),
+                    is_local: ep.node_name.as_deref() == Some(node_name),
                     ready,
                     serving: cond.serving.unwrap_or(ready),
                     terminating: cond.terminating.unwrap_or(false),

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::diff::{Op, is_map};
-use crate::ir::{Data, Element, Family, TABLE_NAME};
+use crate::ir::{Data, Element, Family, RulesetView, TABLE_NAME};
 
 /// Elements per `add element` statement, to keep lines reasonable.
 const ELEMENTS_PER_STATEMENT: usize = 10_000;
@@ -30,6 +30,65 @@ pub fn element(e: &Element) -> String {
 fn key_only(e: &Element) -> String {
     let key: Vec<String> = e.key.iter().map(ToString::to_string).collect();
     key.join(" . ")
+}
+
+/// One script that replaces our tables with `rs` (the same transaction as `diff::full`),
+/// rendered without copying the elements.
+pub fn replace_script(rs: &dyn RulesetView) -> String {
+    let mut out = String::new();
+    for f in rs.families() {
+        for op in [Op::AddTable(f), Op::DeleteTable(f), Op::AddTable(f)] {
+            render(&mut out, &op);
+        }
+        let sets = rs.sets(f);
+        let chains = rs.chains(f);
+        for (name, decl) in &sets {
+            render(
+                &mut out,
+                &Op::AddSet {
+                    family: f,
+                    name: name.to_string(),
+                    decl: (*decl).clone(),
+                },
+            );
+        }
+        for (name, chain) in &chains {
+            render(
+                &mut out,
+                &Op::AddChain {
+                    family: f,
+                    name: name.to_string(),
+                    hook: chain.hook.clone(),
+                },
+            );
+        }
+        for (name, chain) in &chains {
+            for rule in &chain.rules {
+                writeln!(out, "add rule {} {name} {rule}", table_name(f)).unwrap();
+            }
+        }
+        for (name, _) in sets.iter().filter(|(_, d)| !d.dynamic) {
+            let mut items: Vec<String> = Vec::new();
+            let flush = |out: &mut String, items: &mut Vec<String>| {
+                if !items.is_empty() {
+                    writeln!(out, "add element {} {name} {{ {} }}", table_name(f), items.join(", ")).unwrap();
+                    items.clear();
+                }
+            };
+            rs.for_each_element(f, name, &mut |e| {
+                items.push(element(e));
+                if items.len() == ELEMENTS_PER_STATEMENT {
+                    flush(&mut out, &mut items);
+                }
+            });
+            flush(&mut out, &mut items);
+        }
+    }
+    out
+}
+
+fn table_name(f: Family) -> String {
+    table(f)
 }
 
 /// One script applying every operation in a single transaction.
@@ -108,4 +167,56 @@ fn render(out: &mut String, op: &Op) {
         }
     }
     .expect("writing to a String cannot fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff;
+    use crate::ir::{Atom, Chain, Hook, Ruleset, Set, SetDecl, Table, Verdict};
+
+    #[test]
+    fn replace_script_equals_the_full_plan() {
+        let mut table = Table::default();
+        table.chains.insert(
+            "pre".into(),
+            Chain {
+                hook: Some(Hook {
+                    chain_type: "nat",
+                    hook: "prerouting",
+                    priority: -100,
+                }),
+                rules: vec!["ip daddr . meta l4proto . th dport vmap @m".into()],
+            },
+        );
+        table.chains.insert(
+            "lb".into(),
+            Chain {
+                hook: None,
+                rules: vec!["accept".into()],
+            },
+        );
+        let mut set = Set {
+            decl: SetDecl {
+                type_clause: "type ipv4_addr . inet_proto . inet_service : verdict".into(),
+                flags: None,
+                timeout_seconds: None,
+                dynamic: false,
+            },
+            elements: Default::default(),
+        };
+        set.elements.insert(Element::verdict(
+            vec![
+                Atom::Addr("10.0.0.1".parse().unwrap()),
+                Atom::Proto(svcnet_core::service::model::Protocol::Tcp),
+                Atom::Port(80),
+            ],
+            Verdict::Goto("lb".into()),
+        ));
+        table.sets.insert("m".into(), set);
+        let mut rs = Ruleset::default();
+        rs.tables.insert(Family::Ip, table);
+        assert_eq!(replace_script(&rs), script(&diff::full(&rs)));
+        assert!(replace_script(&rs).contains("add element ip svcnet m { 10.0.0.1 . tcp . 80 : goto lb }"));
+    }
 }

@@ -52,8 +52,8 @@ impl<B: Backend> Syncer<B> {
         &self.backend
     }
 
-    /// The ruleset the kernel holds, as far as this syncer knows.
-    pub fn applied(&self) -> Option<&Ruleset> {
+    /// The ruleset the kernel holds, as far as this syncer knows (assembled on demand).
+    pub fn applied(&self) -> Option<Ruleset> {
         self.compiled.as_ref().map(CompiledModel::ruleset)
     }
 
@@ -79,14 +79,14 @@ impl<B: Backend> Syncer<B> {
                 // node-wide inputs changed: compile anew, then diff whole rulesets
                 let old = compiled;
                 compiled = CompiledModel::new(*model);
-                match diff::compare(old.ruleset(), compiled.ruleset()) {
+                match diff::compare(&old.ruleset(), &compiled.ruleset()) {
                     Some(c) => c,
                     None => return self.full(compiled),
                 }
             }
         };
         let stale: Vec<(Stale, bool)> = self.stale.iter().map(|(s, at)| (s.clone(), *at <= now_ms)).collect();
-        let plan = diff::plan(&changes, compiled.ruleset(), &stale);
+        let plan = diff::plan(&changes, &|s| compiled.has(s), &stale);
         if plan.ops.is_empty() {
             self.compiled = Some(compiled);
             return Ok(SyncReport {
@@ -95,8 +95,7 @@ impl<B: Backend> Syncer<B> {
             });
         }
         self.backend.apply(&plan.ops)?;
-        let ruleset = compiled.ruleset();
-        self.stale.retain(|s, at| *at > now_ms && !diff::wanted(ruleset, s));
+        self.stale.retain(|s, at| *at > now_ms && !compiled.has(s));
         for s in plan.newly_stale {
             self.stale.insert(s, now_ms + self.stale_grace_ms);
         }
@@ -108,13 +107,13 @@ impl<B: Backend> Syncer<B> {
     }
 
     fn full(&mut self, compiled: CompiledModel) -> Result<SyncReport, BackendError> {
-        let ops = diff::full(compiled.ruleset());
-        self.backend.apply(&ops)?;
+        self.backend.replace(&compiled)?;
         self.stale.clear();
+        let operations = compiled.object_count();
         self.compiled = Some(compiled);
         Ok(SyncReport {
             kind: SyncKind::Full,
-            operations: ops.len(),
+            operations,
         })
     }
 

@@ -129,11 +129,32 @@ proptest! {
         let mut model = model();
         let mut compiled = CompiledModel::new(model.clone());
         for e in &edits {
-            let before = compiled.ruleset().clone();
+            let before = compiled.ruleset();
             apply(&mut model, e);
             let changes = compiled.update(model.clone()).expect("node-wide inputs unchanged");
             let whole = compile(&model);
-            prop_assert_eq!(compiled.ruleset(), &whole, "after {:?}", e);
+            prop_assert_eq!(&compiled.ruleset(), &whole, "after {:?}", e);
+            // a full replacement rendered from the compiled model says the same as one
+            // rendered from the assembled ruleset
+            // statements, with element lists split into one entry per element (their order
+            // within a statement does not matter)
+            let lines = |s: String| {
+                let mut v: Vec<String> = Vec::new();
+                for l in s.lines() {
+                    match l.strip_prefix("add element ").and_then(|r| r.split_once(" { ")) {
+                        Some((target, items)) => v.extend(
+                            items.trim_end_matches(" }").split(", ").map(|e| format!("add element {target} {e}")),
+                        ),
+                        None => v.push(l.to_owned()),
+                    }
+                }
+                v.sort();
+                v
+            };
+            let (mine, theirs) = (lines(svcnet_dataplane::nft_text::replace_script(&compiled)), lines(svcnet_dataplane::nft_text::replace_script(&whole)));
+            let only_mine: Vec<&String> = mine.iter().filter(|l| !theirs.contains(l)).collect();
+            let only_theirs: Vec<&String> = theirs.iter().filter(|l| !mine.contains(l)).collect();
+            prop_assert!(only_mine.is_empty() && only_theirs.is_empty() && mine.len() == theirs.len(), "from compiled only: {:?}\nfrom ruleset only: {:?}", only_mine, only_theirs);
             // what it reports is exactly the difference between the rulesets
             let expected = diff::compare(&before, &whole).expect("same tables");
             for (fam, c) in &changes {

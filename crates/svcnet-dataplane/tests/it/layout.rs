@@ -56,7 +56,7 @@ fn addr(s: &str) -> IpAddr {
 }
 
 fn lookup<'t>(t: &'t Table, set: &str, key: &[Atom]) -> Option<&'t Element> {
-    t.sets[set].elements.iter().find(|e| e.key == key)
+    t.sets[set].elements.iter().find(|e| e.key.as_slice() == key)
 }
 
 fn in_set(t: &Table, set: &str, key: &[Atom]) -> bool {
@@ -369,7 +369,7 @@ fn external_traffic_policy_local() {
     // no local endpoint: external traffic dropped, in-cluster traffic still served
     let mut m = m;
     for sp in m.ports.values_mut() {
-        sp.endpoints.retain(|e| e.node.as_deref() != Some(NODE));
+        sp.endpoints.retain(|e| !e.is_local);
     }
     check(
         &m,
@@ -413,7 +413,7 @@ fn internal_traffic_policy_local() {
         &m,
         &[(pkt("10.180.0.2", "172.30.0.41", 80), dnat(&["10.180.0.1:80"], false))],
     );
-    sp.endpoints.retain(|e| e.node.as_deref() != Some(NODE));
+    sp.endpoints.retain(|e| !e.is_local);
     insert(&mut m, sp.clone());
     check(&m, &[(pkt("10.180.0.2", "172.30.0.41", 80), Outcome::Drop)]);
     sp.endpoints.clear();

@@ -22,7 +22,7 @@ pub fn ep(ip: &str, port: u16, node: &str, ready: bool) -> Endpoint {
     Endpoint {
         ip: ip.parse().unwrap(),
         port,
-        node: Some(node.into()),
+        is_local: node == NODE,
         ready,
         serving: ready,
         terminating: false,

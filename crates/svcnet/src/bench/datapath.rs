@@ -92,7 +92,7 @@ pub fn run(opts: &Options) -> Result<Value> {
         endpoints: vec![Endpoint {
             ip: SERVER_IP.parse()?,
             port: 80,
-            node: Some(synthetic::NODE.into()),
+            is_local: true,
             ready: true,
             serving: true,
             terminating: false,

@@ -34,11 +34,7 @@ pub fn service(i: u32, endpoints: u32, first_endpoint: u32) -> ServicePort {
             .map(|j| Endpoint {
                 ip: v4([10, 128, 0, 0], first_endpoint + j + 1),
                 port: 8080,
-                node: Some(if (first_endpoint + j).is_multiple_of(NODES) {
-                    NODE.into()
-                } else {
-                    format!("node-{}", (first_endpoint + j) % NODES)
-                }),
+                is_local: (first_endpoint + j).is_multiple_of(NODES),
                 ready: true,
                 serving: true,
                 terminating: false,

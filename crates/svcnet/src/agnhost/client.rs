@@ -123,6 +123,9 @@ fn stats(opts: &Options) -> String {
                     Ok(_) => total.push(t0.elapsed()),
                     Err(_) => errors += 1,
                 }
+                // close with a reset: thousands of TIME_WAIT sockets to one destination
+                // would make the client's port search, not the rules, the thing measured
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             }
             Err(_) => errors += 1,
         }

@@ -21,6 +21,9 @@ pub struct Options {
 }
 
 const SERVICE_IP: &str = "172.31.255.1";
+/// The same service under another address for the many-services case, so nothing one case
+/// left behind (conntrack entries, client ports) affects the other.
+const SERVICE_IP_MANY: &str = "172.31.255.2";
 const SERVER_IP: &str = "10.250.0.2";
 const CLIENT_IP: &str = "10.250.0.3";
 
@@ -115,9 +118,11 @@ pub fn run(opts: &Options) -> Result<Value> {
     let one = measure(&nets, &client, &format!("{SERVICE_IP}:80"), opts.requests)?;
 
     let mut large = synthetic::model(opts.services.saturating_sub(1), 5);
-    large.ports.insert(real.id(), real);
+    let mut real_many = real;
+    real_many.cluster_ips = vec![SERVICE_IP_MANY.parse()?];
+    large.ports.insert(real_many.id(), real_many);
     syncer.sync(large, clock.elapsed().as_millis() as u64)?;
-    let many = measure(&nets, &client, &format!("{SERVICE_IP}:80"), opts.requests)?;
+    let many = measure(&nets, &client, &format!("{SERVICE_IP_MANY}:80"), opts.requests)?;
 
     let p50 = |v: &Value| v["connect_ms"]["p50"].as_f64().unwrap_or(0.0);
     let rate = |v: &Value| v["rate_per_s"].as_f64().unwrap_or(0.0);

@@ -404,3 +404,51 @@ fn syncs_touch_only_what_changed() {
         "pod1"
     );
 }
+
+#[test]
+fn node_port_addresses_restrict_where_node_ports_listen() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: np}", &[80], &[], true);
+    let node = w.node_ns(0).to_owned();
+    w.nets
+        .exec_ok(&node, &["ip", "addr", "add", "192.168.0.12/24", "dev", "eth0"]);
+    w.config.node_port_addresses = vec!["192.168.0.2/32".parse().unwrap()];
+    w.apply_service("metadata: {name: np}\nspec: {type: NodePort, selector: {app: np}, ports: [{port: 80}]}");
+    w.sync();
+    let np = w.node_port("np", 0);
+    let ext = w.external.clone();
+    assert_eq!(w.get(&ext, &format!("192.168.0.2:{np}"), "/hostname"), "pod1");
+    // the other address is not a NodePort address: nothing is DNATed, the node itself refuses
+    assert_eq!(w.get(&ext, &format!("192.168.0.12:{np}"), "/"), "ERROR refused");
+}
+
+#[test]
+fn external_and_load_balancer_ips_with_source_ranges() {
+    let mut w = World::new(1);
+    w.add_pod(0, "pod1", "{app: lb}", &[80], &[], true);
+    let ext = w.external.clone();
+    for ip in ["192.168.99.11", "1.2.3.4"] {
+        w.nets.exec_ok(&ext, &["ip", "route", "add", ip, "via", "192.168.0.2"]);
+    }
+    w.apply_service(
+        "metadata: {name: lb}\nspec: {type: LoadBalancer, externalIPs: [192.168.99.11], loadBalancerSourceRanges: [10.0.0.0/8], selector: {app: lb}, ports: [{port: 80}]}",
+    );
+    w.set_load_balancer_ip("lb", "1.2.3.4");
+    w.sync();
+    assert_eq!(w.get(&ext, "192.168.99.11:80", "/hostname"), "pod1", "external IP");
+    assert_eq!(
+        w.get(&ext, "1.2.3.4:80", "/"),
+        "ERROR timeout",
+        "source outside loadBalancerSourceRanges: dropped"
+    );
+    w.apply_service(
+        "metadata: {name: lb}\nspec: {type: LoadBalancer, externalIPs: [192.168.99.11], loadBalancerSourceRanges: [192.168.0.0/24], selector: {app: lb}, ports: [{port: 80}]}",
+    );
+    w.set_load_balancer_ip("lb", "1.2.3.4");
+    w.sync();
+    assert_eq!(
+        w.get(&ext, "1.2.3.4:80", "/hostname"),
+        "pod1",
+        "source inside the ranges"
+    );
+}

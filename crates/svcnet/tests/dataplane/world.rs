@@ -256,6 +256,12 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}], conditions: [
         planned.service
     }
 
+    /// Records a load-balancer ingress IP in a Service's status (as a cloud controller would).
+    pub fn set_load_balancer_ip(&mut self, svc: &str, ip: &str) {
+        let s = self.services.get_mut(svc).unwrap();
+        s.status = Some(serde_yaml_ng::from_str(&format!("{{loadBalancer: {{ingress: [{{ip: '{ip}'}}]}}}}")).unwrap());
+    }
+
     pub fn delete_service(&mut self, name: &str) {
         self.services.remove(name);
     }

@@ -87,6 +87,17 @@ impl Namespaces {
         run(&["ip", "netns", "add", &name]);
         self.created.push(name.clone());
         self.exec_ok(&name, &["ip", "link", "set", "lo", "up"]);
+        // no duplicate-address detection: addresses here are unique by construction, and
+        // tentative addresses would stall IPv6 for the first seconds
+        self.exec_ok(
+            &name,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        );
         name
     }
 

@@ -452,3 +452,33 @@ fn external_and_load_balancer_ips_with_source_ranges() {
         "source inside the ranges"
     );
 }
+
+#[test]
+fn ipv6_node_ports_and_dual_stack_cluster_ips() {
+    let mut w = World::new(2);
+    w.add_pod(1, "pod2", "{app: v6}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service(
+        "metadata: {name: v6}\nspec: {type: NodePort, ipFamilyPolicy: RequireDualStack, selector: {app: v6}, ports: [{port: 80}]}",
+    );
+    w.sync();
+    let ips = w.cluster_ips("v6");
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    let client = w.pod("client").ns.clone();
+    assert_eq!(w.get(&client, &format!("{}:80", ips[0]), "/hostname"), "pod2");
+    assert_eq!(w.get(&client, &format!("[{}]:80", ips[1]), "/hostname"), "pod2");
+    let np = w.node_port("v6", 0);
+    let ext = w.external.clone();
+    for node in ["fd00:192::2", "fd00:192::3"] {
+        assert_eq!(
+            w.get(&ext, &format!("[{node}]:{np}"), "/hostname"),
+            "pod2",
+            "IPv6 NodePort via {node}"
+        );
+        let seen = w.get(&ext, &format!("[{node}]:{np}"), "/clientip");
+        assert!(
+            !seen.starts_with(&format!("[{}]", world::EXTERNAL_IP6)),
+            "masqueraded, saw {seen}"
+        );
+    }
+}

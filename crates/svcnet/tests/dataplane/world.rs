@@ -25,13 +25,17 @@ use svcnet_dataplane::syncer::{SyncReport, Syncer};
 use svcnet::netns::Namespaces;
 
 pub const SERVICE_CIDR: &str = "172.30.0.0/16";
+pub const SERVICE_CIDR6: &str = "fd00:30::/112";
 pub const POD_CIDR: &str = "10.180.0.0/16";
+pub const POD_CIDR6: &str = "fd00:180::/48";
 pub const EXTERNAL_IP: &str = "192.168.0.100";
+pub const EXTERNAL_IP6: &str = "fd00:192::100";
 
 pub struct NodeHost {
     pub name: String,
     pub ns: String,
     pub ip: IpAddr,
+    pub ip6: IpAddr,
     pod_prefix: String,
     next_pod: u8,
     pub syncer: Syncer<NftText>,
@@ -65,22 +69,29 @@ impl World {
         let switch = nets.add("sw");
         nets.exec_ok(&switch, &["ip", "link", "add", "br0", "type", "bridge"]);
         nets.exec_ok(&switch, &["ip", "link", "set", "br0", "up"]);
-        let attach = |nets: &mut Namespaces, short: &str, ip: &str| -> String {
+        let attach = |nets: &mut Namespaces, short: &str, ip: &str, ip6: &str| -> String {
             let ns = nets.add(short);
             let port = format!("p-{short}");
             nets.veth(&ns, "eth0", &switch, &port);
             nets.exec_ok(&switch, &["ip", "link", "set", &port, "master", "br0"]);
             nets.exec_ok(&ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            nets.exec_ok(
+                &ns,
+                &["ip", "-6", "addr", "add", &format!("{ip6}/64"), "dev", "eth0", "nodad"],
+            );
             ns
         };
-        let external = attach(&mut nets, "ext", EXTERNAL_IP);
+        let external = attach(&mut nets, "ext", EXTERNAL_IP, EXTERNAL_IP6);
         let mut hosts = Vec::new();
         for i in 0..nodes {
             let ip = format!("192.168.0.{}", i + 2);
-            let ns = attach(&mut nets, &format!("node{}", i + 1), &ip);
+            let ip6 = format!("fd00:192::{}", i + 2);
+            let ns = attach(&mut nets, &format!("node{}", i + 1), &ip, &ip6);
             nets.exec_ok(&ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            nets.exec_ok(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
             // like a real node, a default route towards the outside (here the external host)
             nets.exec_ok(&ns, &["ip", "route", "add", "default", "via", EXTERNAL_IP]);
+            nets.exec_ok(&ns, &["ip", "-6", "route", "add", "default", "via", EXTERNAL_IP6]);
             let backend = NftText::new(vec![
                 "ip".into(),
                 "netns".into(),
@@ -92,6 +103,7 @@ impl World {
                 name: format!("node-{}", i + 1),
                 ns,
                 ip: ip.parse().unwrap(),
+                ip6: ip6.parse().unwrap(),
                 pod_prefix: format!("10.180.{}", i * 2),
                 next_pod: 1,
                 syncer: Syncer::new(backend),
@@ -101,6 +113,11 @@ impl World {
         for a in &hosts {
             for b in &hosts {
                 if a.ns != b.ns {
+                    let v6_prefix = format!("fd00:180:{}::/64", b.pod_prefix.rsplit('.').next().unwrap());
+                    nets.exec_ok(
+                        &a.ns,
+                        &["ip", "-6", "route", "add", &v6_prefix, "via", &b.ip6.to_string()],
+                    );
                     nets.exec_ok(
                         &a.ns,
                         &[
@@ -123,7 +140,11 @@ impl World {
             services: BTreeMap::new(),
             slices: Vec::new(),
             config: ProxyConfig::default(),
-            alloc: Allocators::new(&[SERVICE_CIDR.parse().unwrap()], PortRange::DEFAULT).unwrap(),
+            alloc: Allocators::new(
+                &[SERVICE_CIDR.parse().unwrap(), SERVICE_CIDR6.parse().unwrap()],
+                PortRange::DEFAULT,
+            )
+            .unwrap(),
             rng: SplitMix64(42),
             started: Instant::now(),
             next_slice: 0,
@@ -143,6 +164,13 @@ impl World {
     ) -> IpAddr {
         let host = &mut self.nodes[node];
         let ip: IpAddr = format!("{}.{}", host.pod_prefix, host.next_pod).parse().unwrap();
+        let ip6: IpAddr = format!(
+            "fd00:180:{}::{}",
+            host.pod_prefix.rsplit('.').next().unwrap(),
+            host.next_pod
+        )
+        .parse()
+        .unwrap();
         let veth = format!("v{}", host.next_pod);
         host.next_pod += 1;
         let node_ns = host.ns.clone();
@@ -160,6 +188,32 @@ impl World {
             .exec_ok(&node_ns, &["ip", "addr", "add", "169.254.1.1/32", "dev", &veth]);
         self.nets
             .exec_ok(&node_ns, &["ip", "route", "add", &format!("{ip}/32"), "dev", &veth]);
+        let (ip6s, gw6) = (ip6.to_string(), "fd00:169::1");
+        self.nets.exec_ok(
+            &ns,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{ip6s}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        );
+        self.nets
+            .exec_ok(&ns, &["ip", "-6", "route", "add", gw6, "dev", "eth0"]);
+        self.nets
+            .exec_ok(&ns, &["ip", "-6", "route", "add", "default", "via", gw6, "dev", "eth0"]);
+        self.nets.exec_ok(
+            &node_ns,
+            &["ip", "-6", "addr", "add", &format!("{gw6}/128"), "dev", &veth, "nodad"],
+        );
+        self.nets.exec_ok(
+            &node_ns,
+            &["ip", "-6", "route", "add", &format!("{ip6s}/128"), "dev", &veth],
+        );
         for port in ports {
             let p = port.to_string();
             self.nets.spawn(
@@ -186,7 +240,7 @@ impl World {
         let object: Pod = serde_yaml_ng::from_str(&format!(
             "metadata: {{name: {name}, namespace: default, uid: uid-{name}, labels: {labels}}}
 spec: {{nodeName: {}, containers: [{{name: c, image: agnhost, ports: [{}]}}]}}
-status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}], conditions: [{{type: Ready, status: '{}'}}]}}",
+status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}}], conditions: [{{type: Ready, status: '{}'}}]}}",
             self.nodes[node].name,
             container_ports.join(", "),
             if ready { "True" } else { "False" }
@@ -270,6 +324,11 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}], conditions: [
         self.services[svc].spec.as_ref().unwrap().cluster_ip.clone().unwrap()
     }
 
+    /// All cluster IPs of a Service (both families for a dual-stack one).
+    pub fn cluster_ips(&self, svc: &str) -> Vec<String> {
+        self.services[svc].spec.as_ref().unwrap().cluster_ips.clone().unwrap()
+    }
+
     pub fn node_port(&self, svc: &str, index: usize) -> u16 {
         self.services[svc].spec.as_ref().unwrap().ports.as_ref().unwrap()[index]
             .node_port
@@ -330,9 +389,9 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}], conditions: [
         for node in &mut self.nodes {
             let model = ProxyModel::build(
                 &node.name,
-                vec![node.ip],
-                vec![POD_CIDR.parse().unwrap()],
-                vec![SERVICE_CIDR.parse().unwrap()],
+                vec![node.ip, node.ip6],
+                vec![POD_CIDR.parse().unwrap(), POD_CIDR6.parse().unwrap()],
+                vec![SERVICE_CIDR.parse().unwrap(), SERVICE_CIDR6.parse().unwrap()],
                 self.config.clone(),
                 &services,
                 &self.slices,

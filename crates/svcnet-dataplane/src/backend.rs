@@ -15,6 +15,8 @@ pub enum BackendError {
     Spawn { program: String, source: std::io::Error },
     #[error("nft rejected the transaction: {stderr}")]
     Rejected { stderr: String },
+    #[error("no full sync has been applied yet")]
+    NotInitialized,
 }
 
 /// Something that can apply a transaction of operations atomically.
@@ -41,32 +43,53 @@ impl NftText {
 
     /// Runs `nft` with `args` (through the same command prefix) and returns its output.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, BackendError> {
+        match stdin {
+            Some(input) => self.run_feeding(args, &mut |w| w.write_str(input)),
+            None => self.run_feeding(args, &mut |_| Ok(())),
+        }
+    }
+
+    /// Runs `nft` with `args`, streaming its standard input from `feed` as it is produced.
+    pub fn run_feeding(
+        &self,
+        args: &[&str],
+        feed: &mut dyn FnMut(&mut dyn std::fmt::Write) -> std::fmt::Result,
+    ) -> Result<String, BackendError> {
+        let spawn_error = |source| BackendError::Spawn {
+            program: self.command[0].clone(),
+            source,
+        };
         let mut child = Command::new(&self.command[0])
             .args(&self.command[1..])
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| BackendError::Spawn {
-                program: self.command[0].clone(),
-                source,
-            })?;
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin was piped");
+            .map_err(spawn_error)?;
+        {
+            let pipe = child.stdin.take().expect("stdin was piped");
+            let mut writer = FmtToIo(std::io::BufWriter::with_capacity(1 << 16, pipe));
+            // nft reads its whole input before acting, so writing cannot deadlock on its output;
             // a failed write shows up as nft's error below
-            let _ = pipe.write_all(input.as_bytes());
+            let _ = feed(&mut writer).map(|()| writer.0.flush());
         }
-        let out = child.wait_with_output().map_err(|source| BackendError::Spawn {
-            program: self.command[0].clone(),
-            source,
-        })?;
+        let out = child.wait_with_output().map_err(spawn_error)?;
         if !out.status.success() {
             return Err(BackendError::Rejected {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Lets text renderers write into a byte stream.
+struct FmtToIo<W: Write>(W);
+
+impl<W: Write> std::fmt::Write for FmtToIo<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write_all(s.as_bytes()).map_err(|_| std::fmt::Error)
     }
 }
 

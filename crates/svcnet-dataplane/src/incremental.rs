@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::compile::{Fragment, is_shared_set, merge, port_fragment, static_table};
 use crate::diff::{Changes, Stale, TableChanges};
 use crate::ir::{Chain, Element, Family, Ruleset, RulesetView, SetDecl, Table};
-use crate::model::ProxyModel;
+use crate::model::{ProxyModel, ServicePort};
 
 const FAMILIES: [Family; 2] = [Family::Ip, Family::Ip6];
 
@@ -82,17 +82,20 @@ impl CompiledModel {
         rs
     }
 
-    /// Chains, sets and elements in the ruleset, for reports.
-    pub fn object_count(&self) -> usize {
-        let mut n = 0;
+    /// Counts of chains, rules, sets and elements, for reports.
+    pub fn stats(&self) -> crate::ir::RulesetStats {
+        let mut st = crate::ir::RulesetStats::default();
         for f in FAMILIES {
-            n += self.chains(f).len();
+            for (_, chain) in self.chains(f) {
+                st.chains += 1;
+                st.rules += chain.rules.len();
+            }
             for (name, _) in self.sets(f) {
-                n += 1;
-                self.for_each_element(f, name, &mut |_| n += 1);
+                st.sets += 1;
+                self.for_each_element(f, name, &mut |_| st.elements += 1);
             }
         }
-        n
+        st
     }
 
     pub fn model(&self) -> &ProxyModel {
@@ -113,23 +116,35 @@ impl CompiledModel {
 
     /// Moves to `new`, returning what changed in the tables; gives `new` back when node-wide
     /// inputs (node, CIDRs, config) changed and the model must be compiled anew.
-    pub fn update(&mut self, new: ProxyModel) -> Result<Changes, Box<ProxyModel>> {
+    pub fn update(&mut self, mut new: ProxyModel) -> Result<Changes, Box<ProxyModel>> {
         if !static_inputs_equal(&self.model, &new) {
             return Err(Box::new(new));
         }
-        let ids: BTreeSet<String> = self.model.ports.keys().chain(new.ports.keys()).cloned().collect();
+        let mut changed: Vec<(String, Option<ServicePort>)> = Vec::new();
+        for (id, old) in &self.model.ports {
+            match new.ports.remove(id) {
+                Some(sp) if sp == *old => {}
+                other => changed.push((id.clone(), other)),
+            }
+        }
+        changed.extend(new.ports.into_iter().map(|(id, sp)| (id, Some(sp))));
+        Ok(self.update_ports(changed))
+    }
+
+    /// Applies per-port changes (`None` removes the port) to the model in place, returning
+    /// what changed in the tables. Costs time in the number of changed ports only.
+    pub fn update_ports(&mut self, changed: impl IntoIterator<Item = (String, Option<ServicePort>)>) -> Changes {
         let mut touched = Some(Touched::default());
         let mut changes: Changes = FAMILIES.iter().map(|f| (*f, TableChanges::default())).collect();
-        for id in ids {
-            if self.model.ports.get(&id) == new.ports.get(&id) {
+        for (id, next_port) in changed {
+            if self.model.ports.get(&id) == next_port.as_ref() {
                 continue;
             }
             for fam in FAMILIES {
                 let old = self.fragments.remove(&(fam, id.clone())).unwrap_or_default();
-                let next = new
-                    .ports
-                    .get(&id)
-                    .map(|sp| port_fragment(&new, fam, sp))
+                let next = next_port
+                    .as_ref()
+                    .map(|sp| port_fragment(&self.model, fam, sp))
                     .unwrap_or_default();
                 if old == next {
                     if old != Fragment::default() {
@@ -163,10 +178,13 @@ impl CompiledModel {
                     self.fragments.insert((fam, id.clone()), next);
                 }
             }
+            match next_port {
+                Some(sp) => self.model.ports.insert(id, sp),
+                None => self.model.ports.remove(&id),
+            };
         }
-        self.model = new;
         self.settle(touched.expect("set above"), &mut changes);
-        Ok(changes)
+        changes
     }
 
     /// Adjusts reference counts by `delta` for everything `frag` holds; with `touched`, also

@@ -1,6 +1,6 @@
 //! Renders operations (and whole rulesets) as `nft -f` input.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
 use crate::diff::{Op, is_map};
 use crate::ir::{Data, Element, Family, RulesetView, TABLE_NAME};
@@ -32,102 +32,97 @@ fn key_only(e: &Element) -> String {
     key.join(" . ")
 }
 
-/// One script that replaces our tables with `rs` (the same transaction as `diff::full`),
-/// rendered without copying the elements.
+/// One script that replaces our tables with `rs` (the same transaction as `diff::full`).
 pub fn replace_script(rs: &dyn RulesetView) -> String {
     let mut out = String::new();
+    write_replace(rs, &mut out).expect("writing to a String cannot fail");
+    out
+}
+
+/// Writes the replacement script to `out` as it goes, without copying the elements or holding
+/// the whole script in memory.
+pub fn write_replace(rs: &dyn RulesetView, out: &mut dyn Write) -> fmt::Result {
     for f in rs.families() {
         for op in [Op::AddTable(f), Op::DeleteTable(f), Op::AddTable(f)] {
-            render(&mut out, &op);
+            render(out, &op)?;
         }
         let sets = rs.sets(f);
         let chains = rs.chains(f);
         for (name, decl) in &sets {
-            render(
-                &mut out,
-                &Op::AddSet {
-                    family: f,
-                    name: name.to_string(),
-                    decl: (*decl).clone(),
-                },
-            );
+            let kind = if is_map(decl) { "map" } else { "set" };
+            writeln!(out, "add {kind} {} {name} {{ {} }}", table(f), set_body(decl))?;
         }
         for (name, chain) in &chains {
-            render(
-                &mut out,
-                &Op::AddChain {
-                    family: f,
-                    name: name.to_string(),
-                    hook: chain.hook.clone(),
-                },
-            );
+            writeln!(out, "add chain {} {name}{}", table(f), hook_body(chain.hook.as_ref()))?;
         }
         for (name, chain) in &chains {
             for rule in &chain.rules {
-                writeln!(out, "add rule {} {name} {rule}", table_name(f)).unwrap();
+                writeln!(out, "add rule {} {name} {rule}", table(f))?;
             }
         }
         for (name, _) in sets.iter().filter(|(_, d)| !d.dynamic) {
             let mut items: Vec<String> = Vec::new();
-            let flush = |out: &mut String, items: &mut Vec<String>| {
+            let mut result = Ok(());
+            let flush = |out: &mut dyn Write, items: &mut Vec<String>| -> fmt::Result {
                 if !items.is_empty() {
-                    writeln!(out, "add element {} {name} {{ {} }}", table_name(f), items.join(", ")).unwrap();
+                    writeln!(out, "add element {} {name} {{ {} }}", table(f), items.join(", "))?;
                     items.clear();
                 }
+                Ok(())
             };
             rs.for_each_element(f, name, &mut |e| {
                 items.push(element(e));
-                if items.len() == ELEMENTS_PER_STATEMENT {
-                    flush(&mut out, &mut items);
+                if items.len() == ELEMENTS_PER_STATEMENT && result.is_ok() {
+                    result = flush(out, &mut items);
                 }
             });
-            flush(&mut out, &mut items);
+            result?;
+            flush(out, &mut items)?;
         }
     }
-    out
+    Ok(())
 }
 
-fn table_name(f: Family) -> String {
-    table(f)
+fn set_body(decl: &crate::ir::SetDecl) -> String {
+    let mut body = format!("{} ;", decl.type_clause);
+    if let Some(flags) = decl.flags {
+        body.push_str(&format!(" flags {flags} ;"));
+    }
+    if let Some(t) = decl.timeout_seconds {
+        body.push_str(&format!(" timeout {t}s ;"));
+    }
+    body
+}
+
+fn hook_body(hook: Option<&crate::ir::Hook>) -> String {
+    match hook {
+        Some(h) => format!(" {{ type {} hook {} priority {} ; }}", h.chain_type, h.hook, h.priority),
+        None => String::new(),
+    }
 }
 
 /// One script applying every operation in a single transaction.
 pub fn script(ops: &[Op]) -> String {
     let mut out = String::new();
     for op in ops {
-        render(&mut out, op);
+        render(&mut out, op).expect("writing to a String cannot fail");
     }
     out
 }
 
-fn render(out: &mut String, op: &Op) {
+fn render(out: &mut dyn Write, op: &Op) -> fmt::Result {
     match op {
         Op::AddTable(f) => writeln!(out, "add table {}", table(*f)),
         Op::DeleteTable(f) => writeln!(out, "delete table {}", table(*f)),
-        Op::AddChain { family, name, hook } => match hook {
-            Some(h) => writeln!(
-                out,
-                "add chain {} {name} {{ type {} hook {} priority {} ; }}",
-                table(*family),
-                h.chain_type,
-                h.hook,
-                h.priority
-            ),
-            None => writeln!(out, "add chain {} {name}", table(*family)),
-        },
+        Op::AddChain { family, name, hook } => {
+            writeln!(out, "add chain {} {name}{}", table(*family), hook_body(hook.as_ref()))
+        }
         Op::FlushChain { family, name } => writeln!(out, "flush chain {} {name}", table(*family)),
         Op::DeleteChain { family, name } => writeln!(out, "delete chain {} {name}", table(*family)),
         Op::AddRule { family, chain, rule } => writeln!(out, "add rule {} {chain} {rule}", table(*family)),
         Op::AddSet { family, name, decl } => {
-            let mut body = format!("{} ;", decl.type_clause);
-            if let Some(flags) = decl.flags {
-                write!(body, " flags {flags} ;").unwrap();
-            }
-            if let Some(t) = decl.timeout_seconds {
-                write!(body, " timeout {t}s ;").unwrap();
-            }
             let kind = if is_map(decl) { "map" } else { "set" };
-            writeln!(out, "add {kind} {} {name} {{ {body} }}", table(*family))
+            writeln!(out, "add {kind} {} {name} {{ {} }}", table(*family), set_body(decl))
         }
         Op::FlushSet { family, name, is_map } => {
             writeln!(
@@ -148,7 +143,7 @@ fn render(out: &mut String, op: &Op) {
         Op::AddElements { family, set, elements } => {
             for chunk in elements.chunks(ELEMENTS_PER_STATEMENT) {
                 let items: Vec<String> = chunk.iter().map(element).collect();
-                writeln!(out, "add element {} {set} {{ {} }}", table(*family), items.join(", ")).unwrap();
+                writeln!(out, "add element {} {set} {{ {} }}", table(*family), items.join(", "))?;
             }
             Ok(())
         }
@@ -160,13 +155,11 @@ fn render(out: &mut String, op: &Op) {
                     "delete element {} {set} {{ {} }}",
                     table(*family),
                     items.join(", ")
-                )
-                .unwrap();
+                )?;
             }
             Ok(())
         }
     }
-    .expect("writing to a String cannot fail");
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::backend::{Backend, BackendError};
 use crate::diff::{self, Stale};
 use crate::incremental::CompiledModel;
 use crate::ir::Ruleset;
-use crate::model::ProxyModel;
+use crate::model::{ProxyModel, ServicePort};
 
 /// How a sync went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -85,8 +85,32 @@ impl<B: Backend> Syncer<B> {
                 }
             }
         };
+        self.apply_changes(compiled, &changes, now_ms)
+    }
+
+    /// Applies changes to individual service ports (`None` removes one) on top of the last
+    /// applied model: what a node agent does with watch events. Time grows with the number of
+    /// changed ports, not the model. Needs a previous sync (else it is an error).
+    pub fn sync_ports(
+        &mut self,
+        changed: impl IntoIterator<Item = (String, Option<ServicePort>)>,
+        now_ms: u64,
+    ) -> Result<SyncReport, BackendError> {
+        let Some(mut compiled) = self.compiled.take() else {
+            return Err(BackendError::NotInitialized);
+        };
+        let changes = compiled.update_ports(changed);
+        self.apply_changes(compiled, &changes, now_ms)
+    }
+
+    fn apply_changes(
+        &mut self,
+        compiled: CompiledModel,
+        changes: &diff::Changes,
+        now_ms: u64,
+    ) -> Result<SyncReport, BackendError> {
         let stale: Vec<(Stale, bool)> = self.stale.iter().map(|(s, at)| (s.clone(), *at <= now_ms)).collect();
-        let plan = diff::plan(&changes, &|s| compiled.has(s), &stale);
+        let plan = diff::plan(changes, &|s| compiled.has(s), &stale);
         if plan.ops.is_empty() {
             self.compiled = Some(compiled);
             return Ok(SyncReport {
@@ -94,6 +118,7 @@ impl<B: Backend> Syncer<B> {
                 operations: 0,
             });
         }
+        // on failure `compiled` is dropped: the next sync is full
         self.backend.apply(&plan.ops)?;
         self.stale.retain(|s, at| *at > now_ms && !compiled.has(s));
         for s in plan.newly_stale {
@@ -109,7 +134,8 @@ impl<B: Backend> Syncer<B> {
     fn full(&mut self, compiled: CompiledModel) -> Result<SyncReport, BackendError> {
         self.backend.replace(&compiled)?;
         self.stale.clear();
-        let operations = compiled.object_count();
+        let st = compiled.stats();
+        let operations = st.chains + st.rules + st.sets + st.elements;
         self.compiled = Some(compiled);
         Ok(SyncReport {
             kind: SyncKind::Full,
@@ -120,5 +146,84 @@ impl<B: Backend> Syncer<B> {
     /// Whether stale objects are waiting for deletion (a later sync will delete them).
     pub fn has_pending_deletions(&self) -> bool {
         !self.stale.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Op;
+    use crate::model::{Endpoint, Policy};
+    use crate::nft_text;
+    use svcnet_core::service::model::Protocol;
+
+    /// Records what it is asked to apply.
+    #[derive(Default)]
+    struct Recorder {
+        scripts: Vec<String>,
+    }
+
+    impl Backend for Recorder {
+        fn apply(&mut self, ops: &[Op]) -> Result<(), BackendError> {
+            self.scripts.push(nft_text::script(ops));
+            Ok(())
+        }
+
+        fn replace(&mut self, ruleset: &dyn crate::ir::RulesetView) -> Result<(), BackendError> {
+            self.scripts.push(nft_text::replace_script(ruleset));
+            Ok(())
+        }
+    }
+
+    fn port(i: u8, endpoint: &str) -> ServicePort {
+        ServicePort {
+            namespace: "ns".into(),
+            name: format!("s{i}"),
+            port_name: "http".into(),
+            protocol: Protocol::Tcp,
+            port: 80,
+            cluster_ips: vec![format!("172.30.0.{i}").parse().unwrap()],
+            external_ips: vec![],
+            load_balancer_ips: vec![],
+            load_balancer_source_ranges: vec![],
+            node_port: None,
+            external_traffic_policy: Policy::Cluster,
+            internal_traffic_policy: Policy::Cluster,
+            affinity_timeout_seconds: None,
+            endpoints: vec![Endpoint {
+                ip: endpoint.parse().unwrap(),
+                port: 8080,
+                is_local: false,
+                ready: true,
+                serving: true,
+                terminating: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn port_changes_touch_only_that_port() {
+        let mut syncer = Syncer::new(Recorder::default());
+        assert!(matches!(syncer.sync_ports([], 0), Err(BackendError::NotInitialized)));
+        let mut model = ProxyModel::default();
+        for i in 1..=3 {
+            let sp = port(i, &format!("10.0.0.{i}"));
+            model.ports.insert(sp.id(), sp);
+        }
+        assert_eq!(syncer.sync(model, 0).unwrap().kind, SyncKind::Full);
+        let changed = port(2, "10.0.9.9");
+        let report = syncer.sync_ports([(changed.id(), Some(changed.clone()))], 1).unwrap();
+        assert_eq!(report.kind, SyncKind::Incremental);
+        let script = syncer.backend().scripts.last().unwrap();
+        assert_eq!(
+            script,
+            "delete element ip svcnet lb-c-1 { 172.30.0.2 . tcp . 80 . 0 }\n\
+             add element ip svcnet lb-c-1 { 172.30.0.2 . tcp . 80 . 0 : 10.0.9.9 . 8080 }\n"
+        );
+        assert_eq!(
+            syncer.sync_ports([(changed.id(), Some(changed))], 2).unwrap().kind,
+            SyncKind::NoChange
+        );
+        assert_eq!(syncer.applied_model().unwrap().ports.len(), 3);
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::model::ServicePort;
 use svcnet_dataplane::syncer::Syncer;
 
 use super::{peak_rss_mib, percentile_ms, round3, synthetic};
@@ -67,6 +68,10 @@ fn run_baseline(script: &Path, services: u32, endpoints: u32) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+fn syncer_port(syncer: &Syncer<NftText>, id: &str) -> ServicePort {
+    syncer.applied_model().expect("synced").ports[id].clone()
+}
+
 pub fn run(opts: &Options) -> Result<Value> {
     let mut nets = Namespaces::new("svb-");
     let node = nets.add("node");
@@ -81,38 +86,41 @@ pub fn run(opts: &Options) -> Result<Value> {
     let clock = Instant::now();
     let now = |c: &Instant| c.elapsed().as_millis() as u64;
 
-    let mut model = synthetic::model(opts.services, opts.endpoints_per_service);
-    // the compile step alone, for the breakdown
+    // the compile step alone, for the breakdown (the syncer repeats it inside the full sync)
+    let model = synthetic::model(opts.services, opts.endpoints_per_service);
     let t0 = Instant::now();
-    let stats = svcnet_dataplane::compile::compile(&model).stats();
+    let compiled = svcnet_dataplane::incremental::CompiledModel::new(model);
     let compile_time = t0.elapsed();
+    let stats = compiled.stats();
+    drop(compiled);
+
+    let model = synthetic::model(opts.services, opts.endpoints_per_service);
+    let ids: Vec<String> = model.ports.keys().cloned().collect();
     let t1 = Instant::now();
-    syncer.sync(model.clone(), now(&clock)).context("full sync")?;
+    syncer.sync(model, now(&clock)).context("full sync")?;
     let full_total = t1.elapsed();
     let apply_time = full_total.saturating_sub(compile_time);
 
-    // each change is timed from handing the new model to the syncer until nft returns; the
-    // model itself is prepared outside the timing, as the node agent maintains it
-    let mut sync_timed = |model: &svcnet_dataplane::model::ProxyModel, timed: &mut Timed| -> Result<()> {
-        let m = model.clone();
-        let t = Instant::now();
-        syncer.sync(m, now(&clock))?;
-        timed.total.push(t.elapsed());
-        Ok(())
-    };
+    // changes arrive as the node agent sees them, one service port at a time; each is timed
+    // from handing it to the syncer until nft returns
+    let sync_timed =
+        |syncer: &mut Syncer<NftText>, id: String, port: Option<ServicePort>, timed: &mut Timed| -> Result<()> {
+            let t = Instant::now();
+            syncer.sync_ports([(id, port)], now(&clock))?;
+            timed.total.push(t.elapsed());
+            Ok(())
+        };
     let (mut endpoint_change, mut service_add, mut service_delete) = (Timed::new(), Timed::new(), Timed::new());
-    let ids: Vec<String> = model.ports.keys().cloned().collect();
     for k in 0..opts.iterations {
-        let id = &ids[(k as usize * 7919) % ids.len()];
-        let ep = &mut model.ports.get_mut(id).unwrap().endpoints[0];
-        ep.ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 200, (k / 250) as u8, (k % 250) as u8 + 1));
-        sync_timed(&model, &mut endpoint_change)?;
+        let id = ids[(k as usize * 7919) % ids.len()].clone();
+        let mut sp = syncer_port(&syncer, &id);
+        sp.endpoints[0].ip =
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 200, (k / 250) as u8, (k % 250) as u8 + 1));
+        sync_timed(&mut syncer, id, Some(sp), &mut endpoint_change)?;
         let extra = synthetic::service(opts.services + k, opts.endpoints_per_service, 4_000_000 + k * 64);
         let extra_id = extra.id();
-        model.ports.insert(extra_id.clone(), extra);
-        sync_timed(&model, &mut service_add)?;
-        model.ports.remove(&extra_id);
-        sync_timed(&model, &mut service_delete)?;
+        sync_timed(&mut syncer, extra_id.clone(), Some(extra), &mut service_add)?;
+        sync_timed(&mut syncer, extra_id, None, &mut service_delete)?;
     }
 
     let mut result = json!({

@@ -41,6 +41,17 @@ impl NftText {
         NftText { command }
     }
 
+    /// `nft` run inside the named network namespace (`ip netns exec NS nft`).
+    pub fn in_netns(ns: &str) -> Self {
+        NftText::new(vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            ns.to_owned(),
+            "nft".into(),
+        ])
+    }
+
     /// Runs `nft` with `args` (through the same command prefix) and returns its output.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, BackendError> {
         match stdin {

@@ -86,6 +86,35 @@ impl From<TrafficPolicy> for Policy {
 }
 
 impl ServicePort {
+    /// A ClusterIP service port with these endpoints and every other field at its default
+    /// (no external addresses, no node port, Cluster policies, no affinity).
+    pub fn cluster_ip(
+        namespace: &str,
+        name: &str,
+        port_name: &str,
+        protocol: Protocol,
+        port: u16,
+        cluster_ips: Vec<IpAddr>,
+        endpoints: Vec<Endpoint>,
+    ) -> Self {
+        ServicePort {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            port_name: port_name.to_owned(),
+            protocol,
+            port,
+            cluster_ips,
+            external_ips: vec![],
+            load_balancer_ips: vec![],
+            load_balancer_source_ranges: vec![],
+            node_port: None,
+            external_traffic_policy: Policy::Cluster,
+            internal_traffic_policy: Policy::Cluster,
+            affinity_timeout_seconds: None,
+            endpoints,
+        }
+    }
+
     /// `namespace/name/protocol/portName` (the port number when unnamed), unique per
     /// service port.
     pub fn id(&self) -> String {

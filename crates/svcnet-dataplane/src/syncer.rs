@@ -153,7 +153,7 @@ impl<B: Backend> Syncer<B> {
 mod tests {
     use super::*;
     use crate::diff::Op;
-    use crate::model::{Endpoint, Policy};
+    use crate::model::Endpoint;
     use crate::nft_text;
     use svcnet_core::service::model::Protocol;
 
@@ -176,21 +176,14 @@ mod tests {
     }
 
     fn port(i: u8, endpoint: &str) -> ServicePort {
-        ServicePort {
-            namespace: "ns".into(),
-            name: format!("s{i}"),
-            port_name: "http".into(),
-            protocol: Protocol::Tcp,
-            port: 80,
-            cluster_ips: vec![format!("172.30.0.{i}").parse().unwrap()],
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            node_port: None,
-            external_traffic_policy: Policy::Cluster,
-            internal_traffic_policy: Policy::Cluster,
-            affinity_timeout_seconds: None,
-            endpoints: vec![Endpoint {
+        ServicePort::cluster_ip(
+            "ns",
+            &format!("s{i}"),
+            "http",
+            Protocol::Tcp,
+            80,
+            vec![format!("172.30.0.{i}").parse().unwrap()],
+            vec![Endpoint {
                 ip: endpoint.parse().unwrap(),
                 port: 8080,
                 is_local: false,
@@ -198,7 +191,7 @@ mod tests {
                 serving: true,
                 terminating: false,
             }],
-        }
+        )
     }
 
     #[test]

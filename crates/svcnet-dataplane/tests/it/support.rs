@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use svcnet_core::service::model::Protocol;
-use svcnet_dataplane::model::{Endpoint, Policy, ProxyConfig, ProxyModel, ServicePort};
+use svcnet_dataplane::model::{Endpoint, ProxyConfig, ProxyModel, ServicePort};
 
 pub const NODE: &str = "test-node";
 
@@ -38,22 +38,7 @@ pub fn port(
     eps: Vec<Endpoint>,
 ) -> ServicePort {
     let cluster_ips: Vec<IpAddr> = cluster_ip.split(',').map(|s| s.parse().unwrap()).collect();
-    ServicePort {
-        namespace: "ns1".into(),
-        name: name.into(),
-        port_name: port_name.into(),
-        protocol,
-        port,
-        cluster_ips,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        node_port: None,
-        external_traffic_policy: Policy::Cluster,
-        internal_traffic_policy: Policy::Cluster,
-        affinity_timeout_seconds: None,
-        endpoints: eps,
-    }
+    ServicePort::cluster_ip("ns1", name, port_name, protocol, port, cluster_ips, eps)
 }
 
 pub fn insert(m: &mut ProxyModel, sp: ServicePort) {

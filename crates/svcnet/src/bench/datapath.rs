@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use svcnet_core::service::model::Protocol;
 use svcnet_dataplane::backend::NftText;
-use svcnet_dataplane::model::{Endpoint, Policy, ServicePort};
+use svcnet_dataplane::model::{Endpoint, ServicePort};
 use svcnet_dataplane::syncer::Syncer;
 
 use super::synthetic;
@@ -78,21 +78,14 @@ pub fn run(opts: &Options) -> Result<Value> {
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
 
-    let real = ServicePort {
-        namespace: "bench".into(),
-        name: "real".into(),
-        port_name: "http".into(),
-        protocol: Protocol::Tcp,
-        port: 80,
-        cluster_ips: vec![SERVICE_IP.parse()?],
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        node_port: None,
-        external_traffic_policy: Policy::Cluster,
-        internal_traffic_policy: Policy::Cluster,
-        affinity_timeout_seconds: None,
-        endpoints: vec![Endpoint {
+    let real = ServicePort::cluster_ip(
+        "bench",
+        "real",
+        "http",
+        Protocol::Tcp,
+        80,
+        vec![SERVICE_IP.parse()?],
+        vec![Endpoint {
             ip: SERVER_IP.parse()?,
             port: 80,
             is_local: true,
@@ -100,14 +93,8 @@ pub fn run(opts: &Options) -> Result<Value> {
             serving: true,
             terminating: false,
         }],
-    };
-    let backend = NftText::new(vec![
-        "ip".into(),
-        "netns".into(),
-        "exec".into(),
-        node.clone(),
-        "nft".into(),
-    ]);
+    );
+    let backend = NftText::in_netns(&node);
     let mut syncer = Syncer::new(backend);
     let clock = Instant::now();
 

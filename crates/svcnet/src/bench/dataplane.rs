@@ -75,13 +75,7 @@ fn syncer_port(syncer: &Syncer<NftText>, id: &str) -> ServicePort {
 pub fn run(opts: &Options) -> Result<Value> {
     let mut nets = Namespaces::new("svb-");
     let node = nets.add("node");
-    let backend = NftText::new(vec![
-        "ip".into(),
-        "netns".into(),
-        "exec".into(),
-        node.clone(),
-        "nft".into(),
-    ]);
+    let backend = NftText::in_netns(&node);
     let mut syncer = Syncer::new(backend);
     let clock = Instant::now();
     let now = |c: &Instant| c.elapsed().as_millis() as u64;

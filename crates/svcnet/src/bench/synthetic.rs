@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use svcnet_core::service::model::Protocol;
-use svcnet_dataplane::model::{Endpoint, Policy, ProxyConfig, ProxyModel, ServicePort};
+use svcnet_dataplane::model::{Endpoint, ProxyConfig, ProxyModel, ServicePort};
 
 pub const NODE: &str = "bench-node";
 /// Endpoints are spread over this many nodes, the benchmarked node being one of them.
@@ -16,21 +16,14 @@ fn v4(base: [u8; 4], offset: u32) -> IpAddr {
 /// Service `i`: ClusterIP 172.30.0.0 + 1 + i, TCP port 80, `endpoints` endpoints on 8080
 /// (addresses from 10.128.0.0 + `first_endpoint`).
 pub fn service(i: u32, endpoints: u32, first_endpoint: u32) -> ServicePort {
-    ServicePort {
-        namespace: "bench".into(),
-        name: format!("svc-{i}"),
-        port_name: "http".into(),
-        protocol: Protocol::Tcp,
-        port: 80,
-        cluster_ips: vec![v4([172, 30, 0, 0], 1 + i)],
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        load_balancer_source_ranges: vec![],
-        node_port: None,
-        external_traffic_policy: Policy::Cluster,
-        internal_traffic_policy: Policy::Cluster,
-        affinity_timeout_seconds: None,
-        endpoints: (0..endpoints)
+    ServicePort::cluster_ip(
+        "bench",
+        &format!("svc-{i}"),
+        "http",
+        Protocol::Tcp,
+        80,
+        vec![v4([172, 30, 0, 0], 1 + i)],
+        (0..endpoints)
             .map(|j| Endpoint {
                 ip: v4([10, 128, 0, 0], first_endpoint + j + 1),
                 port: 8080,
@@ -40,7 +33,7 @@ pub fn service(i: u32, endpoints: u32, first_endpoint: u32) -> ServicePort {
                 terminating: false,
             })
             .collect(),
-    }
+    )
 }
 
 pub fn model(services: u32, endpoints: u32) -> ProxyModel {

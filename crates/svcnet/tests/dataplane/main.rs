@@ -224,41 +224,16 @@ fn endpoint_churn_keeps_established_connections() {
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: churn}\nspec: {selector: {app: churn}, ports: [{port: 80}]}");
     w.sync();
-    let target = format!("{}:80", w.cluster_ip("churn"));
-    let client = w.pod("client").ns.clone();
-    std::thread::scope(|s| {
-        let w = &mut w;
-        let ns = client.clone();
-        let bin = env!("CARGO_BIN_EXE_svcnet");
-        let handle = s.spawn(move || {
-            let out = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &ns,
-                    bin,
-                    "agnhost",
-                    "client",
-                    &target,
-                    "--hold-ms",
-                    "3000",
-                    "--interval-ms",
-                    "20",
-                ])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        w.add_pod(0, "pod3", "{app: churn}", &[80], &[], true);
-        w.sync();
-        w.set_terminating("pod2");
-        w.sync();
-        w.forget_pod("pod2");
-        w.sync();
-        let result = handle.join().unwrap();
-        assert!(result.starts_with("OK "), "established connection broke: {result}");
-    });
+    let held = world::hold(&w.pod("client").ns, &format!("{}:80", w.cluster_ip("churn")), 3000);
+    std::thread::sleep(Duration::from_millis(500));
+    w.add_pod(0, "pod3", "{app: churn}", &[80], &[], true);
+    w.sync();
+    w.set_terminating("pod2");
+    w.sync();
+    w.forget_pod("pod2");
+    w.sync();
+    let result = held.join().unwrap();
+    assert!(result.starts_with("OK "), "established connection broke: {result}");
 }
 
 #[test]
@@ -268,45 +243,14 @@ fn proxy_restart_resets_no_connection() {
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: r}\nspec: {type: NodePort, selector: {app: r}, ports: [{port: 80}]}");
     w.sync();
-    let bin = env!("CARGO_BIN_EXE_svcnet");
-    let holds = [
-        (w.pod("client").ns.clone(), format!("{}:80", w.cluster_ip("r"))),
-        (w.external.clone(), format!("192.168.0.2:{}", w.node_port("r", 0))),
+    let handles = [
+        world::hold(&w.pod("client").ns, &format!("{}:80", w.cluster_ip("r")), 3000),
+        world::hold(&w.external, &format!("192.168.0.2:{}", w.node_port("r", 0)), 3000),
     ];
-    let handles: Vec<_> = holds
-        .into_iter()
-        .map(|(ns, target)| {
-            std::thread::spawn(move || {
-                let out = std::process::Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &ns,
-                        bin,
-                        "agnhost",
-                        "client",
-                        &target,
-                        "--hold-ms",
-                        "3000",
-                        "--interval-ms",
-                        "20",
-                    ])
-                    .output()
-                    .unwrap();
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            })
-        })
-        .collect();
     std::thread::sleep(Duration::from_millis(700));
     // a new proxy process knows nothing: its first sync is full and replaces the table
     for node in &mut w.nodes {
-        node.syncer = svcnet_dataplane::syncer::Syncer::new(svcnet_dataplane::backend::NftText::new(vec![
-            "ip".into(),
-            "netns".into(),
-            "exec".into(),
-            node.ns.clone(),
-            "nft".into(),
-        ]));
+        node.syncer = svcnet_dataplane::syncer::Syncer::new(svcnet_dataplane::backend::NftText::in_netns(&node.ns));
     }
     let reports = w.sync();
     assert_eq!(reports[0].kind, SyncKind::Full);

@@ -92,13 +92,7 @@ impl World {
             // like a real node, a default route towards the outside (here the external host)
             nets.exec_ok(&ns, &["ip", "route", "add", "default", "via", EXTERNAL_IP]);
             nets.exec_ok(&ns, &["ip", "-6", "route", "add", "default", "via", EXTERNAL_IP6]);
-            let backend = NftText::new(vec![
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                ns.clone(),
-                "nft".into(),
-            ]);
+            let backend = NftText::in_netns(&ns);
             hosts.push(NodeHost {
                 name: format!("node-{}", i + 1),
                 ns,
@@ -461,4 +455,26 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}
     pub fn node_ns(&self, i: usize) -> &str {
         &self.nodes[i].ns
     }
+}
+
+/// Keeps one TCP connection from `ns` to `target` open for `ms` milliseconds, asking every
+/// 20 ms; the thread answers `OK <n> answers from <pod>` or `ERROR <kind> after <n> answers`.
+pub fn hold(ns: &str, target: &str, ms: u64) -> std::thread::JoinHandle<String> {
+    let (ns, target) = (ns.to_owned(), target.to_owned());
+    std::thread::spawn(move || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                env!("CARGO_BIN_EXE_svcnet"),
+                "agnhost",
+                "client",
+                &target,
+            ])
+            .args(["--hold-ms", &ms.to_string(), "--interval-ms", "20"])
+            .output()
+            .expect("running the agnhost client");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    })
 }

@@ -10,6 +10,7 @@
 //! - [`syncer`]: keeps the kernel in step with the model: full sync at start and after
 //!   failures, incremental otherwise, delayed chain deletion.
 //! - [`runner`]: the bounded-frequency sync schedule with backoff (pure state machine).
+//! - [`sync_loop`]: drives a syncer from updates on that schedule, with retries and status.
 //! - [`conntrack`]: which UDP conntrack entries go stale when endpoints change.
 
 #![forbid(unsafe_code)]
@@ -23,4 +24,5 @@ pub mod ir;
 pub mod model;
 pub mod nft_text;
 pub mod runner;
+pub mod sync_loop;
 pub mod syncer;

@@ -33,6 +33,8 @@ pub struct SyncReport {
 pub struct Syncer<B> {
     backend: B,
     compiled: Option<CompiledModel>,
+    /// The last transaction failed: the kernel's state is unknown, the next sync replaces it.
+    needs_full: bool,
     /// Stale objects and the time (ms) from which they may be deleted.
     stale: BTreeMap<Stale, u64>,
     stale_grace_ms: u64,
@@ -43,6 +45,7 @@ impl<B: Backend> Syncer<B> {
         Syncer {
             backend,
             compiled: None,
+            needs_full: false,
             stale: BTreeMap::new(),
             stale_grace_ms: 1000,
         }
@@ -67,12 +70,21 @@ impl<B: Backend> Syncer<B> {
         self.compiled = None;
     }
 
+    /// Whether a previous sync failed and the next one will replace the tables.
+    pub fn needs_full(&self) -> bool {
+        self.needs_full || self.compiled.is_none()
+    }
+
     /// Brings the kernel to `model`. `now_ms` is a monotonic clock reading. On error the
-    /// previous rules stay in force (transactions are atomic) and the next sync is full.
+    /// previous rules stay in force (transactions are atomic); the desired state is kept and
+    /// the next sync (of any kind) replaces the tables with it.
     pub fn sync(&mut self, model: ProxyModel, now_ms: u64) -> Result<SyncReport, BackendError> {
         let Some(mut compiled) = self.compiled.take() else {
             return self.full(CompiledModel::new(model));
         };
+        if self.needs_full {
+            return self.full(CompiledModel::new(model));
+        }
         let changes = match compiled.update(model) {
             Ok(changes) => changes,
             Err(model) => {
@@ -90,7 +102,9 @@ impl<B: Backend> Syncer<B> {
 
     /// Applies changes to individual service ports (`None` removes one) on top of the last
     /// applied model: what a node agent does with watch events. Time grows with the number of
-    /// changed ports, not the model. Needs a previous sync (else it is an error).
+    /// changed ports, not the model. Needs a previous sync (else it is an error). With no
+    /// changes it still deletes stale objects whose grace period is over, and retries a
+    /// failed sync.
     pub fn sync_ports(
         &mut self,
         changed: impl IntoIterator<Item = (String, Option<ServicePort>)>,
@@ -100,6 +114,9 @@ impl<B: Backend> Syncer<B> {
             return Err(BackendError::NotInitialized);
         };
         let changes = compiled.update_ports(changed);
+        if self.needs_full {
+            return self.full(compiled);
+        }
         self.apply_changes(compiled, &changes, now_ms)
     }
 
@@ -118,8 +135,11 @@ impl<B: Backend> Syncer<B> {
                 operations: 0,
             });
         }
-        // on failure `compiled` is dropped: the next sync is full
-        self.backend.apply(&plan.ops)?;
+        if let Err(e) = self.backend.apply(&plan.ops) {
+            self.compiled = Some(compiled);
+            self.needs_full = true;
+            return Err(e);
+        }
         self.stale.retain(|s, at| *at > now_ms && !compiled.has(s));
         for s in plan.newly_stale {
             self.stale.insert(s, now_ms + self.stale_grace_ms);
@@ -132,14 +152,18 @@ impl<B: Backend> Syncer<B> {
     }
 
     fn full(&mut self, compiled: CompiledModel) -> Result<SyncReport, BackendError> {
-        self.backend.replace(&compiled)?;
+        let result = self.backend.replace(&compiled);
+        self.needs_full = result.is_err();
+        if let Err(e) = result {
+            self.compiled = Some(compiled);
+            return Err(e);
+        }
         self.stale.clear();
         let st = compiled.stats();
-        let operations = st.chains + st.rules + st.sets + st.elements;
         self.compiled = Some(compiled);
         Ok(SyncReport {
             kind: SyncKind::Full,
-            operations,
+            operations: st.chains + st.rules + st.sets + st.elements,
         })
     }
 

@@ -1,0 +1,262 @@
+//! The sync loop: drives a `Syncer` from a stream of updates on the bounded-frequency
+//! `Schedule`. Bursts of updates are batched into one sync per `min_interval`; an idle proxy
+//! still syncs every `periodic_interval` (which also deletes stale objects); a failed sync is
+//! retried with exponential backoff, the previous rules staying in force meanwhile. Every
+//! outcome is logged and recorded in a shared `SyncStatus` for metrics and health checks.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::model::{ProxyModel, ServicePort};
+use crate::runner::Schedule;
+use crate::syncer::{SyncKind, Syncer};
+
+/// What the loop is told.
+#[derive(Clone, Debug)]
+pub enum Update {
+    /// A whole model (at start, or after a resync of the watch caches).
+    Model(ProxyModel),
+    /// Changed service ports (`None` removes one), as watch events arrive.
+    Ports(Vec<(String, Option<ServicePort>)>),
+}
+
+/// The loop's counters, read by metrics and health endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStatus {
+    pub full_syncs: u64,
+    pub incremental_syncs: u64,
+    pub failures: u64,
+    /// Consecutive failures (0 after a success).
+    pub failing_for: u32,
+    pub last_error: Option<String>,
+    /// Milliseconds since the loop started at which the last sync succeeded.
+    pub last_success_ms: Option<u64>,
+    pub last_duration_ms: u64,
+    /// Milliseconds since the loop started at which updates began waiting, if any wait.
+    pub pending_since_ms: Option<u64>,
+}
+
+/// Runs until every sender of `updates` is gone, then returns the syncer.
+pub fn run<B: Backend>(
+    mut syncer: Syncer<B>,
+    mut schedule: Schedule,
+    updates: Receiver<Update>,
+    status: Arc<Mutex<SyncStatus>>,
+) -> Syncer<B> {
+    let start = Instant::now();
+    let now = || start.elapsed().as_millis() as u64;
+    let mut model: Option<ProxyModel> = None;
+    let mut ports: BTreeMap<String, Option<ServicePort>> = BTreeMap::new();
+    loop {
+        // the first sync needs a model; until then only updates are awaited
+        let wait = if model.is_none() && syncer.applied_model().is_none() {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_millis(schedule.wait_ms(now()))
+        };
+        match updates.recv_timeout(wait) {
+            Ok(update) => {
+                match update {
+                    Update::Model(m) => {
+                        model = Some(m);
+                        ports.clear();
+                    }
+                    Update::Ports(changed) => match &mut model {
+                        Some(m) => {
+                            for (id, sp) in changed {
+                                match sp {
+                                    Some(sp) => m.ports.insert(id, sp),
+                                    None => m.ports.remove(&id),
+                                };
+                            }
+                        }
+                        None => ports.extend(changed),
+                    },
+                }
+                schedule.request();
+                let mut st = status.lock().expect("status lock");
+                st.pending_since_ms.get_or_insert(now());
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return syncer,
+        }
+        if schedule.wait_ms(now()) > 0 {
+            continue;
+        }
+        let t = now();
+        let result = match model.take() {
+            Some(m) => syncer.sync(m, t),
+            None if syncer.applied_model().is_some() => syncer.sync_ports(std::mem::take(&mut ports), t),
+            None => continue,
+        };
+        let ok = result.is_ok();
+        schedule.record(t, ok);
+        let mut st = status.lock().expect("status lock");
+        st.last_duration_ms = now() - t;
+        match result {
+            Ok(report) => {
+                match report.kind {
+                    SyncKind::Full => st.full_syncs += 1,
+                    SyncKind::Incremental => st.incremental_syncs += 1,
+                    SyncKind::NoChange => {}
+                }
+                st.failing_for = 0;
+                st.last_success_ms = Some(now());
+                st.pending_since_ms = None;
+                tracing::debug!(kind = ?report.kind, operations = report.operations, duration_ms = st.last_duration_ms, "synced");
+            }
+            Err(e) => {
+                st.failures += 1;
+                st.failing_for += 1;
+                st.last_error = Some(e.to_string());
+                tracing::warn!(error = %e, consecutive = st.failing_for, retry_in_ms = schedule.wait_ms(now()), "sync failed; previous rules stay in force");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendError;
+    use crate::diff::Op;
+    use crate::ir::RulesetView;
+    use crate::model::Endpoint;
+    use std::sync::mpsc;
+    use svcnet_core::service::model::Protocol;
+
+    /// Fails its first `fail` transactions, then records what it applies.
+    struct Flaky {
+        fail: usize,
+        attempts: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl Flaky {
+        fn attempt(&mut self, kind: &'static str) -> Result<(), BackendError> {
+            let mut a = self.attempts.lock().unwrap();
+            a.push(kind);
+            if a.len() <= self.fail {
+                return Err(BackendError::Rejected {
+                    stderr: "injected".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl Backend for Flaky {
+        fn apply(&mut self, _ops: &[Op]) -> Result<(), BackendError> {
+            self.attempt("incremental")
+        }
+
+        fn replace(&mut self, _ruleset: &dyn RulesetView) -> Result<(), BackendError> {
+            self.attempt("full")
+        }
+    }
+
+    fn port(i: u32) -> (String, Option<ServicePort>) {
+        let sp = ServicePort::cluster_ip(
+            "ns",
+            &format!("s{i}"),
+            "http",
+            Protocol::Tcp,
+            80,
+            vec![format!("172.30.{}.{}", i / 250, i % 250 + 1).parse().unwrap()],
+            vec![Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 80,
+                is_local: false,
+                ready: true,
+                serving: true,
+                terminating: false,
+            }],
+        );
+        (sp.id(), Some(sp))
+    }
+
+    struct Harness {
+        tx: mpsc::Sender<Update>,
+        status: Arc<Mutex<SyncStatus>>,
+        attempts: Arc<Mutex<Vec<&'static str>>>,
+        handle: std::thread::JoinHandle<Syncer<Flaky>>,
+    }
+
+    fn start(fail: usize, min_ms: u64) -> Harness {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let syncer = Syncer::new(Flaky {
+            fail,
+            attempts: attempts.clone(),
+        });
+        let status = Arc::new(Mutex::new(SyncStatus::default()));
+        let (tx, rx) = mpsc::channel();
+        let st = status.clone();
+        let handle = std::thread::spawn(move || run(syncer, Schedule::new(min_ms, 60_000), rx, st));
+        Harness {
+            tx,
+            status,
+            attempts,
+            handle,
+        }
+    }
+
+    fn wait_for(status: &Arc<Mutex<SyncStatus>>, what: impl Fn(&SyncStatus) -> bool) {
+        for _ in 0..500 {
+            if what(&status.lock().unwrap()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("status never reached the expected state: {:?}", status.lock().unwrap());
+    }
+
+    #[test]
+    fn failures_are_retried_and_recorded_then_recover() {
+        let Harness {
+            tx,
+            status,
+            attempts,
+            handle,
+        } = start(2, 5);
+        tx.send(Update::Model(ProxyModel::default())).unwrap();
+        wait_for(&status, |s| s.full_syncs == 1);
+        let st = status.lock().unwrap().clone();
+        assert_eq!((st.failures, st.failing_for), (2, 0));
+        assert_eq!(st.last_error.as_deref(), Some("nft rejected the transaction: injected"));
+        // after the failure the kernel state is unknown: a change is applied by a full replace
+        tx.send(Update::Ports(vec![port(1)])).unwrap();
+        wait_for(&status, |s| s.incremental_syncs == 1);
+        drop(tx);
+        let syncer = handle.join().unwrap();
+        assert_eq!(*attempts.lock().unwrap(), ["full", "full", "full", "incremental"]);
+        assert_eq!(syncer.applied_model().unwrap().ports.len(), 1);
+    }
+
+    #[test]
+    fn bursts_are_batched() {
+        let Harness {
+            tx,
+            status,
+            attempts,
+            handle,
+        } = start(0, 300);
+        tx.send(Update::Model(ProxyModel::default())).unwrap();
+        wait_for(&status, |s| s.full_syncs == 1);
+        for i in 0..50 {
+            tx.send(Update::Ports(vec![port(i)])).unwrap();
+        }
+        wait_for(&status, |s| s.pending_since_ms.is_none() && s.incremental_syncs >= 1);
+        drop(tx);
+        let syncer = handle.join().unwrap();
+        assert_eq!(syncer.applied_model().unwrap().ports.len(), 50, "every update applied");
+        let n = attempts.lock().unwrap().len();
+        assert!(
+            n <= 3,
+            "50 updates within one min interval take one or two syncs, took {}",
+            n - 1
+        );
+    }
+}

@@ -420,3 +420,60 @@ fn rebuild_from_stored_services_reports_conflicts() {
     let mut other = out_of_range;
     assert_eq!(rebuild_allocators(&mut other, [&a]).len(), 1);
 }
+
+#[test]
+fn ip_families_and_identity_are_immutable() {
+    let mut c = Cluster::new(dual_cluster());
+    let old = c.create("metadata: {name: f}\nspec: {ports: [{port: 80}]}").unwrap();
+    let mut changed = old.clone();
+    {
+        let s = changed.spec.as_mut().unwrap();
+        s.ip_families = Some(vec!["IPv6".into()]);
+        s.cluster_ip = None;
+        s.cluster_ips = None;
+    }
+    // through the write path, the copied-back cluster IP no longer matches the family
+    let status = c.write(Some(&old), changed.clone()).unwrap_err();
+    let ip = cluster_ips(&old)[0].clone();
+    assert_eq!(
+        causes(&status),
+        [(
+            "spec.clusterIPs[0]".to_owned(),
+            format!("Invalid value: \"{ip}\": expected an IPv6 value as indicated by `ipFamilies[0]`")
+        )]
+    );
+    // the update rule itself
+    let mut changed_families = old.clone();
+    changed_families.spec.as_mut().unwrap().ip_families = Some(vec!["IPv6".into()]);
+    let errs = svcnet_core::service::validate::validate_service_update(&changed_families, &old);
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.ipFamilies[0]: Invalid value: []core.IPFamily{\"IPv6\"}: may not change once set"
+    );
+    let mut renamed = old.clone();
+    renamed.metadata.uid = Some("other-uid".into());
+    let status = c.write(Some(&old), renamed).unwrap_err();
+    assert_eq!(
+        causes(&status),
+        [(
+            "metadata.uid".to_owned(),
+            "Invalid value: \"other-uid\": field is immutable".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn update_from_headless_keeps_no_cluster_ip() {
+    let mut c = Cluster::new(v4_cluster());
+    let old = c
+        .create("metadata: {name: h}\nspec: {clusterIP: None, selector: {app: h}, ports: [{port: 80}]}")
+        .unwrap();
+    let planned = c
+        .write(
+            Some(&old),
+            svc("metadata: {name: h}\nspec: {clusterIP: None, selector: {app: h}, ports: [{port: 81}]}"),
+        )
+        .unwrap();
+    assert_eq!(cluster_ips(&planned.service), ["None"]);
+    assert!(planned.changes.is_empty());
+}

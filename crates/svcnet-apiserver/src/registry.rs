@@ -1,0 +1,390 @@
+//! The Service registry: every Service write goes through the core's transition
+//! (`plan_write` / `plan_delete`), and the object and the allocator state after it are
+//! committed in one store transaction; the in-memory allocators change only after that commit
+//! succeeds. On open, allocators are rebuilt from the stored Services and the
+//! `default/kubernetes` Service is created if missing.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec, ServiceStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use rand::{Rng, SeedableRng};
+use svcnet_core::alloc::{Allocators, PortRange, RandomSource};
+use svcnet_core::registry::{plan_delete, plan_write, rebuild_allocators};
+use svcnet_core::service::prepare::prepare_status_update;
+use svcnet_core::status::Status;
+use svcnet_store::{Key, Store, StoreError};
+use thiserror::Error;
+
+const SERVICES: &str = "services";
+const ENDPOINTS: &str = "endpoints";
+const ALLOCATORS: &str = "allocators";
+/// How many changes watches can resume from.
+const HISTORY: u64 = 100_000;
+
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] svcnet_core::alloc::ConfigError),
+    #[error("stored service {0} is not valid JSON: {1}")]
+    Corrupt(String, serde_json::Error),
+    #[error("creating default/kubernetes: {0}")]
+    Bootstrap(String),
+}
+
+pub type Reply<T> = Result<T, Box<Status>>;
+
+/// Operating-system randomness for allocation and names.
+struct OsRandom(rand::rngs::StdRng);
+
+impl RandomSource for OsRandom {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0.random_range(0..bound)
+    }
+}
+
+struct State {
+    allocators: Allocators,
+    rng: OsRandom,
+}
+
+pub struct Registry {
+    store: Store,
+    state: Mutex<State>,
+}
+
+fn key(namespace: &str, name: &str) -> Key {
+    Key::new(SERVICES, namespace, name)
+}
+
+fn internal(e: impl std::fmt::Display) -> Box<Status> {
+    Box::new(Status::internal(&e.to_string()))
+}
+
+fn store_error(e: StoreError, name: &str) -> Box<Status> {
+    match e {
+        StoreError::AlreadyExists(_) => Box::new(Status::already_exists("", SERVICES, name)),
+        StoreError::NotFound(_) => Box::new(Status::not_found("", SERVICES, name)),
+        StoreError::Conflict { .. } => Box::new(Status::conflict("", SERVICES, name)),
+        other => internal(other),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Reply<Service> {
+    serde_json::from_slice(bytes).map_err(internal)
+}
+
+fn encode(svc: &Service) -> Vec<u8> {
+    serde_json::to_vec(svc).expect("a Service always serializes")
+}
+
+/// Characters upstream uses for generated name suffixes (no vowels, no look-alikes).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn uid(rng: &mut OsRandom) -> String {
+    let b: [u8; 16] = rng.0.random();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
+        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]]),
+    )
+}
+
+/// The current time, at Kubernetes' one-second precision.
+fn now() -> Time {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+}
+
+impl Registry {
+    /// Opens the store at `path`, rebuilds the allocators from the stored Services, and makes
+    /// sure `default/kubernetes` exists.
+    pub fn open(path: &Path, service_cidrs: &[IpNet], node_ports: PortRange) -> Result<Self, OpenError> {
+        let store = Store::open(path, HISTORY)?;
+        let mut allocators = Allocators::new(service_cidrs, node_ports)?;
+        let (stored, _) = store.list(SERVICES, None)?;
+        let services = stored
+            .iter()
+            .map(|s| serde_json::from_slice::<Service>(&s.value).map_err(|e| OpenError::Corrupt(s.key.to_string(), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for p in rebuild_allocators(&mut allocators, &services) {
+            tracing::warn!(service = %p.service, problem = %p.detail, "allocation not restored");
+        }
+        let registry = Registry {
+            store,
+            state: Mutex::new(State {
+                allocators,
+                rng: OsRandom(rand::rngs::StdRng::from_os_rng()),
+            }),
+        };
+        registry.bootstrap()?;
+        Ok(registry)
+    }
+
+    fn bootstrap(&self) -> Result<(), OpenError> {
+        if self.get_service("default", "kubernetes").is_ok() {
+            return Ok(());
+        }
+        let first_ip = {
+            let state = self.state.lock().expect("registry lock");
+            let primary = state.allocators.primary_family();
+            state
+                .allocators
+                .range(primary)
+                .expect("primary range")
+                .first_ip()
+                .to_string()
+        };
+        let svc = Service {
+            metadata: ObjectMeta {
+                name: Some("kubernetes".into()),
+                labels: Some(
+                    [
+                        ("component".into(), "apiserver".into()),
+                        ("provider".into(), "kubernetes".into()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(first_ip),
+                ports: Some(vec![ServicePort {
+                    name: Some("https".into()),
+                    port: 443,
+                    protocol: Some("TCP".into()),
+                    target_port: Some(IntOrString::Int(6443)),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        self.create_service("default", svc)
+            .map(drop)
+            .map_err(|s| OpenError::Bootstrap(s.message))
+    }
+
+    pub fn get_service(&self, namespace: &str, name: &str) -> Reply<Service> {
+        match self.store.get(&key(namespace, name)).map_err(internal)? {
+            Some(s) => decode(&s.value),
+            None => Err(Box::new(Status::not_found("", SERVICES, name))),
+        }
+    }
+
+    /// Services of a namespace (or all), and the revision the list is consistent with.
+    pub fn list_services(&self, namespace: Option<&str>) -> Reply<(Vec<Service>, u64)> {
+        let (stored, rev) = self.store.list(SERVICES, namespace).map_err(internal)?;
+        let services = stored.iter().map(|s| decode(&s.value)).collect::<Reply<Vec<_>>>()?;
+        Ok((services, rev))
+    }
+
+    /// The allocator state last committed with a Service write (as stored).
+    pub fn stored_allocator_snapshot(&self) -> Reply<Option<svcnet_core::alloc::AllocatorsSnapshot>> {
+        match self.store.side_data(ALLOCATORS).map_err(internal)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The allocator state as committed (for checks and metrics).
+    pub fn allocators(&self) -> Allocators {
+        self.state.lock().expect("registry lock").allocators.clone()
+    }
+
+    /// POST: creates a Service in `namespace`.
+    pub fn create_service(&self, namespace: &str, mut svc: Service) -> Reply<Service> {
+        if svc
+            .metadata
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| !ns.is_empty() && ns != namespace)
+        {
+            return Err(Box::new(Status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )));
+        }
+        if svc
+            .metadata
+            .resource_version
+            .as_deref()
+            .is_some_and(|rv| !rv.is_empty())
+        {
+            return Err(Box::new(Status::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            )));
+        }
+        svc.metadata.namespace = Some(namespace.to_owned());
+        let mut state = self.state.lock().expect("registry lock");
+        let state = &mut *state;
+        if svc.metadata.name.as_deref().unwrap_or("").is_empty()
+            && let Some(prefix) = svc.metadata.generate_name.clone().filter(|p| !p.is_empty())
+        {
+            let suffix: String = (0..5)
+                .map(|_| NAME_ALPHABET[state.rng.below(NAME_ALPHABET.len())] as char)
+                .collect();
+            svc.metadata.name = Some(format!("{prefix}{suffix}"));
+        }
+        let planned = plan_write(None, svc, &state.allocators, &mut state.rng)?;
+        let mut svc = planned.service;
+        let meta = &mut svc.metadata;
+        meta.uid = Some(uid(&mut state.rng));
+        meta.creation_timestamp = Some(now());
+        meta.generation = Some(1);
+        meta.deletion_timestamp = None;
+        if svc.status.is_none() {
+            svc.status = Some(ServiceStatus {
+                load_balancer: Some(Default::default()),
+                ..ServiceStatus::default()
+            });
+        }
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        self.commit(
+            state,
+            &planned.changes,
+            &name,
+            |batch, svc| batch.create(&key(namespace, &name), &encode(svc)),
+            svc,
+        )
+    }
+
+    /// PUT: replaces a Service (creating it when missing, as upstream does). A stale
+    /// `resourceVersion` is a 409 Conflict.
+    pub fn update_service(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
+        if svc.metadata.name.as_deref().is_some_and(|n| n != name) {
+            return Err(Box::new(Status::bad_request(
+                "the name of the object does not match the name on the URL",
+            )));
+        }
+        let old = match self.store.get(&key(namespace, name)).map_err(internal)? {
+            Some(stored) => (decode(&stored.value)?, stored.revision),
+            None => {
+                svc.metadata.resource_version = None;
+                return self.create_service(namespace, svc);
+            }
+        };
+        let (old, old_rev) = old;
+        let expected = match svc.metadata.resource_version.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => match v.parse::<u64>() {
+                Ok(rv) if rv == old_rev => Some(rv),
+                _ => return Err(Box::new(Status::conflict("", SERVICES, name))),
+            },
+            None => None,
+        };
+        svc.metadata.namespace = Some(namespace.to_owned());
+        let mut state = self.state.lock().expect("registry lock");
+        let state = &mut *state;
+        // identity and system fields come from the stored object
+        svc.metadata.uid = old.metadata.uid.clone();
+        svc.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
+        let planned = plan_write(Some(&old), svc, &state.allocators, &mut state.rng)?;
+        let mut svc = planned.service;
+        let bump = svc.spec != old.spec;
+        svc.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + i64::from(bump));
+        if svc.status.is_none() {
+            svc.status = old.status.clone();
+        }
+        self.commit(
+            state,
+            &planned.changes,
+            name,
+            |batch, svc| batch.update(&key(namespace, name), &encode(svc), expected.or(Some(old_rev))),
+            svc,
+        )
+    }
+
+    /// PUT on `/status`: the stored spec stays, status and metadata labels come from the request.
+    pub fn update_service_status(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
+        let stored = self
+            .store
+            .get(&key(namespace, name))
+            .map_err(internal)?
+            .ok_or_else(|| Box::new(Status::not_found("", SERVICES, name)))?;
+        let old = decode(&stored.value)?;
+        prepare_status_update(&mut svc, &old);
+        svc.metadata.uid = old.metadata.uid.clone();
+        svc.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
+        svc.metadata.generation = old.metadata.generation;
+        svc.metadata.namespace = Some(namespace.to_owned());
+        svc.metadata.name = Some(name.to_owned());
+        let expected = svc
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .or(Some(stored.revision));
+        self.store
+            .write(|b| {
+                svc.metadata.resource_version = Some((b.revision() + 1).to_string());
+                b.update(&key(namespace, name), &encode(&svc), expected)
+            })
+            .map_err(|e| store_error(e, name))?;
+        Ok(svc)
+    }
+
+    /// DELETE: removes a Service (and the Endpoints of the same name), releasing its
+    /// allocations; returns the deleted object.
+    pub fn delete_service(&self, namespace: &str, name: &str) -> Reply<Service> {
+        let mut state = self.state.lock().expect("registry lock");
+        let stored = self
+            .store
+            .get(&key(namespace, name))
+            .map_err(internal)?
+            .ok_or_else(|| Box::new(Status::not_found("", SERVICES, name)))?;
+        let old = decode(&stored.value)?;
+        let changes = plan_delete(&old);
+        let mut next = state.allocators.clone();
+        next.commit(&changes).map_err(internal)?;
+        let snapshot = serde_json::to_vec(&next.snapshot()).expect("snapshot serializes");
+        self.store
+            .write(|b| {
+                b.delete(&key(namespace, name), Some(stored.revision))?;
+                let endpoints = Key::new(ENDPOINTS, namespace, name);
+                if b.get(&endpoints)?.is_some() {
+                    b.delete(&endpoints, None)?;
+                }
+                b.put_side_data(ALLOCATORS, &snapshot)
+            })
+            .map_err(|e| store_error(e, name))?;
+        state.allocators = next;
+        Ok(old)
+    }
+
+    /// Writes `svc` with `write` and the allocator state after `changes` in one transaction;
+    /// the in-memory allocators follow only if it commits.
+    fn commit(
+        &self,
+        state: &mut State,
+        changes: &svcnet_core::alloc::AllocationChanges,
+        name: &str,
+        write: impl FnOnce(&mut svcnet_store::WriteBatch<'_>, &Service) -> svcnet_store::Result<svcnet_store::Stored>,
+        mut svc: Service,
+    ) -> Reply<Service> {
+        let mut next = state.allocators.clone();
+        next.commit(changes).map_err(internal)?;
+        let snapshot = serde_json::to_vec(&next.snapshot()).expect("snapshot serializes");
+        self.store
+            .write(|b| {
+                svc.metadata.resource_version = Some((b.revision() + 1).to_string());
+                write(b, &svc)?;
+                b.put_side_data(ALLOCATORS, &snapshot)
+            })
+            .map_err(|e| store_error(e, name))?;
+        state.allocators = next;
+        Ok(svc)
+    }
+}

@@ -70,6 +70,22 @@ fn prereqs() -> Result<()> {
             run("rustup", &["component", "add", component])?;
         }
     }
+    python_client()
+}
+
+/// The official Kubernetes Python client, in `.venv` at the workspace root.
+fn python_client() -> Result<()> {
+    let python = std::path::Path::new(".venv/bin/python");
+    if !python.exists() {
+        run("python3", &["-m", "venv", ".venv"])?;
+    }
+    let installed = Command::new(python)
+        .args(["-c", "import kubernetes"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        run(".venv/bin/python", &["-m", "pip", "install", "--quiet", "kubernetes"])?;
+    }
     Ok(())
 }
 

@@ -2,7 +2,61 @@
 //!
 //! - [`registry`]: Service writes through the core's defaulting, allocation and validation,
 //!   committed with their allocations in one store transaction.
+//! - [`credentials`]: CA, serving certificate, admin token and kubeconfig in the data dir.
+//! - [`server`]: the HTTPS API over the registry.
 
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod registry;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use svcnet_core::alloc::PortRange;
+
+/// `svcnet apiserver` settings.
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub service_cidrs: Vec<IpNet>,
+    pub node_ports: PortRange,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Open(#[from] registry::OpenError),
+}
+
+/// Opens the data directory and serves until the process ends. `on_ready` gets the bound
+/// address (useful with port 0) and the kubeconfig path once clients can connect.
+pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> Result<(), ServeError> {
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    let addr = listener.local_addr()?;
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if !addr.ip().is_unspecified() && !hosts.contains(&addr.ip().to_string()) {
+        hosts.push(addr.ip().to_string());
+    }
+    let creds = credentials::ensure(&config.data_dir, &format!("https://{addr}"), &hosts)?;
+    let store_path = config.data_dir.join("store.redb");
+    let registry = tokio::task::spawn_blocking(move || {
+        registry::Registry::open(&store_path, &config.service_cidrs, config.node_ports)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let registry = Arc::new(registry);
+    let state = server::AppState {
+        revision: server::revision_feed(&registry),
+        registry,
+        token: Arc::new(creds.token.clone()),
+    };
+    on_ready(addr, creds.kubeconfig.clone());
+    server::serve_tls(listener, &creds.cert_pem, &creds.key_pem, server::router(state)).await?;
+    Ok(())
+}

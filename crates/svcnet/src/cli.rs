@@ -24,6 +24,19 @@ enum Command {
     /// Test servers and clients standing in for upstream's agnhost image.
     #[command(subcommand)]
     Agnhost(AgnhostCommand),
+    /// The Kubernetes-compatible API server (HTTPS, bearer token; Services so far).
+    Apiserver {
+        /// Where the store, credentials and kubeconfig live (created if missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+        /// Service CIDRs, one per IP family, the first being the primary.
+        #[arg(long, default_value = "10.96.0.0/12", value_delimiter = ',')]
+        service_cluster_ip_range: Vec<ipnet::IpNet>,
+        #[arg(long, default_value = "30000-32767")]
+        service_node_port_range: String,
+    },
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -134,6 +147,12 @@ pub fn run() -> ExitCode {
             exit_after: std::time::Duration::from_secs(exit_after),
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::Apiserver {
+            data_dir,
+            listen,
+            service_cluster_ip_range,
+            service_node_port_range,
+        } => run_apiserver(data_dir, listen, service_cluster_ip_range, &service_node_port_range),
         Command::Bench(BenchCommand::Dataplane {
             services,
             endpoints_per_service,
@@ -205,4 +224,24 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "netexec".to_owned())
+}
+
+fn run_apiserver(
+    data_dir: PathBuf,
+    listen: std::net::SocketAddr,
+    service_cidrs: Vec<ipnet::IpNet>,
+    node_ports: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = svcnet_apiserver::Config {
+        data_dir,
+        listen,
+        service_cidrs,
+        node_ports: node_ports.parse()?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(svcnet_apiserver::run(config, |addr, kubeconfig| {
+        println!("serving on https://{addr}");
+        println!("kubeconfig: {}", kubeconfig.display());
+    }))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,137 @@
+//! The API server against real clients: the official Kubernetes Python client (installed into
+//! `.venv` by `cargo xtask prereqs`) and raw HTTP for malformed and oversized bodies.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A running `svcnet apiserver` on a free loopback port, stopped on drop.
+struct Server {
+    child: Child,
+    url: String,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+            .args(["apiserver", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .strip_prefix("serving on ")
+            .unwrap()
+            .to_owned();
+        let kubeconfig = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("kubeconfig: ").unwrap());
+        Server {
+            child,
+            url,
+            kubeconfig,
+            dir,
+        }
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("token")).unwrap()
+    }
+
+    /// curl with the server's CA; returns (HTTP code, body).
+    fn curl(&self, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.dir.path().join("ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {}", self.token())])
+            .args(args)
+            .output()
+            .expect("curl is needed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), body.to_owned())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn venv_python() -> PathBuf {
+    let python = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: `cargo xtask prereqs` installs the Python client",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn official_python_client() {
+    let server = Server::start();
+    let out = Command::new(venv_python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apiserver/python_client.py"))
+        .arg(&server.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn malformed_and_oversized_bodies_get_status_errors() {
+    let server = Server::start();
+    let services = format!("{}/api/v1/namespaces/default/services", server.url);
+    let (code, body) = server.curl(&["-X", "POST", &services, "-d", "{not json"]);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.starts_with(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"json parse error"#
+        ),
+        "{body}"
+    );
+    let (code, body) = server.curl(&[
+        "-X",
+        "POST",
+        &services,
+        "-d",
+        r#"{"kind":"Pod","metadata":{"name":"p"}}"#,
+    ]);
+    assert_eq!(code, 400, "{body}");
+    let big = format!(
+        "{{\"metadata\":{{\"name\":\"big\",\"annotations\":{{\"a\":\"{}\"}}}}}}",
+        "x".repeat(4 * 1024 * 1024)
+    );
+    let file = server.dir.path().join("big.json");
+    std::fs::write(&file, big).unwrap();
+    let (code, body) = server.curl(&[
+        "-X",
+        "POST",
+        &services,
+        "--data-binary",
+        &format!("@{}", file.display()),
+    ]);
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains(r#""reason":"RequestEntityTooLarge""#), "{body}");
+    let (code, body) = server.curl(&[&format!("{}/api/v1/namespaces/default/widgets", server.url)]);
+    assert_eq!(code, 404, "{body}");
+    // the server is still healthy after all that
+    let (code, _) = server.curl(&[&services]);
+    assert_eq!(code, 200);
+}

@@ -1,0 +1,77 @@
+"""Drives svcnet's API server with the official Kubernetes Python client.
+
+Usage: python_client.py KUBECONFIG. Exits non-zero (with the failed assertion) on any
+difference from how a Kubernetes API server behaves for these calls.
+"""
+import ipaddress
+import sys
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+
+
+def expect_error(status, fragment, call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except ApiException as e:
+        assert e.status == status, (e.status, e.body)
+        assert fragment in e.body, e.body
+        return
+    raise AssertionError(f"expected HTTP {status}")
+
+
+names = [(s.metadata.namespace, s.metadata.name) for s in v1.list_service_for_all_namespaces().items]
+assert ("default", "kubernetes") in names, names
+
+spec = client.V1ServiceSpec(
+    type="NodePort",
+    selector={"app": "web"},
+    ports=[client.V1ServicePort(name="http", port=80, target_port=8080)],
+)
+created = v1.create_namespaced_service("default", client.V1Service(metadata=client.V1ObjectMeta(name="web"), spec=spec))
+assert ipaddress.ip_address(created.spec.cluster_ip) in ipaddress.ip_network("10.96.0.0/12"), created.spec.cluster_ip
+node_port = created.spec.ports[0].node_port
+assert 30000 <= node_port <= 32767, node_port
+assert created.spec.session_affinity == "None" and created.spec.ports[0].protocol == "TCP"
+
+got = v1.read_namespaced_service("web", "default")
+got.spec.selector = {"app": "web2"}
+replaced = v1.replace_namespaced_service("web", "default", got)
+assert replaced.spec.ports[0].node_port == node_port, "allocations kept on update"
+
+events = []
+w = watch.Watch()
+for ev in w.stream(v1.list_namespaced_service, "default", resource_version=created.metadata.resource_version, timeout_seconds=5):
+    events.append((ev["type"], ev["object"].metadata.name))
+    if ev["type"] == "MODIFIED":
+        w.stop()
+assert ("MODIFIED", "web") in events, events
+
+collision = client.V1Service(
+    metadata=client.V1ObjectMeta(name="collision"),
+    spec=client.V1ServiceSpec(type="NodePort", ports=[client.V1ServicePort(port=80, node_port=node_port)]),
+)
+expect_error(422, f"spec.ports[0].nodePort: Invalid value: {node_port}: provided port is already allocated",
+             v1.create_namespaced_service, "default", collision)
+
+stale = v1.read_namespaced_service("web", "default")
+stale.metadata.resource_version = created.metadata.resource_version
+expect_error(409, "the object has been modified", v1.replace_namespaced_service, "web", "default", stale)
+
+current = v1.read_namespaced_service("web", "default")
+current.status = client.V1ServiceStatus(load_balancer=client.V1LoadBalancerStatus(ingress=[client.V1LoadBalancerIngress(ip="1.2.3.4")]))
+v1.replace_namespaced_service_status("web", "default", current)
+assert v1.read_namespaced_service("web", "default").status.load_balancer.ingress[0].ip == "1.2.3.4"
+
+v1.delete_namespaced_service("web", "default")
+expect_error(404, 'services \\"web\\" not found', v1.read_namespaced_service, "web", "default")
+
+unauthenticated = client.CoreV1Api(client.ApiClient(client.Configuration.get_default_copy()))
+unauthenticated.api_client.configuration.api_key = {}
+unauthenticated.api_client.configuration.api_key_prefix = {}
+expect_error(401, "Unauthorized", unauthenticated.list_namespaced_service, "default")
+
+print("python client: all checks passed")

@@ -3,12 +3,17 @@
 //! - [`registry`]: Service writes through the core's defaulting, allocation and validation,
 //!   committed with their allocations in one store transaction.
 //! - [`credentials`]: CA, serving certificate, admin token and kubeconfig in the data dir.
-//! - [`server`]: the HTTPS API over the registry.
+//! - [`resources`]: the served resources; [`objects`]: generic object writes for them.
+//! - [`controller`]: the EndpointSlice and Endpoints controllers.
+//! - [`server`]: the HTTPS API.
 
 #![forbid(unsafe_code)]
 
+pub mod controller;
 pub mod credentials;
+pub mod objects;
 pub mod registry;
+pub mod resources;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -51,8 +56,10 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))??;
     let registry = Arc::new(registry);
+    let revision = server::revision_feed(&registry);
+    tokio::spawn(controller::run(registry.clone(), revision.clone()));
     let state = server::AppState {
-        revision: server::revision_feed(&registry),
+        revision,
         registry,
         token: Arc::new(creds.token.clone()),
     };

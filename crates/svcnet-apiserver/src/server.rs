@@ -1,6 +1,7 @@
-//! The HTTPS API: bearer-token authentication, discovery, and Services (get, list, watch,
-//! create, replace, status, delete). Every error is a Kubernetes `Status` body; request bodies
-//! are limited in size, and nothing a client sends can panic the server.
+//! The HTTPS API: bearer-token authentication, discovery, and the served resources (get,
+//! list, watch, create, replace, status, delete). Service writes go through the registry;
+//! other resources through the generic object layer. Every error is a Kubernetes `Status`
+//! body; request bodies are limited in size, and nothing a client sends can panic the server.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,9 @@ use serde_json::{Value, json};
 use svcnet_core::status::Status;
 use svcnet_store::{EventKind, StoreError};
 
+use crate::objects;
 use crate::registry::Registry;
+use crate::resources::{self, Kind};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -47,9 +50,9 @@ fn json_response(code: StatusCode, value: &impl serde::Serialize) -> Response {
     }
 }
 
-fn reply(r: Result<Service, Box<Status>>, code: StatusCode) -> Response {
+fn reply<T: serde::Serialize>(r: Result<T, Box<Status>>, code: StatusCode) -> Response {
     match r {
-        Ok(svc) => json_response(code, &svc),
+        Ok(v) => json_response(code, &v),
         Err(status) => status_response(&status),
     }
 }
@@ -80,9 +83,9 @@ fn too_large() -> Box<Status> {
 /// of a reset stream.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The body, at most `MAX_BODY` bytes, as a Service. An oversized body is drained (up to
+/// The body, at most `MAX_BODY` bytes, as JSON. An oversized body is drained (up to
 /// `DRAIN_LIMIT`) and answered with 413.
-async fn read_service(request: Request) -> Result<Service, Box<Status>> {
+async fn read_json(request: Request) -> Result<Value, Box<Status>> {
     let declared_too_large = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -107,21 +110,18 @@ async fn read_service(request: Request) -> Result<Service, Box<Status>> {
     if declared_too_large || seen > MAX_BODY {
         return Err(too_large());
     }
-    parse_service(&Bytes::from(body))
+    serde_json::from_slice(&body).map_err(|e| Box::new(Status::bad_request(format!("json parse error: {e}"))))
 }
 
-fn parse_service(bytes: &Bytes) -> Result<Service, Box<Status>> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| Box::new(Status::bad_request(format!("json parse error: {e}"))))?;
-    if let Some(kind) = value.get("kind").and_then(Value::as_str)
+fn as_service(v: Value) -> Result<Service, Box<Status>> {
+    if let Some(kind) = v.get("kind").and_then(Value::as_str)
         && kind != "Service"
     {
         return Err(Box::new(Status::bad_request(format!(
             "the object provided is unrecognized (must be of type Service): kind {kind:?}"
         ))));
     }
-    serde_json::from_value(value)
-        .map_err(|e| Box::new(Status::bad_request(format!("unable to decode the Service: {e}"))))
+    serde_json::from_value(v).map_err(|e| Box::new(Status::bad_request(format!("unable to decode the Service: {e}"))))
 }
 
 /// Go's `strconv.ParseBool`, which clients' `watch=` values follow.
@@ -146,37 +146,61 @@ async fn api_versions() -> Response {
 }
 
 async fn api_groups() -> Response {
+    let mut groups: Vec<&str> = resources::ALL
+        .iter()
+        .map(|k| k.group)
+        .filter(|g| !g.is_empty())
+        .collect();
+    groups.dedup();
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|g| {
+            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
     json_response(
         StatusCode::OK,
-        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
     )
 }
 
-async fn api_v1_resources() -> Response {
-    let verbs = ["create", "delete", "get", "list", "patch", "update", "watch"];
+fn resource_list(group: &str, version: &str) -> Response {
+    let verbs = ["create", "delete", "get", "list", "update", "watch"];
+    let mut resources = Vec::new();
+    for k in resources::ALL
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+    {
+        resources.push(
+            json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
+            "kind": k.kind, "verbs": verbs, "shortNames": k.short_names, "categories": ["all"]}),
+        );
+        if k.has_status {
+            resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "",
+                "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "update"]}));
+        }
+    }
+    if resources.is_empty() {
+        return not_found_response();
+    }
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     json_response(
         StatusCode::OK,
-        &json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service",
-             "verbs": verbs, "shortNames": ["svc"], "categories": ["all"]},
-            {"name": "services/status", "singularName": "", "namespaced": true, "kind": "Service",
-             "verbs": ["get", "patch", "update"]},
-        ]}),
+        &json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources}),
     )
 }
 
-async fn list_or_watch(state: &AppState, namespace: Option<&str>, query: &HashMap<String, String>) -> Response {
-    if parse_bool(query.get("watch")) {
-        return watch(state.clone(), namespace.map(str::to_owned), query);
-    }
-    match state.registry.list_services(namespace) {
-        Ok((items, rev)) => json_response(
-            StatusCode::OK,
-            &json!({"kind": "ServiceList", "apiVersion": "v1",
-                    "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
-        ),
-        Err(s) => status_response(&s),
-    }
+async fn core_resources() -> Response {
+    resource_list("", "v1")
+}
+
+async fn group_resources(Path((group, version)): Path<(String, String)>) -> Response {
+    resource_list(&group, &version)
 }
 
 fn event_line(kind: &str, object: &impl serde::Serialize) -> Bytes {
@@ -188,7 +212,7 @@ fn event_line(kind: &str, object: &impl serde::Serialize) -> Bytes {
 /// A watch: the current objects as ADDED when no (or a zero) resourceVersion is given, then
 /// every change after it, newline-delimited; `ERROR` with a 410 Status when the version is
 /// older than the history kept.
-fn watch(state: AppState, namespace: Option<String>, query: &HashMap<String, String>) -> Response {
+fn watch(state: AppState, kind: &'static Kind, namespace: Option<String>, query: &HashMap<String, String>) -> Response {
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -199,18 +223,20 @@ fn watch(state: AppState, namespace: Option<String>, query: &HashMap<String, Str
         .cloned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        let in_scope = |svc_ns: &str| namespace.as_deref().is_none_or(|ns| ns == svc_ns);
+        let store_name = kind.store_name();
+        let in_scope = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
         let mut from = match requested.map(|v| v.parse::<u64>()) {
             Some(Ok(rv)) => rv,
             Some(Err(_)) => {
-                let s = Status::bad_request("invalid resourceVersion");
-                let _ = tx.send(event_line("ERROR", &s)).await;
+                let _ = tx
+                    .send(event_line("ERROR", &Status::bad_request("invalid resourceVersion")))
+                    .await;
                 return;
             }
-            None => match state.registry.list_services(namespace.as_deref()) {
+            None => match objects::list(state.registry.store(), kind, namespace.as_deref()) {
                 Ok((items, rev)) => {
-                    for svc in items {
-                        if tx.send(event_line("ADDED", &svc)).await.is_err() {
+                    for item in items {
+                        if tx.send(event_line("ADDED", &item)).await.is_err() {
                             return;
                         }
                     }
@@ -222,14 +248,14 @@ fn watch(state: AppState, namespace: Option<String>, query: &HashMap<String, Str
         let deadline = tokio::time::Instant::now() + timeout;
         let mut revision = state.revision.clone();
         loop {
-            match state.registry.store().events_since(from, Some("services")) {
+            match state.registry.store().events_since(from, Some(&store_name)) {
                 Ok(events) => {
                     for e in events {
                         from = e.object.revision;
                         if !in_scope(&e.object.key.namespace) {
                             continue;
                         }
-                        let Ok(mut svc) = serde_json::from_slice::<Service>(&e.object.value) else {
+                        let Ok(object) = objects::decode(&e.object.value, e.object.revision) else {
                             continue;
                         };
                         let kind = match e.kind {
@@ -237,8 +263,7 @@ fn watch(state: AppState, namespace: Option<String>, query: &HashMap<String, Str
                             EventKind::Modified => "MODIFIED",
                             EventKind::Deleted => "DELETED",
                         };
-                        svc.metadata.resource_version = Some(e.object.revision.to_string());
-                        if tx.send(event_line(kind, &svc)).await.is_err() {
+                        if tx.send(event_line(kind, &object)).await.is_err() {
                             return;
                         }
                     }
@@ -275,102 +300,225 @@ fn tokio_stream(mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> impl futures::Str
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn list_all(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    list_or_watch(&state, None, &q).await
+/// Where a request points, from the path parameters of any route.
+struct Target {
+    kind: &'static Kind,
+    namespace: Option<String>,
+    name: Option<String>,
 }
 
-async fn list_namespaced(
+/// `None` when the path names no served resource (404).
+fn target(p: &HashMap<String, String>) -> Option<Target> {
+    let group = p.get("group").map_or("", String::as_str);
+    let version = p.get("version").map_or("v1", String::as_str);
+    let resource = p.get("resource").map_or("", String::as_str);
+    let kind = resources::find(group, version, resource)?;
+    let namespace = p.get("ns").cloned();
+    // a namespaced resource needs its namespace (except for lists across namespaces), a
+    // cluster-scoped one must not have one
+    if namespace.is_some() && !kind.namespaced {
+        return None;
+    }
+    let name = p.get("name").cloned();
+    if kind.namespaced && name.is_some() && namespace.is_none() {
+        return None;
+    }
+    Some(Target { kind, namespace, name })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Box<Status>> + Send + 'static,
+) -> Result<T, Box<Status>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Box::new(Status::internal(&e.to_string()))))
+}
+
+async fn collection_get(
     State(state): State<AppState>,
-    Path(ns): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_or_watch(&state, Some(&ns), &q).await
-}
-
-async fn create(State(state): State<AppState>, Path(ns): Path<String>, body: Request) -> Response {
-    match read_service(body).await {
-        Ok(svc) => {
-            let registry = state.registry.clone();
-            let r = tokio::task::spawn_blocking(move || registry.create_service(&ns, svc)).await;
-            reply(
-                r.unwrap_or_else(|e| Err(Box::new(Status::internal(&e.to_string())))),
-                StatusCode::CREATED,
-            )
-        }
-        Err(status) => status_response(&status),
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if parse_bool(q.get("watch")) {
+        return watch(state, t.kind, t.namespace, &q);
+    }
+    match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
+        Ok((items, rev)) => json_response(
+            StatusCode::OK,
+            &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                    "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
+        ),
+        Err(s) => status_response(&s),
     }
 }
 
-async fn get_one(State(state): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
-    reply(state.registry.get_service(&ns, &name), StatusCode::OK)
-}
-
-async fn replace(State(state): State<AppState>, Path((ns, name)): Path<(String, String)>, body: Request) -> Response {
-    match read_service(body).await {
-        Ok(svc) => {
-            let registry = state.registry.clone();
-            let r = tokio::task::spawn_blocking(move || registry.update_service(&ns, &name, svc)).await;
-            reply(
-                r.unwrap_or_else(|e| Err(Box::new(Status::internal(&e.to_string())))),
-                StatusCode::OK,
-            )
-        }
-        Err(status) => status_response(&status),
-    }
-}
-
-async fn replace_status(
+async fn collection_post(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
-    body: Request,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
 ) -> Response {
-    match read_service(body).await {
-        Ok(svc) => {
-            let registry = state.registry.clone();
-            let r = tokio::task::spawn_blocking(move || registry.update_service_status(&ns, &name, svc)).await;
-            reply(
-                r.unwrap_or_else(|e| Err(Box::new(Status::internal(&e.to_string())))),
-                StatusCode::OK,
-            )
-        }
-        Err(status) => status_response(&status),
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if t.kind.namespaced && t.namespace.is_none() {
+        return not_found_response();
     }
+    let body = match read_json(request).await {
+        Ok(b) => b,
+        Err(s) => return status_response(&s),
+    };
+    let ns = t.namespace.unwrap_or_default();
+    let registry = state.registry.clone();
+    if *t.kind == resources::SERVICES {
+        let r = match as_service(body) {
+            Ok(svc) => blocking(move || registry.create_service(&ns, svc)).await,
+            Err(s) => Err(s),
+        };
+        return reply(r, StatusCode::CREATED);
+    }
+    let kind = t.kind;
+    reply(
+        blocking(move || objects::create(registry.store(), kind, &ns, body, &mut objects::RandomIds::new())).await,
+        StatusCode::CREATED,
+    )
 }
 
-async fn delete(State(state): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
-    let registry = state.registry.clone();
-    let r = tokio::task::spawn_blocking(move || registry.delete_service(&ns, &name)).await;
+async fn item_get(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let name = t.name.unwrap_or_default();
     reply(
-        r.unwrap_or_else(|e| Err(Box::new(Status::internal(&e.to_string())))),
+        objects::get(
+            state.registry.store(),
+            t.kind,
+            t.namespace.as_deref().unwrap_or(""),
+            &name,
+        ),
         StatusCode::OK,
     )
 }
 
-async fn not_found() -> Response {
+async fn put(state: AppState, p: HashMap<String, String>, request: Request, status_only: bool) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if status_only && !t.kind.has_status {
+        return not_found_response();
+    }
+    let body = match read_json(request).await {
+        Ok(b) => b,
+        Err(s) => return status_response(&s),
+    };
+    let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
+    let registry = state.registry.clone();
+    if *t.kind == resources::SERVICES {
+        let r = match as_service(body) {
+            Ok(svc) if status_only => blocking(move || registry.update_service_status(&ns, &name, svc)).await,
+            Ok(svc) => blocking(move || registry.update_service(&ns, &name, svc)).await,
+            Err(s) => Err(s),
+        };
+        return reply(r, StatusCode::OK);
+    }
+    let kind = t.kind;
+    reply(
+        blocking(move || {
+            objects::replace(
+                registry.store(),
+                kind,
+                &ns,
+                &name,
+                body,
+                status_only,
+                &mut objects::RandomIds::new(),
+            )
+        })
+        .await,
+        StatusCode::OK,
+    )
+}
+
+async fn item_put(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>, request: Request) -> Response {
+    put(state, p, request, false).await
+}
+
+async fn status_put(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    put(state, p, request, true).await
+}
+
+async fn item_delete(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
+    let registry = state.registry.clone();
+    if *t.kind == resources::SERVICES {
+        return reply(
+            blocking(move || registry.delete_service(&ns, &name)).await,
+            StatusCode::OK,
+        );
+    }
+    let kind = t.kind;
+    reply(
+        blocking(move || objects::delete(registry.store(), kind, &ns, &name)).await,
+        StatusCode::OK,
+    )
+}
+
+fn not_found_response() -> Response {
     let mut s = Status::bad_request("the server could not find the requested resource");
     s.reason = "NotFound".into();
     s.code = 404;
     status_response(&s)
 }
 
+async fn not_found() -> Response {
+    not_found_response()
+}
+
 /// The application: routes behind authentication.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut app = Router::new()
         .route("/version", get(version))
         .route("/api", get(api_versions))
         .route("/apis", get(api_groups))
-        .route("/api/v1", get(api_v1_resources))
-        .route("/api/v1/services", get(list_all))
-        .route("/api/v1/namespaces/{ns}/services", get(list_namespaced).post(create))
-        .route(
-            "/api/v1/namespaces/{ns}/services/{name}",
-            get(get_one).put(replace).delete(delete),
-        )
-        .route(
-            "/api/v1/namespaces/{ns}/services/{name}/status",
-            get(get_one).put(replace_status),
-        )
-        .fallback(not_found)
+        .route("/api/v1", get(core_resources))
+        .route("/apis/{group}/{version}", get(group_resources));
+    for prefix in ["/api/{version}", "/apis/{group}/{version}"] {
+        app = app
+            .route(
+                &format!("{prefix}/{{resource}}"),
+                get(collection_get).post(collection_post),
+            )
+            .route(
+                &format!("{prefix}/{{resource}}/{{name}}"),
+                get(item_get).put(item_put).delete(item_delete),
+            )
+            .route(
+                &format!("{prefix}/{{resource}}/{{name}}/status"),
+                get(item_get).put(status_put),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{ns}}/{{resource}}"),
+                get(collection_get).post(collection_post),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{ns}}/{{resource}}/{{name}}"),
+                get(item_get).put(item_put).delete(item_delete),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{ns}}/{{resource}}/{{name}}/status"),
+                get(item_get).put(status_put),
+            );
+    }
+    app.fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }

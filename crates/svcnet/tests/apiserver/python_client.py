@@ -74,4 +74,59 @@ unauthenticated.api_client.configuration.api_key = {}
 unauthenticated.api_client.configuration.api_key_prefix = {}
 expect_error(401, "Unauthorized", unauthenticated.list_namespaced_service, "default")
 
+# endpoint slices and Endpoints follow pods (pods created with status set through the API)
+import time
+
+
+def wait_for(check, what, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+disc = client.DiscoveryV1Api()
+v1.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="node-1")))
+v1.create_namespaced_service("default", client.V1Service(
+    metadata=client.V1ObjectMeta(name="demo"),
+    spec=client.V1ServiceSpec(selector={"app": "demo"}, ports=[client.V1ServicePort(name="http", port=80, target_port=8080)]),
+))
+pod = v1.create_namespaced_pod("default", client.V1Pod(
+    metadata=client.V1ObjectMeta(name="demo-1", labels={"app": "demo"}),
+    spec=client.V1PodSpec(node_name="node-1", containers=[client.V1Container(name="c", image="agnhost")]),
+))
+pod.status = client.V1PodStatus(phase="Running", pod_ip="10.244.1.5", pod_ips=[client.V1PodIP(ip="10.244.1.5")],
+                                conditions=[client.V1PodCondition(type="Ready", status="True")])
+v1.replace_namespaced_pod_status("demo-1", "default", pod)
+
+
+def demo_slices():
+    return [s for s in disc.list_namespaced_endpoint_slice("default").items
+            if (s.metadata.labels or {}).get("kubernetes.io/service-name") == "demo"]
+
+
+def slice_with_pod():
+    for s in demo_slices():
+        for e in s.endpoints or []:
+            if e.addresses == ["10.244.1.5"] and e.conditions.ready:
+                return s
+    return None
+
+
+s = wait_for(slice_with_pod, "an EndpointSlice with the pod")
+assert s.address_type == "IPv4" and s.ports[0].port == 8080 and s.ports[0].name == "http", s
+assert s.metadata.owner_references[0].kind == "Service"
+ep = wait_for(lambda: v1.read_namespaced_endpoints("demo", "default").subsets, "Endpoints with the pod")
+assert ep[0].addresses[0].ip == "10.244.1.5" and ep[0].ports[0].port == 8080, ep
+
+v1.delete_namespaced_pod("demo-1", "default")
+wait_for(lambda: not slice_with_pod() and len(demo_slices()) == 1 and not demo_slices()[0].endpoints,
+         "exactly one empty placeholder slice after the pod is gone")
+wait_for(lambda: not v1.read_namespaced_endpoints("demo", "default").subsets, "empty Endpoints")
+v1.delete_namespaced_service("demo", "default")
+wait_for(lambda: not demo_slices(), "the slices of a deleted Service to go")
+
 print("python client: all checks passed")

@@ -1,0 +1,278 @@
+//! Generic object operations over the store for resources without special write logic
+//! (everything but Services, whose writes go through the registry): system metadata, name
+//! checks, optimistic concurrency, and the status subresource split.
+
+use serde_json::{Value, json};
+use svcnet_core::field::{FieldError, FieldPath};
+use svcnet_core::names;
+use svcnet_core::status::Status;
+use svcnet_store::{Key, Store, StoreError};
+
+use crate::resources::Kind;
+
+pub type Reply<T> = Result<T, Box<Status>>;
+
+fn internal(e: impl std::fmt::Display) -> Box<Status> {
+    Box::new(Status::internal(&e.to_string()))
+}
+
+pub fn store_error(kind: &Kind, e: StoreError, name: &str) -> Box<Status> {
+    let (group, plural) = (kind.group, kind.plural);
+    match e {
+        StoreError::AlreadyExists(_) => Box::new(Status::already_exists(group, plural, name)),
+        StoreError::NotFound(_) => Box::new(Status::not_found(group, plural, name)),
+        StoreError::Conflict { .. } => Box::new(Status::conflict(group, plural, name)),
+        other => internal(other),
+    }
+}
+
+fn key(kind: &Kind, namespace: &str, name: &str) -> Key {
+    Key::new(&kind.store_name(), if kind.namespaced { namespace } else { "" }, name)
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+fn set_meta(obj: &mut Value, field: &str, value: Value) {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"][field] = value;
+}
+
+/// Decodes a stored object, stamping the revision it was stored at.
+pub fn decode(bytes: &[u8], revision: u64) -> Reply<Value> {
+    let mut v: Value = serde_json::from_slice(bytes).map_err(internal)?;
+    set_meta(&mut v, "resourceVersion", json!(revision.to_string()));
+    Ok(v)
+}
+
+pub fn get(store: &Store, kind: &Kind, namespace: &str, name: &str) -> Reply<Value> {
+    match store.get(&key(kind, namespace, name)).map_err(internal)? {
+        Some(s) => decode(&s.value, s.revision),
+        None => Err(Box::new(Status::not_found(kind.group, kind.plural, name))),
+    }
+}
+
+/// Objects of a kind (in a namespace, or all) and the revision the list is consistent with.
+pub fn list(store: &Store, kind: &Kind, namespace: Option<&str>) -> Reply<(Vec<Value>, u64)> {
+    let ns = if kind.namespaced { namespace } else { None };
+    let (stored, rev) = store.list(&kind.store_name(), ns).map_err(internal)?;
+    let items = stored
+        .iter()
+        .map(|s| decode(&s.value, s.revision))
+        .collect::<Reply<Vec<_>>>()?;
+    Ok((items, rev))
+}
+
+/// Checks the body names the right kind and fills `apiVersion`, `kind` and the namespace.
+fn prepare(kind: &Kind, namespace: &str, obj: &mut Value) -> Reply<()> {
+    if !obj.is_object() {
+        return Err(Box::new(Status::bad_request("the request body must be a JSON object")));
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && k != kind.kind
+    {
+        return Err(Box::new(Status::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): kind {k:?}",
+            kind.kind
+        ))));
+    }
+    obj["kind"] = json!(kind.kind);
+    obj["apiVersion"] = json!(kind.api_version());
+    if kind.namespaced {
+        match meta_str(obj, "namespace") {
+            Some(ns) if !ns.is_empty() && ns != namespace => {
+                return Err(Box::new(Status::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )));
+            }
+            _ => set_meta(obj, "namespace", json!(namespace)),
+        }
+    }
+    Ok(())
+}
+
+fn invalid(kind: &Kind, name: &str, errs: Vec<FieldError>) -> Box<Status> {
+    Box::new(Status::invalid(kind.group, kind.kind, name, &errs))
+}
+
+/// POST: stores a new object.
+pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: &mut dyn Ids) -> Reply<Value> {
+    prepare(kind, namespace, &mut obj)?;
+    if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
+        return Err(Box::new(Status::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        )));
+    }
+    if meta_str(&obj, "name").unwrap_or("").is_empty()
+        && let Some(prefix) = meta_str(&obj, "generateName").filter(|p| !p.is_empty())
+    {
+        let name = format!("{prefix}{}", ids.name_suffix());
+        set_meta(&mut obj, "name", json!(name));
+    }
+    let name = meta_str(&obj, "name").unwrap_or("").to_owned();
+    let path = FieldPath::new("metadata").child("name");
+    if name.is_empty() {
+        return Err(invalid(
+            kind,
+            &name,
+            vec![FieldError::required(path, "name or generateName is required")],
+        ));
+    }
+    let msgs = names::dns1123_subdomain(&name);
+    if !msgs.is_empty() {
+        let errs = msgs
+            .into_iter()
+            .map(|m| FieldError::invalid(path.clone(), name.as_str(), m))
+            .collect();
+        return Err(invalid(kind, &name, errs));
+    }
+    set_meta(&mut obj, "uid", json!(ids.uid()));
+    set_meta(&mut obj, "creationTimestamp", json!(now()));
+    let k = key(kind, namespace, &name);
+    store
+        .write(|b| {
+            set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
+            b.create(&k, &serde_json::to_vec(&obj).expect("JSON"))
+        })
+        .map_err(|e| store_error(kind, e, &name))?;
+    Ok(obj)
+}
+
+/// PUT on the object (`status_only == false`) or on `/status`. The main resource keeps the
+/// stored status of kinds with a status subresource; `/status` keeps the stored spec.
+pub fn replace(
+    store: &Store,
+    kind: &Kind,
+    namespace: &str,
+    name: &str,
+    mut obj: Value,
+    status_only: bool,
+    ids: &mut dyn Ids,
+) -> Reply<Value> {
+    prepare(kind, namespace, &mut obj)?;
+    if meta_str(&obj, "name").is_some_and(|n| n != name) {
+        return Err(Box::new(Status::bad_request(
+            "the name of the object does not match the name on the URL",
+        )));
+    }
+    set_meta(&mut obj, "name", json!(name));
+    let k = key(kind, namespace, name);
+    let Some(stored) = store.get(&k).map_err(internal)? else {
+        if status_only {
+            return Err(Box::new(Status::not_found(kind.group, kind.plural, name)));
+        }
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        return create(store, kind, namespace, obj, ids);
+    };
+    let old: Value = serde_json::from_slice(&stored.value).map_err(internal)?;
+    let expected = match meta_str(&obj, "resourceVersion").filter(|v| !v.is_empty()) {
+        Some(v) if v.parse::<u64>().ok() != Some(stored.revision) => {
+            return Err(Box::new(Status::conflict(kind.group, kind.plural, name)));
+        }
+        _ => Some(stored.revision),
+    };
+    for field in ["uid", "creationTimestamp"] {
+        if let Some(v) = old.get("metadata").and_then(|m| m.get(field)) {
+            set_meta(&mut obj, field, v.clone());
+        }
+    }
+    if kind.has_status {
+        if status_only {
+            for (field, value) in old.as_object().into_iter().flatten() {
+                if field != "status" && field != "metadata" {
+                    obj[field] = value.clone();
+                }
+            }
+        } else {
+            match old.get("status") {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    if let Some(o) = obj.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+    }
+    store
+        .write(|b| {
+            set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
+            b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), expected)
+        })
+        .map_err(|e| store_error(kind, e, name))?;
+    Ok(obj)
+}
+
+/// DELETE: removes an object and returns its last state.
+pub fn delete(store: &Store, kind: &Kind, namespace: &str, name: &str) -> Reply<Value> {
+    let stored = store
+        .delete(&key(kind, namespace, name), None)
+        .map_err(|e| store_error(kind, e, name))?;
+    decode(&stored.value, stored.revision)
+}
+
+/// Where generated names and uids come from (randomness stays at the edge).
+pub trait Ids {
+    /// Five characters appended to a `generateName` prefix.
+    fn name_suffix(&mut self) -> String;
+    fn uid(&mut self) -> String;
+}
+
+/// Characters upstream uses for generated name suffixes (no vowels, no look-alikes).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Ids from the operating system's random number generator.
+pub struct RandomIds(pub rand::rngs::StdRng);
+
+impl RandomIds {
+    pub fn new() -> Self {
+        RandomIds(rand::SeedableRng::from_os_rng())
+    }
+}
+
+impl Default for RandomIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ids for RandomIds {
+    fn name_suffix(&mut self) -> String {
+        use rand::Rng;
+        (0..5)
+            .map(|_| NAME_ALPHABET[self.0.random_range(0..NAME_ALPHABET.len())] as char)
+            .collect()
+    }
+
+    fn uid(&mut self) -> String {
+        use rand::Rng;
+        uid_from(self.0.random())
+    }
+}
+
+/// A version-4 UUID from 16 random bytes.
+pub fn uid_from(b: [u8; 16]) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_be_bytes([b[4], b[5]]),
+        u16::from_be_bytes([b[6], b[7]]) & 0x0fff,
+        (u16::from_be_bytes([b[8], b[9]]) & 0x3fff) | 0x8000,
+        u64::from_be_bytes([0, 0, b[10], b[11], b[12], b[13], b[14], b[15]]),
+    )
+}
+
+/// The current time, RFC 3339 at one-second precision, as Kubernetes writes timestamps.
+pub fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
+}

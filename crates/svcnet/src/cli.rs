@@ -37,6 +37,33 @@ enum Command {
         #[arg(long, default_value = "30000-32767")]
         service_node_port_range: String,
     },
+    /// The node agent: watches Services, EndpointSlices and this Node, and programs nftables.
+    Proxy {
+        /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long)]
+        node_name: String,
+        /// Program this network namespace instead of the agent's own.
+        #[arg(long)]
+        netns: Option<String>,
+        /// Pod CIDRs (traffic from them is in-cluster).
+        #[arg(long, value_delimiter = ',')]
+        cluster_cidr: Vec<ipnet::IpNet>,
+        /// Service CIDRs (unallocated addresses there are dropped).
+        #[arg(long, value_delimiter = ',')]
+        service_cidr: Vec<ipnet::IpNet>,
+        /// Masquerade all traffic to cluster IPs.
+        #[arg(long)]
+        masquerade_all: bool,
+        /// CIDRs whose node addresses serve NodePorts (default: all).
+        #[arg(long, value_delimiter = ',')]
+        nodeport_addresses: Vec<ipnet::IpNet>,
+        #[arg(long, default_value_t = 1000)]
+        min_sync_period_ms: u64,
+        #[arg(long, default_value_t = 30000)]
+        sync_period_ms: u64,
+    },
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -129,6 +156,14 @@ enum ServiceCommand {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // structured logs on stderr; RUST_LOG overrides the level
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let result = match cli.command {
         Command::Service(ServiceCommand::Check {
             files,
@@ -153,6 +188,30 @@ pub fn run() -> ExitCode {
             service_cluster_ip_range,
             service_node_port_range,
         } => run_apiserver(data_dir, listen, service_cluster_ip_range, &service_node_port_range),
+        Command::Proxy {
+            kubeconfig,
+            node_name,
+            netns,
+            cluster_cidr,
+            service_cidr,
+            masquerade_all,
+            nodeport_addresses,
+            min_sync_period_ms,
+            sync_period_ms,
+        } => run_proxy(svcnet_agent::Options {
+            kubeconfig,
+            node_name,
+            netns,
+            cluster_cidrs: cluster_cidr,
+            service_cidrs: service_cidr,
+            config: svcnet_dataplane::model::ProxyConfig {
+                masquerade_all,
+                node_port_addresses: nodeport_addresses,
+                ..Default::default()
+            },
+            min_sync_period_ms,
+            sync_period_ms,
+        }),
         Command::Bench(BenchCommand::Dataplane {
             services,
             endpoints_per_service,
@@ -243,5 +302,12 @@ fn run_apiserver(
         println!("serving on https://{addr}");
         println!("kubeconfig: {}", kubeconfig.display());
     }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_proxy(options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let status = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
+    runtime.block_on(svcnet_agent::run(options, status))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,71 +1,13 @@
 //! The API server against real clients: the official Kubernetes Python client (installed into
 //! `.venv` by `cargo xtask prereqs`) and raw HTTP for malformed and oversized bodies.
 
-use std::io::{BufRead, BufReader};
+#[path = "../common/api.rs"]
+mod api;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// A running `svcnet apiserver` on a free loopback port, stopped on drop.
-struct Server {
-    child: Child,
-    url: String,
-    kubeconfig: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
-            .args(["apiserver", "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .next()
-            .unwrap()
-            .unwrap()
-            .strip_prefix("serving on ")
-            .unwrap()
-            .to_owned();
-        let kubeconfig = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("kubeconfig: ").unwrap());
-        Server {
-            child,
-            url,
-            kubeconfig,
-            dir,
-        }
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("token")).unwrap()
-    }
-
-    /// curl with the server's CA; returns (HTTP code, body).
-    fn curl(&self, args: &[&str]) -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
-            .arg(self.dir.path().join("ca.crt"))
-            .args(["-H", &format!("Authorization: Bearer {}", self.token())])
-            .args(args)
-            .output()
-            .expect("curl is needed");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.parse().unwrap(), body.to_owned())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use api::ApiServer as Server;
 
 fn venv_python() -> PathBuf {
     let python = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python"));

@@ -2,6 +2,8 @@
 //! traffic between real processes. Needs root, `ip`, `nft` and `conntrack` (the README's test
 //! command installs them); without them every test fails saying so.
 
+#[path = "../common/api.rs"]
+mod api;
 mod world;
 
 use std::collections::BTreeSet;
@@ -425,4 +427,113 @@ fn ipv6_node_ports_and_dual_stack_cluster_ips() {
             "masqueraded, saw {seen}"
         );
     }
+}
+
+/// Stops a child process on drop (also when the test fails).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Registers a world pod (with its status) with the API server.
+fn register_pod(api: &api::ApiServer, w: &World, name: &str) {
+    let pod = serde_json::to_value(&w.pod(name).object).unwrap();
+    let created = api.send("POST", "/api/v1/namespaces/default/pods", &pod, 201);
+    let mut with_status = created.clone();
+    with_status["status"] = pod["status"].clone();
+    api.send(
+        "PUT",
+        &format!("/api/v1/namespaces/default/pods/{name}/status"),
+        &with_status,
+        200,
+    );
+}
+
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[test]
+fn agent_programs_a_node_from_the_api_server() {
+    let api = api::ApiServer::start();
+    let mut w = World::new(1);
+    let node_ns = w.node_ns(0).to_owned();
+    api.send(
+        "POST",
+        "/api/v1/nodes",
+        &serde_json::json!({"metadata": {"name": "node-1"}}),
+        201,
+    );
+    api.send(
+        "PUT",
+        "/api/v1/nodes/node-1/status",
+        &serde_json::json!({"metadata": {"name": "node-1"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.2"}]}}),
+        200,
+    );
+    let _agent = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"))
+            .args(["proxy", "--kubeconfig"])
+            .arg(&api.kubeconfig)
+            .args(["--node-name", "node-1", "--netns", &node_ns])
+            .args([
+                "--cluster-cidr",
+                world::POD_CIDR,
+                "--service-cidr",
+                "10.96.0.0/12",
+                "--min-sync-period-ms",
+                "50",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    let svc = api.send(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        &serde_json::json!({"metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        201,
+    );
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    w.add_pod(0, "pod1", "{app: web}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    register_pod(&api, &w, "pod1");
+    let client = w.pod("client").ns.clone();
+    let target = format!("{cluster_ip}:80");
+    eventually("the ClusterIP reaches pod1", || {
+        w.get(&client, &target, "/hostname") == "pod1"
+    });
+    let ext = w.external.clone();
+    assert_eq!(
+        w.get(&ext, &format!("192.168.0.2:{node_port}"), "/hostname"),
+        "pod1",
+        "NodePort from outside"
+    );
+
+    // scaling up and down through the API changes where traffic goes
+    w.add_pod(0, "pod2", "{app: web}", &[80], &[], true);
+    register_pod(&api, &w, "pod2");
+    eventually("both pods answer", || {
+        w.answers(&client, &target, 20) == set(&["pod1", "pod2"])
+    });
+    let (code, body) = api.curl(&[
+        "-X",
+        "DELETE",
+        &format!("{}/api/v1/namespaces/default/pods/pod1", api.url),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    eventually("only pod2 answers", || {
+        w.answers(&client, &target, 20) == set(&["pod2"])
+    });
 }

@@ -1,0 +1,149 @@
+//! The node agent (`svcnet proxy`): watches Services, EndpointSlices and its own Node on any
+//! Kubernetes API server (ours or a real cluster's) with kube-rs reflectors, turns them into
+//! the dataplane's proxy model, and hands every new model to the dataplane's sync loop, which
+//! batches, applies and retries.
+
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
+use svcnet_dataplane::runner::Schedule;
+use svcnet_dataplane::sync_loop::{self, SyncStatus, Update};
+use svcnet_dataplane::syncer::Syncer;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("API client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("watch: {0}")]
+    Watch(#[from] watcher::Error),
+    #[error("the dataplane stopped")]
+    DataplaneStopped,
+}
+
+/// `svcnet proxy` settings.
+pub struct Options {
+    /// `None`: in-cluster configuration (or `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    pub node_name: String,
+    /// Program this network namespace (through `ip netns exec`) instead of our own.
+    pub netns: Option<String>,
+    pub cluster_cidrs: Vec<IpNet>,
+    pub service_cidrs: Vec<IpNet>,
+    pub config: ProxyConfig,
+    pub min_sync_period_ms: u64,
+    pub sync_period_ms: u64,
+}
+
+async fn client(kubeconfig: &Option<PathBuf>) -> Result<Client, AgentError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| AgentError::Kubeconfig(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| AgentError::Kubeconfig(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| AgentError::Kubeconfig(e.to_string()))?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// The node's addresses, from its status.
+fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
+    nodes
+        .state()
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() == Some(name))
+        .flat_map(|n| n.status.iter().flat_map(|s| s.addresses.iter().flatten()))
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect()
+}
+
+/// Runs until the watches fail or the dataplane stops; `status` reports syncs.
+pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
+    let client = client(&opts.kubeconfig).await?;
+    let backend = match &opts.netns {
+        Some(ns) => NftText::in_netns(ns),
+        None => NftText::new(vec!["nft".into()]),
+    };
+    let (tx, rx) = mpsc::channel();
+    let schedule = Schedule::new(opts.min_sync_period_ms, opts.sync_period_ms);
+    let loop_status = status.clone();
+    let dataplane = std::thread::spawn(move || sync_loop::run(Syncer::new(backend), schedule, rx, loop_status));
+
+    let (services, services_w) = reflector::store::<Service>();
+    let (slices, slices_w) = reflector::store::<EndpointSlice>();
+    let (nodes, nodes_w) = reflector::store::<Node>();
+    let cfg = watcher::Config::default();
+    let svc_stream = reflector::reflector(services_w, watcher(Api::<Service>::all(client.clone()), cfg.clone()))
+        .map_ok(|_| ())
+        .boxed();
+    let slice_stream = reflector::reflector(
+        slices_w,
+        watcher(Api::<EndpointSlice>::all(client.clone()), cfg.clone()),
+    )
+    .map_ok(|_| ())
+    .boxed();
+    let node_cfg = watcher::Config::default().fields(&format!("metadata.name={}", opts.node_name));
+    let node_stream = reflector::reflector(nodes_w, watcher(Api::<Node>::all(client), node_cfg))
+        .map_ok(|_| ())
+        .boxed();
+    let mut events = futures::stream::select_all([svc_stream, slice_stream, node_stream]);
+    // the first model only once every initial list is in
+    let ready = async {
+        services.wait_until_ready().await.is_ok()
+            && slices.wait_until_ready().await.is_ok()
+            && nodes.wait_until_ready().await.is_ok()
+    };
+    tokio::pin!(ready);
+    let mut is_ready = false;
+    loop {
+        tokio::select! {
+            ok = &mut ready, if !is_ready => { is_ready = ok; }
+            event = events.next() => match event {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    // the watcher retries by itself on the next poll; report and go on
+                    tracing::warn!(error = %e, "watch error");
+                    continue;
+                }
+                None => return Ok(()),
+            },
+        }
+        if !is_ready {
+            continue;
+        }
+        let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+        let sls: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
+        let model = ProxyModel::build(
+            &opts.node_name,
+            node_ips(&nodes, &opts.node_name),
+            opts.cluster_cidrs.clone(),
+            opts.service_cidrs.clone(),
+            opts.config.clone(),
+            &svcs,
+            &sls,
+        );
+        if tx.send(Update::Model(model)).is_err() || dataplane.is_finished() {
+            return Err(AgentError::DataplaneStopped);
+        }
+    }
+}

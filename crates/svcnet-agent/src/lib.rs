@@ -80,14 +80,24 @@ fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
-    let backend = match &opts.netns {
-        Some(ns) => NftText::in_netns(ns),
-        None => NftText::new(vec!["nft".into()]),
+    let (backend, conntrack) = match &opts.netns {
+        Some(ns) => (
+            NftText::in_netns(ns),
+            vec![
+                "ip".to_owned(),
+                "netns".into(),
+                "exec".into(),
+                ns.clone(),
+                "conntrack".into(),
+            ],
+        ),
+        None => (NftText::new(vec!["nft".into()]), vec!["conntrack".to_owned()]),
     };
     let (tx, rx) = mpsc::channel();
     let schedule = Schedule::new(opts.min_sync_period_ms, opts.sync_period_ms);
     let loop_status = status.clone();
-    let dataplane = std::thread::spawn(move || sync_loop::run(Syncer::new(backend), schedule, rx, loop_status));
+    let dataplane =
+        std::thread::spawn(move || sync_loop::run(Syncer::new(backend), schedule, rx, loop_status, Some(conntrack)));
 
     let (services, services_w) = reflector::store::<Service>();
     let (slices, slices_w) = reflector::store::<EndpointSlice>();

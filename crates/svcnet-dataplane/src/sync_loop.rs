@@ -1,8 +1,9 @@
 //! The sync loop: drives a `Syncer` from a stream of updates on the bounded-frequency
 //! `Schedule`. Bursts of updates are batched into one sync per `min_interval`; an idle proxy
 //! still syncs every `periodic_interval` (which also deletes stale objects); a failed sync is
-//! retried with exponential backoff, the previous rules staying in force meanwhile. Every
-//! outcome is logged and recorded in a shared `SyncStatus` for metrics and health checks.
+//! retried with exponential backoff, the previous rules staying in force meanwhile. After a
+//! sync, UDP conntrack entries the change made stale are deleted. Every outcome is logged and
+//! recorded in a shared `SyncStatus` for metrics and health checks.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -37,14 +38,33 @@ pub struct SyncStatus {
     pub last_duration_ms: u64,
     /// Milliseconds since the loop started at which updates began waiting, if any wait.
     pub pending_since_ms: Option<u64>,
+    /// Stale UDP conntrack filters applied, and those that could not be.
+    pub conntrack_cleanups: u64,
+    pub conntrack_failures: u64,
 }
 
-/// Runs until every sender of `updates` is gone, then returns the syncer.
+/// The UDP service ports of the applied model: all the stale-flow planning needs.
+fn udp_ports<B: Backend>(syncer: &Syncer<B>) -> ProxyModel {
+    let mut m = ProxyModel::default();
+    if let Some(applied) = syncer.applied_model() {
+        m.ports = applied
+            .ports
+            .iter()
+            .filter(|(_, p)| p.protocol == svcnet_core::service::model::Protocol::Udp)
+            .map(|(id, p)| (id.clone(), p.clone()))
+            .collect();
+    }
+    m
+}
+
+/// Runs until every sender of `updates` is gone, then returns the syncer. `conntrack` is the
+/// conntrack tool's command (with any namespace prefix); `None` skips conntrack cleanup.
 pub fn run<B: Backend>(
     mut syncer: Syncer<B>,
     mut schedule: Schedule,
     updates: Receiver<Update>,
     status: Arc<Mutex<SyncStatus>>,
+    conntrack: Option<Vec<String>>,
 ) -> Syncer<B> {
     let start = Instant::now();
     let now = || start.elapsed().as_millis() as u64;
@@ -88,6 +108,7 @@ pub fn run<B: Backend>(
             continue;
         }
         let t = now();
+        let udp_before = conntrack.as_ref().map(|_| udp_ports(&syncer));
         let result = match model.take() {
             Some(m) => syncer.sync(m, t),
             None if syncer.applied_model().is_some() => syncer.sync_ports(std::mem::take(&mut ports), t),
@@ -107,6 +128,15 @@ pub fn run<B: Backend>(
                 st.failing_for = 0;
                 st.last_success_ms = Some(now());
                 st.pending_since_ms = None;
+                if let (Some(cmd), Some(before)) = (&conntrack, &udp_before) {
+                    let stale = crate::conntrack::stale_udp(before, &udp_ports(&syncer));
+                    let failed = crate::conntrack::delete_with_cli(cmd, &stale);
+                    st.conntrack_cleanups += stale.len() as u64;
+                    st.conntrack_failures += failed as u64;
+                    if failed > 0 {
+                        tracing::warn!(failed, "conntrack cleanup failed for some stale UDP flows");
+                    }
+                }
                 tracing::debug!(kind = ?report.kind, operations = report.operations, duration_ms = st.last_duration_ms, "synced");
             }
             Err(e) => {
@@ -194,7 +224,7 @@ mod tests {
         let status = Arc::new(Mutex::new(SyncStatus::default()));
         let (tx, rx) = mpsc::channel();
         let st = status.clone();
-        let handle = std::thread::spawn(move || run(syncer, Schedule::new(min_ms, 60_000), rx, st));
+        let handle = std::thread::spawn(move || run(syncer, Schedule::new(min_ms, 60_000), rx, st, None));
         Harness {
             tx,
             status,

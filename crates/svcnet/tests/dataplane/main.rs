@@ -536,4 +536,29 @@ fn agent_programs_a_node_from_the_api_server() {
     eventually("only pod2 answers", || {
         w.answers(&client, &target, 20) == set(&["pod2"])
     });
+
+    // a UDP flow moves when its endpoint goes unready: the agent cleans conntrack up
+    let dns = api.send(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        &serde_json::json!({"metadata": {"name": "dns"},
+            "spec": {"selector": {"app": "dns"}, "ports": [{"port": 53, "protocol": "UDP"}]}}),
+        201,
+    );
+    let dns_target = format!("{}:53", dns["spec"]["clusterIP"].as_str().unwrap());
+    w.add_pod(0, "dns-old", "{app: dns}", &[53], &[], true);
+    register_pod(&api, &w, "dns-old");
+    eventually("UDP reaches dns-old", || {
+        w.udp(&client, &dns_target, "hostname", Some(40053)) == "dns-old"
+    });
+    w.add_pod(0, "dns-new", "{app: dns}", &[53], &[], true);
+    register_pod(&api, &w, "dns-new");
+    let (code, body) = api.curl(&[&format!("{}/api/v1/namespaces/default/pods/dns-old", api.url)]);
+    assert_eq!(code, 200, "{body}");
+    let mut unready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    unready["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": "False"}]);
+    api.send("PUT", "/api/v1/namespaces/default/pods/dns-old/status", &unready, 200);
+    eventually("the same UDP flow reaches dns-new", || {
+        w.udp(&client, &dns_target, "hostname", Some(40053)) == "dns-new"
+    });
 }

@@ -267,12 +267,15 @@ pub fn uid_from(b: [u8; 16]) -> String {
     )
 }
 
-/// The current time, RFC 3339 at one-second precision, as Kubernetes writes timestamps.
-pub fn now() -> String {
+/// The current time at Kubernetes' one-second precision.
+pub fn now_timestamp() -> k8s_openapi::jiff::Timestamp {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    k8s_openapi::jiff::Timestamp::from_second(secs)
-        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
+    k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// The current time, RFC 3339, as Kubernetes writes timestamps.
+pub fn now() -> String {
+    now_timestamp().to_string()
 }

@@ -90,12 +90,12 @@ fn uid(rng: &mut OsRandom) -> String {
     crate::objects::uid_from(rng.0.random())
 }
 
-/// The current time, at Kubernetes' one-second precision.
-fn now() -> Time {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+/// The allocators after `changes`, and their snapshot as stored.
+fn after(allocators: &Allocators, changes: &svcnet_core::alloc::AllocationChanges) -> Reply<(Allocators, Vec<u8>)> {
+    let mut next = allocators.clone();
+    next.commit(changes).map_err(internal)?;
+    let snapshot = serde_json::to_vec(&next.snapshot()).expect("snapshot serializes");
+    Ok((next, snapshot))
 }
 
 impl Registry {
@@ -235,7 +235,7 @@ impl Registry {
         let mut svc = planned.service;
         let meta = &mut svc.metadata;
         meta.uid = Some(uid(&mut state.rng));
-        meta.creation_timestamp = Some(now());
+        meta.creation_timestamp = Some(Time(crate::objects::now_timestamp()));
         meta.generation = Some(1);
         meta.deletion_timestamp = None;
         if svc.status.is_none() {
@@ -299,14 +299,19 @@ impl Registry {
         )
     }
 
-    /// PUT on `/status`: the stored spec stays, status and metadata labels come from the request.
-    pub fn update_service_status(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
+    /// The stored Service and its revision, or 404.
+    fn load(&self, namespace: &str, name: &str) -> Reply<(Service, u64)> {
         let stored = self
             .store
             .get(&key(namespace, name))
             .map_err(internal)?
             .ok_or_else(|| Box::new(Status::not_found("", SERVICES, name)))?;
-        let old = decode(&stored.value)?;
+        Ok((decode(&stored.value)?, stored.revision))
+    }
+
+    /// PUT on `/status`: the stored spec stays, status and metadata labels come from the request.
+    pub fn update_service_status(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
+        let (old, revision) = self.load(namespace, name)?;
         prepare_status_update(&mut svc, &old);
         svc.metadata.uid = old.metadata.uid.clone();
         svc.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
@@ -318,7 +323,7 @@ impl Registry {
             .resource_version
             .as_deref()
             .and_then(|v| v.parse().ok())
-            .or(Some(stored.revision));
+            .or(Some(revision));
         self.store
             .write(|b| {
                 svc.metadata.resource_version = Some((b.revision() + 1).to_string());
@@ -332,19 +337,11 @@ impl Registry {
     /// allocations; returns the deleted object.
     pub fn delete_service(&self, namespace: &str, name: &str) -> Reply<Service> {
         let mut state = self.state.lock().expect("registry lock");
-        let stored = self
-            .store
-            .get(&key(namespace, name))
-            .map_err(internal)?
-            .ok_or_else(|| Box::new(Status::not_found("", SERVICES, name)))?;
-        let old = decode(&stored.value)?;
-        let changes = plan_delete(&old);
-        let mut next = state.allocators.clone();
-        next.commit(&changes).map_err(internal)?;
-        let snapshot = serde_json::to_vec(&next.snapshot()).expect("snapshot serializes");
+        let (old, revision) = self.load(namespace, name)?;
+        let (next, snapshot) = after(&state.allocators, &plan_delete(&old))?;
         self.store
             .write(|b| {
-                b.delete(&key(namespace, name), Some(stored.revision))?;
+                b.delete(&key(namespace, name), Some(revision))?;
                 let endpoints = Key::new(ENDPOINTS, namespace, name);
                 if b.get(&endpoints)?.is_some() {
                     b.delete(&endpoints, None)?;
@@ -366,9 +363,7 @@ impl Registry {
         write: impl FnOnce(&mut svcnet_store::WriteBatch<'_>, &Service) -> svcnet_store::Result<svcnet_store::Stored>,
         mut svc: Service,
     ) -> Reply<Service> {
-        let mut next = state.allocators.clone();
-        next.commit(changes).map_err(internal)?;
-        let snapshot = serde_json::to_vec(&next.snapshot()).expect("snapshot serializes");
+        let (next, snapshot) = after(&state.allocators, changes)?;
         self.store
             .write(|b| {
                 svc.metadata.resource_version = Some((b.revision() + 1).to_string());

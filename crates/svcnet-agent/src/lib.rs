@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod endpoints;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -48,6 +50,8 @@ pub struct Options {
     pub config: ProxyConfig,
     pub min_sync_period_ms: u64,
     pub sync_period_ms: u64,
+    /// Where `/healthz`, `/livez` and `/metrics` are served (`None`: not served).
+    pub status_bind: Option<std::net::SocketAddr>,
 }
 
 async fn client(kubeconfig: &Option<PathBuf>) -> Result<Client, AgentError> {
@@ -80,6 +84,15 @@ fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
+    if let Some(addr) = opts.status_bind {
+        let listener_status = status.clone();
+        let timeout = 2 * opts.sync_period_ms.div_ceil(1000);
+        tokio::spawn(async move {
+            if let Err(e) = endpoints::serve(addr, listener_status, timeout).await {
+                tracing::error!(error = %e, %addr, "cannot serve health and metrics");
+            }
+        });
+    }
     let (backend, conntrack) = match &opts.netns {
         Some(ns) => (
             NftText::in_netns(ns),

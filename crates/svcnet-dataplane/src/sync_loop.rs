@@ -41,6 +41,21 @@ pub struct SyncStatus {
     /// Stale UDP conntrack filters applied, and those that could not be.
     pub conntrack_cleanups: u64,
     pub conntrack_failures: u64,
+    /// Unix time (seconds) of the last successful sync.
+    pub last_success_unix: Option<u64>,
+    /// Service ports and endpoints in the applied model.
+    pub service_ports: u64,
+    pub endpoints: u64,
+    /// Milliseconds the loop has been running, as of the last status update.
+    pub uptime_ms: u64,
+    /// Unix time (seconds) since which updates have been waiting, if any wait.
+    pub pending_since_unix: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The UDP service ports of the applied model: all the stale-flow planning needs.
@@ -99,6 +114,8 @@ pub fn run<B: Backend>(
                 schedule.request();
                 let mut st = status.lock().expect("status lock");
                 st.pending_since_ms.get_or_insert(now());
+                st.pending_since_unix.get_or_insert(unix_now());
+                st.uptime_ms = now();
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -118,6 +135,7 @@ pub fn run<B: Backend>(
         schedule.record(t, ok);
         let mut st = status.lock().expect("status lock");
         st.last_duration_ms = now() - t;
+        st.uptime_ms = now();
         match result {
             Ok(report) => {
                 match report.kind {
@@ -127,6 +145,12 @@ pub fn run<B: Backend>(
                 }
                 st.failing_for = 0;
                 st.last_success_ms = Some(now());
+                st.last_success_unix = Some(unix_now());
+                st.pending_since_unix = None;
+                if let Some(m) = syncer.applied_model() {
+                    st.service_ports = m.ports.len() as u64;
+                    st.endpoints = m.ports.values().map(|p| p.endpoints.len() as u64).sum();
+                }
                 st.pending_since_ms = None;
                 if let (Some(cmd), Some(before)) = (&conntrack, &udp_before) {
                     let stale = crate::conntrack::stale_udp(before, &udp_ports(&syncer));

@@ -63,6 +63,9 @@ enum Command {
         min_sync_period_ms: u64,
         #[arg(long, default_value_t = 30000)]
         sync_period_ms: u64,
+        /// Where /healthz, /livez and /metrics are served.
+        #[arg(long, default_value = "127.0.0.1:10256")]
+        status_bind_address: std::net::SocketAddr,
     },
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
@@ -198,6 +201,7 @@ pub fn run() -> ExitCode {
             nodeport_addresses,
             min_sync_period_ms,
             sync_period_ms,
+            status_bind_address,
         } => run_proxy(svcnet_agent::Options {
             kubeconfig,
             node_name,
@@ -211,6 +215,7 @@ pub fn run() -> ExitCode {
             },
             min_sync_period_ms,
             sync_period_ms,
+            status_bind: Some(status_bind_address),
         }),
         Command::Bench(BenchCommand::Dataplane {
             services,

@@ -468,6 +468,12 @@ fn agent_programs_a_node_from_the_api_server() {
     let api = api::ApiServer::start();
     let mut w = World::new(1);
     let node_ns = w.node_ns(0).to_owned();
+    // a free loopback port for the agent's health and metrics
+    let status_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     api.send(
         "POST",
         "/api/v1/nodes",
@@ -494,6 +500,7 @@ fn agent_programs_a_node_from_the_api_server() {
                 "--min-sync-period-ms",
                 "50",
             ])
+            .args(["--status-bind-address", &status_addr])
             .spawn()
             .unwrap(),
     );
@@ -561,4 +568,26 @@ fn agent_programs_a_node_from_the_api_server() {
     eventually("the same UDP flow reaches dns-new", || {
         w.udp(&client, &dns_target, "hostname", Some(40053)) == "dns-new"
     });
+
+    // the agent reports health and metrics
+    let get = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &format!("http://{status_addr}{path}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let health = get("/healthz");
+    assert!(health.ends_with("\n200"), "{health}");
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("svcnet_proxy_syncs_total{kind=\"full\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("svcnet_proxy_conntrack_cleanups_total "), "{metrics}");
+    assert!(!metrics.contains("svcnet_proxy_service_ports 0\n"), "{metrics}");
 }

@@ -86,6 +86,21 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// The body, at most `MAX_BODY` bytes, as JSON. An oversized body is drained (up to
 /// `DRAIN_LIMIT`) and answered with 413.
 async fn read_json(request: Request) -> Result<Value, Box<Status>> {
+    // JSON (and YAML's JSON subset) only: other encodings get 415, on which clients fall back
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    if !content_type.starts_with("application/json") {
+        let mut s = Status::bad_request(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"
+        ));
+        s.reason = "UnsupportedMediaType".into();
+        s.code = 415;
+        return Err(Box::new(s));
+    }
     let declared_too_large = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod objects;
 pub mod registry;
 pub mod resources;
+pub mod selection;
 pub mod server;
 
 use std::net::SocketAddr;

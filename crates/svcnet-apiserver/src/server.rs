@@ -24,6 +24,7 @@ use svcnet_store::{EventKind, StoreError};
 use crate::objects;
 use crate::registry::Registry;
 use crate::resources::{self, Kind};
+use crate::selection::Filter;
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -227,7 +228,13 @@ fn event_line(kind: &str, object: &impl serde::Serialize) -> Bytes {
 /// A watch: the current objects as ADDED when no (or a zero) resourceVersion is given, then
 /// every change after it, newline-delimited; `ERROR` with a 410 Status when the version is
 /// older than the history kept.
-fn watch(state: AppState, kind: &'static Kind, namespace: Option<String>, query: &HashMap<String, String>) -> Response {
+fn watch(
+    state: AppState,
+    kind: &'static Kind,
+    namespace: Option<String>,
+    filter: Filter,
+    query: &HashMap<String, String>,
+) -> Response {
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -250,7 +257,7 @@ fn watch(state: AppState, kind: &'static Kind, namespace: Option<String>, query:
             }
             None => match objects::list(state.registry.store(), kind, namespace.as_deref()) {
                 Ok((items, rev)) => {
-                    for item in items {
+                    for item in items.into_iter().filter(|i| filter.matches(i)) {
                         if tx.send(event_line("ADDED", &item)).await.is_err() {
                             return;
                         }
@@ -273,6 +280,9 @@ fn watch(state: AppState, kind: &'static Kind, namespace: Option<String>, query:
                         let Ok(object) = objects::decode(&e.object.value, e.object.revision) else {
                             continue;
                         };
+                        if !filter.matches(&object) {
+                            continue;
+                        }
                         let kind = match e.kind {
                             EventKind::Added => "ADDED",
                             EventKind::Modified => "MODIFIED",
@@ -357,14 +367,23 @@ async fn collection_get(
     let Some(t) = target(&p) else {
         return not_found_response();
     };
+    let filter = match Filter::parse(
+        t.kind,
+        q.get("labelSelector").map(String::as_str),
+        q.get("fieldSelector").map(String::as_str),
+    ) {
+        Ok(f) => f,
+        Err(s) => return status_response(&s),
+    };
     if parse_bool(q.get("watch")) {
-        return watch(state, t.kind, t.namespace, &q);
+        return watch(state, t.kind, t.namespace, filter, &q);
     }
     match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
         Ok((items, rev)) => json_response(
             StatusCode::OK,
             &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-                    "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
+                    "metadata": {"resourceVersion": rev.to_string()},
+                    "items": items.into_iter().filter(|i| filter.matches(i)).collect::<Vec<_>>()}),
         ),
         Err(s) => status_response(&s),
     }

@@ -74,6 +74,18 @@ unauthenticated.api_client.configuration.api_key = {}
 unauthenticated.api_client.configuration.api_key_prefix = {}
 expect_error(401, "Unauthorized", unauthenticated.list_namespaced_service, "default")
 
+# label and field selectors
+v1.create_namespaced_service("default", client.V1Service(
+    metadata=client.V1ObjectMeta(name="labelled", labels={"tier": "front"}),
+    spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)])))
+by_label = [s.metadata.name for s in v1.list_namespaced_service("default", label_selector="tier in (front)").items]
+assert by_label == ["labelled"], by_label
+by_field = [s.metadata.name for s in v1.list_service_for_all_namespaces(field_selector="metadata.name=kubernetes").items]
+assert by_field == ["kubernetes"], by_field
+expect_error(400, "unable to parse requirement", v1.list_namespaced_service, "default", label_selector="tier in")
+expect_error(400, "field label not supported: spec.nodeName", v1.list_namespaced_service, "default", field_selector="spec.nodeName=x")
+v1.delete_namespaced_service("labelled", "default")
+
 # endpoint slices and Endpoints follow pods (pods created with status set through the API)
 import time
 

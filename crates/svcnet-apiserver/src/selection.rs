@@ -1,0 +1,105 @@
+//! `labelSelector` and `fieldSelector` on lists and watches.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use svcnet_core::selector::Selector;
+use svcnet_core::status::Status;
+
+use crate::resources::Kind;
+
+/// Which objects a list or watch returns.
+#[derive(Debug, Default)]
+pub struct Filter {
+    labels: Selector,
+    /// (field path, value, equal?)
+    fields: Vec<(String, String, bool)>,
+}
+
+/// The field labels a resource supports beyond `metadata.name` and `metadata.namespace`.
+fn extra_fields(kind: &Kind) -> &'static [&'static str] {
+    match kind.plural {
+        "services" => &["spec.clusterIP", "spec.type"],
+        "pods" => &["spec.nodeName", "status.phase"],
+        _ => &[],
+    }
+}
+
+impl Filter {
+    /// Parses the query parameters; 400 for a selector Kubernetes would refuse.
+    pub fn parse(kind: &Kind, labels: Option<&str>, fields: Option<&str>) -> Result<Self, Box<Status>> {
+        let labels = Selector::parse(labels.unwrap_or("")).map_err(|e| Box::new(Status::bad_request(e.0)))?;
+        let mut parsed = Vec::new();
+        for term in fields.unwrap_or("").split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (key, value, equal) = if let Some((k, v)) = term.split_once("!=") {
+                (k, v, false)
+            } else if let Some((k, v)) = term.split_once("==") {
+                (k, v, true)
+            } else if let Some((k, v)) = term.split_once('=') {
+                (k, v, true)
+            } else {
+                return Err(Box::new(Status::bad_request(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ))));
+            };
+            let key = key.trim();
+            if key != "metadata.name" && key != "metadata.namespace" && !extra_fields(kind).contains(&key) {
+                return Err(Box::new(Status::bad_request(format!(
+                    "field label not supported: {key}"
+                ))));
+            }
+            parsed.push((key.to_owned(), value.trim().to_owned(), equal));
+        }
+        Ok(Filter { labels, fields: parsed })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        let labels: BTreeMap<String, String> = obj["metadata"]["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !self.labels.matches(&labels) {
+            return false;
+        }
+        self.fields.iter().all(|(path, want, equal)| {
+            let got = path.split('.').fold(obj, |v, part| &v[part]);
+            (got.as_str().unwrap_or("") == want) == *equal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{NODES, SERVICES};
+    use serde_json::json;
+
+    #[test]
+    fn labels_and_fields_select() {
+        let svc = json!({"metadata": {"name": "web", "namespace": "default", "labels": {"app": "web", "tier": "front"}},
+                         "spec": {"type": "NodePort", "clusterIP": "10.96.0.10"}});
+        let f = |l: &str, fl: &str| Filter::parse(&SERVICES, Some(l), Some(fl)).unwrap().matches(&svc);
+        assert!(f(
+            "app=web,tier in (front,back)",
+            "metadata.name=web,spec.type==NodePort"
+        ));
+        assert!(!f("app!=web", ""));
+        assert!(!f("", "spec.clusterIP!=10.96.0.10"));
+        assert!(f("!legacy", "metadata.namespace=default"));
+    }
+
+    #[test]
+    fn bad_selectors_are_400() {
+        let e = Filter::parse(&SERVICES, Some("app in"), None).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "unable to parse requirement: found '' expected: '('")
+        );
+        let e = Filter::parse(&NODES, None, Some("spec.type=NodePort")).unwrap_err();
+        assert_eq!(e.message, "field label not supported: spec.type");
+    }
+}

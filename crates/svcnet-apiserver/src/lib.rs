@@ -16,6 +16,7 @@ pub mod registry;
 pub mod resources;
 pub mod selection;
 pub mod server;
+pub mod strategic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -84,24 +84,24 @@ fn too_large() -> Box<Status> {
 /// of a reset stream.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The body, at most `MAX_BODY` bytes, as JSON. An oversized body is drained (up to
-/// `DRAIN_LIMIT`) and answered with 413.
-async fn read_json(request: Request) -> Result<Value, Box<Status>> {
-    // JSON (and YAML's JSON subset) only: other encodings get 415, on which clients fall back
+fn unsupported_media_type(content_type: &str, accepted: &str) -> Box<Status> {
+    let mut s = Status::bad_request(format!(
+        "the body of the request was in an unknown format - accepted media types include: {accepted} (got {content_type})"
+    ));
+    s.reason = "UnsupportedMediaType".into();
+    s.code = 415;
+    Box::new(s)
+}
+
+/// The body's content type and, at most `MAX_BODY`, its bytes. An oversized body is drained
+/// (up to `DRAIN_LIMIT`) and answered with 413.
+async fn read_body(request: Request) -> Result<(String, Vec<u8>), Box<Status>> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
-    if !content_type.starts_with("application/json") {
-        let mut s = Status::bad_request(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"
-        ));
-        s.reason = "UnsupportedMediaType".into();
-        s.code = 415;
-        return Err(Box::new(s));
-    }
     let declared_too_large = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -126,7 +126,20 @@ async fn read_json(request: Request) -> Result<Value, Box<Status>> {
     if declared_too_large || seen > MAX_BODY {
         return Err(too_large());
     }
-    serde_json::from_slice(&body).map_err(|e| Box::new(Status::bad_request(format!("json parse error: {e}"))))
+    Ok((content_type, body))
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, Box<Status>> {
+    serde_json::from_slice(bytes).map_err(|e| Box::new(Status::bad_request(format!("json parse error: {e}"))))
+}
+
+/// The body as JSON; other encodings get 415 (on which clients may fall back).
+async fn read_json(request: Request) -> Result<Value, Box<Status>> {
+    let (content_type, body) = read_body(request).await?;
+    if !content_type.starts_with("application/json") {
+        return Err(unsupported_media_type(&content_type, "application/json"));
+    }
+    parse_json(&body)
 }
 
 fn as_service(v: Value) -> Result<Service, Box<Status>> {
@@ -443,35 +456,151 @@ async fn put(state: AppState, p: HashMap<String, String>, request: Request, stat
     if status_only && !t.kind.has_status {
         return not_found_response();
     }
-    let body = match read_json(request).await {
-        Ok(b) => b,
-        Err(s) => return status_response(&s),
-    };
-    let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
+    match read_json(request).await {
+        Ok(body) => reply(write(&state, &t, body, status_only).await, StatusCode::OK),
+        Err(s) => status_response(&s),
+    }
+}
+
+/// Replaces an object (or its status) with `body`: Services through the registry, the rest
+/// through the generic layer.
+async fn write(state: &AppState, t: &Target, body: Value, status_only: bool) -> Result<Value, Box<Status>> {
+    let (ns, name) = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
     let registry = state.registry.clone();
     if *t.kind == resources::SERVICES {
-        let r = match as_service(body) {
-            Ok(svc) if status_only => blocking(move || registry.update_service_status(&ns, &name, svc)).await,
-            Ok(svc) => blocking(move || registry.update_service(&ns, &name, svc)).await,
-            Err(s) => Err(s),
+        let svc = as_service(body)?;
+        let svc = if status_only {
+            blocking(move || registry.update_service_status(&ns, &name, svc)).await?
+        } else {
+            blocking(move || registry.update_service(&ns, &name, svc)).await?
         };
-        return reply(r, StatusCode::OK);
+        return serde_json::to_value(svc).map_err(|e| Box::new(Status::internal(&e.to_string())));
     }
     let kind = t.kind;
-    reply(
-        blocking(move || {
-            objects::replace(
-                registry.store(),
-                kind,
-                &ns,
-                &name,
-                body,
-                status_only,
-                &mut objects::RandomIds::new(),
-            )
-        })
-        .await,
+    blocking(move || {
+        objects::replace(
+            registry.store(),
+            kind,
+            &ns,
+            &name,
+            body,
+            status_only,
+            &mut objects::RandomIds::new(),
+        )
+    })
+    .await
+}
+
+/// PATCH: a JSON patch (RFC 6902), JSON merge patch (RFC 7386) or strategic merge patch applied to the stored object,
+/// then written as a replace (so conflicts and validation apply as for PUT).
+async fn patch(state: AppState, p: HashMap<String, String>, request: Request, status_only: bool) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if status_only && !t.kind.has_status {
+        return not_found_response();
+    }
+    let result = async {
+        let (content_type, body) = read_body(request).await?;
+        let name = t.name.clone().unwrap_or_default();
+        let mut current = objects::get(
+            state.registry.store(),
+            t.kind,
+            t.namespace.as_deref().unwrap_or(""),
+            &name,
+        )?;
+        let patch = parse_json(&body)?;
+        if content_type.starts_with("application/merge-patch+json") {
+            json_patch::merge(&mut current, &patch);
+        } else if content_type.starts_with("application/strategic-merge-patch+json") {
+            crate::strategic::apply(&mut current, &patch);
+        } else if content_type.starts_with("application/json-patch+json") {
+            let ops: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| Box::new(Status::bad_request(format!("invalid JSON patch: {e}"))))?;
+            json_patch::patch(&mut current, &ops).map_err(|e| {
+                let mut s = Status::bad_request(format!("the JSON patch could not be applied: {e}"));
+                s.reason = "Invalid".into();
+                s.code = 422;
+                Box::new(s)
+            })?;
+        } else {
+            return Err(unsupported_media_type(
+                &content_type,
+                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+            ));
+        }
+        write(&state, &t, current, status_only).await
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+async fn item_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    patch(state, p, request, false).await
+}
+
+async fn status_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    patch(state, p, request, true).await
+}
+
+/// DELETE on a collection: removes every object the selectors match; returns them as a list.
+async fn collection_delete(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let filter = match Filter::parse(
+        t.kind,
+        q.get("labelSelector").map(String::as_str),
+        q.get("fieldSelector").map(String::as_str),
+    ) {
+        Ok(f) => f,
+        Err(s) => return status_response(&s),
+    };
+    let items = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
+        Ok((items, _)) => items,
+        Err(s) => return status_response(&s),
+    };
+    let mut deleted = Vec::new();
+    for item in items.into_iter().filter(|i| filter.matches(i)) {
+        let ns = item["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let name = item["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        let registry = state.registry.clone();
+        let kind = t.kind;
+        let result = if *kind == resources::SERVICES {
+            blocking(move || {
+                registry
+                    .delete_service(&ns, &name)
+                    .map(|s| serde_json::to_value(s).unwrap_or_default())
+            })
+            .await
+        } else {
+            blocking(move || objects::delete(registry.store(), kind, &ns, &name)).await
+        };
+        match result {
+            Ok(v) => deleted.push(v),
+            Err(s) if s.code == 404 => {}
+            Err(s) => return status_response(&s),
+        }
+    }
+    json_response(
         StatusCode::OK,
+        &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                "metadata": {}, "items": deleted}),
     )
 }
 
@@ -529,27 +658,27 @@ pub fn router(state: AppState) -> Router {
         app = app
             .route(
                 &format!("{prefix}/{{resource}}"),
-                get(collection_get).post(collection_post),
+                get(collection_get).post(collection_post).delete(collection_delete),
             )
             .route(
                 &format!("{prefix}/{{resource}}/{{name}}"),
-                get(item_get).put(item_put).delete(item_delete),
+                get(item_get).put(item_put).patch(item_patch).delete(item_delete),
             )
             .route(
                 &format!("{prefix}/{{resource}}/{{name}}/status"),
-                get(item_get).put(status_put),
+                get(item_get).put(status_put).patch(status_patch),
             )
             .route(
                 &format!("{prefix}/namespaces/{{ns}}/{{resource}}"),
-                get(collection_get).post(collection_post),
+                get(collection_get).post(collection_post).delete(collection_delete),
             )
             .route(
                 &format!("{prefix}/namespaces/{{ns}}/{{resource}}/{{name}}"),
-                get(item_get).put(item_put).delete(item_delete),
+                get(item_get).put(item_put).patch(item_patch).delete(item_delete),
             )
             .route(
                 &format!("{prefix}/namespaces/{{ns}}/{{resource}}/{{name}}/status"),
-                get(item_get).put(status_put),
+                get(item_get).put(status_put).patch(status_patch),
             );
     }
     app.fallback(not_found)

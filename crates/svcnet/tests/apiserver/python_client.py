@@ -84,7 +84,26 @@ by_field = [s.metadata.name for s in v1.list_service_for_all_namespaces(field_se
 assert by_field == ["kubernetes"], by_field
 expect_error(400, "unable to parse requirement", v1.list_namespaced_service, "default", label_selector="tier in")
 expect_error(400, "field label not supported: spec.nodeName", v1.list_namespaced_service, "default", field_selector="spec.nodeName=x")
-v1.delete_namespaced_service("labelled", "default")
+
+# patches: the client sends a strategic merge patch for a dict body
+patched = v1.patch_namespaced_service("labelled", "default", {
+    "metadata": {"labels": {"env": "test"}},
+    "spec": {"ports": [{"port": 80, "protocol": "TCP", "name": "web"}]}})
+assert patched.metadata.labels == {"tier": "front", "env": "test"}, patched.metadata.labels
+assert [(p.port, p.name) for p in patched.spec.ports] == [(80, "web")], patched.spec.ports
+expect_error(422, "spec.ports[1].port: Invalid value: 0", v1.patch_namespaced_service, "labelled", "default",
+             {"spec": {"ports": [{"port": 0, "protocol": "TCP"}]}})
+assert [p.port for p in v1.read_namespaced_service("labelled", "default").spec.ports] == [80], "a rejected patch loses nothing"
+v1.patch_namespaced_service_status("labelled", "default", {"status": {"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}}})
+assert v1.read_namespaced_service("labelled", "default").status.load_balancer.ingress[0].ip == "5.6.7.8"
+
+# delete collection removes only what the selector picks
+v1.create_namespaced_service("default", client.V1Service(
+    metadata=client.V1ObjectMeta(name="labelled-2", labels={"tier": "front"}),
+    spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=81)])))
+v1.delete_collection_namespaced_service("default", label_selector="tier=front")
+left = sorted(s.metadata.name for s in v1.list_namespaced_service("default").items)
+assert left == ["kubernetes"], left
 
 # endpoint slices and Endpoints follow pods (pods created with status set through the API)
 import time

@@ -1,6 +1,6 @@
 //! `labelSelector` and `fieldSelector` on lists and watches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 use svcnet_core::selector::Selector;
@@ -26,7 +26,16 @@ fn extra_fields(kind: &Kind) -> &'static [&'static str] {
 }
 
 impl Filter {
-    /// Parses the query parameters; 400 for a selector Kubernetes would refuse.
+    /// Reads `labelSelector` and `fieldSelector` from a request's query parameters.
+    pub fn from_query(kind: &Kind, query: &HashMap<String, String>) -> Result<Self, Box<Status>> {
+        Self::parse(
+            kind,
+            query.get("labelSelector").map(String::as_str),
+            query.get("fieldSelector").map(String::as_str),
+        )
+    }
+
+    /// Parses the selectors; 400 for a selector Kubernetes would refuse.
     pub fn parse(kind: &Kind, labels: Option<&str>, fields: Option<&str>) -> Result<Self, Box<Status>> {
         let labels = Selector::parse(labels.unwrap_or("")).map_err(|e| Box::new(Status::bad_request(e.0)))?;
         let mut parsed = Vec::new();

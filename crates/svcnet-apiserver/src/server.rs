@@ -380,11 +380,7 @@ async fn collection_get(
     let Some(t) = target(&p) else {
         return not_found_response();
     };
-    let filter = match Filter::parse(
-        t.kind,
-        q.get("labelSelector").map(String::as_str),
-        q.get("fieldSelector").map(String::as_str),
-    ) {
+    let filter = match Filter::from_query(t.kind, &q) {
         Ok(f) => f,
         Err(s) => return status_response(&s),
     };
@@ -563,11 +559,7 @@ async fn collection_delete(
     let Some(t) = target(&p) else {
         return not_found_response();
     };
-    let filter = match Filter::parse(
-        t.kind,
-        q.get("labelSelector").map(String::as_str),
-        q.get("fieldSelector").map(String::as_str),
-    ) {
+    let filter = match Filter::from_query(t.kind, &q) {
         Ok(f) => f,
         Err(s) => return status_response(&s),
     };

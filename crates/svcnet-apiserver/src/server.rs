@@ -283,9 +283,9 @@ fn watch(
         let deadline = tokio::time::Instant::now() + timeout;
         let mut revision = state.revision.clone();
         loop {
-            match state.registry.store().events_since(from, Some(&store_name)) {
-                Ok(events) => {
-                    for e in events {
+            match state.registry.store().changes_since(from, Some(&store_name)) {
+                Ok(changes) => {
+                    for e in changes.events {
                         from = e.object.revision;
                         if !in_scope(&e.object.key.namespace) {
                             continue;
@@ -305,6 +305,7 @@ fn watch(
                             return;
                         }
                     }
+                    from = from.max(changes.revision);
                 }
                 Err(StoreError::Expired {
                     requested,

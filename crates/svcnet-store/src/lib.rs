@@ -104,6 +104,13 @@ pub enum EventKind {
     Deleted,
 }
 
+/// The changes after a revision, and the store revision they were read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    pub events: Vec<Event>,
+    pub revision: u64,
+}
+
 /// One change, as watches see it. For `Deleted`, `object` is the last stored state and
 /// `object.revision` the revision of the deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,8 +255,16 @@ impl Store {
     /// Changes after `revision` (for `resource`, or all), oldest first; `Expired` when the
     /// history no longer reaches back that far.
     pub fn events_since(&self, revision: u64, resource: Option<&str>) -> Result<Vec<Event>> {
+        Ok(self.changes_since(revision, resource)?.events)
+    }
+
+    /// Like `events_since`, plus the store revision the events were read at, so a watch of
+    /// one resource can move past other resources' writes instead of falling behind the
+    /// history and rescanning it.
+    pub fn changes_since(&self, revision: u64, resource: Option<&str>) -> Result<Changes> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
+        let current = read_u64(meta.get(REVISION)?);
         let compacted = read_u64(meta.get(COMPACTED)?);
         if revision < compacted {
             return Err(StoreError::Expired {
@@ -266,7 +281,10 @@ impl Store {
                 out.push(event);
             }
         }
-        Ok(out)
+        Ok(Changes {
+            events: out,
+            revision: current.max(revision),
+        })
     }
 
     /// A channel that receives the new revision after each committed write.

@@ -109,6 +109,26 @@ fn watches_resume_from_history_and_expire_beyond_it() {
 }
 
 #[test]
+fn a_watch_of_one_resource_keeps_up_with_other_resources_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, 3);
+    s.create(&key("a"), b"1").unwrap();
+    let mut from = s.changes_since(0, Some("services")).unwrap().revision;
+    assert_eq!(from, 1);
+    for i in 0..10 {
+        s.create(&Key::new("pods", "default", &format!("p{i}")), b"p").unwrap();
+        let changes = s.changes_since(from, Some("services")).unwrap();
+        assert!(changes.events.is_empty());
+        from = changes.revision;
+    }
+    assert_eq!(from, 11, "the cursor moved past the pods' writes");
+    s.update(&key("a"), b"2", None).unwrap();
+    let changes = s.changes_since(from, Some("services")).unwrap();
+    assert_eq!(changes.events.len(), 1);
+    assert_eq!((changes.events[0].kind, changes.revision), (EventKind::Modified, 12));
+}
+
+#[test]
 fn batches_are_atomic_and_carry_side_data() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir, 100);

@@ -238,9 +238,13 @@ fn event_line(kind: &str, object: &impl serde::Serialize) -> Bytes {
     Bytes::from(line)
 }
 
+/// How often a watch that allows bookmarks gets one (upstream sends them about once a minute).
+const BOOKMARK_PERIOD: Duration = Duration::from_secs(60);
+
 /// A watch: the current objects as ADDED when no (or a zero) resourceVersion is given, then
 /// every change after it, newline-delimited; `ERROR` with a 410 Status when the version is
-/// older than the history kept.
+/// older than the history kept. With `allowWatchBookmarks`, `BOOKMARK` events carry the
+/// revision the watch has reached, periodically and just before it ends.
 fn watch(
     state: AppState,
     kind: &'static Kind,
@@ -256,8 +260,17 @@ fn watch(
         .get("resourceVersion")
         .filter(|v| !v.is_empty() && *v != "0")
         .cloned();
+    let bookmarks = parse_bool(query.get("allowWatchBookmarks"));
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
+        let bookmark = |revision: u64| {
+            event_line(
+                "BOOKMARK",
+                &json!({"kind": kind.kind, "apiVersion": kind.api_version(),
+                        "metadata": {"resourceVersion": revision.to_string()}}),
+            )
+        };
+        let mut next_bookmark = tokio::time::Instant::now() + BOOKMARK_PERIOD;
         let store_name = kind.store_name();
         let in_scope = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
         let mut from = match requested.map(|v| v.parse::<u64>()) {
@@ -322,7 +335,20 @@ fn watch(
             }
             tokio::select! {
                 changed = revision.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // Like upstream, a bookmark right before the watch ends lets the client
+                    // resume from the latest revision rather than its last event's.
+                    if bookmarks {
+                        let _ = tx.send(bookmark(from)).await;
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep_until(next_bookmark), if bookmarks => {
+                    next_bookmark += BOOKMARK_PERIOD;
+                    if tx.send(bookmark(from)).await.is_err() {
+                        return;
+                    }
+                }
                 _ = tx.closed() => return,
             }
         }

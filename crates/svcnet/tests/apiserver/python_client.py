@@ -105,6 +105,14 @@ v1.delete_collection_namespaced_service("default", label_selector="tier=front")
 left = sorted(s.metadata.name for s in v1.list_namespaced_service("default").items)
 assert left == ["kubernetes"], left
 
+# a bookmark carries a watch past other resources' writes
+services_rv = v1.list_namespaced_service("default").metadata.resource_version
+other_rv = v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bookmarks"))).metadata.resource_version
+assert int(other_rv) > int(services_rv), (other_rv, services_rv)
+seen = [(ev["type"], ev["raw_object"]["metadata"]["resourceVersion"]) for ev in watch.Watch().stream(
+    v1.list_namespaced_service, "default", resource_version=services_rv, allow_watch_bookmarks=True, timeout_seconds=2)]
+assert seen == [("BOOKMARK", other_rv)], seen
+
 # endpoint slices and Endpoints follow pods (pods created with status set through the API)
 import time
 

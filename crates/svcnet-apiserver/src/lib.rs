@@ -12,6 +12,7 @@
 pub mod controller;
 pub mod credentials;
 pub mod objects;
+pub mod paging;
 pub mod registry;
 pub mod resources;
 pub mod selection;

@@ -22,6 +22,7 @@ use svcnet_core::status::Status;
 use svcnet_store::{EventKind, StoreError};
 
 use crate::objects;
+use crate::paging::{self, Continue};
 use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
@@ -414,15 +415,36 @@ async fn collection_get(
     if parse_bool(q.get("watch")) {
         return watch(state, t.kind, t.namespace, filter, &q);
     }
-    match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
-        Ok((items, rev)) => json_response(
-            StatusCode::OK,
-            &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-                    "metadata": {"resourceVersion": rev.to_string()},
-                    "items": items.into_iter().filter(|i| filter.matches(i)).collect::<Vec<_>>()}),
-        ),
-        Err(s) => status_response(&s),
+    let after = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => match Continue::decode(token) {
+            Ok(c) => Some(c),
+            Err(s) => return status_response(&s),
+        },
+        None => None,
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 0,
+        Some(Ok(l)) => l,
+        Some(Err(_)) => return status_response(&Status::bad_request("invalid limit")),
+    };
+    let (items, rev) = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
+        Ok(listed) => listed,
+        Err(s) => return status_response(&s),
+    };
+    let items: Vec<Value> = items.into_iter().filter(|i| filter.matches(i)).collect();
+    // A continued list reports the first page's revision (see `paging`).
+    let rev = after.as_ref().map_or(rev, |c| c.revision);
+    let page = paging::page(items, limit, after.as_ref(), rev);
+    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    if let Some(next) = &page.next {
+        metadata["continue"] = json!(next.encode());
+        metadata["remainingItemCount"] = json!(page.remaining);
     }
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                "metadata": metadata, "items": page.items}),
+    )
 }
 
 async fn collection_post(

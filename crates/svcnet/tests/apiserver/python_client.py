@@ -105,6 +105,22 @@ v1.delete_collection_namespaced_service("default", label_selector="tier=front")
 left = sorted(s.metadata.name for s in v1.list_namespaced_service("default").items)
 assert left == ["kubernetes"], left
 
+# chunked lists: every object exactly once, the first page's revision throughout
+for n in range(5):
+    v1.create_namespaced_service("default", client.V1Service(
+        metadata=client.V1ObjectMeta(name=f"page-{n}", labels={"paged": "yes"}),
+        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)])))
+first = v1.list_namespaced_service("default", label_selector="paged=yes", limit=2)
+assert first.metadata.remaining_item_count == 3 and first.metadata._continue, first.metadata
+pages, token = [first], first.metadata._continue
+while token:
+    pages.append(v1.list_namespaced_service("default", label_selector="paged=yes", limit=2, _continue=token))
+    token = pages[-1].metadata._continue
+assert [s.metadata.name for p in pages for s in p.items] == [f"page-{n}" for n in range(5)], pages
+assert {p.metadata.resource_version for p in pages} == {first.metadata.resource_version}
+expect_error(400, "continue key is not valid", v1.list_namespaced_service, "default", _continue="garbage")
+v1.delete_collection_namespaced_service("default", label_selector="paged=yes")
+
 # a bookmark carries a watch past other resources' writes
 services_rv = v1.list_namespaced_service("default").metadata.resource_version
 other_rv = v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bookmarks"))).metadata.resource_version

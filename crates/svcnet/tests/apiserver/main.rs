@@ -1,5 +1,6 @@
-//! The API server against real clients: the official Kubernetes Python client (installed into
-//! `.venv` by `cargo xtask prereqs`) and raw HTTP for malformed and oversized bodies.
+//! The API server against real clients: the official Kubernetes Python client and kubectl
+//! (installed into `.venv` by `cargo xtask prereqs`) and raw HTTP for malformed and oversized
+//! bodies.
 
 #[path = "../common/api.rs"]
 mod api;
@@ -34,6 +35,46 @@ fn official_python_client() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
+
+fn kubectl(server: &Server, args: &[&str]) -> (bool, String) {
+    let binary = venv_python().with_file_name("kubectl");
+    let out = Command::new(&binary)
+        .env("KUBECONFIG", &server.kubeconfig)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (`cargo xtask prereqs` installs kubectl)", binary.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn kubectl_gets_labels_annotates_and_deletes() {
+    let server = Server::start();
+    let run = |args: &[&str]| {
+        let (ok, text) = kubectl(&server, args);
+        assert!(ok, "kubectl {args:?} failed:\n{text}");
+        text
+    };
+    assert!(run(&["get", "services"]).contains("kubernetes"));
+    assert!(run(&["label", "service", "kubernetes", "tier=control"]).contains("labeled"));
+    assert!(run(&["annotate", "service", "kubernetes", "owner=svcnet"]).contains("annotated"));
+    let meta = run(&[
+        "get",
+        "service",
+        "kubernetes",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.owner} {.spec.clusterIP}",
+    ]);
+    assert_eq!(meta, "control svcnet 10.96.0.1");
+    assert!(run(&["get", "services", "-l", "tier=control", "-o", "name"]).contains("service/kubernetes"));
+    assert!(run(&["delete", "service", "kubernetes"]).contains("deleted"));
+    let (ok, text) = kubectl(&server, &["get", "service", "kubernetes"]);
+    assert!(!ok && text.contains(r#"services "kubernetes" not found"#), "{text}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub mod resources;
 pub mod selection;
 pub mod server;
 pub mod strategic;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +26,7 @@ use crate::paging::{self, Continue};
 use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
+use crate::table;
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -404,6 +405,7 @@ async fn collection_get(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(t) = target(&p) else {
         return not_found_response();
@@ -435,16 +437,24 @@ async fn collection_get(
     // A continued list reports the first page's revision (see `paging`).
     let rev = after.as_ref().map_or(rev, |c| c.revision);
     let page = paging::page(items, limit, after.as_ref(), rev);
-    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    let mut body = if wants_table(&headers) {
+        table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp())
+    } else {
+        json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+               "metadata": {"resourceVersion": rev.to_string()}, "items": page.items})
+    };
     if let Some(next) = &page.next {
-        metadata["continue"] = json!(next.encode());
-        metadata["remainingItemCount"] = json!(page.remaining);
+        body["metadata"]["continue"] = json!(next.encode());
+        body["metadata"]["remainingItemCount"] = json!(page.remaining);
     }
-    json_response(
-        StatusCode::OK,
-        &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-                "metadata": metadata, "items": page.items}),
-    )
+    json_response(StatusCode::OK, &body)
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(table::wants_table)
 }
 
 async fn collection_post(
@@ -478,20 +488,31 @@ async fn collection_post(
     )
 }
 
-async fn item_get(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>) -> Response {
+async fn item_get(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let Some(t) = target(&p) else {
         return not_found_response();
     };
     let name = t.name.unwrap_or_default();
-    reply(
-        objects::get(
-            state.registry.store(),
-            t.kind,
-            t.namespace.as_deref().unwrap_or(""),
-            &name,
-        ),
-        StatusCode::OK,
-    )
+    let got = objects::get(
+        state.registry.store(),
+        t.kind,
+        t.namespace.as_deref().unwrap_or(""),
+        &name,
+    );
+    match got {
+        Ok(object) if wants_table(&headers) => {
+            let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
+            json_response(
+                StatusCode::OK,
+                &table::table(t.kind, std::slice::from_ref(&object), &rv, objects::now_timestamp()),
+            )
+        }
+        other => reply(other, StatusCode::OK),
+    }
 }
 
 async fn put(state: AppState, p: HashMap<String, String>, request: Request, status_only: bool) -> Response {

@@ -60,7 +60,20 @@ fn kubectl_gets_labels_annotates_and_deletes() {
         assert!(ok, "kubectl {args:?} failed:\n{text}");
         text
     };
-    assert!(run(&["get", "services"]).contains("kubernetes"));
+    let listed = run(&["get", "services"]);
+    let header: Vec<&str> = listed.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+        "{listed}"
+    );
+    let row: Vec<&str> = listed.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        row[..5],
+        ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"],
+        "{listed}"
+    );
+    assert!(run(&["get", "service", "kubernetes", "-o", "wide"]).contains("SELECTOR"));
     assert!(run(&["label", "service", "kubernetes", "tier=control"]).contains("labeled"));
     assert!(run(&["annotate", "service", "kubernetes", "owner=svcnet"]).contains("annotated"));
     let meta = run(&[

@@ -19,6 +19,9 @@ use svcnet_core::status::Status;
 use svcnet_store::{Key, Store, StoreError};
 use thiserror::Error;
 
+use crate::objects;
+use crate::resources::NAMESPACES;
+
 const SERVICES: &str = "services";
 const ENDPOINTS: &str = "endpoints";
 const ALLOCATORS: &str = "allocators";
@@ -87,7 +90,7 @@ fn encode(svc: &Service) -> Vec<u8> {
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn uid(rng: &mut OsRandom) -> String {
-    crate::objects::uid_from(rng.0.random())
+    objects::uid_from(rng.0.random())
 }
 
 /// The allocators after `changes`, and their snapshot as stored.
@@ -123,7 +126,16 @@ impl Registry {
         Ok(registry)
     }
 
+    /// What every cluster starts with: the four system namespaces and `default/kubernetes`.
     fn bootstrap(&self) -> Result<(), OpenError> {
+        let mut ids = objects::RandomIds(rand::rngs::StdRng::from_os_rng());
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if objects::get(&self.store, &NAMESPACES, "", name).is_err() {
+                let namespace = serde_json::json!({"metadata": {"name": name}, "status": {"phase": "Active"}});
+                objects::create(&self.store, &NAMESPACES, "", namespace, &mut ids)
+                    .map_err(|s| OpenError::Bootstrap(s.message))?;
+            }
+        }
         if self.get_service("default", "kubernetes").is_ok() {
             return Ok(());
         }
@@ -235,7 +247,7 @@ impl Registry {
         let mut svc = planned.service;
         let meta = &mut svc.metadata;
         meta.uid = Some(uid(&mut state.rng));
-        meta.creation_timestamp = Some(Time(crate::objects::now_timestamp()));
+        meta.creation_timestamp = Some(Time(objects::now_timestamp()));
         meta.generation = Some(1);
         meta.deletion_timestamp = None;
         if svc.status.is_none() {

@@ -74,6 +74,10 @@ fn kubectl_gets_labels_annotates_and_deletes() {
         "{listed}"
     );
     assert!(run(&["get", "service", "kubernetes", "-o", "wide"]).contains("SELECTOR"));
+    let namespaces = run(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(namespaces.contains(&format!("namespace/{ns}\n")), "{namespaces}");
+    }
     assert!(run(&["label", "service", "kubernetes", "tier=control"]).contains("labeled"));
     assert!(run(&["annotate", "service", "kubernetes", "owner=svcnet"]).contains("annotated"));
     let meta = run(&[

@@ -253,6 +253,7 @@ fn watch(
     namespace: Option<String>,
     filter: Filter,
     query: &HashMap<String, String>,
+    as_table: bool,
 ) -> Response {
     let timeout = query
         .get("timeoutSeconds")
@@ -272,6 +273,15 @@ fn watch(
                         "metadata": {"resourceVersion": revision.to_string()}}),
             )
         };
+        // `kubectl get -w` wants each object as a one-row Table.
+        let shown = |object: Value| {
+            if as_table {
+                let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
+                table::table(kind, std::slice::from_ref(&object), &rv, objects::now_timestamp())
+            } else {
+                object
+            }
+        };
         let mut next_bookmark = tokio::time::Instant::now() + BOOKMARK_PERIOD;
         let store_name = kind.store_name();
         let in_scope = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
@@ -286,7 +296,7 @@ fn watch(
             None => match objects::list(state.registry.store(), kind, namespace.as_deref()) {
                 Ok((items, rev)) => {
                     for item in items.into_iter().filter(|i| filter.matches(i)) {
-                        if tx.send(event_line("ADDED", &item)).await.is_err() {
+                        if tx.send(event_line("ADDED", &shown(item))).await.is_err() {
                             return;
                         }
                     }
@@ -316,7 +326,7 @@ fn watch(
                             EventKind::Modified => "MODIFIED",
                             EventKind::Deleted => "DELETED",
                         };
-                        if tx.send(event_line(kind, &object)).await.is_err() {
+                        if tx.send(event_line(kind, &shown(object))).await.is_err() {
                             return;
                         }
                     }
@@ -415,7 +425,8 @@ async fn collection_get(
         Err(s) => return status_response(&s),
     };
     if parse_bool(q.get("watch")) {
-        return watch(state, t.kind, t.namespace, filter, &q);
+        let as_table = wants_table(&headers);
+        return watch(state, t.kind, t.namespace, filter, &q, as_table);
     }
     let after = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => match Continue::decode(token) {

@@ -89,6 +89,31 @@ fn kubectl_gets_labels_annotates_and_deletes() {
     ]);
     assert_eq!(meta, "control svcnet 10.96.0.1");
     assert!(run(&["get", "services", "-l", "tier=control", "-o", "name"]).contains("service/kubernetes"));
+    // `get -w` prints a row per change from Table watch events; kubectl runs until killed
+    let watcher = Command::new("timeout")
+        .args(["4", venv_python().with_file_name("kubectl").to_str().unwrap()])
+        .args(["get", "services", "-w", "--output-watch-events"])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    run(&["label", "service", "kubernetes", "watched=yes"]);
+    let out = watcher.wait_with_output().unwrap();
+    let watched = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Vec<&str>> = watched
+        .lines()
+        .map(|l| l.split_whitespace().take(4).collect())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            vec!["EVENT", "NAME", "TYPE", "CLUSTER-IP"],
+            vec!["ADDED", "kubernetes", "ClusterIP", "10.96.0.1"],
+            vec!["MODIFIED", "kubernetes", "ClusterIP", "10.96.0.1"],
+        ],
+        "{watched}"
+    );
     assert!(run(&["delete", "service", "kubernetes"]).contains("deleted"));
     let (ok, text) = kubectl(&server, &["get", "service", "kubernetes"]);
     assert!(!ok && text.contains(r#"services "kubernetes" not found"#), "{text}");

@@ -52,6 +52,14 @@ fn position(item: &Value) -> (&str, &str) {
 
 /// The page of `items` (already filtered) after `after`, at most `limit` long (0: no limit).
 pub fn page(mut items: Vec<Value>, limit: usize, after: Option<&Continue>, revision: u64) -> Page {
+    if limit == 0 && after.is_none() {
+        // An unpaged list keeps the store's order; sorting only matters across pages.
+        return Page {
+            items,
+            next: None,
+            remaining: 0,
+        };
+    }
     items.sort_by(|a, b| position(a).cmp(&position(b)));
     if let Some(after) = after {
         let resume = (after.namespace.as_str(), after.name.as_str());

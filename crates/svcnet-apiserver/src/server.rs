@@ -582,37 +582,84 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
     }
     let result = async {
         let (content_type, body) = read_body(request).await?;
+        let patch = Patch::parse(&content_type, parse_json(&body)?)?;
         let name = t.name.clone().unwrap_or_default();
-        let mut current = objects::get(
-            state.registry.store(),
-            t.kind,
-            t.namespace.as_deref().unwrap_or(""),
-            &name,
-        )?;
-        let patch = parse_json(&body)?;
+        // Like upstream, a patch that does not name a resourceVersion is re-applied to the
+        // newer object when another write got in between, instead of failing with 409.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut current = objects::get(
+                state.registry.store(),
+                t.kind,
+                t.namespace.as_deref().unwrap_or(""),
+                &name,
+            )?;
+            patch.apply(&mut current)?;
+            match write(&state, &t, current, status_only).await {
+                Err(s) if s.code == 409 && !patch.pins_resource_version() && attempts < PATCH_ATTEMPTS => continue,
+                written => return written,
+            }
+        }
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// How often a patch is re-applied after losing a race with another write.
+const PATCH_ATTEMPTS: u32 = 5;
+
+/// A parsed PATCH body, by its content type.
+enum Patch {
+    Merge(Value),
+    Strategic(Value),
+    Json(json_patch::Patch),
+}
+
+impl Patch {
+    fn parse(content_type: &str, body: Value) -> Result<Self, Box<Status>> {
         if content_type.starts_with("application/merge-patch+json") {
-            json_patch::merge(&mut current, &patch);
+            Ok(Self::Merge(body))
         } else if content_type.starts_with("application/strategic-merge-patch+json") {
-            crate::strategic::apply(&mut current, &patch);
+            Ok(Self::Strategic(body))
         } else if content_type.starts_with("application/json-patch+json") {
-            let ops: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| Box::new(Status::bad_request(format!("invalid JSON patch: {e}"))))?;
-            json_patch::patch(&mut current, &ops).map_err(|e| {
+            serde_json::from_value(body)
+                .map(Self::Json)
+                .map_err(|e| Box::new(Status::bad_request(format!("invalid JSON patch: {e}"))))
+        } else {
+            Err(unsupported_media_type(
+                content_type,
+                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+            ))
+        }
+    }
+
+    /// Whether the client made the patch conditional on a resourceVersion.
+    fn pins_resource_version(&self) -> bool {
+        match self {
+            Self::Merge(v) | Self::Strategic(v) => v["metadata"].get("resourceVersion").is_some(),
+            Self::Json(ops) => serde_json::to_value(ops)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .into_iter()
+                .flatten()
+                .any(|op| op["path"] == "/metadata/resourceVersion"),
+        }
+    }
+
+    fn apply(&self, target: &mut Value) -> Result<(), Box<Status>> {
+        match self {
+            Self::Merge(p) => json_patch::merge(target, p),
+            Self::Strategic(p) => crate::strategic::apply(target, p),
+            Self::Json(ops) => json_patch::patch(target, ops).map_err(|e| {
                 let mut s = Status::bad_request(format!("the JSON patch could not be applied: {e}"));
                 s.reason = "Invalid".into();
                 s.code = 422;
                 Box::new(s)
-            })?;
-        } else {
-            return Err(unsupported_media_type(
-                &content_type,
-                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
-            ));
+            })?,
         }
-        write(&state, &t, current, status_only).await
+        Ok(())
     }
-    .await;
-    reply(result, StatusCode::OK)
 }
 
 async fn item_patch(

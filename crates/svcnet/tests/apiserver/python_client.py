@@ -94,6 +94,8 @@ assert [(p.port, p.name) for p in patched.spec.ports] == [(80, "web")], patched.
 expect_error(422, "spec.ports[1].port: Invalid value: 0", v1.patch_namespaced_service, "labelled", "default",
              {"spec": {"ports": [{"port": 0, "protocol": "TCP"}]}})
 assert [p.port for p in v1.read_namespaced_service("labelled", "default").spec.ports] == [80], "a rejected patch loses nothing"
+expect_error(409, "the object has been modified", v1.patch_namespaced_service, "labelled", "default",
+             {"metadata": {"resourceVersion": "1", "labels": {"stale": "yes"}}})
 v1.patch_namespaced_service_status("labelled", "default", {"status": {"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}}})
 assert v1.read_namespaced_service("labelled", "default").status.load_balancer.ingress[0].ip == "5.6.7.8"
 

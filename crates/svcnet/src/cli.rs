@@ -70,6 +70,63 @@ enum Command {
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A multi-node cluster on this machine, in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Start a lab: API server on loopback, K nodes and an external host, pods as processes.
+    Up {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// Deploy the demo app and show ClusterIP and NodePort traffic.
+        #[arg(long)]
+        demo: bool,
+        /// Where the API server listens (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        api_listen: std::net::SocketAddr,
+    },
+    /// Stop a lab and remove every namespace, process and file it made.
+    Down {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Show a lab's nodes and pods.
+    Status {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Run a command in a pod's network namespace.
+    Exec {
+        pod: String,
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run a command on the host outside the cluster.
+    External {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// The background process `up` starts (not for direct use).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long)]
+        api_listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +219,7 @@ pub fn run() -> ExitCode {
     // structured logs on stderr; RUST_LOG overrides the level
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -250,6 +308,7 @@ pub fn run() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Command::Lab(command) => run_lab(command),
         Command::Agnhost(AgnhostCommand::Client {
             target,
             udp,
@@ -315,4 +374,35 @@ fn run_proxy(options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
     let status = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
     runtime.block_on(svcnet_agent::run(options, status))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
+    use crate::lab::commands;
+    match command {
+        LabCommand::Up {
+            name,
+            nodes,
+            demo,
+            api_listen,
+        } => commands::up(&commands::UpOptions {
+            name,
+            nodes,
+            demo,
+            api: api_listen,
+        }),
+        LabCommand::Down { name } => commands::down(&name),
+        LabCommand::Status { name } => commands::status(&name),
+        LabCommand::Exec {
+            pod,
+            namespace,
+            name,
+            command,
+        } => commands::exec(&name, &pod, &namespace, &command),
+        LabCommand::External { name, command } => commands::external(&name, &command),
+        LabCommand::Daemon {
+            name,
+            nodes,
+            api_listen,
+        } => commands::daemon(&name, nodes, api_listen),
+    }
 }

@@ -4,6 +4,7 @@
 //! - [`service_check`]: `svcnet service check`.
 //! - [`agnhost`]: test servers and clients standing in for upstream's agnhost image.
 //! - [`netns`]: network namespaces owned by one run.
+//! - [`lab`]: `svcnet lab`, a multi-node cluster on one machine.
 //! - [`bench`]: `svcnet bench dataplane` and `svcnet bench datapath`.
 
 #![forbid(unsafe_code)]
@@ -11,5 +12,6 @@
 pub mod agnhost;
 pub mod bench;
 pub mod cli;
+pub mod lab;
 pub mod netns;
 pub mod service_check;

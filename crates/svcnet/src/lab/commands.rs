@@ -1,0 +1,294 @@
+//! The `svcnet lab` verbs: `up`, `down`, `status`, `exec` and `external`.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::ListParams;
+
+use super::daemon::{self, Ready, client_for, read_ready};
+use super::plan::{LabPlan, check_name, state_dir};
+use super::shell::{is_root, require_tools};
+use super::{demo, topology};
+
+fn pid_path(state: &Path) -> std::path::PathBuf {
+    state.join("pid")
+}
+
+/// The daemon's pid, if it is still running.
+fn running_daemon(state: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_path(state)).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    (cmdline.contains("lab") && cmdline.contains("daemon")).then_some(pid)
+}
+
+fn require_root() -> Result<()> {
+    if !is_root() {
+        bail!("the lab needs root: it creates network namespaces and nftables rules (run it with sudo)");
+    }
+    require_tools()
+}
+
+fn log_tail(state: &Path) -> String {
+    let log = std::fs::read_to_string(state.join("lab.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+pub struct UpOptions {
+    pub name: String,
+    pub nodes: usize,
+    pub demo: bool,
+    pub api: SocketAddr,
+}
+
+/// Starts the daemon, waits until the cluster is ready, and deploys the demo if asked.
+pub fn up(opts: &UpOptions) -> Result<ExitCode> {
+    let plan = LabPlan::new(&opts.name, opts.nodes)?;
+    require_root()?;
+    let state = state_dir(&opts.name);
+    if running_daemon(&state).is_some() {
+        bail!(
+            "lab {:?} is already up; `svcnet lab status --name {0}` shows it, `svcnet lab down --name {0}` removes it",
+            opts.name
+        );
+    }
+    // a crashed lab of the same name leaves namespaces and files behind
+    let stale = topology::remove_all(&opts.name);
+    if stale > 0 {
+        eprintln!("removed {stale} namespaces a previous lab {:?} left behind", opts.name);
+    }
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let log = std::fs::File::create(state.join("lab.log"))?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([
+            "lab",
+            "daemon",
+            "--name",
+            &opts.name,
+            "--nodes",
+            &opts.nodes.to_string(),
+        ])
+        .args(["--api-listen", &opts.api.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the lab daemon")?;
+    std::fs::write(pid_path(&state), child.id().to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        if let Some(r) = read_ready(&state) {
+            break r;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the lab daemon exited ({status}) before the lab was up:\n{}",
+                log_tail(&state)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the lab was not up within 60 s:\n{}", log_tail(&state));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "lab {:?} is up: {} nodes, API server {}",
+        plan.name,
+        plan.nodes.len(),
+        ready.api_server
+    );
+    println!("  export KUBECONFIG={}", ready.kubeconfig.display());
+    for node in &plan.nodes {
+        println!(
+            "  {}: {} (pods {}; namespace {})",
+            node.name, node.ip, node.pod_cidr, node.netns
+        );
+    }
+    println!(
+        "  external host: {} (namespace {})",
+        plan.external_ip, plan.external_netns
+    );
+    if opts.demo {
+        run_demo(&ready)?;
+    }
+    println!("\nremove it all with: svcnet lab down --name {}", plan.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_demo(ready: &Ready) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (cluster_ip, client_ns) = runtime.block_on(async {
+        let client = client_for(&ready.kubeconfig).await?;
+        demo::deploy(&client).await?;
+        let ip = demo::wait_ready(&client, Duration::from_secs(60)).await?;
+        let pod = Api::<Pod>::namespaced(client, "default").get("client").await?;
+        anyhow::Ok((ip, ready.plan.pod_netns(pod.metadata.uid.as_deref().unwrap_or(""))))
+    })?;
+    println!(
+        "\ndemo deployed: pods demo-1..3 (agnhost netexec) behind service demo ({cluster_ip}:80, TCP and UDP) and demo-nodeport (NodePort {}), plus pod client",
+        demo::NODE_PORT
+    );
+    println!("\nwhat each path answers (with /hostname, the pod that served it):");
+    let mut failed = Vec::new();
+    for (what, command, answer) in demo::check(ready, &client_ns, &cluster_ip) {
+        let must_fail = what.contains("must fail");
+        let ok = answer.starts_with("ERROR") == must_fail;
+        println!("  {what}: {answer}\n      try: {command}");
+        if !ok {
+            failed.push(what);
+        }
+    }
+    println!("\nmore to try:");
+    println!("  kubectl get pods,svc,endpointslices -o wide");
+    println!("  svcnet lab exec client -- curl -s http://{cluster_ip}/clientip   # a pod's own address");
+    println!(
+        "  svcnet lab external -- curl -s http://{}:{}/clientip   # the node masquerades outside clients",
+        ready.plan.nodes[0].ip,
+        demo::NODE_PORT
+    );
+    println!("  svcnet lab exec client -- nft list ruleset   # (in the client pod: none; nodes hold the rules)");
+    if !failed.is_empty() {
+        bail!("demo checks failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Stops the daemon (SIGTERM, then SIGKILL after 20 s) and removes everything of the lab.
+pub fn down(name: &str) -> Result<ExitCode> {
+    check_name(name)?;
+    require_root()?;
+    let state = state_dir(name);
+    if let Some(pid) = running_daemon(&state) {
+        let pid = rustix::process::Pid::from_raw(pid).context("pid")?;
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while running_daemon(&state).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if running_daemon(&state).is_some() {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    let removed = topology::remove_all(name);
+    let _ = std::fs::remove_dir_all(&state);
+    println!("lab {name:?} is down ({removed} leftover namespaces removed)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ready_lab(name: &str) -> Result<Ready> {
+    check_name(name)?;
+    let state = state_dir(name);
+    if running_daemon(&state).is_none() {
+        bail!("lab {name:?} is not up; start it with `svcnet lab up --name {name}`");
+    }
+    read_ready(&state).with_context(|| format!("lab {name:?} is starting; try again in a moment"))
+}
+
+/// The lab's nodes and pods.
+pub fn status(name: &str) -> Result<ExitCode> {
+    let ready = ready_lab(name)?;
+    println!("lab {name:?}: API server {}", ready.api_server);
+    println!("kubeconfig: {}", ready.kubeconfig.display());
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let client = client_for(&ready.kubeconfig).await?;
+        let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?;
+        println!("\nNODE      ADDRESS        POD CIDR        NAMESPACE");
+        for n in &ready.plan.nodes {
+            let registered = nodes.items.iter().any(|o| o.metadata.name.as_deref() == Some(&n.name));
+            let mark = if registered { "" } else { "  (not registered)" };
+            println!(
+                "{:<9} {:<14} {:<15} {}{mark}",
+                n.name,
+                n.ip,
+                n.pod_cidr.to_string(),
+                n.netns
+            );
+        }
+        println!(
+            "external  {:<14} {:<15} {}",
+            ready.plan.external_ip, "-", ready.plan.external_netns
+        );
+        let pods = Api::<Pod>::all(client).list(&ListParams::default()).await?;
+        println!("\nNAMESPACE  POD                  NODE      IP            PHASE      READY");
+        for p in &pods.items {
+            let status = p.status.clone().unwrap_or_default();
+            let is_ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            println!(
+                "{:<10} {:<20} {:<9} {:<13} {:<10} {}",
+                p.metadata.namespace.as_deref().unwrap_or(""),
+                p.metadata.name.as_deref().unwrap_or(""),
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("<none>"),
+                status.pod_ip.as_deref().unwrap_or("-"),
+                status.phase.as_deref().unwrap_or("-"),
+                is_ready
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_inherited(netns: &str, command: &[String]) -> Result<ExitCode> {
+    if command.is_empty() {
+        bail!("give a command after --");
+    }
+    let status = Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(command)
+        .status()
+        .context("running ip netns exec")?;
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// Runs a command in a pod's network namespace.
+pub fn exec(name: &str, pod: &str, namespace: &str, command: &[String]) -> Result<ExitCode> {
+    require_root()?;
+    let ready = ready_lab(name)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let found = runtime.block_on(async {
+        let client = client_for(&ready.kubeconfig).await?;
+        Api::<Pod>::namespaced(client, namespace)
+            .get_opt(pod)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    let Some(found) = found else {
+        bail!("pods \"{pod}\" not found in namespace {namespace:?}");
+    };
+    if found.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_none() {
+        bail!("pod {pod:?} is not running yet");
+    }
+    let netns = ready.plan.pod_netns(found.metadata.uid.as_deref().unwrap_or(""));
+    run_inherited(&netns, command)
+}
+
+/// Runs a command on the external host.
+pub fn external(name: &str, command: &[String]) -> Result<ExitCode> {
+    require_root()?;
+    let ready = ready_lab(name)?;
+    run_inherited(&ready.plan.external_netns, command)
+}
+
+/// `svcnet lab daemon`: what `up` starts in the background.
+pub fn daemon(name: &str, nodes: usize, api: SocketAddr) -> Result<ExitCode> {
+    let plan = LabPlan::new(name, nodes)?;
+    require_root()?;
+    let state = state_dir(name);
+    std::fs::create_dir_all(&state)?;
+    daemon::run(plan, &state, api)?;
+    Ok(ExitCode::SUCCESS)
+}

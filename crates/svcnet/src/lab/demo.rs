@@ -1,0 +1,137 @@
+//! The demo `up --demo` deploys (`examples/lab-demo.yaml`), and the checks that show it works:
+//! the ClusterIP from a pod, the NodePort on every node from the external host, and the
+//! ClusterIP refused from outside.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use serde::Deserialize;
+
+use super::daemon::Ready;
+use super::shell::run_in;
+
+pub const MANIFEST: &str = include_str!("../../../../examples/lab-demo.yaml");
+pub const NODE_PORT: u16 = 30080;
+
+/// Creates every object of the demo manifest.
+pub async fn deploy(client: &Client) -> Result<()> {
+    for doc in serde_yaml_ng::Deserializer::from_str(MANIFEST) {
+        let value = serde_json::Value::deserialize(doc).context("demo manifest")?;
+        let ns = value["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+        let pp = PostParams::default();
+        let created = match value["kind"].as_str() {
+            Some("Service") => Api::<Service>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(value)?)
+                .await
+                .map(|_| ()),
+            Some("Pod") => Api::<Pod>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(value)?)
+                .await
+                .map(|_| ()),
+            other => bail!("demo manifest: unexpected kind {other:?}"),
+        };
+        match created {
+            Ok(()) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).context("creating the demo"),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every demo pod is Ready; returns the demo Service's ClusterIP.
+pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels("app in (demo, client)"))
+            .await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready == 4 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {ready} of the 4 demo pods became ready; see `svcnet lab status` and the pod logs");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let svc = Api::<Service>::namespaced(client.clone(), "default")
+        .get("demo")
+        .await?;
+    svc.spec
+        .and_then(|s| s.cluster_ip)
+        .context("the demo service has no ClusterIP")
+}
+
+/// One HTTP request from inside `netns` with this binary's agnhost client: the answer, or
+/// the error kind it printed.
+pub fn ask(netns: &str, target: &str, request: &str) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    run_in(
+        netns,
+        &[
+            &exe,
+            "agnhost",
+            "client",
+            target,
+            "--request",
+            request,
+            "--timeout-ms",
+            "1000",
+        ],
+    )
+    .map(|out| out.trim().to_owned())
+    .unwrap_or_else(|e| format!("ERROR {e:#}"))
+}
+
+/// Asks until an answer comes (the proxies program new services within moments) or time is up.
+pub fn ask_until_answered(netns: &str, target: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = ask(netns, target, "/hostname");
+        if !answer.starts_with("ERROR") || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The demo's checks, each as (what, command a user can run, answer).
+pub fn check(ready: &Ready, client_netns: &str, cluster_ip: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let target = format!("{cluster_ip}:80");
+    out.push((
+        "ClusterIP from pod client".to_owned(),
+        format!("svcnet lab exec client -- curl -s http://{cluster_ip}/hostname"),
+        ask_until_answered(client_netns, &target, Duration::from_secs(10)),
+    ));
+    for node in &ready.plan.nodes {
+        let target = format!("{}:{NODE_PORT}", node.ip);
+        out.push((
+            format!("NodePort on {} from the external host", node.name),
+            format!("svcnet lab external -- curl -s http://{target}/hostname"),
+            ask_until_answered(&ready.plan.external_netns, &target, Duration::from_secs(10)),
+        ));
+    }
+    out.push((
+        "ClusterIP from the external host (must fail)".to_owned(),
+        format!("svcnet lab external -- curl -s --max-time 2 http://{cluster_ip}/hostname"),
+        ask(&ready.plan.external_netns, &target, "/hostname"),
+    ));
+    out
+}

@@ -1,0 +1,172 @@
+//! What process a container becomes. Images are not pulled or run: a container's `command`
+//! and `args` run as a process on the host inside the pod's namespace. The one exception is
+//! upstream's test image agnhost, whose `netexec`, `serve-hostname` and `pause` run built-in
+//! equivalents (this binary's `agnhost` subcommands).
+
+use k8s_openapi::api::core::v1::Container;
+
+/// How long a built-in server runs before it exits by itself (the kubelet restarts it per
+/// the pod's restart policy): a week.
+const SERVER_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+/// The value of `--flag=V` or `--flag V` in `words`, if given.
+fn flag<'a>(words: &'a [String], name: &str) -> Option<&'a str> {
+    let long = format!("--{name}");
+    let eq = format!("--{name}=");
+    words.iter().enumerate().find_map(|(i, w)| {
+        if let Some(v) = w.strip_prefix(&eq) {
+            Some(v)
+        } else if *w == long {
+            words.get(i + 1).map(String::as_str)
+        } else {
+            None
+        }
+    })
+}
+
+fn bool_flag(words: &[String], name: &str, default: bool) -> bool {
+    let eq = format!("--{name}=");
+    words
+        .iter()
+        .rev()
+        .find_map(|w| {
+            if *w == format!("--{name}") {
+                Some(true)
+            } else {
+                w.strip_prefix(&eq).map(|v| v == "true")
+            }
+        })
+        .unwrap_or(default)
+}
+
+fn port(words: &[String], name: &str, default: u16) -> Result<u16, String> {
+    match flag(words, name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("--{name}: {v:?} is not a port")),
+    }
+}
+
+fn is_agnhost(image: &str) -> bool {
+    let path = image.split(['@']).next().unwrap_or(image);
+    let repo = path
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(path, |(r, _)| r);
+    repo.rsplit('/').next() == Some("agnhost")
+}
+
+/// The argument vector for `container` of pod `pod_name`; `exe` is this binary (for agnhost).
+pub fn argv(container: &Container, pod_name: &str, exe: &str) -> Result<Vec<String>, String> {
+    let mut words: Vec<String> = container.command.clone().unwrap_or_default();
+    words.extend(container.args.clone().unwrap_or_default());
+    let image = container.image.as_deref().unwrap_or("");
+    if !is_agnhost(image) {
+        if words.is_empty() {
+            return Err(format!(
+                "container {:?}: images are not run in the lab; give a command (only agnhost's netexec, serve-hostname and pause are built in)",
+                container.name
+            ));
+        }
+        return Ok(words);
+    }
+    if words.first().is_some_and(|w| w == "/agnhost" || w == "agnhost") {
+        words.remove(0);
+    }
+    let sub = words.first().cloned().unwrap_or_default();
+    let rest = &words[words.len().min(1)..];
+    let lifetime = SERVER_LIFETIME_SECS.to_string();
+    let mut out = vec![
+        exe.to_owned(),
+        "agnhost".into(),
+        "netexec".into(),
+        "--name".into(),
+        pod_name.into(),
+    ];
+    match sub.as_str() {
+        "netexec" => {
+            out.extend(["--http-port".into(), port(rest, "http-port", 8080)?.to_string()]);
+            out.extend(["--udp-port".into(), port(rest, "udp-port", 8081)?.to_string()]);
+        }
+        "serve-hostname" => {
+            let p = port(rest, "port", 9376)?.to_string();
+            if bool_flag(rest, "http", true) || bool_flag(rest, "tcp", false) {
+                out.extend(["--http-port".into(), p.clone()]);
+            }
+            if bool_flag(rest, "udp", false) {
+                out.extend(["--udp-port".into(), p]);
+            }
+        }
+        "pause" => return Ok(vec!["sleep".into(), "infinity".into()]),
+        other => {
+            return Err(format!(
+                "container {:?}: agnhost {other:?} is not built in (netexec, serve-hostname and pause are)",
+                container.name
+            ));
+        }
+    }
+    out.extend(["--exit-after".into(), lifetime]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(image: &str, command: &[&str], args: &[&str]) -> Container {
+        Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            command: (!command.is_empty()).then(|| command.iter().map(|s| s.to_string()).collect()),
+            args: (!args.is_empty()).then(|| args.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn agnhost_netexec_maps_its_ports() {
+        let c = container(
+            "registry.k8s.io/e2e-test-images/agnhost:2.53",
+            &[],
+            &["netexec", "--http-port=9000", "--udp-port", "9001"],
+        );
+        let v = argv(&c, "web-1", "/bin/svcnet").unwrap();
+        assert_eq!(
+            v.join(" "),
+            "/bin/svcnet agnhost netexec --name web-1 --http-port 9000 --udp-port 9001 --exit-after 604800"
+        );
+        let defaults = argv(&container("agnhost", &["/agnhost", "netexec"], &[]), "p", "x").unwrap();
+        assert!(defaults.join(" ").contains("--http-port 8080 --udp-port 8081"));
+    }
+
+    #[test]
+    fn agnhost_serve_hostname_serves_http_and_optionally_udp() {
+        let c = container("registry.k8s.io/e2e-test-images/agnhost:2.53", &[], &["serve-hostname"]);
+        let v = argv(&c, "p", "x").unwrap().join(" ");
+        assert!(v.contains("--http-port 9376") && !v.contains("--udp-port"), "{v}");
+        let c = container(
+            "agnhost:2.53",
+            &[],
+            &["serve-hostname", "--udp", "--http=false", "--port=80"],
+        );
+        let v = argv(&c, "p", "x").unwrap().join(" ");
+        assert!(v.contains("--udp-port 80") && !v.contains("--http-port"), "{v}");
+    }
+
+    #[test]
+    fn other_images_run_their_command() {
+        let c = container("busybox", &["sleep"], &["3600"]);
+        assert_eq!(argv(&c, "p", "x").unwrap(), ["sleep", "3600"]);
+        let err = argv(&container("nginx", &[], &[]), "p", "x").unwrap_err();
+        assert!(err.contains("give a command"), "{err}");
+        let err = argv(&container("agnhost", &[], &["porter"]), "p", "x").unwrap_err();
+        assert!(err.contains("\"porter\" is not built in"), "{err}");
+    }
+
+    #[test]
+    fn only_the_agnhost_repository_is_agnhost() {
+        assert!(is_agnhost("registry.k8s.io/e2e-test-images/agnhost:2.53"));
+        assert!(is_agnhost("localhost:5000/agnhost"));
+        assert!(!is_agnhost("agnhost-fork:1"));
+        assert!(!is_agnhost("docker.io/library/busybox"));
+    }
+}

@@ -1,0 +1,187 @@
+//! A small kubelet: registers its Node, watches the pods bound to it, and runs each one
+//! (see [`worker`]) until it is deleted.
+//!
+//! - [`container`]: what process a container becomes; [`sandbox`]: the pod's network.
+//! - [`probe`]: readiness probes; [`status`]: the pod status reported.
+
+pub mod container;
+pub mod probe;
+pub mod sandbox;
+pub mod status;
+pub mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::plan::{LabPlan, NodePlan};
+use sandbox::IpPool;
+
+/// What every pod worker of one node shares.
+pub struct NodeContext {
+    pub plan: Arc<LabPlan>,
+    pub node: NodePlan,
+    pub client: Client,
+    /// This binary, which runs agnhost's built-in servers.
+    pub exe: String,
+    pub log_dir: PathBuf,
+    pub ips: Mutex<IpPool>,
+}
+
+/// Upstream's default when a pod gives none.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+fn node_object(node: &NodePlan) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": {
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+            },
+        },
+        "spec": { "podCIDR": node.pod_cidr.to_string(), "podCIDRs": [node.pod_cidr.to_string()] },
+    }))
+    .expect("node object")
+}
+
+fn node_status(node: &NodePlan) -> serde_json::Value {
+    let now = svcnet_apiserver::objects::now();
+    json!({ "status": {
+        "addresses": [
+            { "type": "InternalIP", "address": node.ip.to_string() },
+            { "type": "Hostname", "address": node.name },
+        ],
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "svcnet lab kubelet is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        }],
+        "nodeInfo": {
+            "kubeletVersion": concat!("svcnet-lab-", env!("CARGO_PKG_VERSION")),
+            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH,
+            "containerRuntimeVersion": "svcnet-lab://processes", "kernelVersion": "", "osImage": "",
+            "machineID": "", "systemUUID": "", "bootID": "",
+        },
+    }})
+}
+
+/// Creates (or takes over) this node's Node object and marks it Ready.
+pub async fn register(client: &Client, node: &NodePlan) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.create(&PostParams::default(), &node_object(node)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("registering the node"),
+    }
+    nodes
+        .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&node_status(node)))
+        .await
+        .context("reporting node status")?;
+    Ok(())
+}
+
+fn grace_of(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .map_or(DEFAULT_GRACE, |s| Duration::from_secs(s.max(0) as u64));
+    secs.min(DEFAULT_GRACE * 10)
+}
+
+struct Handle {
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the node's pods until the task is dropped; every pod is stopped first when `shutdown`
+/// fires.
+pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    register(&ctx.client, &ctx.node).await?;
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node.name));
+    let mut events = watcher(pods, cfg).boxed();
+    let mut running: HashMap<String, Handle> = HashMap::new();
+    let mut relisted: Option<HashSet<String>> = None;
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = heartbeat.tick() => {
+                let nodes: Api<Node> = Api::all(ctx.client.clone());
+                if let Err(e) = nodes.patch_status(&ctx.node.name, &PatchParams::default(), &Patch::Merge(&node_status(&ctx.node))).await {
+                    tracing::warn!(node = %ctx.node.name, error = %e, "node heartbeat failed");
+                }
+                continue;
+            }
+            event = events.next() => event,
+        };
+        running.retain(|_, h| !h.task.is_finished());
+        match event {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(node = %ctx.node.name, error = %e, "pod watch error");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(Ok(watcher::Event::Init)) => relisted = Some(HashSet::new()),
+            Some(Ok(watcher::Event::InitDone)) => {
+                if let Some(seen) = relisted.take() {
+                    for (uid, h) in running.iter().filter(|(uid, _)| !seen.contains(*uid)) {
+                        tracing::info!(%uid, "pod gone while not watching");
+                        let _ = h.stop.send(Some(DEFAULT_GRACE));
+                    }
+                }
+            }
+            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(seen) = &mut relisted {
+                    seen.insert(uid.clone());
+                }
+                if pod.metadata.deletion_timestamp.is_some() {
+                    if let Some(h) = running.get(&uid) {
+                        let _ = h.stop.send(Some(grace_of(&pod)));
+                    }
+                    continue;
+                }
+                let finished = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|p| p == "Succeeded" || p == "Failed");
+                if running.contains_key(&uid) || finished {
+                    continue;
+                }
+                let (stop, stop_rx) = watch::channel(None);
+                let task = tokio::spawn(worker::run(ctx.clone(), pod, stop_rx));
+                running.insert(uid, Handle { stop, task });
+            }
+            Some(Ok(watcher::Event::Delete(pod))) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(h) = running.get(&uid) {
+                    let _ = h.stop.send(Some(grace_of(&pod)));
+                }
+            }
+        }
+    }
+    // shutting down: every pod stops at once
+    for h in running.values() {
+        let _ = h.stop.send(Some(Duration::from_secs(2)));
+    }
+    for (_, h) in running {
+        let _ = h.task.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! A pod's network: its own namespace, a veth to the node, an address from the node's pod
+//! CIDR, and a default route through the node (a routed, bridge-free layout: every packet
+//! between pods passes the node's stack, so the node's nftables rules see it).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use anyhow::{Result, bail};
+use ipnet::Ipv4Net;
+
+use crate::lab::plan::POD_GATEWAY;
+use crate::lab::shell::{remove_namespace, run, run_in};
+
+/// The addresses of one node's pod CIDR, handed out lowest first (the first host address is
+/// left out, as a gateway would be).
+#[derive(Debug)]
+pub struct IpPool {
+    cidr: Ipv4Net,
+    used: BTreeSet<Ipv4Addr>,
+}
+
+impl IpPool {
+    pub fn new(cidr: Ipv4Net) -> Self {
+        IpPool {
+            cidr,
+            used: BTreeSet::new(),
+        }
+    }
+
+    pub fn allocate(&mut self) -> Option<Ipv4Addr> {
+        let ip = self.cidr.hosts().skip(1).find(|ip| !self.used.contains(ip))?;
+        self.used.insert(ip);
+        Some(ip)
+    }
+
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        self.used.remove(&ip);
+    }
+}
+
+/// The node-side interface name of a pod's veth (at most 15 bytes, unique per pod).
+pub fn host_veth(pod_netns: &str) -> String {
+    let id: String = pod_netns.rsplit('-').next().unwrap_or("").chars().take(11).collect();
+    format!("vp{id}")
+}
+
+/// Creates the pod's namespace and wires it to the node.
+pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
+    if host_veth(pod_netns).len() > 15 {
+        bail!("interface name for {pod_netns} is too long");
+    }
+    let veth = host_veth(pod_netns);
+    run(&["ip", "netns", "add", pod_netns])?;
+    let result = (|| -> Result<()> {
+        run_in(pod_netns, &["ip", "link", "set", "lo", "up"])?;
+        run(&[
+            "ip", "link", "add", &veth, "netns", node_netns, "type", "veth", "peer", "name", "eth0", "netns", pod_netns,
+        ])?;
+        run_in(node_netns, &["ip", "link", "set", &veth, "up"])?;
+        run_in(
+            node_netns,
+            &["ip", "addr", "add", &format!("{POD_GATEWAY}/32"), "dev", &veth],
+        )?;
+        run_in(node_netns, &["ip", "route", "add", &format!("{ip}/32"), "dev", &veth])?;
+        run_in(pod_netns, &["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+        run_in(pod_netns, &["ip", "link", "set", "eth0", "up"])?;
+        run_in(pod_netns, &["ip", "route", "add", POD_GATEWAY, "dev", "eth0"])?;
+        run_in(
+            pod_netns,
+            &["ip", "route", "add", "default", "via", POD_GATEWAY, "dev", "eth0"],
+        )?;
+        Ok(())
+    })();
+    if result.is_err() {
+        remove_namespace(pod_netns);
+    }
+    result
+}
+
+/// Removes the pod's namespace (its veth goes with it) and kills anything left inside.
+pub fn remove(pod_netns: &str) {
+    remove_namespace(pod_netns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_hands_out_lowest_free_and_reuses_released() {
+        let mut pool = IpPool::new("10.244.1.0/29".parse().unwrap());
+        let got: Vec<_> = std::iter::from_fn(|| pool.allocate()).collect();
+        assert_eq!(
+            got.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.244.1.2", "10.244.1.3", "10.244.1.4", "10.244.1.5", "10.244.1.6"]
+        );
+        pool.release("10.244.1.4".parse().unwrap());
+        assert_eq!(pool.allocate(), Some("10.244.1.4".parse().unwrap()));
+        assert_eq!(pool.allocate(), None);
+    }
+
+    #[test]
+    fn veth_names_fit_the_kernel_limit() {
+        assert_eq!(host_veth("svl-demo-pod-3f2a11eeaaaa"), "vp3f2a11eeaaa");
+        assert!(host_veth("svl-abcdefghijkl-pod-0123456789ab").len() <= 15);
+    }
+}

@@ -1,0 +1,327 @@
+//! One pod's life on its node: sandbox, container processes, restarts, readiness probes,
+//! status reports, and termination (SIGTERM to each container's process group, SIGKILL
+//! after the grace period, then the sandbox goes).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::NodeContext;
+use super::container::argv;
+use super::probe::{self, Plan};
+use super::sandbox;
+use super::status::{ContainerRun, PodRun, RunState, pod_status};
+
+const TICK: Duration = Duration::from_millis(200);
+/// Restart back-off: doubles from this, up to [`MAX_BACKOFF`] (upstream: 10 s to 5 min;
+/// shorter here, a lab wants to see restarts).
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+struct Readiness {
+    plan: Plan,
+    next_at: Instant,
+    successes: u32,
+    failures: u32,
+}
+
+struct Running {
+    spec: Container,
+    argv: Option<Vec<String>>,
+    run: ContainerRun,
+    child: Option<tokio::process::Child>,
+    restart_at: Option<Instant>,
+    readiness: Option<Readiness>,
+}
+
+fn now() -> Timestamp {
+    svcnet_apiserver::objects::now_timestamp()
+}
+
+fn pod_key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Signal a stop: the grace period before SIGKILL.
+pub type StopSignal = watch::Receiver<Option<Duration>>;
+
+pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
+    let (namespace, name) = pod_key(&pod);
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let netns = ctx.plan.pod_netns(&uid);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let started = now();
+    let Some(ip) = ctx.ips.lock().expect("pool").allocate() else {
+        tracing::error!(pod = %name, "the node's pod CIDR is full");
+        return;
+    };
+    let sandbox_result = {
+        let (node_ns, pod_ns) = (ctx.node.netns.clone(), netns.clone());
+        tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip)).await
+    };
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    let mut pod_ip = Some(IpAddr::V4(ip));
+    let mut containers: Vec<Running> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            let (argv, state) = match argv(c, &name, &ctx.exe) {
+                Ok(v) => (
+                    Some(v),
+                    RunState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: String::new(),
+                    },
+                ),
+                Err(message) => (
+                    None,
+                    RunState::Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message,
+                    },
+                ),
+            };
+            Running {
+                spec: c.clone(),
+                argv,
+                run: ContainerRun {
+                    name: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                    state,
+                    restarts: 0,
+                    ready: false,
+                    will_restart: policy != "Never",
+                },
+                child: None,
+                restart_at: Some(Instant::now()),
+                readiness: None,
+            }
+        })
+        .collect();
+    match sandbox_result {
+        Ok(Ok(())) => {}
+        other => {
+            let message = match other {
+                Ok(Err(e)) => format!("{e:#}"),
+                _ => "sandbox task failed".into(),
+            };
+            tracing::error!(pod = %name, %message, "cannot create the pod's network");
+            for c in &mut containers {
+                c.run.state = RunState::Waiting {
+                    reason: "CreatePodSandboxError".into(),
+                    message: message.clone(),
+                };
+                c.restart_at = None;
+            }
+            pod_ip = None;
+        }
+    }
+    let mut sent: Option<PodStatus> = None;
+    let mut backoff: BTreeMap<String, Duration> = BTreeMap::new();
+    let grace = loop {
+        let now_instant = Instant::now();
+        for c in &mut containers {
+            // exits
+            if let Some(child) = &mut c.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let code = status.code().unwrap_or(128 + 9);
+                let started_at = match c.run.state {
+                    RunState::Running { started_at } => started_at,
+                    _ => now(),
+                };
+                c.child = None;
+                c.run.ready = false;
+                c.readiness = None;
+                let restart = match policy.as_str() {
+                    "Never" => false,
+                    "OnFailure" => code != 0,
+                    _ => true,
+                };
+                c.run.will_restart = restart;
+                c.run.state = RunState::Terminated {
+                    exit_code: code,
+                    started_at,
+                    finished_at: now(),
+                };
+                if restart {
+                    let delay = backoff.get(&c.run.name).copied().unwrap_or(FIRST_BACKOFF);
+                    backoff.insert(c.run.name.clone(), (delay * 2).min(MAX_BACKOFF));
+                    c.restart_at = Some(now_instant + delay);
+                }
+                tracing::info!(pod = %name, container = %c.run.name, code, restart, "container exited");
+            }
+            // starts and restarts
+            if pod_ip.is_some()
+                && c.child.is_none()
+                && c.restart_at.is_some_and(|at| at <= now_instant)
+                && let Some(words) = &c.argv
+            {
+                c.restart_at = None;
+                let first = matches!(c.run.state, RunState::Waiting { .. });
+                match spawn(&ctx.log_dir, &namespace, &name, &c.run.name, &netns, words, &c.spec) {
+                    Ok(child) => {
+                        c.child = Some(child);
+                        if !first {
+                            c.run.restarts += 1;
+                        }
+                        c.run.state = RunState::Running { started_at: now() };
+                        c.run.will_restart = policy != "Never";
+                        c.readiness = c.spec.readiness_probe.as_ref().and_then(|p| {
+                            probe::plan(p, &c.spec, IpAddr::V4(ip))
+                                .inspect_err(|e| tracing::warn!(pod = %name, error = %e, "readiness probe ignored"))
+                                .ok()
+                                .map(|plan| Readiness {
+                                    next_at: now_instant + Duration::from_secs(plan.initial_delay),
+                                    plan,
+                                    successes: 0,
+                                    failures: 0,
+                                })
+                        });
+                        c.run.ready = c.readiness.is_none();
+                    }
+                    Err(e) => {
+                        c.run.state = RunState::Waiting {
+                            reason: "RunContainerError".into(),
+                            message: format!("{e:#}"),
+                        };
+                        c.restart_at = Some(now_instant + MAX_BACKOFF);
+                    }
+                }
+            }
+            // readiness
+            if let Some(r) = &mut c.readiness
+                && r.next_at <= now_instant
+            {
+                let ok = probe::check(
+                    &r.plan.action,
+                    &ctx.node.netns,
+                    &netns,
+                    Duration::from_secs(r.plan.timeout),
+                )
+                .await;
+                r.next_at = Instant::now() + Duration::from_secs(r.plan.period);
+                if ok {
+                    r.successes += 1;
+                    r.failures = 0;
+                    if r.successes >= r.plan.success_threshold {
+                        c.run.ready = true;
+                    }
+                } else {
+                    r.failures += 1;
+                    r.successes = 0;
+                    if r.failures >= r.plan.failure_threshold {
+                        c.run.ready = false;
+                    }
+                }
+            }
+        }
+        let runs: Vec<ContainerRun> = containers.iter().map(|c| c.run.clone()).collect();
+        let status = pod_status(&PodRun {
+            pod_ip,
+            host_ip: IpAddr::V4(ctx.node.ip),
+            start_time: started,
+            containers: &runs,
+            now: now(),
+            previous: sent.as_ref(),
+        });
+        if sent.as_ref() != Some(&status) {
+            let body = serde_json::json!({ "status": status });
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => sent = Some(status),
+                Err(kube::Error::Api(e)) if e.code == 404 => break Duration::ZERO,
+                Err(e) => tracing::warn!(pod = %name, error = %e, "cannot report pod status"),
+            }
+        }
+        tokio::select! {
+            changed = stop.changed() => {
+                break match changed {
+                    Ok(()) => stop.borrow().unwrap_or(Duration::ZERO),
+                    Err(_) => Duration::ZERO,
+                };
+            }
+            () = tokio::time::sleep(TICK) => {}
+        }
+    };
+    terminate(&mut containers, grace).await;
+    let pod_ns = netns.clone();
+    let _ = tokio::task::spawn_blocking(move || sandbox::remove(&pod_ns)).await;
+    ctx.ips.lock().expect("pool").release(ip);
+    tracing::info!(pod = %name, "pod stopped");
+}
+
+fn spawn(
+    log_dir: &std::path::Path,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    netns: &str,
+    words: &[String],
+    spec: &Container,
+) -> anyhow::Result<tokio::process::Child> {
+    let log_path: PathBuf = log_dir.join(format!("{namespace}_{pod}_{container}.log"));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(["netns", "exec", netns])
+        .args(words)
+        .env("HOSTNAME", pod)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    for var in spec.env.iter().flatten() {
+        if let Some(value) = &var.value {
+            cmd.env(&var.name, value);
+        }
+    }
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    Ok(cmd.spawn()?)
+}
+
+fn signal_group(group: Option<u32>, signal: rustix::process::Signal) {
+    if let Some(pid) = group.and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// SIGTERM now, SIGKILL for whatever still runs after `grace`.
+async fn terminate(containers: &mut [Running], grace: Duration) {
+    // each container leads its own process group, whose id is its pid
+    let groups: Vec<Option<u32>> = containers
+        .iter()
+        .map(|c| c.child.as_ref().and_then(|ch| ch.id()))
+        .collect();
+    for group in &groups {
+        signal_group(*group, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + grace;
+    for (c, group) in containers.iter_mut().zip(groups) {
+        if let Some(child) = &mut c.child {
+            if tokio::time::timeout_at(deadline, child.wait()).await.is_err() {
+                signal_group(group, rustix::process::Signal::KILL);
+                let _ = child.wait().await;
+            }
+            // the group may hold more than the main process
+            signal_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! `svcnet lab`: a multi-node cluster's Service networking on one machine.
+//!
+//! One background process (the lab daemon) owns a lab: it builds the network namespaces (a
+//! switch, K nodes, one external host), runs the API server on loopback in the root namespace,
+//! the scheduler, a kubelet per node (pods are processes in their own namespaces) and the node
+//! agent's proxy per node (programming nftables in the node's namespace). The `up`, `down`,
+//! `status`, `exec` and `external` commands talk to it through its state directory and the API.
+//!
+//! - [`plan`]: names and addresses of a lab, a pure function of its name and size.
+//! - [`topology`]: builds and removes the namespaces.
+//! - [`kubelet`]: pods as processes; [`scheduler`]: assigns pods to nodes.
+//! - [`daemon`]: runs everything until told to stop; [`commands`]: the CLI verbs.
+//! - [`demo`]: the demo app `up --demo` deploys.
+
+pub mod commands;
+pub mod daemon;
+pub mod demo;
+pub mod kubelet;
+pub mod plan;
+pub mod scheduler;
+pub mod shell;
+pub mod topology;

@@ -1,0 +1,109 @@
+//! What a lab is made of: namespace names, addresses and paths, derived from its name and
+//! node count alone, so every command finds the same things the daemon made.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// The switch subnet every node and the external host sit on.
+pub const LAB_SUBNET: &str = "10.240.0.0/24";
+/// All pod addresses; node i (from 1) gets `10.244.i.0/24`.
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The address pods use as their gateway (on the node side of every pod's veth).
+pub const POD_GATEWAY: &str = "169.254.1.1";
+pub const MAX_NODES: usize = 9;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    pub name: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabPlan {
+    pub name: String,
+    pub switch_netns: String,
+    pub nodes: Vec<NodePlan>,
+    pub external_netns: String,
+    pub external_ip: Ipv4Addr,
+}
+
+/// Every namespace of lab `name` starts with this.
+pub fn netns_prefix(name: &str) -> String {
+    format!("svl-{name}-")
+}
+
+/// Where a lab keeps its pid, log, API server data and pod logs.
+pub fn state_dir(name: &str) -> PathBuf {
+    PathBuf::from("/run/svcnet-lab").join(name)
+}
+
+/// Lab names become namespace and interface name parts: short, lowercase, alphanumeric.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty() && name.len() <= 12 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !ok {
+        bail!("lab name {name:?} must be 1-12 lowercase letters or digits");
+    }
+    Ok(())
+}
+
+impl LabPlan {
+    pub fn new(name: &str, nodes: usize) -> Result<Self> {
+        check_name(name)?;
+        if nodes == 0 || nodes > MAX_NODES {
+            bail!("a lab has 1 to {MAX_NODES} nodes, not {nodes}");
+        }
+        let prefix = netns_prefix(name);
+        let nodes = (1..=nodes)
+            .map(|i| NodePlan {
+                name: format!("node-{i}"),
+                netns: format!("{prefix}node{i}"),
+                ip: Ipv4Addr::new(10, 240, 0, 10 + i as u8),
+                pod_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, i as u8, 0), 24).expect("valid prefix"),
+            })
+            .collect();
+        Ok(LabPlan {
+            name: name.to_owned(),
+            switch_netns: format!("{prefix}switch"),
+            nodes,
+            external_netns: format!("{prefix}external"),
+            external_ip: Ipv4Addr::new(10, 240, 0, 100),
+        })
+    }
+
+    /// The namespace of a pod, from its uid (names are unique per lab and short).
+    pub fn pod_netns(&self, uid: &str) -> String {
+        let short: String = uid.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+        format!("{}pod-{short}", netns_prefix(&self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_names_and_addresses() {
+        let plan = LabPlan::new("demo", 2).unwrap();
+        assert_eq!(plan.nodes[1].netns, "svl-demo-node2");
+        assert_eq!(plan.nodes[1].ip, Ipv4Addr::new(10, 240, 0, 12));
+        assert_eq!(plan.nodes[1].pod_cidr.to_string(), "10.244.2.0/24");
+        assert_eq!(plan.external_netns, "svl-demo-external");
+        assert_eq!(plan.pod_netns("3f2a-11ee-aaaa-bbbbcccc"), "svl-demo-pod-3f2a11eeaaaa");
+    }
+
+    #[test]
+    fn bad_names_and_sizes_are_refused() {
+        assert!(LabPlan::new("Demo", 2).is_err());
+        assert!(LabPlan::new("a-b", 2).is_err());
+        assert!(LabPlan::new("averyverylongname", 2).is_err());
+        assert!(LabPlan::new("demo", 0).is_err());
+        assert!(LabPlan::new("demo", 10).is_err());
+    }
+}

@@ -14,7 +14,7 @@ use kube::api::ListParams;
 use super::daemon::{self, Ready, client_for, read_ready};
 use super::plan::{LabPlan, check_name, state_dir};
 use super::shell::{is_root, require_tools};
-use super::{demo, topology};
+use super::{demo, supervisor, topology};
 
 fn pid_path(state: &Path) -> std::path::PathBuf {
     state.join("pid")
@@ -60,6 +60,7 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
         );
     }
     // a crashed lab of the same name leaves namespaces and files behind
+    supervisor::kill_leftovers(&state);
     let stale = topology::remove_all(&opts.name);
     if stale > 0 {
         eprintln!("removed {stale} namespaces a previous lab {:?} left behind", opts.name);
@@ -178,6 +179,7 @@ pub fn down(name: &str) -> Result<ExitCode> {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
+    supervisor::kill_leftovers(&state);
     let removed = topology::remove_all(name);
     let _ = std::fs::remove_dir_all(&state);
     println!("lab {name:?} is down ({removed} leftover namespaces removed)");

@@ -1,5 +1,6 @@
 //! The lab daemon (`svcnet lab daemon`, started by `up`): builds the namespaces, then runs the
-//! API server, the scheduler, and per node a kubelet and the node agent's proxy, until SIGTERM
+//! API server, the scheduler, and per node a kubelet and the node agent's proxy (a process of
+//! its own, see [`supervisor`](super::supervisor)), until SIGTERM
 //! or SIGINT; then stops every pod and removes every namespace it made.
 
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::kubelet::{self, NodeContext, sandbox::IpPool};
-use super::plan::{CLUSTER_CIDR, LabPlan, SERVICE_CIDR};
-use super::{scheduler, topology};
+use super::plan::{LabPlan, SERVICE_CIDR};
+use super::{scheduler, supervisor, topology};
 
 /// What a running lab tells the other commands (`<state>/ready.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,24 +92,13 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
                 tracing::error!(node = %name, error = %format!("{e:#}"), "kubelet stopped");
             }
         }));
-        let options = svcnet_agent::Options {
-            kubeconfig: Some(kubeconfig.clone()),
-            node_name: node.name.clone(),
-            netns: Some(node.netns.clone()),
-            cluster_cidrs: vec![CLUSTER_CIDR.parse()?],
-            service_cidrs: vec![SERVICE_CIDR.parse()?],
-            config: Default::default(),
-            min_sync_period_ms: 100,
-            sync_period_ms: 30_000,
-            status_bind: None,
-        };
-        let name = node.name.clone();
-        tokio::spawn(async move {
-            let status = Arc::new(Mutex::new(Default::default()));
-            if let Err(e) = svcnet_agent::run(options, status).await {
-                tracing::error!(node = %name, error = %e, "proxy stopped");
-            }
-        });
+        tokio::spawn(supervisor::supervise(
+            exe.clone(),
+            node.clone(),
+            kubeconfig.clone(),
+            state.to_owned(),
+            shutdown.clone(),
+        ));
     }
     tokio::spawn(scheduler::run(client.clone()));
     wait_for_nodes(&client, plan.nodes.len()).await?;
@@ -128,6 +118,7 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
     }
     tracing::info!("stopping the lab");
     let _ = shutdown_tx.send(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
     for k in kubelets {
         let _ = tokio::time::timeout(Duration::from_secs(10), k).await;
     }

@@ -9,7 +9,8 @@
 //! - [`plan`]: names and addresses of a lab, a pure function of its name and size.
 //! - [`topology`]: builds and removes the namespaces.
 //! - [`kubelet`]: pods as processes; [`scheduler`]: assigns pods to nodes.
-//! - [`daemon`]: runs everything until told to stop; [`commands`]: the CLI verbs.
+//! - [`daemon`]: runs everything until told to stop; [`supervisor`]: keeps each node's proxy
+//!   process running; [`commands`]: the CLI verbs.
 //! - [`demo`]: the demo app `up --demo` deploys.
 
 pub mod commands;
@@ -19,4 +20,5 @@ pub mod kubelet;
 pub mod plan;
 pub mod scheduler;
 pub mod shell;
+pub mod supervisor;
 pub mod topology;

@@ -1,0 +1,124 @@
+//! Each node's proxy runs as its own `svcnet proxy` process, as it would on a real node, so it
+//! can be killed and restarted on its own; the supervisor restarts it a second after it exits.
+//! Pid files let `down` find proxies a crashed daemon left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::plan::{CLUSTER_CIDR, NodePlan, SERVICE_CIDR};
+
+pub fn pid_dir(state: &Path) -> PathBuf {
+    state.join("proxies")
+}
+
+/// The proxy's arguments for `node`.
+pub fn proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
+    [
+        "proxy",
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        "--node-name",
+        &node.name,
+        "--netns",
+        &node.netns,
+        "--cluster-cidr",
+        CLUSTER_CIDR,
+        "--service-cidr",
+        SERVICE_CIDR,
+        "--min-sync-period-ms",
+        "100",
+        "--status-bind-address",
+        "127.0.0.1:0",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Runs `exe proxy ...` for `node` until `shutdown`, restarting it whenever it exits.
+pub async fn supervise(
+    exe: String,
+    node: NodePlan,
+    kubeconfig: PathBuf,
+    state: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let pid_file = pid_dir(&state).join(format!("{}.pid", node.name));
+    let log_path = state.join(format!("proxy-{}.log", node.name));
+    loop {
+        let log = match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the proxy log");
+                return;
+            }
+        };
+        let (stdout, stderr) = match log.try_clone() {
+            Ok(c) => (Stdio::from(c), Stdio::from(log)),
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
+        let mut child = match tokio::process::Command::new(&exe)
+            .args(proxy_args(&node, &kubeconfig))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(node = %node.name, error = %e, "cannot start the proxy");
+                return;
+            }
+        };
+        if let Some(pid) = child.id() {
+            let _ = std::fs::create_dir_all(pid_dir(&state));
+            let _ = std::fs::write(&pid_file, pid.to_string());
+        }
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!(node = %node.name, status = ?status, "proxy exited; restarting it in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ = shutdown.changed() => {
+                if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                let _ = std::fs::remove_file(&pid_file);
+                return;
+            }
+        }
+    }
+}
+
+/// Kills proxies a crashed daemon of this lab left running (their pid files are in `state`).
+pub fn kill_leftovers(state: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(pid_dir(state)) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        // only our own proxy of this lab, never a recycled pid
+        if cmdline.contains("proxy")
+            && cmdline.contains(&*state.to_string_lossy())
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            killed += 1;
+        }
+    }
+    killed
+}

@@ -5,13 +5,16 @@
 //! - [`credentials`]: CA, serving certificate, admin token and kubeconfig in the data dir.
 //! - [`resources`]: the served resources; [`objects`]: generic object writes for them.
 //! - [`controller`]: the EndpointSlice and Endpoints controllers.
+//! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes.
 //! - [`server`]: the HTTPS API.
 
 #![forbid(unsafe_code)]
 
 pub mod controller;
 pub mod credentials;
+pub mod field_validation;
 pub mod objects;
+pub mod openapi;
 pub mod paging;
 pub mod registry;
 pub mod resources;

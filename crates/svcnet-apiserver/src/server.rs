@@ -27,6 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
+use crate::{field_validation, openapi};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -71,6 +72,11 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         s.reason = "Unauthorized".into();
         s.code = 401;
         return status_response(&s);
+    }
+    // a dry run must never be mistaken for a write: refused until it is supported
+    let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+    if query.get("dryRun").is_some_and(|v| !v.is_empty()) && request.method() != axum::http::Method::GET {
+        return status_response(&Status::bad_request("dryRun is not supported by this server"));
     }
     next.run(request).await
 }
@@ -135,13 +141,22 @@ fn parse_json(bytes: &[u8]) -> Result<Value, Box<Status>> {
     serde_json::from_slice(bytes).map_err(|e| Box::new(Status::bad_request(format!("json parse error: {e}"))))
 }
 
-/// The body as JSON; other encodings get 415 (on which clients may fall back).
-async fn read_json(request: Request) -> Result<Value, Box<Status>> {
+fn field_validation_of(request: &Request) -> Result<field_validation::Directive, Box<Status>> {
+    let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+    field_validation::Directive::from_query(query.get("fieldValidation").map(String::as_str))
+}
+
+/// The body as JSON; other encodings get 415 (on which clients may fall back). The
+/// request's `fieldValidation` is applied for `kind`.
+async fn read_json(kind: &Kind, request: Request) -> Result<Value, Box<Status>> {
+    let directive = field_validation_of(&request)?;
     let (content_type, body) = read_body(request).await?;
     if !content_type.starts_with("application/json") {
         return Err(unsupported_media_type(&content_type, "application/json"));
     }
-    parse_json(&body)
+    let value = parse_json(&body)?;
+    field_validation::check(kind, directive, &value)?;
+    Ok(value)
 }
 
 fn as_service(v: Value) -> Result<Service, Box<Status>> {
@@ -479,7 +494,7 @@ async fn collection_post(
     if t.kind.namespaced && t.namespace.is_none() {
         return not_found_response();
     }
-    let body = match read_json(request).await {
+    let body = match read_json(t.kind, request).await {
         Ok(b) => b,
         Err(s) => return status_response(&s),
     };
@@ -533,7 +548,7 @@ async fn put(state: AppState, p: HashMap<String, String>, request: Request, stat
     if status_only && !t.kind.has_status {
         return not_found_response();
     }
-    match read_json(request).await {
+    match read_json(t.kind, request).await {
         Ok(body) => reply(write(&state, &t, body, status_only).await, StatusCode::OK),
         Err(s) => status_response(&s),
     }
@@ -581,6 +596,7 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
         return not_found_response();
     }
     let result = async {
+        let directive = field_validation_of(&request)?;
         let (content_type, body) = read_body(request).await?;
         let patch = Patch::parse(&content_type, parse_json(&body)?)?;
         let name = t.name.clone().unwrap_or_default();
@@ -596,6 +612,7 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
                 &name,
             )?;
             patch.apply(&mut current)?;
+            field_validation::check(t.kind, directive, &current)?;
             match write(&state, &t, current, status_only).await {
                 Err(s) if s.code == 409 && !patch.pins_resource_version() && attempts < PATCH_ATTEMPTS => continue,
                 written => return written,
@@ -762,6 +779,17 @@ fn not_found_response() -> Response {
     status_response(&s)
 }
 
+async fn openapi_root() -> Response {
+    json_response(StatusCode::OK, &openapi::root())
+}
+
+async fn openapi_group_version(Path(gv): Path<String>) -> Response {
+    match openapi::group_version(&gv) {
+        Some(doc) => json_response(StatusCode::OK, &doc),
+        None => not_found_response(),
+    }
+}
+
 async fn not_found() -> Response {
     not_found_response()
 }
@@ -773,7 +801,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api", get(api_versions))
         .route("/apis", get(api_groups))
         .route("/api/v1", get(core_resources))
-        .route("/apis/{group}/{version}", get(group_resources));
+        .route("/apis/{group}/{version}", get(group_resources))
+        .route("/openapi/v3", get(openapi_root))
+        .route("/openapi/v3/{*group_version}", get(openapi_group_version));
     for prefix in ["/api/{version}", "/apis/{group}/{version}"] {
         app = app
             .route(

@@ -120,6 +120,66 @@ fn kubectl_gets_labels_annotates_and_deletes() {
 }
 
 #[test]
+fn kubectl_creates_and_applies_manifests_with_server_side_validation() {
+    let server = Server::start();
+    let manifest = server.dir.path().join("web.yaml");
+    let write = |labels: &str, port: u16, selector_key: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  {selector_key}: {{app: web}}\n  ports: [{{port: {port}, targetPort: 8080}}]\n"
+            ),
+        )
+        .unwrap();
+    };
+    let path = manifest.to_str().unwrap();
+    write("tier: front", 80, "selector");
+    let (ok, text) = kubectl(&server, &["apply", "-f", path]);
+    assert!(ok && text.contains("service/web created"), "{text}");
+    // a changed manifest is applied as a three-way patch
+    write("tier: back", 81, "selector");
+    let (ok, text) = kubectl(&server, &["apply", "-f", path]);
+    assert!(ok && text.contains("service/web configured"), "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "service",
+            "web",
+            "-o",
+            "jsonpath={.metadata.labels.tier} {.spec.ports[0].port} {.spec.selector.app}",
+        ],
+    );
+    assert!(ok && text == "back 81 web", "{text}");
+    // a typo is refused by the server (kubectl leaves validation to it), on apply and create
+    write("tier: back", 81, "selectr");
+    let (ok, text) = kubectl(&server, &["apply", "-f", path]);
+    assert!(
+        !ok && text.contains(r#"strict decoding error: unknown field "spec.selectr""#),
+        "{text}"
+    );
+    let (ok, text) = kubectl(&server, &["create", "-f", path]);
+    assert!(
+        !ok && text.contains(r#"strict decoding error: unknown field "spec.selectr""#),
+        "{text}"
+    );
+    let (ok, text) = kubectl(
+        &server,
+        &["get", "service", "web", "-o", "jsonpath={.spec.selector.app}"],
+    );
+    assert!(ok && text == "web", "the refused apply changed the service: {text}");
+    // a dry run is refused rather than mistaken for a write
+    write("tier: dry", 81, "selector");
+    let (ok, text) = kubectl(&server, &["apply", "--dry-run=server", "-f", path]);
+    assert!(!ok && text.contains("dryRun is not supported"), "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &["get", "service", "web", "-o", "jsonpath={.metadata.labels.tier}"],
+    );
+    assert!(ok && text == "back", "{text}");
+}
+
+#[test]
 fn malformed_and_oversized_bodies_get_status_errors() {
     let server = Server::start();
     let services = format!("{}/api/v1/namespaces/default/services", server.url);

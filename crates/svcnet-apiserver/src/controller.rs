@@ -1,4 +1,5 @@
-//! The EndpointSlice and Endpoints controllers, in-process: after store changes they compute
+//! The EndpointSlice and Endpoints controllers (and, each round first, the workload
+//! controllers of [`workloads`](crate::workloads)), in-process: after store changes they compute
 //! the desired slices and Endpoints of every Service with the core's endpoint computation and
 //! write only the differences (which converge: a round that changes nothing writes nothing).
 //! A round lists everything; that is simple and correct, and costs time in the cluster's size.
@@ -102,7 +103,15 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
 pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Receiver<u64>) {
     loop {
         let r = registry.clone();
-        let result = tokio::task::spawn_blocking(move || reconcile(r.store(), &mut objects::RandomIds::new())).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut ids = objects::RandomIds::new();
+            let workloads = crate::workloads::reconcile(r.store(), &mut ids);
+            if let Err(status) = &workloads {
+                tracing::warn!(error = %status.message, "workload reconciliation failed");
+            }
+            reconcile(r.store(), &mut ids).map(|w| w + workloads.unwrap_or(0))
+        })
+        .await;
         match result {
             Ok(Ok(writes)) if writes > 0 => tracing::debug!(writes, "endpoints reconciled"),
             Ok(Ok(_)) => {}

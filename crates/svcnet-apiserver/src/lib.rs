@@ -3,8 +3,10 @@
 //! - [`registry`]: Service writes through the core's defaulting, allocation and validation,
 //!   committed with their allocations in one store transaction.
 //! - [`credentials`]: CA, serving certificate, admin token and kubeconfig in the data dir.
-//! - [`resources`]: the served resources; [`objects`]: generic object writes for them.
-//! - [`controller`]: the EndpointSlice and Endpoints controllers.
+//! - [`resources`]: the served resources; [`objects`]: generic object writes for them;
+//!   [`scale`]: the `/scale` subresource.
+//! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
+//!   Deployment and ReplicaSet controllers.
 //! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes.
 //! - [`server`]: the HTTPS API.
 
@@ -18,10 +20,12 @@ pub mod openapi;
 pub mod paging;
 pub mod registry;
 pub mod resources;
+pub mod scale;
 pub mod selection;
 pub mod server;
 pub mod strategic;
 pub mod table;
+pub mod workloads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -81,6 +81,7 @@ fn prepare(kind: &Kind, namespace: &str, obj: &mut Value) -> Reply<()> {
     }
     obj["kind"] = json!(kind.kind);
     obj["apiVersion"] = json!(kind.api_version());
+    default_workload(kind, obj);
     if kind.namespaced {
         match meta_str(obj, "namespace") {
             Some(ns) if !ns.is_empty() && ns != namespace => {
@@ -98,9 +99,53 @@ fn invalid(kind: &Kind, name: &str, errs: Vec<FieldError>) -> Box<Status> {
     Box::new(Status::invalid(kind.group, kind.kind, name, &errs))
 }
 
+/// Upstream's defaults for workload specs that the controllers read.
+fn default_workload(kind: &Kind, obj: &mut Value) {
+    if kind.kind != "Deployment" && kind.kind != "ReplicaSet" || !obj["spec"].is_object() {
+        return;
+    }
+    let spec = &mut obj["spec"];
+    if spec["replicas"].is_null() {
+        spec["replicas"] = json!(1);
+    }
+    if kind.kind == "Deployment" {
+        if spec["strategy"].is_null() {
+            spec["strategy"] =
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
+        }
+        for (field, value) in [("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)] {
+            if spec[field].is_null() {
+                spec[field] = json!(value);
+            }
+        }
+    }
+}
+
+/// The kind-specific checks of a new or replaced object (workload specs so far).
+fn validate(kind: &Kind, obj: &Value) -> Reply<()> {
+    use svcnet_core::workloads::validate::validate_spec;
+    if kind.kind != "Deployment" && kind.kind != "ReplicaSet" {
+        return Ok(());
+    }
+    let spec = &obj["spec"];
+    let errs = validate_spec(
+        spec["replicas"]
+            .as_i64()
+            .map(|r| r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+        serde_json::from_value(spec["selector"].clone()).ok().as_ref(),
+        serde_json::from_value(spec["template"].clone()).ok().as_ref(),
+    );
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(kind, meta_str(obj, "name").unwrap_or(""), errs))
+    }
+}
+
 /// POST: stores a new object.
 pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: &mut dyn Ids) -> Reply<Value> {
     prepare(kind, namespace, &mut obj)?;
+    validate(kind, &obj)?;
     if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
         return Err(Box::new(Status::bad_request(
             "resourceVersion should not be set on objects to be created",
@@ -131,6 +176,9 @@ pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: 
     }
     set_meta(&mut obj, "uid", json!(ids.uid()));
     set_meta(&mut obj, "creationTimestamp", json!(now()));
+    if kind.has_status {
+        set_meta(&mut obj, "generation", json!(1));
+    }
     let k = key(kind, namespace, &name);
     store
         .write(|b| {
@@ -159,6 +207,9 @@ pub fn replace(
         )));
     }
     set_meta(&mut obj, "name", json!(name));
+    if !status_only {
+        validate(kind, &obj)?;
+    }
     let k = key(kind, namespace, name);
     let Some(stored) = store.get(&k).map_err(internal)? else {
         if status_only {
@@ -182,6 +233,10 @@ pub fn replace(
         }
     }
     if kind.has_status {
+        // the generation counts changes of the desired state (spec), not of status or metadata
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        let spec_changed = !status_only && obj.get("spec") != old.get("spec");
+        set_meta(&mut obj, "generation", json!(generation + i64::from(spec_changed)));
         if status_only {
             for (field, value) in old.as_object().into_iter().flatten() {
                 if field != "status" && field != "metadata" {

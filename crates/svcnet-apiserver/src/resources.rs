@@ -14,6 +14,8 @@ pub struct Kind {
     pub short_names: &'static [&'static str],
     /// Whether `/status` is a subresource (the main resource then keeps the stored status).
     pub has_status: bool,
+    /// Whether `/scale` is a subresource (an autoscaling/v1 Scale over `spec.replicas`).
+    pub has_scale: bool,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ pub const NAMESPACES: Kind = Kind {
     namespaced: false,
     short_names: &["ns"],
     has_status: true,
+    has_scale: false,
 };
 pub const SERVICES: Kind = Kind {
     group: "",
@@ -54,6 +57,7 @@ pub const SERVICES: Kind = Kind {
     namespaced: true,
     short_names: &["svc"],
     has_status: true,
+    has_scale: false,
 };
 pub const PODS: Kind = Kind {
     group: "",
@@ -64,6 +68,7 @@ pub const PODS: Kind = Kind {
     namespaced: true,
     short_names: &["po"],
     has_status: true,
+    has_scale: false,
 };
 pub const NODES: Kind = Kind {
     group: "",
@@ -74,6 +79,7 @@ pub const NODES: Kind = Kind {
     namespaced: false,
     short_names: &["no"],
     has_status: true,
+    has_scale: false,
 };
 pub const ENDPOINTS: Kind = Kind {
     group: "",
@@ -84,6 +90,7 @@ pub const ENDPOINTS: Kind = Kind {
     namespaced: true,
     short_names: &["ep"],
     has_status: false,
+    has_scale: false,
 };
 pub const ENDPOINT_SLICES: Kind = Kind {
     group: "discovery.k8s.io",
@@ -94,9 +101,42 @@ pub const ENDPOINT_SLICES: Kind = Kind {
     namespaced: true,
     short_names: &[],
     has_status: false,
+    has_scale: false,
 };
 
-pub const ALL: [&Kind; 6] = [&NAMESPACES, &SERVICES, &PODS, &NODES, &ENDPOINTS, &ENDPOINT_SLICES];
+pub const DEPLOYMENTS: Kind = Kind {
+    group: "apps",
+    version: "v1",
+    plural: "deployments",
+    singular: "deployment",
+    kind: "Deployment",
+    namespaced: true,
+    short_names: &["deploy"],
+    has_status: true,
+    has_scale: true,
+};
+pub const REPLICA_SETS: Kind = Kind {
+    group: "apps",
+    version: "v1",
+    plural: "replicasets",
+    singular: "replicaset",
+    kind: "ReplicaSet",
+    namespaced: true,
+    short_names: &["rs"],
+    has_status: true,
+    has_scale: true,
+};
+
+pub const ALL: [&Kind; 8] = [
+    &NAMESPACES,
+    &SERVICES,
+    &PODS,
+    &NODES,
+    &ENDPOINTS,
+    &ENDPOINT_SLICES,
+    &DEPLOYMENTS,
+    &REPLICA_SETS,
+];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
     ALL.into_iter()

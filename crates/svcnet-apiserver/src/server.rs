@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, openapi};
+use crate::{field_validation, openapi, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -212,7 +212,16 @@ async fn api_groups() -> Response {
 }
 
 fn resource_list(group: &str, version: &str) -> Response {
-    let verbs = ["create", "delete", "get", "list", "update", "watch"];
+    let verbs = [
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
     let mut resources = Vec::new();
     for k in resources::ALL
         .iter()
@@ -224,7 +233,12 @@ fn resource_list(group: &str, version: &str) -> Response {
         );
         if k.has_status {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "",
-                "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "update"]}));
+                "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if k.has_scale {
+            resources.push(json!({"name": format!("{}/scale", k.plural), "singularName": "",
+                "namespaced": k.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale",
+                "verbs": ["get", "patch", "update"]}));
         }
     }
     if resources.is_empty() {
@@ -623,6 +637,77 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
     reply(result, StatusCode::OK)
 }
 
+/// The object behind a `/scale` request (404 unless its kind has the subresource).
+fn scale_target(p: &HashMap<String, String>) -> Result<Target, Box<Status>> {
+    match target(p) {
+        Some(t) if t.kind.has_scale => Ok(t),
+        _ => Err(Box::new(not_found_status())),
+    }
+}
+
+fn current(state: &AppState, t: &Target) -> Result<Value, Box<Status>> {
+    objects::get(
+        state.registry.store(),
+        t.kind,
+        t.namespace.as_deref().unwrap_or(""),
+        t.name.as_deref().unwrap_or(""),
+    )
+}
+
+async fn scale_get(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>) -> Response {
+    let result = scale_target(&p)
+        .and_then(|t| current(&state, &t))
+        .map(|obj| scale::to_scale(&obj));
+    reply(result, StatusCode::OK)
+}
+
+async fn scale_put(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let t = scale_target(&p)?;
+        let (content_type, body) = read_body(request).await?;
+        if !content_type.starts_with("application/json") {
+            return Err(unsupported_media_type(&content_type, "application/json"));
+        }
+        let wanted = parse_json(&body)?;
+        let obj = scale::apply_scale(current(&state, &t)?, &wanted)?;
+        write(&state, &t, obj, false).await.map(|o| scale::to_scale(&o))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+async fn scale_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let t = scale_target(&p)?;
+        let (content_type, body) = read_body(request).await?;
+        let patch = Patch::parse(&content_type, parse_json(&body)?)?;
+        for _ in 0..PATCH_ATTEMPTS {
+            let obj = current(&state, &t)?;
+            let mut wanted = scale::to_scale(&obj);
+            patch.apply(&mut wanted)?;
+            match write(&state, &t, scale::apply_scale(obj, &wanted)?, false).await {
+                Err(s) if s.code == 409 && !patch.pins_resource_version() => continue,
+                written => return written.map(|o| scale::to_scale(&o)),
+            }
+        }
+        Err(Box::new(Status::conflict(
+            t.kind.group,
+            t.kind.plural,
+            t.name.as_deref().unwrap_or(""),
+        )))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
 /// How often a patch is re-applied after losing a race with another write.
 const PATCH_ATTEMPTS: u32 = 5;
 
@@ -772,11 +857,15 @@ async fn item_delete(State(state): State<AppState>, Path(p): Path<HashMap<String
     )
 }
 
-fn not_found_response() -> Response {
+fn not_found_status() -> Status {
     let mut s = Status::bad_request("the server could not find the requested resource");
     s.reason = "NotFound".into();
     s.code = 404;
-    status_response(&s)
+    s
+}
+
+fn not_found_response() -> Response {
+    status_response(&not_found_status())
 }
 
 async fn openapi_root() -> Response {
@@ -829,6 +918,10 @@ pub fn router(state: AppState) -> Router {
             .route(
                 &format!("{prefix}/namespaces/{{ns}}/{{resource}}/{{name}}/status"),
                 get(item_get).put(status_put).patch(status_patch),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{ns}}/{{resource}}/{{name}}/scale"),
+                get(scale_get).put(scale_put).patch(scale_patch),
             );
     }
     app.fallback(not_found)

@@ -10,6 +10,7 @@
 //! - [`registry`]: the create/update/delete transition, allocation included, as one function.
 //! - [`selector`]: label selectors.
 //! - [`endpoints`]: EndpointSlices and legacy Endpoints from Services, Pods and Nodes.
+//! - [`workloads`]: Deployments and ReplicaSets.
 //! - [`field`] and [`status`]: errors rendered as Kubernetes renders them.
 
 #![forbid(unsafe_code)]
@@ -23,3 +24,4 @@ pub mod registry;
 pub mod selector;
 pub mod service;
 pub mod status;
+pub mod workloads;

@@ -72,10 +72,25 @@ fn node_status(node: &NodePlan) -> serde_json::Value {
         "nodeInfo": {
             "kubeletVersion": concat!("svcnet-lab-", env!("CARGO_PKG_VERSION")),
             "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH,
-            "containerRuntimeVersion": "svcnet-lab://processes", "kernelVersion": "", "osImage": "",
+            "containerRuntimeVersion": "svcnet-lab://processes", "kernelVersion": kernel_version(), "osImage": os_image(),
             "machineID": "", "systemUUID": "", "bootID": "",
         },
     }})
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn os_image() -> String {
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .unwrap_or_default()
 }
 
 /// Creates (or takes over) this node's Node object and marks it Ready.

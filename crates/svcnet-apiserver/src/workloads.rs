@@ -1,0 +1,128 @@
+//! The Deployment and ReplicaSet controllers, in-process like the endpoint controllers: each
+//! round lists Deployments, ReplicaSets and Pods, applies the core's plans (new ReplicaSets,
+//! scaling, pods to create and delete, statuses) and removes ReplicaSets and Pods whose
+//! controller is gone (garbage collection with background propagation).
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+use svcnet_core::workloads::controller_uid;
+use svcnet_core::workloads::deployment::plan_deployment;
+use svcnet_core::workloads::replicaset::plan_replicaset;
+use svcnet_store::Store;
+
+use crate::objects::{self, Ids, Reply};
+use crate::resources::{DEPLOYMENTS, PODS, REPLICA_SETS};
+
+fn typed<T: serde::de::DeserializeOwned>(items: &[Value]) -> Vec<T> {
+    items
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect()
+}
+
+fn owned_by<'a, T>(
+    items: &'a [T],
+    meta: impl Fn(&T) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    uid: &str,
+) -> Vec<&'a T> {
+    items.iter().filter(|i| controller_uid(meta(i)) == Some(uid)).collect()
+}
+
+/// Writes `status` into the stored object unless it already has it.
+fn set_status(store: &Store, kind: &crate::resources::Kind, stored: &Value, status: Value, ids: &mut dyn Ids) -> usize {
+    if stored["status"] == status {
+        return 0;
+    }
+    let mut obj = stored.clone();
+    obj["status"] = status;
+    let ns = stored["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = stored["metadata"]["name"].as_str().unwrap_or("");
+    usize::from(objects::replace(store, kind, ns, name, obj, true, ids).is_ok())
+}
+
+/// One round; returns how many writes it made.
+pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
+    let (deployments_raw, _) = objects::list(store, &DEPLOYMENTS, None)?;
+    if deployments_raw.is_empty() && objects::list(store, &REPLICA_SETS, None)?.0.is_empty() {
+        return Ok(0);
+    }
+    let now = objects::now_timestamp();
+    let mut writes = 0;
+    let deployments: Vec<Deployment> = typed(&deployments_raw);
+    let (sets_raw, _) = objects::list(store, &REPLICA_SETS, None)?;
+    let sets: Vec<ReplicaSet> = typed(&sets_raw);
+    for (d, raw) in deployments.iter().zip(&deployments_raw) {
+        let uid = d.metadata.uid.as_deref().unwrap_or("");
+        let ns = d.metadata.namespace.as_deref().unwrap_or("");
+        let owned: Vec<ReplicaSet> = owned_by(&sets, |s| &s.metadata, uid).into_iter().cloned().collect();
+        let plan = plan_deployment(d, &owned, now);
+        if let Some(rs) = plan.create {
+            let v = serde_json::to_value(&rs).expect("JSON");
+            writes += usize::from(objects::create(store, &REPLICA_SETS, ns, v, ids).is_ok());
+        }
+        for (name, replicas) in plan.scale {
+            if let Ok(mut rs) = objects::get(store, &REPLICA_SETS, ns, &name) {
+                rs["spec"]["replicas"] = json!(replicas);
+                writes += usize::from(objects::replace(store, &REPLICA_SETS, ns, &name, rs, false, ids).is_ok());
+            }
+        }
+        let status = serde_json::to_value(&plan.status).expect("JSON");
+        writes += set_status(store, &DEPLOYMENTS, raw, status, ids);
+    }
+    let (sets_raw, _) = objects::list(store, &REPLICA_SETS, None)?;
+    let sets: Vec<ReplicaSet> = typed(&sets_raw);
+    let (pods_raw, _) = objects::list(store, &PODS, None)?;
+    let pods: Vec<Pod> = typed(&pods_raw);
+    for (rs, raw) in sets.iter().zip(&sets_raw) {
+        let uid = rs.metadata.uid.as_deref().unwrap_or("");
+        let ns = rs.metadata.namespace.as_deref().unwrap_or("");
+        let owned: Vec<Pod> = owned_by(&pods, |p| &p.metadata, uid).into_iter().cloned().collect();
+        let plan = plan_replicaset(rs, &owned);
+        for pod in plan.create {
+            let v = serde_json::to_value(&pod).expect("JSON");
+            writes += usize::from(objects::create(store, &PODS, ns, v, ids).is_ok());
+        }
+        for name in plan.delete {
+            writes += usize::from(objects::delete(store, &PODS, ns, &name).is_ok());
+        }
+        let status = serde_json::to_value(&plan.status).expect("JSON");
+        writes += set_status(store, &REPLICA_SETS, raw, status, ids);
+    }
+    // garbage: ReplicaSets whose Deployment and Pods whose ReplicaSet is gone
+    let deployment_uids: HashSet<&str> = deployments.iter().filter_map(|d| d.metadata.uid.as_deref()).collect();
+    for rs in &sets {
+        let owner = rs
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true));
+        if owner.is_some_and(|o| o.kind == "Deployment" && !deployment_uids.contains(o.uid.as_str())) {
+            let (ns, name) = (
+                rs.metadata.namespace.as_deref().unwrap_or(""),
+                rs.metadata.name.as_deref().unwrap_or(""),
+            );
+            writes += usize::from(objects::delete(store, &REPLICA_SETS, ns, name).is_ok());
+        }
+    }
+    let set_uids: HashSet<&str> = sets.iter().filter_map(|s| s.metadata.uid.as_deref()).collect();
+    for pod in &pods {
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true));
+        if owner.is_some_and(|o| o.kind == "ReplicaSet" && !set_uids.contains(o.uid.as_str())) {
+            let (ns, name) = (
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+                pod.metadata.name.as_deref().unwrap_or(""),
+            );
+            writes += usize::from(objects::delete(store, &PODS, ns, name).is_ok());
+        }
+    }
+    Ok(writes)
+}

@@ -1,7 +1,8 @@
 //! Builds a lab's namespaces from its plan, and removes them (with every process inside).
 //!
 //! Nodes and the external host hang off a bridge in the switch namespace. Each node forwards,
-//! and routes every other node's pod CIDR to that node; pods are added later by the kubelet.
+//! routes every other node's pod CIDR to that node and everything else to the external host
+//! (its way out); pods are added later by the kubelet.
 //! Nothing is added to the root namespace.
 
 use anyhow::{Context, Result};
@@ -49,12 +50,15 @@ pub fn build(plan: &LabPlan) -> Result<()> {
         attach(plan, &node.netns, &format!("p-{}", node.name), &node.ip.to_string())?;
         for sysctl in [
             "net.ipv4.ip_forward=1",
-            // pods answer ARP for the gateway address through proxy ARP on their veth
+            // the pod gateway address sits on every pod's veth; replies must not be filtered
             "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0",
         ] {
             run_in(&node.netns, &["sysctl", "-qw", sysctl])?;
         }
+        // like a real node, a default route towards the outside (the external host): service
+        // addresses are routed before the rules decide to reject or drop them
+        run_in(&node.netns, &["ip", "route", "add", "default", "via", &plan.external_ip.to_string()])?;
         // the kernel's nftables support, checked once per node so a missing module is named
         run_in(&node.netns, &["nft", "list", "tables"])
             .context("nftables is not usable in a network namespace (kernel module nf_tables?)")?;

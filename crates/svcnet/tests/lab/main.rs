@@ -1,0 +1,363 @@
+//! The lab end to end: a 2-node cluster from `svcnet lab up`, driven with real kubectl, with
+//! real TCP and UDP traffic from pods and from the external host. The upstream e2e behaviours
+//! of reference §8 that need traffic.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Lab, distinct, wait_for};
+
+const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+
+fn deployment(name: &str, replicas: u32, extra_pod_spec: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      {extra_pod_spec}
+      containers:
+        - name: netexec
+          image: {AGNHOST}
+          args: [netexec, --http-port=8080, --udp-port=8080]
+          readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"
+    )
+}
+
+const CLIENT_POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec:
+  containers: [{name: shell, image: busybox, command: [sleep, infinity]}]
+";
+
+fn cluster_ip(lab: &Lab, service: &str) -> String {
+    lab.get(&["service", service], "{.spec.clusterIP}")
+}
+
+/// `n` answers to /hostname through `target` from the client pod, one connection each.
+fn hostnames_from_client(lab: &Lab, target: &str, n: u32) -> String {
+    lab.from_pod("client", &[target, "--count", &n.to_string(), "--timeout-ms", "1000"])
+}
+
+#[test]
+fn nodeport_clusterip_protocols_and_endpoints() {
+    let lab = Lab::up(2);
+    lab.apply(&deployment("web", 2, ""));
+    lab.apply(CLIENT_POD);
+    lab.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+    - {name: tcp, port: 80, targetPort: 8080, protocol: TCP, nodePort: 30080}
+    - {name: udp, port: 80, targetPort: 8080, protocol: UDP, nodePort: 30080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never-ready, labels: {app: unready}}
+spec:
+  containers:
+    - name: netexec
+      image: registry.k8s.io/e2e-test-images/agnhost:2.53
+      args: [netexec, --http-port=8080]
+      readinessProbe: {exec: {command: ['false']}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: unready-published}
+spec:
+  publishNotReadyAddresses: true
+  selector: {app: unready}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: unready}
+spec:
+  selector: {app: unready}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    lab.wait_ready_pods("app=web", 2);
+    lab.wait_ready_pods("app=client", 1);
+    let ip = cluster_ip(&lab, "web");
+    let target = format!("{ip}:80");
+
+    // ClusterIP from a pod, TCP and UDP on the same port
+    let answers = wait_for("the ClusterIP to answer", Duration::from_secs(10), || {
+        let a = hostnames_from_client(&lab, &target, 20);
+        (!a.contains("ERROR")).then_some(a)
+    });
+    assert!(answers.lines().all(|l| l.starts_with("web-")), "{answers}");
+    let udp = lab.from_pod("client", &[&target, "--udp", "--request", "hostname", "--count", "5"]);
+    assert!(
+        udp.lines().count() == 5 && udp.lines().all(|l| l.starts_with("web-")),
+        "{udp}"
+    );
+
+    // the NodePort from outside through both nodes, TCP and UDP
+    for node_ip in ["10.240.0.11", "10.240.0.12"] {
+        let tcp = lab.from_outside(&[&format!("{node_ip}:30080"), "--count", "3"]);
+        assert!(
+            tcp.lines().count() == 3 && tcp.lines().all(|l| l.starts_with("web-")),
+            "{node_ip}: {tcp}"
+        );
+        let udp = lab.from_outside(&[&format!("{node_ip}:30080"), "--udp", "--request", "hostname"]);
+        assert!(udp.starts_with("web-"), "{node_ip} UDP: {udp}");
+    }
+    // the ClusterIP is not reachable from outside the cluster
+    let outside = lab.from_outside(&[&target, "--timeout-ms", "1000"]);
+    assert!(outside.starts_with("ERROR"), "{outside}");
+
+    // no endpoints: refused at once (not a timeout)
+    let empty = format!("{}:80", cluster_ip(&lab, "empty"));
+    assert_eq!(hostnames_from_client(&lab, &empty, 1), "ERROR refused");
+    // publishNotReadyAddresses routes to a pod that is not ready; without it, refused
+    let published = format!("{}:80", cluster_ip(&lab, "unready-published"));
+    let answer = wait_for(
+        "the unready pod behind publishNotReadyAddresses",
+        Duration::from_secs(20),
+        || {
+            let a = hostnames_from_client(&lab, &published, 1);
+            (a == "never-ready").then_some(a)
+        },
+    );
+    assert_eq!(answer, "never-ready");
+    let unready = format!("{}:80", cluster_ip(&lab, "unready"));
+    assert_eq!(hostnames_from_client(&lab, &unready, 1), "ERROR refused");
+
+    // scaling changes the endpoints: new pods get traffic, removed ones stop getting it
+    lab.k(&["scale", "deployment", "web", "--replicas=4"]);
+    lab.wait_ready_pods("app=web", 4);
+    let seen = wait_for("traffic to all 4 pods", Duration::from_secs(10), || {
+        let seen = distinct(&hostnames_from_client(&lab, &target, 40));
+        (seen.len() == 4).then_some(seen)
+    });
+    assert!(seen.iter().all(|h| h.starts_with("web-")), "{seen:?}");
+    lab.k(&["scale", "deployment", "web", "--replicas=1"]);
+    let remaining = wait_for("one pod left", Duration::from_secs(30), || {
+        let names = lab.get(&["pods", "-l", "app=web"], "{.items[*].metadata.name}");
+        (names.split_whitespace().count() == 1).then_some(names)
+    });
+    let seen = wait_for("traffic to the one remaining pod", Duration::from_secs(10), || {
+        let seen = distinct(&hostnames_from_client(&lab, &target, 20));
+        (seen.len() == 1).then_some(seen)
+    });
+    assert_eq!(seen.into_iter().next().unwrap(), remaining.trim());
+}
+
+#[test]
+fn session_affinity_and_local_external_traffic_policy() {
+    let lab = Lab::up(2);
+    lab.apply(&deployment("web", 3, ""));
+    lab.apply(&deployment(
+        "local",
+        1,
+        "nodeSelector: {kubernetes.io/hostname: node-1}",
+    ));
+    lab.apply(CLIENT_POD);
+    lab.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: local}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cluster}
+spec:
+  type: NodePort
+  selector: {app: local}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30091}]
+",
+    );
+    lab.wait_ready_pods("app=web", 3);
+    lab.wait_ready_pods("app=local", 1);
+    lab.wait_ready_pods("app=client", 1);
+
+    // ClientIP affinity: 15 requests, one pod; switched off, the requests spread again
+    let sticky = format!("{}:80", cluster_ip(&lab, "sticky"));
+    let answers = wait_for("the sticky service to answer", Duration::from_secs(10), || {
+        let a = hostnames_from_client(&lab, &sticky, 15);
+        (!a.contains("ERROR")).then_some(a)
+    });
+    assert_eq!(distinct(&answers).len(), 1, "{answers}");
+    lab.k(&[
+        "patch",
+        "service",
+        "sticky",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None"}}"#,
+    ]);
+    wait_for("requests to spread over the pods", Duration::from_secs(10), || {
+        (distinct(&hostnames_from_client(&lab, &sticky, 30)).len() > 1).then_some(())
+    });
+
+    // externalTrafficPolicy Local keeps the client's address and only answers on nodes with
+    // a local endpoint (the pod runs on node-1)
+    let via_node1 = wait_for("the Local NodePort on node-1", Duration::from_secs(10), || {
+        let a = lab.from_outside(&["10.240.0.11:30090", "--request", "/clientip"]);
+        (!a.starts_with("ERROR")).then_some(a)
+    });
+    assert!(
+        via_node1.starts_with("10.240.0.100:"),
+        "client address not preserved: {via_node1}"
+    );
+    let via_node2 = lab.from_outside(&["10.240.0.12:30090", "--request", "/clientip", "--timeout-ms", "1000"]);
+    assert!(
+        via_node2.starts_with("ERROR"),
+        "node-2 has no local endpoint: {via_node2}"
+    );
+    // with the Cluster policy both nodes answer, and node-2 masquerades the client
+    let cluster = lab.from_outside(&["10.240.0.12:30091", "--request", "/clientip"]);
+    assert!(
+        !cluster.starts_with("ERROR") && !cluster.starts_with("10.240.0.100:"),
+        "{cluster}"
+    );
+}
+
+/// The backend pod IP of the (masqueraded) NodePort connections conntrack knows on a node.
+fn backends_in_conntrack(lab: &Lab, node: &str, node_port: u16) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("svl-{}-{node}", lab.name),
+            "conntrack",
+            "-L",
+            "-p",
+            "tcp",
+        ])
+        .args(["--orig-port-dst", &node_port.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("ESTABLISHED"))
+        .filter_map(|l| {
+            // the reply direction's source is the pod
+            let reply = l.split("src=").nth(2)?;
+            reply.split_whitespace().next().map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn connections_survive_pod_deletion_and_agent_restart_and_down_leaves_nothing() {
+    let lab = Lab::up(2);
+    lab.apply(&deployment("web", 3, ""));
+    lab.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30070}]
+",
+    );
+    lab.wait_ready_pods("app=web", 3);
+    wait_for("the NodePort to answer", Duration::from_secs(10), || {
+        (!lab.from_outside(&["10.240.0.11:30070"]).starts_with("ERROR")).then_some(())
+    });
+    let pid_file = lab.state_dir().join("proxies/node-1.pid");
+    let proxy_before = std::fs::read_to_string(&pid_file).unwrap();
+
+    std::thread::scope(|s| {
+        let held = s.spawn(|| lab.from_outside(&["10.240.0.11:30070", "--hold-ms", "8000", "--interval-ms", "100"]));
+        let serving = wait_for("the held connection in conntrack", Duration::from_secs(3), || {
+            backends_in_conntrack(&lab, "node1", 30070).into_iter().next()
+        });
+        // delete every other pod
+        let pods = lab.get(
+            &["pods", "-l", "app=web"],
+            r#"{range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}"#,
+        );
+        let others: Vec<&str> = pods
+            .lines()
+            .filter(|l| !l.ends_with(&format!(" {serving}")))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(others.len(), 2, "{pods} (serving {serving})");
+        let mut args = vec!["delete", "pod", "--wait=false"];
+        args.extend(&others);
+        lab.k(&args);
+        // kill the node agent; its supervisor starts a new one, which resyncs from scratch
+        std::thread::sleep(Duration::from_secs(1));
+        let pid: i32 = proxy_before.trim().parse().unwrap();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let answer = held.join().unwrap();
+        assert!(answer.starts_with("OK "), "the held connection broke: {answer}");
+    });
+    let proxy_after = wait_for("a new proxy", Duration::from_secs(10), || {
+        std::fs::read_to_string(&pid_file).ok().filter(|p| *p != proxy_before)
+    });
+    assert_ne!(proxy_after, proxy_before);
+    // and new connections through the restarted node work, to the replacement pods too
+    lab.wait_ready_pods("app=web", 3);
+    wait_for("new connections through node-1", Duration::from_secs(10), || {
+        let a = lab.from_outside(&["10.240.0.11:30070", "--count", "30"]);
+        (!a.contains("ERROR") && distinct(&a).len() == 3).then_some(())
+    });
+
+    // down leaves no namespace, process or file behind
+    let state = lab.state_dir();
+    lab.down();
+    let namespaces = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!namespaces.contains(&format!("svl-{}-", lab.name)), "{namespaces}");
+    assert!(!state.exists(), "{} is still there", state.display());
+    let mut leftovers = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&format!("/run/svcnet-lab/{}/", lab.name))
+            || cmdline.contains(&format!("--name {} ", lab.name))
+        {
+            leftovers.push(cmdline);
+        }
+    }
+    assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
+}

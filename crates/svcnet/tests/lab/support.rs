@@ -1,0 +1,192 @@
+//! A lab for one test: `svcnet lab up` under a name unique to this run (`t<pid>x<n>`),
+//! driven with real kubectl and the lab's own `exec`/`external`, and always taken down
+//! (also on failure). Labs of earlier runs whose test process is gone are removed first.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub const SVCNET: &str = env!("CARGO_BIN_EXE_svcnet");
+
+fn kubectl_binary() -> PathBuf {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/kubectl"));
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo xtask prereqs` installs kubectl",
+        path.display()
+    );
+    path
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Takes down labs of earlier test runs that died without cleaning up.
+fn remove_stale_labs() {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|n| n.strip_prefix("svl-t"))
+        .filter_map(|rest| rest.split('-').next())
+        .filter(|lab| {
+            let pid = lab.split('x').next().unwrap_or("");
+            !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .map(|lab| format!("t{lab}"))
+        .collect();
+    names.dedup();
+    for name in names {
+        let _ = Command::new(SVCNET).args(["lab", "down", "--name", &name]).output();
+    }
+}
+
+pub struct Lab {
+    pub name: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl Lab {
+    pub fn up(nodes: usize) -> Self {
+        assert!(rustix_is_root(), "lab tests need root (network namespaces, nftables)");
+        remove_stale_labs();
+        let name = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let lab = Lab {
+            kubeconfig: PathBuf::from(format!("/run/svcnet-lab/{name}/apiserver/kubeconfig")),
+            name,
+        };
+        let out = Command::new(SVCNET)
+            .args(["lab", "up", "--name", &lab.name, "--nodes", &nodes.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        lab
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(kubectl_binary())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    }
+
+    /// kubectl that must succeed; returns its output.
+    pub fn k(&self, args: &[&str]) -> String {
+        let (ok, out) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed:\n{out}");
+        out
+    }
+
+    pub fn apply(&self, manifest: &str) {
+        let path = std::env::temp_dir().join(format!("{}-{}.yaml", self.name, NEXT.fetch_add(1, Ordering::SeqCst)));
+        std::fs::write(&path, manifest).unwrap();
+        self.k(&["apply", "-f", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    fn lab_command(&self, prefix: &[&str], command: &[&str]) -> String {
+        let out = Command::new(SVCNET)
+            .args(["lab"])
+            .args(prefix)
+            .args(["--name", &self.name, "--"])
+            .args(command)
+            .output()
+            .unwrap();
+        text(&out).trim().to_owned()
+    }
+
+    /// `svcnet agnhost client ARGS` from a pod.
+    pub fn from_pod(&self, pod: &str, args: &[&str]) -> String {
+        let mut command = vec![SVCNET, "agnhost", "client"];
+        command.extend_from_slice(args);
+        self.lab_command(&["exec", pod], &command)
+    }
+
+    /// `svcnet agnhost client ARGS` from the external host.
+    pub fn from_outside(&self, args: &[&str]) -> String {
+        let mut command = vec![SVCNET, "agnhost", "client"];
+        command.extend_from_slice(args);
+        self.lab_command(&["external"], &command)
+    }
+
+    /// A jsonpath query on one object.
+    pub fn get(&self, what: &[&str], jsonpath: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let expr = format!("jsonpath={jsonpath}");
+        args.extend(["-o", &expr]);
+        self.k(&args)
+    }
+
+    pub fn wait_ready_pods(&self, selector: &str, want: usize) {
+        let jsonpath = r#"{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
+        wait_for(
+            &format!("{want} ready pods with {selector}"),
+            Duration::from_secs(60),
+            || {
+                let out = self.get(&["pods", "-l", selector], jsonpath);
+                (out.lines().filter(|l| *l == "True").count() == want).then_some(())
+            },
+        );
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/svcnet-lab/{}", self.name))
+    }
+
+    pub fn down(&self) -> String {
+        let out = Command::new(SVCNET)
+            .args(["lab", "down", "--name", &self.name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lab down failed:\n{}", text(&out));
+        text(&out)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(SVCNET)
+            .args(["lab", "down", "--name", &self.name])
+            .output();
+    }
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+/// Polls `check` until it gives a value or `timeout` passes (then fails naming `what`).
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The distinct answers among `lines`.
+pub fn distinct(lines: &str) -> std::collections::BTreeSet<String> {
+    lines.lines().map(str::to_owned).collect()
+}

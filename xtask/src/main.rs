@@ -3,6 +3,8 @@
 //! - `test`: installs what the tests need on a fresh machine, then runs formatting, lint and
 //!   every test of the workspace. This is the README's test command and what CI runs.
 //! - `prereqs`: only the installation step.
+//! - `demo`: installs what the lab needs, builds svcnet and runs `svcnet lab up --demo` (the
+//!   README's main command); a demo lab already running is replaced.
 
 use std::process::Command;
 
@@ -13,8 +15,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") | Some("ci") => test(),
         Some("prereqs") => prereqs(),
+        Some("demo") => demo(),
         _ => {
-            eprintln!("usage: cargo xtask <test|prereqs>");
+            eprintln!("usage: cargo xtask <test|prereqs|demo>");
             bail!("unknown or missing command")
         }
     }
@@ -103,4 +106,13 @@ fn test() -> Result<()> {
     )?;
     run("cargo", &["test", "--workspace"])?;
     Ok(())
+}
+
+fn demo() -> Result<()> {
+    prereqs()?;
+    run("cargo", &["build", "--quiet", "-p", "svcnet"])?;
+    let svcnet = "target/debug/svcnet";
+    // a lab of the demo's name from an earlier run is replaced, not an error
+    run(svcnet, &["lab", "down"])?;
+    run(svcnet, &["lab", "up", "--demo"])
 }

@@ -79,7 +79,7 @@ enum Command {
 enum LabCommand {
     /// Start a lab: API server on loopback, K nodes and an external host, pods as processes.
     Up {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
         #[arg(long, default_value_t = 2)]
         nodes: usize,
@@ -92,12 +92,12 @@ enum LabCommand {
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
     },
     /// Show a lab's nodes and pods.
     Status {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
     },
     /// Run a command in a pod's network namespace.
@@ -105,14 +105,14 @@ enum LabCommand {
         pod: String,
         #[arg(short = 'n', long = "namespace", default_value = "default")]
         namespace: String,
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
     /// Run a command on the host outside the cluster.
     External {
-        #[arg(long, default_value = "lab")]
+        #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,

@@ -121,11 +121,40 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
     if opts.demo {
         run_demo(&ready)?;
     }
-    println!("\nremove it all with: svcnet lab down --name {}", plan.name);
+    println!("\nremove it all with: {}", lab_command(&plan.name).verb("down"));
     Ok(ExitCode::SUCCESS)
 }
 
+/// How to call this binary's lab commands from the user's shell: `svcnet` if that is us on
+/// the PATH, else our path (relative to the working directory when inside it), plus the lab
+/// name unless it is the default.
+pub fn lab_command(name: &str) -> demo::LabCommand {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let on_path = super::shell::run(&["sh", "-c", "command -v svcnet"])
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p.trim()).ok())
+        .is_some_and(|p| std::fs::canonicalize(&exe).is_ok_and(|e| e == p));
+    let program = if on_path {
+        "svcnet".to_owned()
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        exe.strip_prefix(&cwd).unwrap_or(&exe).display().to_string()
+    };
+    demo::LabCommand {
+        program,
+        name_flag: if name == DEFAULT_NAME {
+            String::new()
+        } else {
+            format!(" --name {name}")
+        },
+    }
+}
+
+/// The lab name commands use when none is given.
+pub const DEFAULT_NAME: &str = "lab";
+
 fn run_demo(ready: &Ready) -> Result<()> {
+    let cli = lab_command(&ready.plan.name);
     let runtime = tokio::runtime::Runtime::new()?;
     let (cluster_ip, client_ns) = runtime.block_on(async {
         let client = client_for(&ready.kubeconfig).await?;
@@ -135,12 +164,12 @@ fn run_demo(ready: &Ready) -> Result<()> {
         anyhow::Ok((ip, ready.plan.pod_netns(pod.metadata.uid.as_deref().unwrap_or(""))))
     })?;
     println!(
-        "\ndemo deployed: pods demo-1..3 (agnhost netexec) behind service demo ({cluster_ip}:80, TCP and UDP) and demo-nodeport (NodePort {}), plus pod client",
+        "\ndemo deployed: deployment demo (3 agnhost netexec pods) behind service demo ({cluster_ip}:80, TCP and UDP) and demo-nodeport (NodePort {}), plus pod client",
         demo::NODE_PORT
     );
     println!("\nwhat each path answers (with /hostname, the pod that served it):");
     let mut failed = Vec::new();
-    for (what, command, answer) in demo::check(ready, &client_ns, &cluster_ip) {
+    for (what, command, answer) in demo::check(ready, &client_ns, &cluster_ip, &cli) {
         let must_fail = what.contains("must fail");
         let ok = answer.starts_with("ERROR") == must_fail;
         println!("  {what}: {answer}\n      try: {command}");
@@ -148,15 +177,20 @@ fn run_demo(ready: &Ready) -> Result<()> {
             failed.push(what);
         }
     }
-    println!("\nmore to try:");
-    println!("  kubectl get pods,svc,endpointslices -o wide");
-    println!("  svcnet lab exec client -- curl -s http://{cluster_ip}/clientip   # a pod's own address");
+    let (exec, external) = (cli.verb("exec"), cli.verb("external"));
+    println!("\nmore to try (kubectl: .venv/bin/kubectl after `cargo xtask prereqs`, or your own):");
+    println!("  kubectl get nodes,pods,svc,endpointslices -o wide");
+    println!("  {exec} client -- curl -s http://{cluster_ip}/clientip   # the client pod's own address");
     println!(
-        "  svcnet lab external -- curl -s http://{}:{}/clientip   # the node masquerades outside clients",
+        "  {external} -- curl -s http://{}:{}/clientip   # the node's address: outside clients are masqueraded",
         ready.plan.nodes[0].ip,
         demo::NODE_PORT
     );
-    println!("  svcnet lab exec client -- nft list ruleset   # (in the client pod: none; nodes hold the rules)");
+    println!(
+        "  ip netns exec {} nft list table ip svcnet   # the rules on node-1",
+        ready.plan.nodes[0].netns
+    );
+    println!("  kubectl scale deployment demo --replicas=5; kubectl get endpointslices -w   # endpoints follow");
     if !failed.is_empty() {
         bail!("demo checks failed: {}", failed.join(", "));
     }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -24,6 +25,10 @@ pub async fn deploy(client: &Client) -> Result<()> {
         let pp = PostParams::default();
         let created = match value["kind"].as_str() {
             Some("Service") => Api::<Service>::namespaced(client.clone(), &ns)
+                .create(&pp, &serde_json::from_value(value)?)
+                .await
+                .map(|_| ()),
+            Some("Deployment") => Api::<Deployment>::namespaced(client.clone(), &ns)
                 .create(&pp, &serde_json::from_value(value)?)
                 .await
                 .map(|_| ()),
@@ -111,26 +116,41 @@ pub fn ask_until_answered(netns: &str, target: &str, timeout: Duration) -> Strin
     }
 }
 
+/// How the user calls the lab's commands (see `commands::lab_command`).
+pub struct LabCommand {
+    pub program: String,
+    /// ` --name N`, or empty for the default lab.
+    pub name_flag: String,
+}
+
+impl LabCommand {
+    /// `svcnet lab VERB [--name N]`.
+    pub fn verb(&self, verb: &str) -> String {
+        format!("{} lab {verb}{}", self.program, self.name_flag)
+    }
+}
+
 /// The demo's checks, each as (what, command a user can run, answer).
-pub fn check(ready: &Ready, client_netns: &str, cluster_ip: &str) -> Vec<(String, String, String)> {
+pub fn check(ready: &Ready, client_netns: &str, cluster_ip: &str, cli: &LabCommand) -> Vec<(String, String, String)> {
+    let (exec, external) = (cli.verb("exec"), cli.verb("external"));
     let mut out = Vec::new();
     let target = format!("{cluster_ip}:80");
     out.push((
         "ClusterIP from pod client".to_owned(),
-        format!("svcnet lab exec client -- curl -s http://{cluster_ip}/hostname"),
+        format!("{exec} client -- curl -s http://{cluster_ip}/hostname"),
         ask_until_answered(client_netns, &target, Duration::from_secs(10)),
     ));
     for node in &ready.plan.nodes {
         let target = format!("{}:{NODE_PORT}", node.ip);
         out.push((
             format!("NodePort on {} from the external host", node.name),
-            format!("svcnet lab external -- curl -s http://{target}/hostname"),
+            format!("{external} -- curl -s http://{target}/hostname"),
             ask_until_answered(&ready.plan.external_netns, &target, Duration::from_secs(10)),
         ));
     }
     out.push((
         "ClusterIP from the external host (must fail)".to_owned(),
-        format!("svcnet lab external -- curl -s --max-time 2 http://{cluster_ip}/hostname"),
+        format!("{external} -- curl -s --max-time 2 http://{cluster_ip}/hostname"),
         ask(&ready.plan.external_netns, &target, "/hostname"),
     ));
     out

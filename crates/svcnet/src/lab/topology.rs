@@ -58,7 +58,10 @@ pub fn build(plan: &LabPlan) -> Result<()> {
         }
         // like a real node, a default route towards the outside (the external host): service
         // addresses are routed before the rules decide to reject or drop them
-        run_in(&node.netns, &["ip", "route", "add", "default", "via", &plan.external_ip.to_string()])?;
+        run_in(
+            &node.netns,
+            &["ip", "route", "add", "default", "via", &plan.external_ip.to_string()],
+        )?;
         // the kernel's nftables support, checked once per node so a missing module is named
         run_in(&node.netns, &["nft", "list", "tables"])
             .context("nftables is not usable in a network namespace (kernel module nf_tables?)")?;

@@ -48,6 +48,43 @@ fn hostnames_from_client(lab: &Lab, target: &str, n: u32) -> String {
 }
 
 #[test]
+fn demo_shows_clusterip_and_nodeport_traffic() {
+    let (lab, printed) = Lab::up_with(2, &["--demo"]);
+    for line in [
+        "ClusterIP from pod client: demo-",
+        "NodePort on node-1 from the external host: demo-",
+        "NodePort on node-2 from the external host: demo-",
+        "ClusterIP from the external host (must fail): ERROR",
+    ] {
+        assert!(printed.contains(line), "missing {line:?} in:\n{printed}");
+    }
+    // the printed commands work as printed (curl through the lab's own exec/external)
+    let command = printed
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("try: ")
+                .filter(|c| c.contains("external") && c.contains(":30080"))
+        })
+        .expect("a NodePort command")
+        .to_owned();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let program = if words[0] == "svcnet" {
+        support::SVCNET
+    } else {
+        words[0]
+    };
+    let out = std::process::Command::new(program)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(&words[1..])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(answer.starts_with("demo-"), "{command}: {answer}");
+    assert_eq!(lab.get(&["deployment", "demo"], "{.status.readyReplicas}"), "3");
+}
+
+#[test]
 fn nodeport_clusterip_protocols_and_endpoints() {
     let lab = Lab::up(2);
     lab.apply(&deployment("web", 2, ""));

@@ -59,6 +59,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(nodes: usize) -> Self {
+        Self::up_with(nodes, &[]).0
+    }
+
+    /// `lab up` with extra arguments; also returns what it printed.
+    pub fn up_with(nodes: usize, extra: &[&str]) -> (Self, String) {
         assert!(rustix_is_root(), "lab tests need root (network namespaces, nftables)");
         remove_stale_labs();
         let name = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
@@ -68,10 +73,11 @@ impl Lab {
         };
         let out = Command::new(SVCNET)
             .args(["lab", "up", "--name", &lab.name, "--nodes", &nodes.to_string()])
+            .args(extra)
             .output()
             .unwrap();
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
-        lab
+        (lab, text(&out))
     }
 
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {

@@ -219,7 +219,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                     r.successes += 1;
                     r.failures = 0;
                     if r.successes >= r.plan.success_threshold {
-                        c.run.ready = c.readiness.is_none();
+                        c.run.ready = true;
                     }
                 } else {
                     r.failures += 1;

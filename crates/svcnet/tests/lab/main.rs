@@ -44,7 +44,7 @@ fn cluster_ip(lab: &Lab, service: &str) -> String {
 
 /// `n` answers to /hostname through `target` from the client pod, one connection each.
 fn hostnames_from_client(lab: &Lab, target: &str, n: u32) -> String {
-    lab.from_pod("client", &[target, "--count", &n.to_string(), "--timeout-ms", "1000"])
+    lab.ask_from_pod("client", &[target, "--count", &n.to_string(), "--timeout-ms", "1000"])
 }
 
 #[test]
@@ -144,7 +144,7 @@ spec:
         (!a.contains("ERROR")).then_some(a)
     });
     assert!(answers.lines().all(|l| l.starts_with("web-")), "{answers}");
-    let udp = lab.from_pod("client", &[&target, "--udp", "--request", "hostname", "--count", "5"]);
+    let udp = lab.ask_from_pod("client", &[&target, "--udp", "--request", "hostname", "--count", "5"]);
     assert!(
         udp.lines().count() == 5 && udp.lines().all(|l| l.starts_with("web-")),
         "{udp}"
@@ -152,16 +152,16 @@ spec:
 
     // the NodePort from outside through both nodes, TCP and UDP
     for node_ip in ["10.240.0.11", "10.240.0.12"] {
-        let tcp = lab.from_outside(&[&format!("{node_ip}:30080"), "--count", "3"]);
+        let tcp = lab.ask_from_outside(&[&format!("{node_ip}:30080"), "--count", "3"]);
         assert!(
             tcp.lines().count() == 3 && tcp.lines().all(|l| l.starts_with("web-")),
             "{node_ip}: {tcp}"
         );
-        let udp = lab.from_outside(&[&format!("{node_ip}:30080"), "--udp", "--request", "hostname"]);
+        let udp = lab.ask_from_outside(&[&format!("{node_ip}:30080"), "--udp", "--request", "hostname"]);
         assert!(udp.starts_with("web-"), "{node_ip} UDP: {udp}");
     }
     // the ClusterIP is not reachable from outside the cluster
-    let outside = lab.from_outside(&[&target, "--timeout-ms", "1000"]);
+    let outside = lab.ask_from_outside(&[&target, "--timeout-ms", "1000"]);
     assert!(outside.starts_with("ERROR"), "{outside}");
 
     // no endpoints: refused at once (not a timeout)
@@ -263,20 +263,20 @@ spec:
     // externalTrafficPolicy Local keeps the client's address and only answers on nodes with
     // a local endpoint (the pod runs on node-1)
     let via_node1 = wait_for("the Local NodePort on node-1", Duration::from_secs(10), || {
-        let a = lab.from_outside(&["10.240.0.11:30090", "--request", "/clientip"]);
+        let a = lab.ask_from_outside(&["10.240.0.11:30090", "--request", "/clientip"]);
         (!a.starts_with("ERROR")).then_some(a)
     });
     assert!(
         via_node1.starts_with("10.240.0.100:"),
         "client address not preserved: {via_node1}"
     );
-    let via_node2 = lab.from_outside(&["10.240.0.12:30090", "--request", "/clientip", "--timeout-ms", "1000"]);
+    let via_node2 = lab.ask_from_outside(&["10.240.0.12:30090", "--request", "/clientip", "--timeout-ms", "1000"]);
     assert!(
         via_node2.starts_with("ERROR"),
         "node-2 has no local endpoint: {via_node2}"
     );
     // with the Cluster policy both nodes answer, and node-2 masquerades the client
-    let cluster = lab.from_outside(&["10.240.0.12:30091", "--request", "/clientip"]);
+    let cluster = lab.ask_from_outside(&["10.240.0.12:30091", "--request", "/clientip"]);
     assert!(
         !cluster.starts_with("ERROR") && !cluster.starts_with("10.240.0.100:"),
         "{cluster}"
@@ -325,13 +325,14 @@ spec:
     );
     lab.wait_ready_pods("app=web", 3);
     wait_for("the NodePort to answer", Duration::from_secs(10), || {
-        (!lab.from_outside(&["10.240.0.11:30070"]).starts_with("ERROR")).then_some(())
+        (!lab.ask_from_outside(&["10.240.0.11:30070"]).starts_with("ERROR")).then_some(())
     });
     let pid_file = lab.state_dir().join("proxies/node-1.pid");
     let proxy_before = std::fs::read_to_string(&pid_file).unwrap();
 
     std::thread::scope(|s| {
-        let held = s.spawn(|| lab.from_outside(&["10.240.0.11:30070", "--hold-ms", "8000", "--interval-ms", "100"]));
+        let held =
+            s.spawn(|| lab.ask_from_outside(&["10.240.0.11:30070", "--hold-ms", "8000", "--interval-ms", "100"]));
         let serving = wait_for("the held connection in conntrack", Duration::from_secs(3), || {
             backends_in_conntrack(&lab, "node1", 30070).into_iter().next()
         });
@@ -369,7 +370,7 @@ spec:
     // and new connections through the restarted node work, to the replacement pods too
     lab.wait_ready_pods("app=web", 3);
     wait_for("new connections through node-1", Duration::from_secs(10), || {
-        let a = lab.from_outside(&["10.240.0.11:30070", "--count", "30"]);
+        let a = lab.ask_from_outside(&["10.240.0.11:30070", "--count", "30"]);
         (!a.contains("ERROR") && distinct(&a).len() == 3).then_some(())
     });
 

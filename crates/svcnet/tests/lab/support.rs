@@ -115,14 +115,14 @@ impl Lab {
     }
 
     /// `svcnet agnhost client ARGS` from a pod.
-    pub fn from_pod(&self, pod: &str, args: &[&str]) -> String {
+    pub fn ask_from_pod(&self, pod: &str, args: &[&str]) -> String {
         let mut command = vec![SVCNET, "agnhost", "client"];
         command.extend_from_slice(args);
         self.lab_command(&["exec", pod], &command)
     }
 
     /// `svcnet agnhost client ARGS` from the external host.
-    pub fn from_outside(&self, args: &[&str]) -> String {
+    pub fn ask_from_outside(&self, args: &[&str]) -> String {
         let mut command = vec![SVCNET, "agnhost", "client"];
         command.extend_from_slice(args);
         self.lab_command(&["external"], &command)

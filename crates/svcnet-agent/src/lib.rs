@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod endpoints;
 
 use std::net::IpAddr;
@@ -52,6 +53,74 @@ pub struct Options {
     pub sync_period_ms: u64,
     /// Where `/healthz`, `/livez` and `/metrics` are served (`None`: not served).
     pub status_bind: Option<std::net::SocketAddr>,
+    /// A second address serving the same (upstream's separate metrics address).
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// Conntrack timeouts to set in the programmed namespace (sysctl under net.netfilter,
+    /// seconds).
+    pub conntrack_timeouts: Vec<(&'static str, u64)>,
+}
+
+impl Options {
+    /// Takes every setting a KubeProxyConfiguration file gives (the file wins over flags, as
+    /// upstream's `--config` does); the node name only if none was given on the command line.
+    pub fn apply_file(&mut self, file: &config::FileConfig) {
+        if let Some(k) = &file.kubeconfig {
+            self.kubeconfig = Some(PathBuf::from(k));
+        }
+        if self.node_name.is_empty()
+            && let Some(h) = &file.hostname_override
+        {
+            self.node_name = h.clone();
+        }
+        if let Some(c) = &file.cluster_cidrs {
+            self.cluster_cidrs = c.clone();
+        }
+        if let Some(a) = &file.node_port_addresses {
+            self.config.node_port_addresses = a.clone();
+        }
+        if let Some(m) = file.masquerade_all {
+            self.config.masquerade_all = m;
+        }
+        if let Some(mark) = file.masquerade_mark {
+            self.config.masquerade_bit = mark;
+        }
+        if let Some(d) = file.sync_period {
+            self.sync_period_ms = d.as_millis() as u64;
+        }
+        if let Some(d) = file.min_sync_period {
+            self.min_sync_period_ms = d.as_millis() as u64;
+        }
+        if file.healthz_bind.is_some() {
+            self.status_bind = file.healthz_bind;
+        }
+        if file.metrics_bind.is_some() && file.metrics_bind != self.status_bind {
+            self.metrics_bind = file.metrics_bind;
+        }
+        self.conntrack_timeouts = file.conntrack_timeouts.clone();
+    }
+}
+
+/// Sets conntrack timeouts in the programmed namespace (they are per network namespace).
+fn apply_conntrack_timeouts(netns: &Option<String>, timeouts: &[(&'static str, u64)]) {
+    for (name, seconds) in timeouts {
+        let setting = format!("net.netfilter.{name}={seconds}");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "sysctl", "-qw", &setting]);
+                c
+            }
+            None => {
+                let mut c = std::process::Command::new("sysctl");
+                c.args(["-qw", &setting]);
+                c
+            }
+        };
+        match cmd.status() {
+            Ok(s) if s.success() => tracing::info!(%setting, "conntrack timeout set"),
+            other => tracing::warn!(%setting, result = ?other, "cannot set conntrack timeout"),
+        }
+    }
 }
 
 async fn client(kubeconfig: &Option<PathBuf>) -> Result<Client, AgentError> {
@@ -84,7 +153,7 @@ fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
-    if let Some(addr) = opts.status_bind {
+    for addr in opts.status_bind.into_iter().chain(opts.metrics_bind) {
         let listener_status = status.clone();
         let timeout = 2 * opts.sync_period_ms.div_ceil(1000);
         tokio::spawn(async move {
@@ -93,6 +162,7 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
             }
         });
     }
+    apply_conntrack_timeouts(&opts.netns, &opts.conntrack_timeouts);
     let (backend, conntrack) = match &opts.netns {
         Some(ns) => (
             NftText::in_netns(ns),

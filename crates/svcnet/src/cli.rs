@@ -42,8 +42,13 @@ enum Command {
         /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// This node's name (default: the config's hostnameOverride, else the hostname).
         #[arg(long)]
-        node_name: String,
+        node_name: Option<String>,
+        /// A KubeProxyConfiguration file (kubeproxy.config.k8s.io v1alpha1/v1alpha2); the
+        /// settings it gives override the flags.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Program this network namespace instead of the agent's own.
         #[arg(long)]
         netns: Option<String>,
@@ -146,6 +151,13 @@ enum BenchCommand {
         /// Skip the baseline.
         #[arg(long)]
         no_baseline: bool,
+    },
+    /// Network programming latency in a lab: EndpointSlice write to traffic reaching it.
+    Programming {
+        #[arg(long, default_value_t = 1000)]
+        services: u32,
+        #[arg(long, default_value_t = 100)]
+        samples: u32,
     },
     /// Packet cost: connection rate and first-packet latency through a ClusterIP.
     Datapath {
@@ -252,6 +264,7 @@ pub fn run() -> ExitCode {
         Command::Proxy {
             kubeconfig,
             node_name,
+            config,
             netns,
             cluster_cidr,
             service_cidr,
@@ -260,21 +273,26 @@ pub fn run() -> ExitCode {
             min_sync_period_ms,
             sync_period_ms,
             status_bind_address,
-        } => run_proxy(svcnet_agent::Options {
-            kubeconfig,
-            node_name,
-            netns,
-            cluster_cidrs: cluster_cidr,
-            service_cidrs: service_cidr,
-            config: svcnet_dataplane::model::ProxyConfig {
-                masquerade_all,
-                node_port_addresses: nodeport_addresses,
-                ..Default::default()
+        } => run_proxy(
+            config,
+            svcnet_agent::Options {
+                kubeconfig,
+                node_name: node_name.unwrap_or_default(),
+                netns,
+                cluster_cidrs: cluster_cidr,
+                service_cidrs: service_cidr,
+                config: svcnet_dataplane::model::ProxyConfig {
+                    masquerade_all,
+                    node_port_addresses: nodeport_addresses,
+                    ..Default::default()
+                },
+                min_sync_period_ms,
+                sync_period_ms,
+                status_bind: Some(status_bind_address),
+                metrics_bind: None,
+                conntrack_timeouts: Vec::new(),
             },
-            min_sync_period_ms,
-            sync_period_ms,
-            status_bind: Some(status_bind_address),
-        }),
+        ),
         Command::Bench(BenchCommand::Dataplane {
             services,
             endpoints_per_service,
@@ -298,6 +316,12 @@ pub fn run() -> ExitCode {
                 baseline,
             })
             .map(|v| {
+                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Bench(BenchCommand::Programming { services, samples }) => {
+            crate::bench::programming::run(&crate::bench::programming::Options { services, samples }).map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
                 ExitCode::SUCCESS
             })
@@ -369,7 +393,19 @@ fn run_apiserver(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_proxy(options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
+fn run_proxy(config: Option<PathBuf>, mut options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    if let Some(path) = config {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let file = svcnet_agent::config::parse(&text).with_context(|| path.display().to_string())?;
+        for field in &file.ignored {
+            tracing::warn!(%field, "config field does not apply to svcnet and is ignored");
+        }
+        options.apply_file(&file);
+    }
+    if options.node_name.is_empty() {
+        options.node_name = hostname();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let status = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
     runtime.block_on(svcnet_agent::run(options, status))?;

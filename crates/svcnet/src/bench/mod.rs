@@ -3,6 +3,7 @@
 
 pub mod datapath;
 pub mod dataplane;
+pub mod programming;
 pub mod synthetic;
 
 use std::time::Duration;

@@ -487,20 +487,30 @@ fn agent_programs_a_node_from_the_api_server() {
             "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.2"}]}}),
         200,
     );
+    // an upstream KubeProxyConfiguration gives the agent its settings
+    let config = api.dir.path().join("kube-proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clusterCIDR: {}
+healthzBindAddress: {status_addr}
+nftables: {{minSyncPeriod: 50ms, syncPeriod: 30s}}
+conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
+",
+            world::POD_CIDR
+        ),
+    )
+    .unwrap();
     let _agent = Running(
         std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"))
             .args(["proxy", "--kubeconfig"])
             .arg(&api.kubeconfig)
             .args(["--node-name", "node-1", "--netns", &node_ns])
-            .args([
-                "--cluster-cidr",
-                world::POD_CIDR,
-                "--service-cidr",
-                "10.96.0.0/12",
-                "--min-sync-period-ms",
-                "50",
-            ])
-            .args(["--status-bind-address", &status_addr])
+            .args(["--service-cidr", "10.96.0.0/12", "--config"])
+            .arg(&config)
             .spawn()
             .unwrap(),
     );
@@ -577,6 +587,11 @@ fn agent_programs_a_node_from_the_api_server() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // the config's conntrack timeout was set in the node's namespace
+    let udp_timeout = w
+        .nets
+        .exec_ok(&node_ns, &["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"]);
+    assert_eq!(udp_timeout.trim(), "45");
     let health = get("/healthz");
     assert!(health.ends_with("\n200"), "{health}");
     let metrics = get("/metrics");

@@ -100,6 +100,22 @@ pub fn render_metrics(st: &SyncStatus) -> String {
         "Endpoints in the applied model.",
         &one(st.endpoints.to_string()),
     );
+    let h = &st.programming_latency;
+    let mut lines = Vec::new();
+    let mut cumulative = 0;
+    for (i, bound) in svcnet_dataplane::sync_loop::PROGRAMMING_BUCKETS.iter().enumerate() {
+        cumulative += h.counts.get(i).copied().unwrap_or(0);
+        lines.push((format!("_bucket{{le=\"{bound}\"}}"), cumulative.to_string()));
+    }
+    lines.push(("_bucket{le=\"+Inf\"}".to_owned(), h.count.to_string()));
+    lines.push(("_sum".to_owned(), format!("{:.6}", h.sum_micros as f64 / 1e6)));
+    lines.push(("_count".to_owned(), h.count.to_string()));
+    metric(
+        "kubeproxy_network_programming_duration_seconds",
+        "histogram",
+        "In Cluster Network Programming Latency in seconds",
+        &lines,
+    );
     out
 }
 

@@ -8,10 +8,12 @@
 pub mod config;
 pub mod endpoints;
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
@@ -150,6 +152,39 @@ fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The trigger times of slices whose annotation changed since `seen` (which is updated).
+fn new_change_times(slices: &[EndpointSlice], seen: &mut HashMap<String, String>) -> Vec<SystemTime> {
+    let mut out = Vec::new();
+    let mut present = HashSet::new();
+    for slice in slices {
+        let key = format!(
+            "{}/{}",
+            slice.metadata.namespace.as_deref().unwrap_or(""),
+            slice.metadata.name.as_deref().unwrap_or("")
+        );
+        present.insert(key.clone());
+        let Some(at) = slice
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_TRIGGER_TIME))
+        else {
+            continue;
+        };
+        if seen.get(&key) == Some(at) {
+            continue;
+        }
+        if let Ok(t) = at.parse::<k8s_openapi::jiff::Timestamp>() {
+            out.push(SystemTime::UNIX_EPOCH + Duration::from_nanos(t.as_nanosecond().max(0) as u64));
+        }
+        seen.insert(key, at.clone());
+    }
+    seen.retain(|k, _| present.contains(k));
+    out
+}
+
+const ANNOTATION_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
@@ -208,6 +243,9 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
     };
     tokio::pin!(ready);
     let mut is_ready = false;
+    // each slice's last-change-trigger-time as last seen; the initial list only seeds it
+    let mut trigger_times: HashMap<String, String> = HashMap::new();
+    let mut seeded = false;
     loop {
         tokio::select! {
             ok = &mut ready, if !is_ready => { is_ready = ok; }
@@ -235,8 +273,13 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
             &svcs,
             &sls,
         );
+        let changed = new_change_times(&sls, &mut trigger_times);
         if tx.send(Update::Model(model)).is_err() || dataplane.is_finished() {
             return Err(AgentError::DataplaneStopped);
         }
+        if seeded && !changed.is_empty() {
+            let _ = tx.send(Update::ChangeTimes(changed));
+        }
+        seeded = true;
     }
 }

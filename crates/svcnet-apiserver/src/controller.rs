@@ -47,7 +47,7 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
             service: &model,
             pods: &pods,
             nodes: &nodes,
-            trigger_time: Some(objects::now()),
+            trigger_time: Some(objects::now_precise()),
         };
         let changes = reconcile_slices(
             &inputs,

@@ -330,6 +330,17 @@ pub fn now_timestamp() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
+/// The current time with sub-second precision (RFC 3339 with a fraction, as upstream writes
+/// trigger times), for latency measurements.
+pub fn now_precise() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
+}
+
 /// The current time, RFC 3339, as Kubernetes writes timestamps.
 pub fn now() -> String {
     now_timestamp().to_string()

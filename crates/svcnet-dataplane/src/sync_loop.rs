@@ -22,6 +22,57 @@ pub enum Update {
     Model(ProxyModel),
     /// Changed service ports (`None` removes one), as watch events arrive.
     Ports(Vec<(String, Option<ServicePort>)>),
+    /// When the changes in the updates sent so far happened in the cluster (EndpointSlices'
+    /// last-change-trigger-time); the next successful sync observes how long they took to
+    /// reach the kernel (network programming latency).
+    ChangeTimes(Vec<std::time::SystemTime>),
+}
+
+/// Upper bounds (seconds) of the network programming latency buckets, upstream's.
+pub const PROGRAMMING_BUCKETS: [f64; 80] = {
+    let mut b = [0.0; 80];
+    b[0] = 0.25;
+    b[1] = 0.5;
+    let mut i = 0;
+    while i < 59 {
+        b[2 + i] = (i + 1) as f64;
+        i += 1;
+    }
+    i = 0;
+    while i < 12 {
+        b[61 + i] = 60.0 + 5.0 * i as f64;
+        i += 1;
+    }
+    i = 0;
+    while i < 7 {
+        b[73 + i] = 120.0 + 30.0 * i as f64;
+        i += 1;
+    }
+    b
+};
+
+/// A Prometheus histogram over [`PROGRAMMING_BUCKETS`] (counts per bucket, not cumulative).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Histogram {
+    pub counts: Vec<u64>,
+    /// Observations above the last bucket.
+    pub overflow: u64,
+    pub sum_micros: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        if self.counts.len() != PROGRAMMING_BUCKETS.len() {
+            self.counts = vec![0; PROGRAMMING_BUCKETS.len()];
+        }
+        match PROGRAMMING_BUCKETS.iter().position(|b| seconds <= *b) {
+            Some(i) => self.counts[i] += 1,
+            None => self.overflow += 1,
+        }
+        self.sum_micros += (seconds.max(0.0) * 1e6) as u64;
+        self.count += 1;
+    }
 }
 
 /// The loop's counters, read by metrics and health endpoints.
@@ -50,6 +101,8 @@ pub struct SyncStatus {
     pub uptime_ms: u64,
     /// Unix time (seconds) since which updates have been waiting, if any wait.
     pub pending_since_unix: Option<u64>,
+    /// From a change in the cluster to the sync that programmed it.
+    pub programming_latency: Histogram,
 }
 
 fn unix_now() -> u64 {
@@ -85,6 +138,7 @@ pub fn run<B: Backend>(
     let now = || start.elapsed().as_millis() as u64;
     let mut model: Option<ProxyModel> = None;
     let mut ports: BTreeMap<String, Option<ServicePort>> = BTreeMap::new();
+    let mut change_times: Vec<std::time::SystemTime> = Vec::new();
     loop {
         // the first sync needs a model; until then only updates are awaited
         let wait = if model.is_none() && syncer.applied_model().is_none() {
@@ -93,8 +147,13 @@ pub fn run<B: Backend>(
             Duration::from_millis(schedule.wait_ms(now()))
         };
         match updates.recv_timeout(wait) {
+            Ok(Update::ChangeTimes(times)) => {
+                change_times.extend(times);
+                continue;
+            }
             Ok(update) => {
                 match update {
+                    Update::ChangeTimes(_) => unreachable!("handled above"),
                     Update::Model(m) => {
                         model = Some(m);
                         ports.clear();
@@ -152,6 +211,11 @@ pub fn run<B: Backend>(
                     st.endpoints = m.ports.values().map(|p| p.endpoints.len() as u64).sum();
                 }
                 st.pending_since_ms = None;
+                let programmed = std::time::SystemTime::now();
+                for at in change_times.drain(..) {
+                    let latency = programmed.duration_since(at).unwrap_or_default();
+                    st.programming_latency.observe(latency.as_secs_f64());
+                }
                 if let (Some(cmd), Some(before)) = (&conntrack, &udp_before) {
                     let stale = crate::conntrack::stale_udp(before, &udp_ports(&syncer));
                     let failed = crate::conntrack::delete_with_cli(cmd, &stale);
@@ -176,6 +240,25 @@ pub fn run<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programming_histogram_uses_upstreams_buckets() {
+        assert_eq!(PROGRAMMING_BUCKETS[..4], [0.25, 0.5, 1.0, 2.0]);
+        assert_eq!(PROGRAMMING_BUCKETS[60], 59.0);
+        assert_eq!(PROGRAMMING_BUCKETS[61], 60.0);
+        assert_eq!(PROGRAMMING_BUCKETS[72], 115.0);
+        assert_eq!(PROGRAMMING_BUCKETS[73], 120.0);
+        assert_eq!(PROGRAMMING_BUCKETS[79], 300.0);
+        let mut h = Histogram::default();
+        for s in [0.01, 0.3, 0.3, 61.0, 1000.0] {
+            h.observe(s);
+        }
+        assert_eq!(
+            (h.counts[0], h.counts[1], h.counts[62], h.overflow, h.count),
+            (1, 2, 1, 1, 5)
+        );
+        assert_eq!(h.sum_micros, 1_061_610_000);
+    }
     use crate::backend::BackendError;
     use crate::diff::Op;
     use crate::ir::RulesetView;

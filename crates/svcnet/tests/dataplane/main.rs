@@ -604,5 +604,18 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
         "{metrics}"
     );
     assert!(metrics.contains("svcnet_proxy_conntrack_cleanups_total "), "{metrics}");
+    // every endpoint change above was timed from the controller's trigger time to its sync
+    let programmed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kubeproxy_network_programming_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(programmed >= 3, "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "kubeproxy_network_programming_duration_seconds_bucket{{le=\"+Inf\"}} {programmed}\n"
+        )),
+        "{metrics}"
+    );
     assert!(!metrics.contains("svcnet_proxy_service_ports 0\n"), "{metrics}");
 }

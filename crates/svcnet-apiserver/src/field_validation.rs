@@ -63,6 +63,17 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> O
         .and_then(|t| serde_json::to_value(t).ok())
 }
 
+/// The fields of `object` that type `T` does not define; `Err` if it does not decode as `T`.
+pub fn unknown_fields_of<T: serde::de::DeserializeOwned + serde::Serialize>(
+    object: &Value,
+) -> Result<Vec<String>, String> {
+    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    let known = serde_json::to_value(typed).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    missing(object, &known, "", &mut out);
+    Ok(out)
+}
+
 /// The fields of `object` its kind does not define (empty if it cannot be decoded at all:
 /// decoding errors are reported by the write itself).
 pub fn unknown_fields(kind: &Kind, object: &Value) -> Vec<String> {

@@ -226,6 +226,14 @@ enum ServiceCommand {
     },
 }
 
+/// Whether `args` (without the program name) is a valid `svcnet` command line; the error is
+/// clap's message. For checking manifests that run svcnet.
+pub fn check_args(args: &[&str]) -> Result<(), String> {
+    Cli::try_parse_from(std::iter::once("svcnet").chain(args.iter().copied()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     // structured logs on stderr; RUST_LOG overrides the level

@@ -8,6 +8,7 @@
 //! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
 //!   Deployment and ReplicaSet controllers.
 //! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes.
+//! - [`proxy`]: the services/pods `proxy` subresources.
 //! - [`server`]: the HTTPS API.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod field_validation;
 pub mod objects;
 pub mod openapi;
 pub mod paging;
+pub mod proxy;
 pub mod registry;
 pub mod resources;
 pub mod scale;
@@ -40,6 +42,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub service_cidrs: Vec<IpNet>,
     pub node_ports: PortRange,
+    /// How the proxy subresources reach pods (default: from this network namespace).
+    pub dialer: Option<proxy::SharedDialer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     let revision = server::revision_feed(&registry);
     tokio::spawn(controller::run(registry.clone(), revision.clone()));
     let state = server::AppState {
+        dialer: config.dialer.unwrap_or_else(|| Arc::new(proxy::DirectDialer)),
         revision,
         registry,
         token: Arc::new(creds.token.clone()),

@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, openapi, scale};
+use crate::{field_validation, openapi, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -38,6 +38,8 @@ const MAX_WATCH: Duration = Duration::from_secs(1800);
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub token: Arc<String>,
+    /// How the proxy subresources reach pods.
+    pub dialer: proxy::SharedDialer,
     /// The store's latest revision, updated after every write.
     pub revision: tokio::sync::watch::Receiver<u64>,
 }
@@ -868,6 +870,53 @@ fn not_found_response() -> Response {
     status_response(&not_found_status())
 }
 
+async fn service_proxy(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    proxy_to(state, p, request, proxy::resolve_service).await
+}
+
+async fn pod_proxy(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    proxy_to(state, p, request, proxy::resolve_pod).await
+}
+
+/// Resolves the target with `resolve`, rewrites the URI to the path after `/proxy`, and
+/// forwards the request there.
+async fn proxy_to(
+    state: AppState,
+    p: HashMap<String, String>,
+    mut request: Request,
+    resolve: fn(&svcnet_store::Store, &str, &str) -> Result<SocketAddr, Box<Status>>,
+) -> Response {
+    let (ns, spec) = (
+        p.get("ns").cloned().unwrap_or_default(),
+        p.get("name").cloned().unwrap_or_default(),
+    );
+    let registry = state.registry.clone();
+    let addr = match blocking(move || resolve(registry.store(), &ns, &spec)).await {
+        Ok(a) => a,
+        Err(s) => return status_response(&s),
+    };
+    let mut target = format!("/{}", p.get("rest").map_or("", String::as_str));
+    if let Some(q) = request.uri().query() {
+        target = format!("{target}?{q}");
+    }
+    match target.parse() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return status_response(&Status::bad_request("invalid proxy path")),
+    }
+    match proxy::forward(state.dialer.clone(), addr, request).await {
+        Ok(response) => response,
+        Err(s) => status_response(&s),
+    }
+}
+
 async fn openapi_root() -> Response {
     json_response(StatusCode::OK, &openapi::root())
 }
@@ -891,6 +940,15 @@ pub fn router(state: AppState) -> Router {
         .route("/apis", get(api_groups))
         .route("/api/v1", get(core_resources))
         .route("/apis/{group}/{version}", get(group_resources))
+        .route("/api/v1/namespaces/{ns}/services/{name}/proxy", any(service_proxy))
+        .route("/api/v1/namespaces/{ns}/services/{name}/proxy/", any(service_proxy))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/", any(pod_proxy))
+        .route(
+            "/api/v1/namespaces/{ns}/services/{name}/proxy/{*rest}",
+            any(service_proxy),
+        )
+        .route("/api/v1/namespaces/{ns}/pods/{name}/proxy", any(pod_proxy))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", any(pod_proxy))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*group_version}", get(openapi_group_version));
     for prefix in ["/api/{version}", "/apis/{group}/{version}"] {

@@ -392,6 +392,7 @@ fn run_apiserver(
         listen,
         service_cidrs,
         node_ports: node_ports.parse()?,
+        dialer: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(svcnet_apiserver::run(config, |addr, kubeconfig| {

@@ -62,6 +62,9 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
         listen: api,
         service_cidrs: vec![SERVICE_CIDR.parse()?],
         node_ports: svcnet_core::alloc::PortRange::DEFAULT,
+        dialer: Some(Arc::new(super::dialer::NodeDialer {
+            netns: plan.nodes[0].netns.clone(),
+        })),
     };
     let mut apiserver = tokio::spawn(svcnet_apiserver::run(config, move |addr, kubeconfig| {
         let _ = ready_tx.send((addr, kubeconfig));

@@ -11,11 +11,13 @@
 //! - [`kubelet`]: pods as processes; [`scheduler`]: assigns pods to nodes.
 //! - [`daemon`]: runs everything until told to stop; [`supervisor`]: keeps each node's proxy
 //!   process running; [`commands`]: the CLI verbs.
-//! - [`demo`]: the demo app `up --demo` deploys.
+//! - [`demo`]: the demo app `up --demo` deploys; [`dialer`]: how the API server's proxy
+//!   reaches pods.
 
 pub mod commands;
 pub mod daemon;
 pub mod demo;
+pub mod dialer;
 pub mod kubelet;
 pub mod plan;
 pub mod scheduler;

@@ -164,6 +164,29 @@ spec:
     let outside = lab.ask_from_outside(&[&target, "--timeout-ms", "1000"]);
     assert!(outside.starts_with("ERROR"), "{outside}");
 
+    // the API server's service and pod proxies reach pods through the lab
+    let via_proxy = lab.k(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:tcp/proxy/hostname",
+    ]);
+    assert!(via_proxy.starts_with("web-"), "{via_proxy}");
+    let pod_ip = lab.get(&["pod", via_proxy.trim()], "{.status.podIP}");
+    let echoed = lab.k(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/pods/{}:8080/proxy/echo?msg=hi",
+            via_proxy.trim()
+        ),
+    ]);
+    assert_eq!(echoed, "hi", "pod proxy to {pod_ip}");
+    let (ok, text) = lab.kubectl(&["get", "--raw", "/api/v1/namespaces/default/services/empty/proxy/"]);
+    assert!(
+        !ok && text.contains(r#"no endpoints available for service "empty""#),
+        "{text}"
+    );
+
     // no endpoints: refused at once (not a timeout)
     let empty = format!("{}:80", cluster_ip(&lab, "empty"));
     assert_eq!(hostnames_from_client(&lab, &empty, 1), "ERROR refused");

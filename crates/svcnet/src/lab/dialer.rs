@@ -1,0 +1,26 @@
+//! How the lab's API server reaches pods for the `proxy` subresources: connections are opened
+//! from inside a node's network namespace (where every pod address is routed), by a thread
+//! that enters it for that one connection.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+pub struct NodeDialer {
+    pub netns: String,
+}
+
+impl svcnet_apiserver::proxy::Dialer for NodeDialer {
+    fn dial(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let path = format!("/var/run/netns/{}", self.netns);
+        // a thread of its own: entering a namespace must not leak into a pooled thread; the
+        // socket stays in the node's namespace whichever thread uses it later
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path)?;
+            rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("dialer thread panicked"))?
+    }
+}

@@ -39,6 +39,8 @@ pub enum AgentError {
     Watch(#[from] watcher::Error),
     #[error("the dataplane stopped")]
     DataplaneStopped,
+    #[error("network namespace {0}: {1}")]
+    Netns(String, std::io::Error),
 }
 
 /// `svcnet proxy` settings.
@@ -46,7 +48,7 @@ pub struct Options {
     /// `None`: in-cluster configuration (or `$KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
     pub node_name: String,
-    /// Program this network namespace (through `ip netns exec`) instead of our own.
+    /// Program this network namespace (the dataplane thread enters it) instead of our own.
     pub netns: Option<String>,
     pub cluster_cidrs: Vec<IpNet>,
     pub service_cidrs: Vec<IpNet>,
@@ -198,24 +200,37 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
         });
     }
     apply_conntrack_timeouts(&opts.netns, &opts.conntrack_timeouts);
-    let (backend, conntrack) = match &opts.netns {
-        Some(ns) => (
-            NftText::in_netns(ns),
-            vec![
-                "ip".to_owned(),
-                "netns".into(),
-                "exec".into(),
-                ns.clone(),
-                "conntrack".into(),
-            ],
-        ),
-        None => (NftText::new(vec!["nft".into()]), vec!["conntrack".to_owned()]),
+    // The dataplane thread enters the programmed namespace itself (when one is given), so
+    // the `nft` and `conntrack` it starts are born there: no `ip netns exec` per sync.
+    let netns_file = match &opts.netns {
+        Some(ns) => {
+            Some(std::fs::File::open(format!("/var/run/netns/{ns}")).map_err(|e| AgentError::Netns(ns.clone(), e))?)
+        }
+        None => None,
     };
+    let backend = NftText::new(vec!["nft".into()]);
+    let conntrack = vec!["conntrack".to_owned()];
     let (tx, rx) = mpsc::channel();
     let schedule = Schedule::new(opts.min_sync_period_ms, opts.sync_period_ms);
     let loop_status = status.clone();
-    let dataplane =
-        std::thread::spawn(move || sync_loop::run(Syncer::new(backend), schedule, rx, loop_status, Some(conntrack)));
+    let dataplane = std::thread::spawn(move || {
+        if let Some(ns) = netns_file {
+            use std::os::fd::AsFd;
+            if let Err(e) =
+                rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            {
+                tracing::error!(error = %e, "cannot enter the network namespace to program");
+                return None;
+            }
+        }
+        Some(sync_loop::run(
+            Syncer::new(backend),
+            schedule,
+            rx,
+            loop_status,
+            Some(conntrack),
+        ))
+    });
 
     let (services, services_w) = reflector::store::<Service>();
     let (slices, slices_w) = reflector::store::<EndpointSlice>();

@@ -2,8 +2,10 @@
 //! controllers of [`workloads`](crate::workloads)), in-process: after store changes they compute
 //! the desired slices and Endpoints of every Service with the core's endpoint computation and
 //! write only the differences (which converge: a round that changes nothing writes nothing).
-//! A round lists everything; that is simple and correct, and costs time in the cluster's size.
+//! The first round looks at every Service; later rounds only at those the store's changes
+//! since the previous round can affect ([`Scope`]), so a write costs time in what it touches.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use svcnet_core::endpoints::legacy::desired_endpoints;
 use svcnet_core::endpoints::slices::reconcile_slices;
 use svcnet_core::endpoints::{CONTROLLER_NAME, EndpointInputs, LABEL_MANAGED_BY, LABEL_SERVICE_NAME};
 use svcnet_core::service::model::ServiceModel;
-use svcnet_store::Store;
+use svcnet_store::{Event, Store};
 
 use crate::objects::{self, Ids, Reply};
 use crate::registry::Registry;
@@ -31,12 +33,144 @@ fn name_of(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap_or("").to_owned()
 }
 
-/// One reconciliation round over every Service; returns how many objects it wrote.
-pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
-    let services: Vec<Service> = typed(objects::list(store, &SERVICES, None)?.0);
-    let pods: Vec<Pod> = typed(objects::list(store, &PODS, None)?.0);
+/// Which Services a round looks at: all of them, or those the changes since the last round
+/// can affect (by namespace: every Service there when pods changed, else the named ones).
+#[derive(Debug, Default, PartialEq)]
+pub struct Scope {
+    pub all: bool,
+    /// namespace → `None` (every Service) or the Services named by changed objects.
+    pub namespaces: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// Whether workloads (Deployments, ReplicaSets, their Pods) changed.
+    pub workloads: bool,
+}
+
+impl Scope {
+    pub fn everything() -> Self {
+        Scope {
+            all: true,
+            namespaces: BTreeMap::new(),
+            workloads: true,
+        }
+    }
+
+    fn touch(&mut self, namespace: &str, service: Option<String>) {
+        let entry = self
+            .namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Some(BTreeSet::new()));
+        match (entry, service) {
+            (Some(names), Some(name)) => {
+                names.insert(name);
+            }
+            (entry, None) => *entry = None,
+            (None, Some(_)) => {}
+        }
+    }
+
+    /// What `events` can affect. Node changes (zones, addresses) reach every Service.
+    pub fn of(events: &[Event]) -> Self {
+        let mut scope = Scope::default();
+        for e in events {
+            let key = &e.object.key;
+            match key.resource.as_str() {
+                "services" | "endpoints" => scope.touch(&key.namespace, Some(key.name.clone())),
+                "endpointslices.discovery.k8s.io" => {
+                    let v: Value = serde_json::from_slice(&e.object.value).unwrap_or_default();
+                    if let Some(svc) = v["metadata"]["labels"][LABEL_SERVICE_NAME].as_str() {
+                        scope.touch(&key.namespace, Some(svc.to_owned()));
+                    }
+                }
+                "pods" => {
+                    scope.touch(&key.namespace, None);
+                    scope.workloads = true;
+                }
+                "deployments.apps" | "replicasets.apps" => scope.workloads = true,
+                "nodes" => scope.all = true,
+                _ => {}
+            }
+        }
+        scope
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.namespaces.is_empty() && !self.workloads
+    }
+}
+
+struct Inputs {
+    services: Vec<Service>,
+    pods: Vec<Pod>,
+    nodes: Vec<Node>,
+    slices: Vec<EndpointSlice>,
+}
+
+fn gather(store: &Store, scope: &Scope) -> Reply<Inputs> {
     let nodes: Vec<Node> = typed(objects::list(store, &NODES, None)?.0);
-    let slices: Vec<EndpointSlice> = typed(objects::list(store, &ENDPOINT_SLICES, None)?.0);
+    if scope.all {
+        return Ok(Inputs {
+            services: typed(objects::list(store, &SERVICES, None)?.0),
+            pods: typed(objects::list(store, &PODS, None)?.0),
+            nodes,
+            slices: typed(objects::list(store, &ENDPOINT_SLICES, None)?.0),
+        });
+    }
+    let mut inputs = Inputs {
+        services: Vec::new(),
+        pods: Vec::new(),
+        nodes,
+        slices: Vec::new(),
+    };
+    // Services named by the scope that no longer exist: their slices are gathered to go
+    let mut gone: Vec<(String, String)> = Vec::new();
+    for (ns, names) in &scope.namespaces {
+        let services: Vec<Service> = match names {
+            None => typed(objects::list(store, &SERVICES, Some(ns))?.0),
+            Some(names) => {
+                let mut found = Vec::new();
+                for name in names {
+                    match objects::get(store, &SERVICES, ns, name) {
+                        Ok(v) => found.extend(serde_json::from_value(v).ok()),
+                        Err(s) if s.code == 404 => gone.push((ns.clone(), name.clone())),
+                        Err(s) => return Err(s),
+                    }
+                }
+                found
+            }
+        };
+        let wanted: BTreeSet<String> = services.iter().filter_map(|s| s.metadata.name.clone()).collect();
+        let gone_here: BTreeSet<&str> = gone.iter().filter(|(n, _)| n == ns).map(|(_, s)| s.as_str()).collect();
+        if services
+            .iter()
+            .any(|s| s.spec.as_ref().is_some_and(|spec| spec.selector.is_some()))
+        {
+            inputs
+                .pods
+                .extend(typed::<Pod>(objects::list(store, &PODS, Some(ns))?.0));
+        }
+        let slices = objects::list(store, &ENDPOINT_SLICES, Some(ns))?.0;
+        inputs.slices.extend(typed::<EndpointSlice>(
+            slices
+                .into_iter()
+                .filter(|v| {
+                    v["metadata"]["labels"][LABEL_SERVICE_NAME]
+                        .as_str()
+                        .is_some_and(|svc| wanted.contains(svc) || gone_here.contains(svc))
+                })
+                .collect(),
+        ));
+        inputs.services.extend(services);
+    }
+    Ok(inputs)
+}
+
+/// One reconciliation round over the Services in `scope`; returns how many objects it wrote.
+pub fn reconcile(store: &Store, ids: &mut dyn Ids, scope: &Scope) -> Reply<usize> {
+    let Inputs {
+        services,
+        pods,
+        nodes,
+        slices,
+    } = gather(store, scope)?;
     let mut writes = 0;
     for svc in &services {
         let Ok(model) = ServiceModel::from_service(svc) else {
@@ -99,19 +233,39 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
     Ok(writes)
 }
 
-/// Runs rounds after every store change (debounced) until the revision feed ends.
+/// Runs rounds after every store change (debounced) until the revision feed ends: the first
+/// over everything, then over what the changes since the previous round can affect.
 pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Receiver<u64>) {
+    let mut seen: Option<u64> = None;
     loop {
         let r = registry.clone();
         let result = tokio::task::spawn_blocking(move || {
+            let store = r.store();
+            let (scope, next) = match seen.map(|rev| store.changes_since(rev, None)) {
+                Some(Ok(changes)) => (Scope::of(&changes.events), changes.revision),
+                // first round, or the history moved past us: look at everything
+                _ => (Scope::everything(), store.revision().unwrap_or(0)),
+            };
+            if scope.is_empty() {
+                return (Ok(0), next);
+            }
             let mut ids = objects::RandomIds::new();
-            let workloads = crate::workloads::reconcile(r.store(), &mut ids);
+            let workloads = if scope.workloads {
+                crate::workloads::reconcile(store, &mut ids)
+            } else {
+                Ok(0)
+            };
             if let Err(status) = &workloads {
                 tracing::warn!(error = %status.message, "workload reconciliation failed");
             }
-            reconcile(r.store(), &mut ids).map(|w| w + workloads.unwrap_or(0))
+            let result = reconcile(store, &mut ids, &scope).map(|w| w + workloads.unwrap_or(0));
+            (result, next)
         })
-        .await;
+        .await
+        .map(|(result, next)| {
+            seen = Some(next);
+            result
+        });
         match result {
             Ok(Ok(writes)) if writes > 0 => tracing::debug!(writes, "endpoints reconciled"),
             Ok(Ok(_)) => {}
@@ -123,5 +277,46 @@ pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Rece
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         revision.mark_unchanged();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use svcnet_store::{EventKind, Key, Stored};
+
+    fn event(resource: &str, namespace: &str, name: &str, value: Value) -> Event {
+        Event {
+            kind: EventKind::Modified,
+            object: Stored {
+                key: Key {
+                    resource: resource.into(),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                },
+                revision: 1,
+                value: serde_json::to_vec(&value).unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn changes_scope_the_next_round() {
+        let slice = serde_json::json!({"metadata": {"labels": {LABEL_SERVICE_NAME: "web"}}});
+        let scope = Scope::of(&[
+            event("services", "a", "db", Value::Null),
+            event("endpointslices.discovery.k8s.io", "a", "web-x1", slice),
+            event("namespaces", "", "a", Value::Null),
+        ]);
+        assert!(!scope.all && !scope.workloads);
+        assert_eq!(scope.namespaces["a"], Some(["db".to_owned(), "web".to_owned()].into()));
+        // a pod change reaches every Service of its namespace, and the workload controllers
+        let scope = Scope::of(&[
+            event("services", "a", "db", Value::Null),
+            event("pods", "a", "p", Value::Null),
+        ]);
+        assert_eq!((scope.namespaces["a"].clone(), scope.workloads), (None, true));
+        assert!(Scope::of(&[event("nodes", "", "n1", Value::Null)]).all);
+        assert!(Scope::of(&[event("namespaces", "", "x", Value::Null)]).is_empty());
     }
 }

@@ -56,3 +56,38 @@ fn bad_flags_are_refused_clearly() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid port range \"9-1\""));
 }
+
+#[test]
+fn the_lab_refuses_clearly_without_root() {
+    // run as nobody (setpriv is util-linux, on every Debian machine), from a copy of the
+    // binary nobody can reach whatever the checkout's permissions are
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("svcnet");
+    std::fs::copy(env!("CARGO_BIN_EXE_svcnet"), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["lab", "up", "--name", "nonroot"])
+        .output()
+        .expect("setpriv (util-linux) is needed for this test");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the lab needs root"), "{stderr}");
+    assert!(!std::path::Path::new("/run/svcnet-lab/nonroot").exists());
+}
+
+#[test]
+fn lab_names_and_sizes_are_checked_before_anything_is_made() {
+    let (code, _) = svcnet(&["lab", "up", "--name", "Bad-Name"]);
+    assert_eq!(code, 2);
+    let out = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+        .args(["lab", "up", "--name", "ok", "--nodes", "12"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a lab has 1 to 9 nodes, not 12"));
+    assert!(!std::path::Path::new("/run/svcnet-lab/ok").exists());
+}

@@ -263,6 +263,59 @@ pub fn replace(
     Ok(obj)
 }
 
+/// DELETE of a pod, gracefully as upstream: a pod bound to a node that is not finished is
+/// only marked (`deletionTimestamp` = now + grace, `deletionGracePeriodSeconds`) and its
+/// kubelet removes it once its containers stopped; a grace of 0, an unbound or a finished pod
+/// goes at once. A shorter grace can cut a running one short. Returns the object and whether
+/// it is gone.
+pub fn delete_pod(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+    grace: Option<i64>,
+    uid_precondition: Option<&str>,
+) -> Reply<(Value, bool)> {
+    let pod = get(store, &crate::resources::PODS, namespace, name)?;
+    if let Some(want) = uid_precondition
+        && meta_str(&pod, "uid") != Some(want)
+    {
+        let mut s = Status::conflict("", "pods", name);
+        s.message = format!(
+            "Operation cannot be fulfilled on pods \"{name}\": Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+            meta_str(&pod, "uid").unwrap_or("")
+        );
+        return Err(Box::new(s));
+    }
+    let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let grace = grace
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0);
+    if !bound || finished || grace == 0 {
+        return delete(store, &crate::resources::PODS, namespace, name).map(|v| (v, true));
+    }
+    if let Some(current) = pod["metadata"]["deletionGracePeriodSeconds"].as_i64()
+        && current <= grace
+    {
+        return Ok((pod, false));
+    }
+    let mut marked = pod.clone();
+    let at = k8s_openapi::jiff::Timestamp::from_second(now_timestamp().as_second() + grace)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    set_meta(&mut marked, "deletionTimestamp", json!(at.to_string()));
+    set_meta(&mut marked, "deletionGracePeriodSeconds", json!(grace));
+    let k = key(&crate::resources::PODS, namespace, name);
+    let expected = meta_str(&pod, "resourceVersion").and_then(|v| v.parse::<u64>().ok());
+    store
+        .write(|b| {
+            set_meta(&mut marked, "resourceVersion", json!((b.revision() + 1).to_string()));
+            b.update(&k, &serde_json::to_vec(&marked).expect("JSON"), expected)
+        })
+        .map_err(|e| store_error(&crate::resources::PODS, e, name))?;
+    Ok((marked, false))
+}
+
 /// DELETE: removes an object and returns its last state.
 pub fn delete(store: &Store, kind: &Kind, namespace: &str, name: &str) -> Reply<Value> {
     let stored = store

@@ -274,8 +274,9 @@ fn event_line(kind: &str, object: &impl serde::Serialize) -> Bytes {
 /// How often a watch that allows bookmarks gets one (upstream sends them about once a minute).
 const BOOKMARK_PERIOD: Duration = Duration::from_secs(60);
 
-/// A watch: the current objects as ADDED when no (or a zero) resourceVersion is given, then
-/// every change after it, newline-delimited; `ERROR` with a 410 Status when the version is
+/// A watch: the current objects as ADDED when no (or a zero) resourceVersion is given or
+/// `sendInitialEvents` asks for them (then closed by a BOOKMARK annotated
+/// `k8s.io/initial-events-end`), then every change after it, newline-delimited; `ERROR` with a 410 Status when the version is
 /// older than the history kept. With `allowWatchBookmarks`, `BOOKMARK` events carry the
 /// revision the watch has reached, periodically and just before it ends.
 fn watch(
@@ -295,6 +296,10 @@ fn watch(
         .filter(|v| !v.is_empty() && *v != "0")
         .cloned();
     let bookmarks = parse_bool(query.get("allowWatchBookmarks"));
+    // a streaming list (client-go's WatchList, kubectl's wait): the current state first,
+    // whatever the resourceVersion, closed by a bookmark that says so
+    let send_initial = parse_bool(query.get("sendInitialEvents"));
+    let requested = if send_initial { None } else { requested };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let bookmark = |revision: u64| {
@@ -328,6 +333,17 @@ fn watch(
                 Ok((items, rev)) => {
                     for item in items.into_iter().filter(|i| filter.matches(i)) {
                         if tx.send(event_line("ADDED", &shown(item))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if send_initial {
+                        let end = event_line(
+                            "BOOKMARK",
+                            &json!({"kind": kind.kind, "apiVersion": kind.api_version(),
+                                    "metadata": {"resourceVersion": rev.to_string(),
+                                                 "annotations": {"k8s.io/initial-events-end": "true"}}}),
+                        );
+                        if tx.send(end).await.is_err() {
                             return;
                         }
                     }
@@ -840,12 +856,40 @@ async fn status_put(
     put(state, p, request, true).await
 }
 
-async fn item_delete(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>) -> Response {
+async fn item_delete(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
     let Some(t) = target(&p) else {
         return not_found_response();
     };
     let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
     let registry = state.registry.clone();
+    if *t.kind == resources::PODS {
+        // the grace period comes in the query or in a DeleteOptions body
+        let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+        let from_query = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok());
+        let body = match read_body(request).await {
+            Ok((_, bytes)) => bytes,
+            Err(s) => return status_response(&s),
+        };
+        let options: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            match parse_json(&body) {
+                Ok(v) => v,
+                Err(s) => return status_response(&s),
+            }
+        };
+        let grace = from_query.or_else(|| options["gracePeriodSeconds"].as_i64());
+        let uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
+        return reply(
+            blocking(move || objects::delete_pod(registry.store(), &ns, &name, grace, uid.as_deref()).map(|(v, _)| v))
+                .await,
+            StatusCode::OK,
+        );
+    }
     if *t.kind == resources::SERVICES {
         return reply(
             blocking(move || registry.delete_service(&ns, &name)).await,

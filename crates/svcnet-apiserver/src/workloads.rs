@@ -86,7 +86,7 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
             writes += usize::from(objects::create(store, &PODS, ns, v, ids).is_ok());
         }
         for name in plan.delete {
-            writes += usize::from(objects::delete(store, &PODS, ns, &name).is_ok());
+            writes += usize::from(objects::delete_pod(store, ns, &name, None, None).is_ok());
         }
         let status = serde_json::to_value(&plan.status).expect("JSON");
         writes += set_status(store, &REPLICA_SETS, raw, status, ids);
@@ -121,7 +121,7 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
                 pod.metadata.namespace.as_deref().unwrap_or(""),
                 pod.metadata.name.as_deref().unwrap_or(""),
             );
-            writes += usize::from(objects::delete(store, &PODS, ns, name).is_ok());
+            writes += usize::from(objects::delete_pod(store, ns, name, None, None).is_ok());
         }
     }
     Ok(writes)

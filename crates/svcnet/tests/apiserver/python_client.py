@@ -179,7 +179,26 @@ assert s.metadata.owner_references[0].kind == "Service"
 ep = wait_for(lambda: v1.read_namespaced_endpoints("demo", "default").subsets, "Endpoints with the pod")
 assert ep[0].addresses[0].ip == "10.244.1.5" and ep[0].ports[0].port == 8080, ep
 
-v1.delete_namespaced_pod("demo-1", "default")
+# a pod bound to a node is deleted gracefully: marked, its endpoint terminating, until its
+# kubelet (none here) removes it; a wrong uid precondition is refused
+v1.delete_namespaced_pod("demo-1", "default", grace_period_seconds=45)
+marked = v1.read_namespaced_pod("demo-1", "default")
+assert marked.metadata.deletion_timestamp is not None and marked.metadata.deletion_grace_period_seconds == 45, marked.metadata
+
+
+def terminating_endpoint():
+    for s in demo_slices():
+        for e in s.endpoints or []:
+            if e.addresses == ["10.244.1.5"] and e.conditions.terminating and not e.conditions.ready:
+                return e
+    return None
+
+
+wait_for(terminating_endpoint, "the endpoint of the terminating pod marked terminating")
+expect_error(409, 'Precondition failed: UID in precondition: nope, UID in object meta: ' + marked.metadata.uid,
+             v1.delete_namespaced_pod, "demo-1", "default",
+             body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid="nope")))
+v1.delete_namespaced_pod("demo-1", "default", grace_period_seconds=0)
 wait_for(lambda: not slice_with_pod() and len(demo_slices()) == 1 and not demo_slices()[0].endpoints,
          "exactly one empty placeholder slice after the pod is gone")
 wait_for(lambda: not v1.read_namespaced_endpoints("demo", "default").subsets, "empty Endpoints")

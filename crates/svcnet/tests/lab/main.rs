@@ -397,6 +397,35 @@ spec:
         (!a.contains("ERROR") && distinct(&a).len() == 3).then_some(())
     });
 
+    // deletion is graceful: SIGTERM, then SIGKILL once the grace period is over
+    lab.apply(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers: [{name: c, image: busybox, command: [sh, -c, 'trap \"\" TERM; sleep 4242']}]
+",
+    );
+    wait_for("the stubborn pod to run", Duration::from_secs(20), || {
+        (lab.get(&["pod", "stubborn"], "{.status.phase}") == "Running").then_some(())
+    });
+    let started = std::time::Instant::now();
+    lab.k(&["delete", "pod", "stubborn"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGTERM was not ignored for the grace period: {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let (ok, text) = lab.kubectl(&["get", "pod", "stubborn"]);
+    assert!(!ok && text.contains("not found"), "{text}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 4242"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the process outlived its pod");
+
     // down leaves no namespace, process or file behind
     let state = lab.state_dir();
     lab.down();

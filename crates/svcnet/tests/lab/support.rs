@@ -81,7 +81,11 @@ impl Lab {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(kubectl_binary())
+        // bounded: a kubectl waiting on something that never happens fails the test instead
+        // of hanging it
+        let out = Command::new("timeout")
+            .arg("120")
+            .arg(kubectl_binary())
             .env("KUBECONFIG", &self.kubeconfig)
             .args(args)
             .output()

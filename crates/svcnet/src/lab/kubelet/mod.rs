@@ -118,7 +118,7 @@ fn grace_of(pod: &Pod) -> Duration {
 }
 
 struct Handle {
-    stop: watch::Sender<Option<Duration>>,
+    stop: watch::Sender<Option<worker::Stop>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -156,7 +156,10 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> 
                 if let Some(seen) = relisted.take() {
                     for (uid, h) in running.iter().filter(|(uid, _)| !seen.contains(*uid)) {
                         tracing::info!(%uid, "pod gone while not watching");
-                        let _ = h.stop.send(Some(DEFAULT_GRACE));
+                        let _ = h.stop.send(Some(worker::Stop {
+                            grace: DEFAULT_GRACE,
+                            remove: false,
+                        }));
                     }
                 }
             }
@@ -166,8 +169,22 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> 
                     seen.insert(uid.clone());
                 }
                 if pod.metadata.deletion_timestamp.is_some() {
-                    if let Some(h) = running.get(&uid) {
-                        let _ = h.stop.send(Some(grace_of(&pod)));
+                    match running.get(&uid) {
+                        Some(h) => {
+                            let _ = h.stop.send(Some(worker::Stop {
+                                grace: grace_of(&pod),
+                                remove: true,
+                            }));
+                        }
+                        // nothing of it runs here: it can go at once
+                        None => {
+                            let api = Api::namespaced(
+                                ctx.client.clone(),
+                                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                            );
+                            let name = pod.metadata.name.clone().unwrap_or_default();
+                            tokio::spawn(async move { worker::remove(&api, &name, &uid).await });
+                        }
                     }
                     continue;
                 }
@@ -186,14 +203,20 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> 
             Some(Ok(watcher::Event::Delete(pod))) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 if let Some(h) = running.get(&uid) {
-                    let _ = h.stop.send(Some(grace_of(&pod)));
+                    let _ = h.stop.send(Some(worker::Stop {
+                        grace: grace_of(&pod),
+                        remove: false,
+                    }));
                 }
             }
         }
     }
     // shutting down: every pod stops at once
     for h in running.values() {
-        let _ = h.stop.send(Some(Duration::from_secs(2)));
+        let _ = h.stop.send(Some(worker::Stop {
+            grace: Duration::from_secs(2),
+            remove: false,
+        }));
     }
     for (_, h) in running {
         let _ = h.task.await;

@@ -55,8 +55,17 @@ fn pod_key(pod: &Pod) -> (String, String) {
     )
 }
 
-/// Signal a stop: the grace period before SIGKILL.
-pub type StopSignal = watch::Receiver<Option<Duration>>;
+/// Why and how a pod stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stop {
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// The pod is being deleted: remove it from the API once it stopped.
+    pub remove: bool,
+}
+
+/// Signals a stop.
+pub type StopSignal = watch::Receiver<Option<Stop>>;
 
 pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     let (namespace, name) = pod_key(&pod);
@@ -132,7 +141,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     }
     let mut sent: Option<PodStatus> = None;
     let mut backoff: BTreeMap<String, Duration> = BTreeMap::new();
-    let grace = loop {
+    let stopping = loop {
         let now_instant = Instant::now();
         for c in &mut containers {
             // exits
@@ -246,25 +255,49 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                 .await
             {
                 Ok(_) => sent = Some(status),
-                Err(kube::Error::Api(e)) if e.code == 404 => break Duration::ZERO,
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    break Stop {
+                        grace: Duration::ZERO,
+                        remove: false,
+                    };
+                }
                 Err(e) => tracing::warn!(pod = %name, error = %e, "cannot report pod status"),
             }
         }
         tokio::select! {
             changed = stop.changed() => {
-                break match changed {
-                    Ok(()) => stop.borrow().unwrap_or(Duration::ZERO),
-                    Err(_) => Duration::ZERO,
-                };
+                let now_stop = if changed.is_ok() { *stop.borrow() } else { None };
+                break now_stop.unwrap_or(Stop { grace: Duration::ZERO, remove: false });
             }
             () = tokio::time::sleep(TICK) => {}
         }
     };
-    terminate(&mut containers, grace).await;
+    terminate(&mut containers, stopping.grace).await;
     let pod_ns = netns.clone();
     let _ = tokio::task::spawn_blocking(move || sandbox::remove(&pod_ns)).await;
     ctx.ips.lock().expect("pool").release(ip);
     tracing::info!(pod = %name, "pod stopped");
+    if stopping.remove {
+        remove(&api, &name, &uid).await;
+    }
+}
+
+/// Removes a pod whose deletion was requested, now that nothing of it runs (grace 0, and
+/// only this pod: a new one of the same name is left alone).
+pub async fn remove(api: &Api<Pod>, name: &str, uid: &str) {
+    let params = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %name, error = %e, "cannot remove the deleted pod"),
+    }
 }
 
 fn spawn(

@@ -8,7 +8,7 @@
 //! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
 //!   Deployment and ReplicaSet controllers.
 //! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes.
-//! - [`proxy`]: the services/pods `proxy` subresources.
+//! - [`proxy`]: the services/pods `proxy` subresources; [`logs`]: `pods/log`.
 //! - [`server`]: the HTTPS API.
 
 #![forbid(unsafe_code)]
@@ -16,6 +16,7 @@
 pub mod controller;
 pub mod credentials;
 pub mod field_validation;
+pub mod logs;
 pub mod objects;
 pub mod openapi;
 pub mod paging;
@@ -44,6 +45,8 @@ pub struct Config {
     pub node_ports: PortRange,
     /// How the proxy subresources reach pods (default: from this network namespace).
     pub dialer: Option<proxy::SharedDialer>,
+    /// Where `pods/log` reads container output (`None`: not available).
+    pub pod_logs: Option<logs::SharedPodLogs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     tokio::spawn(controller::run(registry.clone(), revision.clone()));
     let state = server::AppState {
         dialer: config.dialer.unwrap_or_else(|| Arc::new(proxy::DirectDialer)),
+        pod_logs: config.pod_logs,
         revision,
         registry,
         token: Arc::new(creds.token.clone()),

@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, openapi, proxy, scale};
+use crate::{field_validation, logs, openapi, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -40,6 +40,8 @@ pub struct AppState {
     pub token: Arc<String>,
     /// How the proxy subresources reach pods.
     pub dialer: proxy::SharedDialer,
+    /// Where `pods/log` reads from, if anywhere.
+    pub pod_logs: Option<logs::SharedPodLogs>,
     /// The store's latest revision, updated after every write.
     pub revision: tokio::sync::watch::Receiver<u64>,
 }
@@ -914,6 +916,46 @@ fn not_found_response() -> Response {
     status_response(&not_found_status())
 }
 
+async fn pod_log(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let registry = state.registry.clone();
+    let result = async {
+        let pod = objects::get(registry.store(), &resources::PODS, &ns, &name)?;
+        let container = logs::container_of(&pod, q.get("container").map(String::as_str))?;
+        let Some(source) = state.pod_logs.clone() else {
+            let mut s = Status::bad_request("pod logs are not available from this server (it runs no kubelets)");
+            s.reason = "ServiceUnavailable".into();
+            s.code = 503;
+            return Err(Box::new(s));
+        };
+        let (ns2, name2, c2) = (ns.clone(), name.clone(), container.clone());
+        let text = tokio::task::spawn_blocking(move || source.read(&ns2, &name2, &c2))
+            .await
+            .map_err(|e| Box::new(Status::internal(&e.to_string())))?
+            .map_err(|_| {
+                Box::new(Status::bad_request(format!(
+                    "container \"{container}\" in pod \"{name}\" is waiting to start: no output yet"
+                )))
+            })?;
+        let number = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
+        Ok(logs::cut(&text, number("tailLines"), number("limitBytes")))
+    }
+    .await;
+    match result {
+        Ok(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        }
+        Err(s) => status_response(&s),
+    }
+}
+
 async fn service_proxy(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
@@ -991,6 +1033,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/namespaces/{ns}/services/{name}/proxy/{*rest}",
             any(service_proxy),
         )
+        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy", any(pod_proxy))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", any(pod_proxy))
         .route("/openapi/v3", get(openapi_root))

@@ -393,6 +393,7 @@ fn run_apiserver(
         service_cidrs,
         node_ports: node_ports.parse()?,
         dialer: None,
+        pod_logs: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(svcnet_apiserver::run(config, |addr, kubeconfig| {

@@ -62,8 +62,11 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
         listen: api,
         service_cidrs: vec![SERVICE_CIDR.parse()?],
         node_ports: svcnet_core::alloc::PortRange::DEFAULT,
-        dialer: Some(Arc::new(super::dialer::NodeDialer {
+        dialer: Some(Arc::new(super::hooks::NodeDialer {
             netns: plan.nodes[0].netns.clone(),
+        })),
+        pod_logs: Some(Arc::new(super::hooks::LogFiles {
+            dir: state.join("pods"),
         })),
     };
     let mut apiserver = tokio::spawn(svcnet_apiserver::run(config, move |addr, kubeconfig| {

@@ -11,13 +11,13 @@
 //! - [`kubelet`]: pods as processes; [`scheduler`]: assigns pods to nodes.
 //! - [`daemon`]: runs everything until told to stop; [`supervisor`]: keeps each node's proxy
 //!   process running; [`commands`]: the CLI verbs.
-//! - [`demo`]: the demo app `up --demo` deploys; [`dialer`]: how the API server's proxy
-//!   reaches pods.
+//! - [`demo`]: the demo app `up --demo` deploys; [`hooks`]: how the API server reaches pods
+//!   (proxy) and their output (logs).
 
 pub mod commands;
 pub mod daemon;
 pub mod demo;
-pub mod dialer;
+pub mod hooks;
 pub mod kubelet;
 pub mod plan;
 pub mod scheduler;

@@ -164,6 +164,16 @@ spec:
     let outside = lab.ask_from_outside(&[&target, "--timeout-ms", "1000"]);
     assert!(outside.starts_with("ERROR"), "{outside}");
 
+    // kubectl logs shows a container's output
+    let web_pod = lab.get(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    let logs = lab.k(&["logs", &web_pod]);
+    assert!(logs.contains(&format!("netexec {web_pod} serving")), "{logs}");
+    let (ok, text) = lab.kubectl(&["logs", &web_pod, "-c", "nope"]);
+    assert!(
+        !ok && text.contains(&format!("container nope is not valid for pod {web_pod}")),
+        "{text}"
+    );
+
     // the API server's service and pod proxies reach pods through the lab
     let via_proxy = lab.k(&[
         "get",

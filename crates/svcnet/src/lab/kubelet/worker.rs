@@ -277,6 +277,15 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     let _ = tokio::task::spawn_blocking(move || sandbox::remove(&pod_ns)).await;
     ctx.ips.lock().expect("pool").release(ip);
     tracing::info!(pod = %name, "pod stopped");
+    // its output goes with it (a new pod of the same name starts afresh)
+    for c in &containers {
+        let _ = std::fs::remove_file(crate::lab::hooks::LogFiles::path(
+            &ctx.log_dir,
+            &namespace,
+            &name,
+            &c.run.name,
+        ));
+    }
     if stopping.remove {
         remove(&api, &name, &uid).await;
     }
@@ -309,7 +318,7 @@ fn spawn(
     words: &[String],
     spec: &Container,
 ) -> anyhow::Result<tokio::process::Child> {
-    let log_path: PathBuf = log_dir.join(format!("{namespace}_{pod}_{container}.log"));
+    let log_path: PathBuf = crate::lab::hooks::LogFiles::path(log_dir, namespace, pod, container);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let mut cmd = tokio::process::Command::new("ip");
     cmd.args(["netns", "exec", netns])

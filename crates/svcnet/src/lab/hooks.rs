@@ -1,0 +1,44 @@
+//! How the lab's API server reaches pods: for the `proxy` subresources, connections are
+//! opened from inside a node's network namespace (where every pod address is routed), by a
+//! thread that enters it for that one connection; for `pods/log`, the kubelets' output files.
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+pub struct NodeDialer {
+    pub netns: String,
+}
+
+impl svcnet_apiserver::proxy::Dialer for NodeDialer {
+    fn dial(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let path = format!("/var/run/netns/{}", self.netns);
+        // a thread of its own: entering a namespace must not leak into a pooled thread; the
+        // socket stays in the node's namespace whichever thread uses it later
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path)?;
+            rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("dialer thread panicked"))?
+    }
+}
+
+/// Container output as the lab's kubelets write it: one file per container in the lab's
+/// state directory (see `kubelet::worker`).
+pub struct LogFiles {
+    pub dir: std::path::PathBuf,
+}
+
+impl LogFiles {
+    pub fn path(dir: &std::path::Path, namespace: &str, pod: &str, container: &str) -> std::path::PathBuf {
+        dir.join(format!("{namespace}_{pod}_{container}.log"))
+    }
+}
+
+impl svcnet_apiserver::logs::PodLogs for LogFiles {
+    fn read(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(Self::path(&self.dir, namespace, pod, container))
+    }
+}

@@ -18,6 +18,7 @@ struct Shared {
     status: Arc<Mutex<SyncStatus>>,
     /// Updates may wait this long before the agent reports itself unhealthy.
     health_timeout_secs: u64,
+    extra: Option<ExtraMetrics>,
 }
 
 /// Whether syncs keep up: nothing has waited longer than the health timeout.
@@ -121,14 +122,29 @@ pub fn render_metrics(st: &SyncStatus) -> String {
 
 async fn metrics(State(s): State<Shared>) -> Response {
     let st = s.status.lock().expect("status lock").clone();
-    ([("content-type", "text/plain; version=0.0.4")], render_metrics(&st)).into_response()
+    let mut text = render_metrics(&st);
+    if let Some(extra) = s.extra.clone()
+        && let Ok(more) = tokio::task::spawn_blocking(move || extra()).await
+    {
+        text.push_str(&more);
+    }
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// More metrics, computed at scrape time (blocking is fine: it runs off the async threads).
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves `/healthz`, `/livez` and `/metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, status: Arc<Mutex<SyncStatus>>, health_timeout_secs: u64) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    status: Arc<Mutex<SyncStatus>>,
+    health_timeout_secs: u64,
+    extra: Option<ExtraMetrics>,
+) -> std::io::Result<()> {
     let shared = Shared {
         status,
         health_timeout_secs,
+        extra,
     };
     let app = Router::new()
         .route("/healthz", get(health))

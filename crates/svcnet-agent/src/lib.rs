@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod counters;
 pub mod endpoints;
 
 use std::collections::{HashMap, HashSet};
@@ -190,11 +191,21 @@ const ANNOTATION_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigg
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
+    let (services, services_w) = reflector::store::<Service>();
+    // per-service counters, read from the kernel and named from the watched Services at scrape
+    let traffic: endpoints::ExtraMetrics = {
+        let (services, netns) = (services.clone(), opts.netns.clone());
+        Arc::new(move || {
+            let counters = counters::read(netns.as_deref());
+            counters::render(&counters, &counters::index(&services.state()))
+        })
+    };
     for addr in opts.status_bind.into_iter().chain(opts.metrics_bind) {
         let listener_status = status.clone();
         let timeout = 2 * opts.sync_period_ms.div_ceil(1000);
+        let traffic = traffic.clone();
         tokio::spawn(async move {
-            if let Err(e) = endpoints::serve(addr, listener_status, timeout).await {
+            if let Err(e) = endpoints::serve(addr, listener_status, timeout, Some(traffic)).await {
                 tracing::error!(error = %e, %addr, "cannot serve health and metrics");
             }
         });
@@ -232,7 +243,6 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
         ))
     });
 
-    let (services, services_w) = reflector::store::<Service>();
     let (slices, slices_w) = reflector::store::<EndpointSlice>();
     let (nodes, nodes_w) = reflector::store::<Node>();
     let cfg = watcher::Config::default();

@@ -47,6 +47,10 @@ const SERVICE_NODEPORTS: &str = "service-nodeports";
 const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 const CLUSTER_IPS: &str = "cluster-ips";
+/// Per service address and port (and per node port): packets and bytes sent to it, counted
+/// before DNAT in the original direction.
+pub const SERVICE_TRAFFIC: &str = "service-traffic";
+pub const NODEPORT_TRAFFIC: &str = "nodeport-traffic";
 const NODEPORT_IPS: &str = "nodeport-ips";
 const HAIRPIN: &str = "hairpin-connections";
 const FIREWALL_IPS: &str = "firewall-ips";
@@ -188,12 +192,14 @@ impl<'a> TableBuilder<'a> {
     }
 
     fn set(&mut self, name: &str, type_clause: String, flags: Option<&'static str>) {
+        let counter = name == SERVICE_TRAFFIC || name == NODEPORT_TRAFFIC;
         self.table.sets.entry(name.to_owned()).or_insert_with(|| Set {
             decl: SetDecl {
                 type_clause,
                 flags,
                 timeout_seconds: None,
                 dynamic: false,
+                counter,
             },
             elements: BTreeSet::new(),
         });
@@ -238,6 +244,12 @@ impl<'a> TableBuilder<'a> {
         let dest = format!("{kw} daddr . meta l4proto . th dport");
         self.set(CLUSTER_IPS, format!("type {addr}"), None);
         self.set(NODEPORT_IPS, format!("type {addr}"), None);
+        self.set(
+            SERVICE_TRAFFIC,
+            format!("type {addr} . inet_proto . inet_service"),
+            None,
+        );
+        self.set(NODEPORT_TRAFFIC, "type inet_proto . inet_service".to_owned(), None);
         for m in [SERVICE_IPS, NO_ENDPOINT_SERVICES, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS] {
             self.set(m, format!("type {addr} . inet_proto . inet_service : verdict"), None);
         }
@@ -381,6 +393,13 @@ impl<'a> TableBuilder<'a> {
             hook("nat", "postrouting", 100),
             vec!["jump masquerading".into()],
         );
+        // traffic counters: a lookup that matches counts on the element, and goes on
+        let count = vec![
+            format!("{dest} @{SERVICE_TRAFFIC}"),
+            format!("fib daddr type local meta l4proto . th dport @{NODEPORT_TRAFFIC}"),
+        ];
+        self.chain("count-prerouting", hook("filter", "prerouting", -150), count.clone());
+        self.chain("count-output", hook("filter", "output", -150), count);
         self.chain(
             "filter-prerouting-pre-dnat",
             hook("filter", "prerouting", -110),
@@ -436,6 +455,7 @@ impl<'a> TableBuilder<'a> {
         for ip in sp.cluster_ips.iter().filter(|ip| mine(ip)) {
             let key = vec![Atom::Addr(*ip), proto.clone(), port.clone()];
             self.add(CLUSTER_IPS, Element::key(vec![Atom::Addr(*ip)]));
+            self.add(SERVICE_TRAFFIC, Element::key(key.clone()));
             if all.is_empty() {
                 self.add(
                     NO_ENDPOINT_SERVICES,
@@ -460,6 +480,7 @@ impl<'a> TableBuilder<'a> {
             .collect();
         for ip in externals {
             let key = vec![Atom::Addr(ip), proto.clone(), port.clone()];
+            self.add(SERVICE_TRAFFIC, Element::key(key.clone()));
             self.external(sp, key, Keying::Addr(ip), &all, &local);
         }
         if !sp.load_balancer_source_ranges.is_empty() {
@@ -481,6 +502,7 @@ impl<'a> TableBuilder<'a> {
         }
         if let Some(np) = sp.node_port {
             let key = vec![proto.clone(), Atom::Port(np)];
+            self.add(NODEPORT_TRAFFIC, Element::key(key.clone()));
             self.external(sp, key, Keying::NodePort(np), &all, &local);
         }
     }
@@ -572,6 +594,7 @@ impl<'a> TableBuilder<'a> {
                     flags: None,
                     timeout_seconds: None,
                     dynamic: false,
+                    counter: false,
                 },
             );
             let rule = format!("dnat {kw} to {key_expr} map @{name}");
@@ -613,6 +636,7 @@ impl<'a> TableBuilder<'a> {
                         flags: Some("dynamic,timeout"),
                         timeout_seconds: Some(timeout),
                         dynamic: true,
+                        counter: false,
                     },
                 );
                 let target = match ep.ip {

@@ -158,6 +158,8 @@ pub struct SetDecl {
     pub timeout_seconds: Option<u32>,
     /// Dynamic sets are filled by the kernel; the proxy never writes their elements.
     pub dynamic: bool,
+    /// Each element counts the packets and bytes that matched it.
+    pub counter: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

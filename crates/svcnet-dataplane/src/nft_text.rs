@@ -85,6 +85,9 @@ pub fn write_replace(rs: &dyn RulesetView, out: &mut dyn Write) -> fmt::Result {
 
 fn set_body(decl: &crate::ir::SetDecl) -> String {
     let mut body = format!("{} ;", decl.type_clause);
+    if decl.counter {
+        body.push_str(" counter ;");
+    }
     if let Some(flags) = decl.flags {
         body.push_str(&format!(" flags {flags} ;"));
     }
@@ -192,6 +195,7 @@ mod tests {
         let mut set = Set {
             decl: SetDecl {
                 type_clause: "type ipv4_addr . inet_proto . inet_service : verdict".into(),
+                counter: false,
                 flags: None,
                 timeout_seconds: None,
                 dynamic: false,

@@ -611,6 +611,19 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(programmed >= 3, "{metrics}");
+    // per-service traffic: the web service's ClusterIP and node port counted what was sent
+    let counted = |destination: &str| -> u64 {
+        let prefix = format!(
+            "svcnet_service_packets_total{{namespace=\"default\",service=\"web\",port=\"\",protocol=\"TCP\",destination=\"{destination}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(counted(&target) > 0, "{metrics}");
+    assert!(counted(&format!("nodeport:{node_port}")) > 0, "{metrics}");
     assert!(
         metrics.contains(&format!(
             "kubeproxy_network_programming_duration_seconds_bucket{{le=\"+Inf\"}} {programmed}\n"

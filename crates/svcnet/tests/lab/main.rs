@@ -461,3 +461,81 @@ spec:
     }
     assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
 }
+
+#[test]
+fn restart_policies_and_a_crashed_lab() {
+    let lab = Lab::up(1);
+    let pod = |name: &str, policy: &str, script: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: {policy}
+  containers: [{{name: c, image: busybox, command: [sh, -c, '{script}']}}]
+"
+        )
+    };
+    lab.apply(&pod("crashes", "Always", "echo started; exit 3"));
+    lab.apply(&pod("fails-once", "OnFailure", "test -e /tmp/svcnet-lab-$HOSTNAME || { touch /tmp/svcnet-lab-$HOSTNAME; exit 1; }; rm /tmp/svcnet-lab-$HOSTNAME"));
+    lab.apply(&pod("fails", "Never", "exit 2"));
+    lab.apply(&pod("succeeds", "Never", "true"));
+    // Always: restarted again and again (with back-off), the pod stays Running
+    wait_for("two restarts", Duration::from_secs(30), || {
+        let restarts: u32 = lab
+            .get(&["pod", "crashes"], "{.status.containerStatuses[0].restartCount}")
+            .parse()
+            .ok()?;
+        (restarts >= 2).then_some(())
+    });
+    assert_eq!(lab.get(&["pod", "crashes"], "{.status.phase}"), "Running");
+    // OnFailure: restarted after the failure, then done
+    wait_for("fails-once to succeed on its restart", Duration::from_secs(30), || {
+        (lab.get(&["pod", "fails-once"], "{.status.phase}") == "Succeeded").then_some(())
+    });
+    assert_eq!(
+        lab.get(&["pod", "fails-once"], "{.status.containerStatuses[0].restartCount}"),
+        "1"
+    );
+    // Never: the exit code decides the phase
+    wait_for("fails to fail", Duration::from_secs(20), || {
+        (lab.get(&["pod", "fails"], "{.status.phase}") == "Failed").then_some(())
+    });
+    assert_eq!(
+        lab.get(
+            &["pod", "fails"],
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "2"
+    );
+    wait_for("succeeds to succeed", Duration::from_secs(20), || {
+        (lab.get(&["pod", "succeeds"], "{.status.phase}") == "Succeeded").then_some(())
+    });
+
+    // a lab whose daemon died is cleaned up by the next `up` of the same name
+    let pid: i32 = std::fs::read_to_string(lab.state_dir().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = std::process::Command::new(support::SVCNET)
+        .args(["lab", "up", "--name", &lab.name, "--nodes", "1"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("namespaces a previous lab"), "{text}");
+    let pods = lab.get(&["pods"], "{.items[*].metadata.name}");
+    assert!(pods.is_empty(), "the new lab starts empty: {pods}");
+}

@@ -152,6 +152,14 @@ enum BenchCommand {
         #[arg(long)]
         no_baseline: bool,
     },
+    /// The API server under load: create rates, watch delivery, kubectl get, memory.
+    Apiserver {
+        #[arg(long, default_value_t = 10000)]
+        services: u32,
+        /// Endpoints in all, spread over one EndpointSlice per service.
+        #[arg(long, default_value_t = 100000)]
+        endpoints: u32,
+    },
     /// Network programming latency in a lab: EndpointSlice write to traffic reaching it.
     Programming {
         #[arg(long, default_value_t = 1000)]
@@ -324,6 +332,12 @@ pub fn run() -> ExitCode {
                 baseline,
             })
             .map(|v| {
+                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Bench(BenchCommand::Apiserver { services, endpoints }) => {
+            crate::bench::apiserver::run(&crate::bench::apiserver::Options { services, endpoints }).map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
                 ExitCode::SUCCESS
             })

@@ -1,6 +1,7 @@
 //! Benchmarks that print their figures as JSON, next to upstream's baseline measured in the
 //! same run. They run only in network namespaces they create.
 
+pub mod apiserver;
 pub mod datapath;
 pub mod dataplane;
 pub mod programming;

@@ -1,0 +1,223 @@
+//! `svcnet bench apiserver`: the API server under load. A fresh `svcnet apiserver` process
+//! (its own data directory, a free loopback port) gets `services` Services and, for them,
+//! EndpointSlices holding `endpoints` endpoints in all, written by 16 concurrent clients.
+//! Printed: create rates, watch delivery latency (create acknowledged → event received by
+//! a watch on all Services), `kubectl get services -A` wall time with everything loaded, and
+//! the server's resident memory.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{PostParams, WatchEvent, WatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::percentile_ms;
+use crate::lab::daemon::client_for;
+
+pub struct Options {
+    pub services: u32,
+    pub endpoints: u32,
+}
+
+const CONCURRENCY: usize = 16;
+
+/// The server process, killed on drop.
+struct Server {
+    child: Child,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["apiserver", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--service-cluster-ip-range", "10.96.0.0/12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("server output")?).lines();
+    let _serving = lines.next().context("server did not start")??;
+    let kubeconfig = lines.next().context("server did not start")??;
+    let kubeconfig = PathBuf::from(kubeconfig.strip_prefix("kubeconfig: ").context("kubeconfig line")?);
+    Ok(Server {
+        child,
+        kubeconfig,
+        _dir: dir,
+    })
+}
+
+/// VmHWM and VmRSS of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| (kib / 1024.0 * 10.0).round() / 10.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn kubectl() -> Option<PathBuf> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/kubectl"));
+    path.exists().then_some(path)
+}
+
+fn service(i: u32) -> Service {
+    serde_json::from_value(json!({
+        "metadata": { "name": format!("s{i}"), "labels": { "bench": "svcnet" } },
+        "spec": { "ports": [{ "name": "http", "port": 80, "targetPort": 8080 }] },
+    }))
+    .expect("service")
+}
+
+fn slice(i: u32, endpoints: u32, offset: u32) -> EndpointSlice {
+    let eps: Vec<Value> = (0..endpoints)
+        .map(|j| {
+            let n = offset + j;
+            json!({ "addresses": [format!("10.{}.{}.{}", 128 + n / 65536 % 64, n / 256 % 256, n % 256)],
+                    "conditions": { "ready": true } })
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": { "name": format!("s{i}-bench"), "labels": {
+            "kubernetes.io/service-name": format!("s{i}"), "endpointslice.kubernetes.io/managed-by": "svcnet-bench" } },
+        "addressType": "IPv4",
+        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }],
+        "endpoints": eps,
+    }))
+    .expect("slice")
+}
+
+pub fn run(opts: &Options) -> Result<Value> {
+    if opts.services == 0 {
+        bail!("--services must be at least 1");
+    }
+    let server = start_server()?;
+    let pid = server.child.id();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (services_rate, slices_rate, watch_latency) = runtime.block_on(async {
+        let client: Client = client_for(&server.kubeconfig).await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+        // a watch on all Services records when each creation reaches it
+        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let watch_seen = seen.clone();
+        let mut stream = services.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
+        let watcher = tokio::spawn(async move {
+            while let Some(Ok(event)) = stream.next().await {
+                if let WatchEvent::Added(s) = event {
+                    let name = s.metadata.name.unwrap_or_default();
+                    watch_seen.lock().expect("seen").insert(name, Instant::now());
+                }
+            }
+        });
+        let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let started = Instant::now();
+        futures::stream::iter(0..opts.services)
+            .map(|i| {
+                let (services, acked) = (services.clone(), acked.clone());
+                async move {
+                    services.create(&PostParams::default(), &service(i)).await?;
+                    acked.lock().expect("acked").insert(format!("s{i}"), Instant::now());
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let services_rate = f64::from(opts.services) / started.elapsed().as_secs_f64();
+        let per_slice = opts.endpoints / opts.services;
+        let extra = opts.endpoints % opts.services;
+        let started = Instant::now();
+        futures::stream::iter(0..opts.services)
+            .map(|i| {
+                let slices = slices.clone();
+                let count = per_slice + u32::from(i < extra);
+                let offset = i * per_slice + i.min(extra);
+                async move {
+                    slices.create(&PostParams::default(), &slice(i, count, offset)).await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let slices_rate = f64::from(opts.services) / started.elapsed().as_secs_f64();
+        // let the watch catch up, then pair acknowledgements with deliveries
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        watcher.abort();
+        let seen = seen.lock().expect("seen");
+        let acked = acked.lock().expect("acked");
+        let latency: Vec<Duration> = acked
+            .iter()
+            .filter_map(|(name, at)| Some(seen.get(name)?.saturating_duration_since(*at)))
+            .collect();
+        if latency.len() < acked.len() {
+            bail!(
+                "the watch missed {} of {} creations",
+                acked.len() - latency.len(),
+                acked.len()
+            );
+        }
+        anyhow::Ok((services_rate, slices_rate, latency))
+    })?;
+    let (peak, rss) = memory_mib(pid);
+    let get = match kubectl() {
+        Some(binary) => {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let t = Instant::now();
+                let out = Command::new(&binary)
+                    .env("KUBECONFIG", &server.kubeconfig)
+                    .args(["get", "services", "-A", "--no-headers"])
+                    .output()?;
+                if !out.status.success() {
+                    bail!("kubectl get failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                let rows = out.stdout.iter().filter(|b| **b == b'\n').count();
+                if rows < opts.services as usize {
+                    bail!("kubectl listed {rows} services, expected at least {}", opts.services);
+                }
+                times.push(t.elapsed());
+            }
+            json!({ "runs": 5, "p50_ms": percentile_ms(&times, 50.0), "max_ms": percentile_ms(&times, 100.0) })
+        }
+        None => json!("kubectl not found (.venv/bin/kubectl; `cargo xtask prereqs` installs it)"),
+    };
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    Ok(json!({
+        "benchmark": "API server: writes, watch delivery, kubectl get, memory",
+        "services": opts.services,
+        "endpoints": opts.endpoints,
+        "concurrency": CONCURRENCY,
+        "create_services_per_s": round(services_rate),
+        "create_endpointslices_per_s": round(slices_rate),
+        "watch_delivery_ms": {
+            "p50": percentile_ms(&watch_latency, 50.0),
+            "p99": percentile_ms(&watch_latency, 99.0),
+            "max": percentile_ms(&watch_latency, 100.0),
+        },
+        "kubectl_get_services_all": get,
+        "server_memory_mib": { "peak": peak, "resident": rss },
+    }))
+}

@@ -147,9 +147,26 @@ fn gather(store: &Store, scope: &Scope) -> Reply<Inputs> {
                 .pods
                 .extend(typed::<Pod>(objects::list(store, &PODS, Some(ns))?.0));
         }
-        let slices = objects::list(store, &ENDPOINT_SLICES, Some(ns))?.0;
+        // only the slices of these Services are decoded: stored objects are compact JSON, so a
+        // slice labelled for one of them contains its label pair verbatim (a cheap, exact
+        // pre-filter; the decoded label is checked again)
+        let pairs: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(String::as_str)
+            .chain(gone_here.iter().copied())
+            .map(|svc| serde_json::to_vec(&serde_json::json!({ LABEL_SERVICE_NAME: svc })).unwrap_or_default())
+            .map(|pair| pair[1..pair.len() - 1].to_vec())
+            .collect();
+        let needles: Vec<memchr::memmem::Finder> = pairs.iter().map(|p| memchr::memmem::Finder::new(p)).collect();
+        let (stored, _) = objects::list_raw(store, &ENDPOINT_SLICES, Some(ns))?;
+        let mut candidates = Vec::new();
+        for s in stored {
+            if needles.iter().any(|n| n.find(&s.value).is_some()) {
+                candidates.push(objects::decode(&s.value, s.revision)?);
+            }
+        }
         inputs.slices.extend(typed::<EndpointSlice>(
-            slices
+            candidates
                 .into_iter()
                 .filter(|v| {
                     v["metadata"]["labels"][LABEL_SERVICE_NAME]

@@ -66,6 +66,12 @@ pub fn list(store: &Store, kind: &Kind, namespace: Option<&str>) -> Reply<(Vec<V
     Ok((items, rev))
 }
 
+/// The stored objects of a kind (in a namespace), undecoded, and the list's revision.
+pub fn list_raw(store: &Store, kind: &Kind, namespace: Option<&str>) -> Reply<(Vec<svcnet_store::Stored>, u64)> {
+    let ns = if kind.namespaced { namespace } else { None };
+    store.list(&kind.store_name(), ns).map_err(internal)
+}
+
 /// Checks the body names the right kind and fills `apiVersion`, `kind` and the namespace.
 fn prepare(kind: &Kind, namespace: &str, obj: &mut Value) -> Reply<()> {
     if !obj.is_object() {

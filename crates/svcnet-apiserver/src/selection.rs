@@ -62,6 +62,11 @@ impl Filter {
         Ok(Filter { labels, fields: parsed })
     }
 
+    /// Whether it selects everything (no label or field terms).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let labels: BTreeMap<String, String> = obj["metadata"]["labels"]
             .as_object()

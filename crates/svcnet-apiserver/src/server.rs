@@ -489,14 +489,43 @@ async fn collection_get(
         Some(Ok(l)) => l,
         Some(Err(_)) => return status_response(&Status::bad_request("invalid limit")),
     };
-    let (items, rev) = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
-        Ok(listed) => listed,
-        Err(s) => return status_response(&s),
+    let page = if filter.is_empty() && (limit > 0 || after.is_some()) {
+        // no selector: page the stored objects by key and decode only the page
+        match objects::list_raw(state.registry.store(), t.kind, t.namespace.as_deref()) {
+            Ok((stored, rev)) => {
+                let rev = after.as_ref().map_or(rev, |c| c.revision);
+                let raw = paging::page_by(stored, |s| (&s.key.namespace, &s.key.name), limit, after.as_ref(), rev);
+                let items = match raw
+                    .items
+                    .iter()
+                    .map(|s| objects::decode(&s.value, s.revision))
+                    .collect()
+                {
+                    Ok(items) => items,
+                    Err(s) => return status_response(&s),
+                };
+                (
+                    paging::Page {
+                        items,
+                        next: raw.next,
+                        remaining: raw.remaining,
+                    },
+                    rev,
+                )
+            }
+            Err(s) => return status_response(&s),
+        }
+    } else {
+        let (items, rev) = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
+            Ok(listed) => listed,
+            Err(s) => return status_response(&s),
+        };
+        let items: Vec<Value> = items.into_iter().filter(|i| filter.matches(i)).collect();
+        // A continued list reports the first page's revision (see `paging`).
+        let rev = after.as_ref().map_or(rev, |c| c.revision);
+        (paging::page(items, limit, after.as_ref(), rev), rev)
     };
-    let items: Vec<Value> = items.into_iter().filter(|i| filter.matches(i)).collect();
-    // A continued list reports the first page's revision (see `paging`).
-    let rev = after.as_ref().map_or(rev, |c| c.revision);
-    let page = paging::page(items, limit, after.as_ref(), rev);
+    let (page, rev) = page;
     let mut body = if wants_table(&headers) {
         table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp())
     } else {

@@ -186,11 +186,16 @@ pub struct Store {
     watchers: Mutex<Vec<Sender<u64>>>,
 }
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store file. `history_limit` is how many changes watches can
     /// resume from.
     pub fn open(path: &Path, history_limit: u64) -> Result<Self> {
-        let db = Database::create(path)?;
+        // redb caches up to 1 GiB of pages by default; the operating system's page cache
+        // already holds the file, so a small cache keeps the server's memory in proportion
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(OBJECTS)?;

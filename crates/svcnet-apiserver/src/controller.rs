@@ -157,7 +157,7 @@ fn gather(store: &Store, scope: &Scope) -> Reply<Inputs> {
             .map(|svc| serde_json::to_vec(&serde_json::json!({ LABEL_SERVICE_NAME: svc })).unwrap_or_default())
             .map(|pair| pair[1..pair.len() - 1].to_vec())
             .collect();
-        let needles: Vec<memchr::memmem::Finder> = pairs.iter().map(|p| memchr::memmem::Finder::new(p)).collect();
+        let needles: Vec<memchr::memmem::Finder> = pairs.iter().map(memchr::memmem::Finder::new).collect();
         let (stored, _) = objects::list_raw(store, &ENDPOINT_SLICES, Some(ns))?;
         let mut candidates = Vec::new();
         for s in stored {

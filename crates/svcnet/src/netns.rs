@@ -2,11 +2,21 @@
 //! per-run prefix, removed with every process started in them when dropped (also on failure
 //! or panic). Namespaces an earlier run of the same kind left behind, whose process is gone,
 //! are removed at start. Nothing is ever added to the caller's own namespace.
+//! [`enter`] moves a thread into a namespace (for probes, dialers and benchmarks).
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Moves the calling thread into the named network namespace (`ip netns` names). Only for
+/// threads of their own: sockets it then creates, and processes it starts, live there.
+pub fn enter(name: &str) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(format!("/var/run/netns/{name}"))?;
+    rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))?;
+    Ok(())
+}
 
 /// Fails with a clear message unless running as root with `ip`, `nft` and `conntrack`.
 pub fn require_root_tools() {

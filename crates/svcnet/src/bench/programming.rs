@@ -5,7 +5,6 @@
 //! is real: the API server, the node agent's watch, the dataplane's sync and the kernel.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -86,10 +85,9 @@ fn slice(name: &str, endpoint: Option<&str>) -> EndpointSlice {
 
 /// Polls TCP connections to `target` from inside `netns` until one succeeds; returns when.
 fn connect_until(netns: &str, target: SocketAddr, timeout: Duration) -> std::thread::JoinHandle<Option<Instant>> {
-    let path = format!("/var/run/netns/{netns}");
+    let netns = netns.to_owned();
     std::thread::spawn(move || {
-        let ns = std::fs::File::open(path).ok()?;
-        rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network)).ok()?;
+        crate::netns::enter(&netns).ok()?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             // a short timeout: before the endpoint is programmed the connection is rejected,

@@ -3,7 +3,6 @@
 //! thread that enters it for that one connection; for `pods/log`, the kubelets' output files.
 
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 pub struct NodeDialer {
@@ -12,12 +11,11 @@ pub struct NodeDialer {
 
 impl svcnet_apiserver::proxy::Dialer for NodeDialer {
     fn dial(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
-        let path = format!("/var/run/netns/{}", self.netns);
+        let netns = self.netns.clone();
         // a thread of its own: entering a namespace must not leak into a pooled thread; the
         // socket stays in the node's namespace whichever thread uses it later
         std::thread::spawn(move || {
-            let ns = std::fs::File::open(path)?;
-            rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))?;
+            crate::netns::enter(&netns)?;
             TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         })
         .join()

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -90,8 +89,7 @@ pub fn http_ok(response: &str) -> bool {
 }
 
 fn network_probe(node_netns: &str, action: &Action, timeout: Duration) -> std::io::Result<bool> {
-    let ns = std::fs::File::open(format!("/var/run/netns/{node_netns}"))?;
-    rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))?;
+    crate::netns::enter(node_netns)?;
     match action {
         Action::Tcp(addr) => Ok(TcpStream::connect_timeout(addr, timeout).is_ok()),
         Action::Http { addr, path } => {

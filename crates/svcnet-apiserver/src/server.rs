@@ -298,6 +298,7 @@ fn watch(
         .filter(|v| !v.is_empty() && *v != "0")
         .cloned();
     let bookmarks = parse_bool(query.get("allowWatchBookmarks"));
+    let include = table::Include::from_query(query.get("includeObject").map(String::as_str));
     // a streaming list (client-go's WatchList, kubectl's wait): the current state first,
     // whatever the resourceVersion, closed by a bookmark that says so
     let send_initial = parse_bool(query.get("sendInitialEvents"));
@@ -315,7 +316,13 @@ fn watch(
         let shown = |object: Value| {
             if as_table {
                 let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
-                table::table(kind, std::slice::from_ref(&object), &rv, objects::now_timestamp())
+                table::table(
+                    kind,
+                    std::slice::from_ref(&object),
+                    &rv,
+                    objects::now_timestamp(),
+                    include,
+                )
             } else {
                 object
             }
@@ -526,8 +533,9 @@ async fn collection_get(
         (paging::page(items, limit, after.as_ref(), rev), rev)
     };
     let (page, rev) = page;
+    let include = table::Include::from_query(q.get("includeObject").map(String::as_str));
     let mut body = if wants_table(&headers) {
-        table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp())
+        table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp(), include)
     } else {
         json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
                "metadata": {"resourceVersion": rev.to_string()}, "items": page.items})
@@ -580,6 +588,7 @@ async fn collection_post(
 async fn item_get(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let Some(t) = target(&p) else {
@@ -597,7 +606,13 @@ async fn item_get(
             let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
             json_response(
                 StatusCode::OK,
-                &table::table(t.kind, std::slice::from_ref(&object), &rv, objects::now_timestamp()),
+                &table::table(
+                    t.kind,
+                    std::slice::from_ref(&object),
+                    &rv,
+                    objects::now_timestamp(),
+                    table::Include::from_query(q.get("includeObject").map(String::as_str)),
+                ),
             )
         }
         other => reply(other, StatusCode::OK),

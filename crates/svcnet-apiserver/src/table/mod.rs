@@ -15,8 +15,36 @@ pub fn wants_table(accept: &str) -> bool {
         .any(|part| part.contains("as=Table") && part.contains("g=meta.k8s.io"))
 }
 
+/// What each row carries besides its cells (`includeObject`; upstream's default is the
+/// object's metadata, which is all kubectl reads: labels for `--show-labels` and `-L`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value {
+            Some("None") => Include::None,
+            Some("Object") => Include::Object,
+            _ => Include::Metadata,
+        }
+    }
+
+    fn row_object(self, item: &Value) -> Option<Value> {
+        match self {
+            Include::None => None,
+            Include::Metadata => Some(json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                             "metadata": item["metadata"]})),
+            Include::Object => Some(item.clone()),
+        }
+    }
+}
+
 /// The Table for `items`, listed at `resource_version`, aged against `now`.
-pub fn table(kind: &Kind, items: &[Value], resource_version: &str, now: Timestamp) -> Value {
+pub fn table(kind: &Kind, items: &[Value], resource_version: &str, now: Timestamp, include: Include) -> Value {
     let layout = columns::layout(kind.kind);
     let definitions: Vec<Value> = layout
         .iter()
@@ -29,7 +57,10 @@ pub fn table(kind: &Kind, items: &[Value], resource_version: &str, now: Timestam
         .iter()
         .map(|item| {
             let cells: Vec<Value> = layout.iter().map(|c| Value::from((c.cell)(item, now))).collect();
-            json!({"cells": cells, "object": item})
+            match include.row_object(item) {
+                Some(object) => json!({"cells": cells, "object": object}),
+                None => json!({"cells": cells}),
+            }
         })
         .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
@@ -98,6 +129,21 @@ mod tests {
         for (seconds, want) in cases {
             assert_eq!(human_duration(seconds), want, "{seconds}s");
         }
+    }
+
+    #[test]
+    fn rows_carry_metadata_by_default() {
+        let kind = &crate::resources::PODS;
+        let pod = json!({"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"containers": []}});
+        let now = Timestamp::UNIX_EPOCH;
+        let t = table(kind, std::slice::from_ref(&pod), "1", now, Include::from_query(None));
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["labels"]["a"], "b");
+        assert!(t["rows"][0]["object"].get("spec").is_none());
+        let t = table(kind, std::slice::from_ref(&pod), "1", now, Include::from_query(Some("Object")));
+        assert_eq!(t["rows"][0]["object"], pod);
+        let t = table(kind, std::slice::from_ref(&pod), "1", now, Include::from_query(Some("None")));
+        assert!(t["rows"][0].get("object").is_none());
     }
 
     #[test]

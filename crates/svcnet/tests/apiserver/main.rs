@@ -89,6 +89,10 @@ fn kubectl_gets_labels_annotates_and_deletes() {
     ]);
     assert_eq!(meta, "control svcnet 10.96.0.1");
     assert!(run(&["get", "services", "-l", "tier=control", "-o", "name"]).contains("service/kubernetes"));
+    // label columns come from the rows' object metadata
+    let labelled = run(&["get", "services", "-L", "tier"]);
+    assert!(labelled.lines().next().unwrap_or("").ends_with("TIER"), "{labelled}");
+    assert!(labelled.lines().nth(1).unwrap_or("").ends_with("control"), "{labelled}");
     // `get -w` prints a row per change from Table watch events; kubectl runs until killed
     let watcher = Command::new("timeout")
         .args(["4", venv_python().with_file_name("kubectl").to_str().unwrap()])

@@ -140,9 +140,21 @@ mod tests {
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["rows"][0]["object"]["metadata"]["labels"]["a"], "b");
         assert!(t["rows"][0]["object"].get("spec").is_none());
-        let t = table(kind, std::slice::from_ref(&pod), "1", now, Include::from_query(Some("Object")));
+        let t = table(
+            kind,
+            std::slice::from_ref(&pod),
+            "1",
+            now,
+            Include::from_query(Some("Object")),
+        );
         assert_eq!(t["rows"][0]["object"], pod);
-        let t = table(kind, std::slice::from_ref(&pod), "1", now, Include::from_query(Some("None")));
+        let t = table(
+            kind,
+            std::slice::from_ref(&pod),
+            "1",
+            now,
+            Include::from_query(Some("None")),
+        );
         assert!(t["rows"][0].get("object").is_none());
     }
 

@@ -72,6 +72,19 @@ pub fn list_raw(store: &Store, kind: &Kind, namespace: Option<&str>) -> Reply<(V
     store.list(&kind.store_name(), ns).map_err(internal)
 }
 
+/// One page of stored objects after `after` (namespace, name), undecoded; how many follow;
+/// the revision.
+pub fn list_page(
+    store: &Store,
+    kind: &Kind,
+    namespace: Option<&str>,
+    after: Option<(&str, &str)>,
+    limit: usize,
+) -> Reply<(Vec<svcnet_store::Stored>, usize, u64)> {
+    let ns = if kind.namespaced { namespace } else { None };
+    store.list_page(&kind.store_name(), ns, after, limit).map_err(internal)
+}
+
 /// Checks the body names the right kind and fills `apiVersion`, `kind` and the namespace.
 fn prepare(kind: &Kind, namespace: &str, obj: &mut Value) -> Reply<()> {
     if !obj.is_object() {

@@ -36,8 +36,8 @@ impl Continue {
 
 /// One page of a list.
 #[derive(Debug, PartialEq)]
-pub struct Page<T = Value> {
-    pub items: Vec<T>,
+pub struct Page {
+    pub items: Vec<Value>,
     pub next: Option<Continue>,
     pub remaining: usize,
 }
@@ -51,19 +51,7 @@ fn position(item: &Value) -> (&str, &str) {
 }
 
 /// The page of `items` (already filtered) after `after`, at most `limit` long (0: no limit).
-pub fn page(items: Vec<Value>, limit: usize, after: Option<&Continue>, revision: u64) -> Page {
-    page_by(items, position, limit, after, revision)
-}
-
-/// [`page`] over anything that knows its (namespace, name): the server pages stored objects
-/// by their keys and decodes only the page.
-pub fn page_by<T>(
-    mut items: Vec<T>,
-    position: for<'a> fn(&'a T) -> (&'a str, &'a str),
-    limit: usize,
-    after: Option<&Continue>,
-    revision: u64,
-) -> Page<T> {
+pub fn page(mut items: Vec<Value>, limit: usize, after: Option<&Continue>, revision: u64) -> Page {
     if limit == 0 && after.is_none() {
         // An unpaged list keeps the store's order; sorting only matters across pages.
         return Page {

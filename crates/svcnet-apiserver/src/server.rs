@@ -496,29 +496,25 @@ async fn collection_get(
         Some(Ok(l)) => l,
         Some(Err(_)) => return status_response(&Status::bad_request("invalid limit")),
     };
-    let page = if filter.is_empty() && (limit > 0 || after.is_some()) {
-        // no selector: page the stored objects by key and decode only the page
-        match objects::list_raw(state.registry.store(), t.kind, t.namespace.as_deref()) {
-            Ok((stored, rev)) => {
+    let page = if filter.is_empty() && limit > 0 {
+        // no selector: the store reads just the page, in key order, after the token's position
+        let resume = after.as_ref().map(|c| (c.namespace.as_str(), c.name.as_str()));
+        match objects::list_page(state.registry.store(), t.kind, t.namespace.as_deref(), resume, limit) {
+            Ok((stored, remaining, rev)) => {
                 let rev = after.as_ref().map_or(rev, |c| c.revision);
-                let raw = paging::page_by(stored, |s| (&s.key.namespace, &s.key.name), limit, after.as_ref(), rev);
-                let items = match raw
-                    .items
-                    .iter()
-                    .map(|s| objects::decode(&s.value, s.revision))
-                    .collect()
-                {
+                let items: Vec<Value> = match stored.iter().map(|s| objects::decode(&s.value, s.revision)).collect() {
                     Ok(items) => items,
                     Err(s) => return status_response(&s),
                 };
-                (
-                    paging::Page {
-                        items,
-                        next: raw.next,
-                        remaining: raw.remaining,
-                    },
-                    rev,
-                )
+                let next = (remaining > 0).then(|| {
+                    let last = &stored[stored.len() - 1].key;
+                    Continue {
+                        revision: rev,
+                        namespace: last.namespace.clone(),
+                        name: last.name.clone(),
+                    }
+                });
+                (paging::Page { items, next, remaining }, rev)
             }
             Err(s) => return status_response(&s),
         }

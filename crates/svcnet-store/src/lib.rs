@@ -248,6 +248,45 @@ impl Store {
         Ok((out, read_u64(meta.get(REVISION)?)))
     }
 
+    /// One page of [`list`](Self::list): at most `limit` objects after `after` (namespace,
+    /// name), how many more there are, and the revision. Reads only the page's values.
+    pub fn list_page(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<(Vec<Stored>, usize, u64)> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let meta = txn.open_table(META)?;
+        let prefix = match namespace {
+            Some(ns) => format!("{resource}\0{ns}\0"),
+            None => format!("{resource}\0"),
+        };
+        let end = format!("{}\u{1}", prefix.trim_end_matches('\0'));
+        let start = match after {
+            // the smallest key after the resume point: its key followed by a NUL byte
+            Some((ns, name)) => format!("{}\0", Key::new(resource, ns, name).encode()),
+            None => prefix.clone(),
+        };
+        let (mut page, mut remaining) = (Vec::new(), 0usize);
+        if start.as_str() < end.as_str() {
+            for entry in objects.range(start.as_str()..end.as_str())? {
+                let (k, v) = entry?;
+                if page.len() < limit {
+                    let key = Key::decode(k.value())?;
+                    if namespace.is_none_or(|ns| key.namespace == ns) {
+                        page.push(unpack_object(key, v.value())?);
+                    }
+                } else {
+                    remaining += 1;
+                }
+            }
+        }
+        Ok((page, remaining, read_u64(meta.get(REVISION)?)))
+    }
+
     /// Named side data (e.g. allocator state), as last written.
     pub fn side_data(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;

@@ -66,6 +66,27 @@ fn lists_by_resource_and_namespace() {
     assert_eq!(names(s.list("services", Some("default")).unwrap().0), ["a", "b"]);
     assert_eq!(names(s.list("nodes", Some("")).unwrap().0), ["n1"]);
     assert!(s.list("endpoints", None).unwrap().0.is_empty());
+    // pages: in (namespace, name) order, resuming after a position, counting what is left
+    let page = |after: Option<(&str, &str)>, limit| {
+        let (items, remaining, _) = s.list_page("services", None, after, limit).unwrap();
+        (names(items), remaining)
+    };
+    assert_eq!(page(None, 2), (vec!["a".to_owned(), "b".to_owned()], 2));
+    assert_eq!(
+        page(Some(("default", "b")), 2),
+        (vec!["d".to_owned(), "c".to_owned()], 0)
+    );
+    assert_eq!(page(Some(("default", "a")), 1), (vec!["b".to_owned()], 2));
+    // a resume point that no longer exists still resumes in order
+    assert_eq!(
+        page(Some(("default", "aa")), 5),
+        (vec!["b".to_owned(), "d".to_owned(), "c".to_owned()], 0)
+    );
+    assert_eq!(page(Some(("kube-system", "c")), 5), (vec![], 0));
+    let (in_ns, left, _) = s
+        .list_page("services", Some("default"), Some(("default", "a")), 5)
+        .unwrap();
+    assert_eq!((names(in_ns), left), (vec!["b".to_owned()], 0));
 }
 
 #[test]

@@ -91,3 +91,20 @@ fn lab_names_and_sizes_are_checked_before_anything_is_made() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("a lab has 1 to 9 nodes, not 12"));
     assert!(!std::path::Path::new("/run/svcnet-lab/ok").exists());
 }
+
+#[test]
+fn a_reader_that_stops_early_gets_no_panic() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/services.yaml");
+    // `head -c 1` closes the pipe after one byte, long before svcnet has printed everything;
+    // svcnet's standard error is what the shell prints
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in 1 2 3; do {} service check {example} 2>&3 | head -c 1 >/dev/null; done 3>&1",
+            env!("CARGO_BIN_EXE_svcnet")
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stdout);
+    assert!(stderr.is_empty(), "{stderr}");
+}

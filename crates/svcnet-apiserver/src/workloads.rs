@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
-use svcnet_core::workloads::controller_uid;
 use svcnet_core::workloads::deployment::plan_deployment;
 use svcnet_core::workloads::replicaset::plan_replicaset;
+use svcnet_core::workloads::{controller_uid, is_orphan};
 use svcnet_store::Store;
 
 use crate::objects::{self, Ids, Reply};
@@ -41,6 +41,13 @@ fn set_status(store: &Store, kind: &crate::resources::Kind, stored: &Value, stat
     let ns = stored["metadata"]["namespace"].as_str().unwrap_or("");
     let name = stored["metadata"]["name"].as_str().unwrap_or("");
     usize::from(objects::replace(store, kind, ns, name, obj, true, ids).is_ok())
+}
+
+fn namespaced_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+    (
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or(""),
+    )
 }
 
 /// One round; returns how many writes it made.
@@ -93,36 +100,17 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
     }
     // garbage: ReplicaSets whose Deployment and Pods whose ReplicaSet is gone
     let deployment_uids: HashSet<&str> = deployments.iter().filter_map(|d| d.metadata.uid.as_deref()).collect();
-    for rs in &sets {
-        let owner = rs
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|r| r.controller == Some(true));
-        if owner.is_some_and(|o| o.kind == "Deployment" && !deployment_uids.contains(o.uid.as_str())) {
-            let (ns, name) = (
-                rs.metadata.namespace.as_deref().unwrap_or(""),
-                rs.metadata.name.as_deref().unwrap_or(""),
-            );
-            writes += usize::from(objects::delete(store, &REPLICA_SETS, ns, name).is_ok());
-        }
+    for rs in sets
+        .iter()
+        .filter(|rs| is_orphan(&rs.metadata, "Deployment", &deployment_uids))
+    {
+        let (ns, name) = namespaced_name(&rs.metadata);
+        writes += usize::from(objects::delete(store, &REPLICA_SETS, ns, name).is_ok());
     }
     let set_uids: HashSet<&str> = sets.iter().filter_map(|s| s.metadata.uid.as_deref()).collect();
-    for pod in &pods {
-        let owner = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|r| r.controller == Some(true));
-        if owner.is_some_and(|o| o.kind == "ReplicaSet" && !set_uids.contains(o.uid.as_str())) {
-            let (ns, name) = (
-                pod.metadata.namespace.as_deref().unwrap_or(""),
-                pod.metadata.name.as_deref().unwrap_or(""),
-            );
-            writes += usize::from(objects::delete_pod(store, ns, name, None, None).is_ok());
-        }
+    for pod in pods.iter().filter(|p| is_orphan(&p.metadata, "ReplicaSet", &set_uids)) {
+        let (ns, name) = namespaced_name(&pod.metadata);
+        writes += usize::from(objects::delete_pod(store, ns, name, None, None).is_ok());
     }
     Ok(writes)
 }

@@ -229,23 +229,8 @@ impl Store {
     /// Every object of a resource (in one namespace, or all), ordered by namespace and name,
     /// and the revision the list is consistent with.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Result<(Vec<Stored>, u64)> {
-        let txn = self.db.begin_read()?;
-        let objects = txn.open_table(OBJECTS)?;
-        let meta = txn.open_table(META)?;
-        let prefix = match namespace {
-            Some(ns) => format!("{resource}\0{ns}\0"),
-            None => format!("{resource}\0"),
-        };
-        let end = format!("{}\u{1}", prefix.trim_end_matches('\0'));
-        let mut out = Vec::new();
-        for entry in objects.range(prefix.as_str()..end.as_str())? {
-            let (k, v) = entry?;
-            let key = Key::decode(k.value())?;
-            if namespace.is_none_or(|ns| key.namespace == ns) {
-                out.push(unpack_object(key, v.value())?);
-            }
-        }
-        Ok((out, read_u64(meta.get(REVISION)?)))
+        let (items, _, revision) = self.list_page(resource, namespace, None, usize::MAX)?;
+        Ok((items, revision))
     }
 
     /// One page of [`list`](Self::list): at most `limit` objects after `after` (namespace,

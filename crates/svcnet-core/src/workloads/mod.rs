@@ -44,13 +44,22 @@ pub fn controller_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> Owner
     }
 }
 
-/// The uid of the object's controller, if it has one.
-pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+/// The object's controller reference, if it has one.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
+}
+
+/// The uid of the object's controller, if it has one.
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    controller_of(meta).map(|r| r.uid.as_str())
+}
+
+/// Whether the object's controller is of `kind` and no longer among `live` uids (garbage).
+pub fn is_orphan(meta: &ObjectMeta, kind: &str, live: &std::collections::HashSet<&str>) -> bool {
+    controller_of(meta).is_some_and(|o| o.kind == kind && !live.contains(o.uid.as_str()))
 }
 
 /// Whether a pod counts towards its ReplicaSet: not being deleted and not finished.

@@ -5,10 +5,13 @@
 //! - `prereqs`: only the installation step.
 //! - `demo`: installs what the lab needs, builds svcnet and runs `svcnet lab up --demo` (the
 //!   README's main command); a demo lab already running is replaced.
+//! - `gen-protobuf [--check]`: writes (or checks) the API server's protobuf-to-JSON code.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod protobuf;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,8 +19,9 @@ fn main() -> Result<()> {
         Some("test") | Some("ci") => test(),
         Some("prereqs") => prereqs(),
         Some("demo") => demo(),
+        Some("gen-protobuf") => protobuf::generate(args.get(1).is_some_and(|a| a == "--check")),
         _ => {
-            eprintln!("usage: cargo xtask <test|prereqs|demo>");
+            eprintln!("usage: cargo xtask <test|prereqs|demo|gen-protobuf [--check]>");
             bail!("unknown or missing command")
         }
     }
@@ -100,6 +104,7 @@ fn python_client() -> Result<()> {
 fn test() -> Result<()> {
     prereqs()?;
     run("cargo", &["fmt", "--all", "--check"])?;
+    protobuf::generate(true)?;
     run(
         "cargo",
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],

@@ -7,7 +7,8 @@
 //!   [`scale`]: the `/scale` subresource.
 //! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
 //!   Deployment and ReplicaSet controllers.
-//! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes.
+//! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes;
+//!   [`protobuf`]: protobuf request bodies as JSON.
 //! - [`proxy`]: the services/pods `proxy` subresources; [`logs`]: `pods/log`.
 //! - [`server`]: the HTTPS API.
 
@@ -20,6 +21,7 @@ pub mod logs;
 pub mod objects;
 pub mod openapi;
 pub mod paging;
+pub mod protobuf;
 pub mod proxy;
 pub mod registry;
 pub mod resources;

@@ -2,6 +2,7 @@
 //! (everything but Services, whose writes go through the registry): system metadata, name
 //! checks, optimistic concurrency, and the status subresource split.
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::{Value, json};
 use svcnet_core::field::{FieldError, FieldPath};
 use svcnet_core::names;
@@ -128,13 +129,30 @@ fn default_workload(kind: &Kind, obj: &mut Value) {
         spec["replicas"] = json!(1);
     }
     if kind.kind == "Deployment" {
-        if spec["strategy"].is_null() {
-            spec["strategy"] =
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
-        }
+        default_strategy(&mut spec["strategy"]);
         for (field, value) in [("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)] {
             if spec[field].is_null() {
                 spec[field] = json!(value);
+            }
+        }
+    }
+}
+
+/// Upstream's Deployment strategy defaults: an empty strategy (`strategy: {}`, as kubectl
+/// create sends) is a rolling update with 25% unavailable and 25% surge. Anything but an
+/// object is left for validation (indexing it would panic).
+fn default_strategy(strategy: &mut Value) {
+    if !(strategy.is_object() || strategy.is_null()) {
+        return;
+    }
+    if strategy["type"].as_str().is_none_or(str::is_empty) {
+        strategy["type"] = json!("RollingUpdate");
+    }
+    let rolling = &strategy["rollingUpdate"];
+    if strategy["type"] == "RollingUpdate" && (rolling.is_object() || rolling.is_null()) {
+        for field in ["maxUnavailable", "maxSurge"] {
+            if strategy["rollingUpdate"][field].is_null() {
+                strategy["rollingUpdate"][field] = json!("25%");
             }
         }
     }
@@ -145,6 +163,18 @@ fn validate(kind: &Kind, obj: &Value) -> Reply<()> {
     use svcnet_core::workloads::validate::validate_spec;
     if kind.kind != "Deployment" && kind.kind != "ReplicaSet" {
         return Ok(());
+    }
+    // a body that is not the kind's shape (`strategy: "x"`) is refused as upstream's decoder does
+    let decoded = if kind.kind == "Deployment" {
+        serde_json::from_value::<Deployment>(obj.clone()).err()
+    } else {
+        serde_json::from_value::<ReplicaSet>(obj.clone()).err()
+    };
+    if let Some(e) = decoded {
+        return Err(Box::new(Status::bad_request(format!(
+            "unable to decode the {}: {e}",
+            kind.kind
+        ))));
     }
     let spec = &obj["spec"];
     let errs = validate_spec(
@@ -416,4 +446,31 @@ pub fn now_precise() -> String {
 /// The current time, RFC 3339, as Kubernetes writes timestamps.
 pub fn now() -> String {
     now_timestamp().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_strategy_becomes_upstreams_rolling_update() {
+        let mut strategy = json!({});
+        default_strategy(&mut strategy);
+        assert_eq!(
+            strategy,
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let mut recreate = json!({"type": "Recreate"});
+        default_strategy(&mut recreate);
+        assert_eq!(recreate, json!({"type": "Recreate"}));
+        let mut partial = json!({"rollingUpdate": {"maxSurge": 2}});
+        default_strategy(&mut partial);
+        assert_eq!(
+            partial["rollingUpdate"],
+            json!({"maxSurge": 2, "maxUnavailable": "25%"})
+        );
+        let mut bad = json!("x");
+        default_strategy(&mut bad);
+        assert_eq!(bad, json!("x"));
+    }
 }

@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, logs, openapi, proxy, scale};
+use crate::{field_validation, logs, openapi, protobuf, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -150,15 +150,26 @@ fn field_validation_of(request: &Request) -> Result<field_validation::Directive,
     field_validation::Directive::from_query(query.get("fieldValidation").map(String::as_str))
 }
 
-/// The body as JSON; other encodings get 415 (on which clients may fall back). The
-/// request's `fieldValidation` is applied for `kind`.
+/// An object body in JSON or Kubernetes' protobuf encoding, as JSON; other encodings get 415.
+fn object_json(content_type: &str, body: &[u8]) -> Result<Value, Box<Status>> {
+    if content_type.starts_with("application/json") {
+        return parse_json(body);
+    }
+    if content_type.starts_with(protobuf::CONTENT_TYPE) {
+        return protobuf::decode(body).map_err(|e| Box::new(Status::bad_request(e.to_string())));
+    }
+    Err(unsupported_media_type(
+        content_type,
+        &format!("application/json, {}", protobuf::CONTENT_TYPE),
+    ))
+}
+
+/// The body as JSON (sent as JSON or protobuf). The request's `fieldValidation` is applied for
+/// `kind`.
 async fn read_json(kind: &Kind, request: Request) -> Result<Value, Box<Status>> {
     let directive = field_validation_of(&request)?;
     let (content_type, body) = read_body(request).await?;
-    if !content_type.starts_with("application/json") {
-        return Err(unsupported_media_type(&content_type, "application/json"));
-    }
-    let value = parse_json(&body)?;
+    let value = object_json(&content_type, &body)?;
     field_validation::check(kind, directive, &value)?;
     Ok(value)
 }
@@ -729,10 +740,7 @@ async fn scale_put(
     let result = async {
         let t = scale_target(&p)?;
         let (content_type, body) = read_body(request).await?;
-        if !content_type.starts_with("application/json") {
-            return Err(unsupported_media_type(&content_type, "application/json"));
-        }
-        let wanted = parse_json(&body)?;
+        let wanted = object_json(&content_type, &body)?;
         let obj = scale::apply_scale(current(&state, &t)?, &wanted)?;
         write(&state, &t, obj, false).await.map(|o| scale::to_scale(&o))
     }
@@ -912,14 +920,14 @@ async fn item_delete(
         // the grace period comes in the query or in a DeleteOptions body
         let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
         let from_query = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok());
-        let body = match read_body(request).await {
-            Ok((_, bytes)) => bytes,
+        let (content_type, body) = match read_body(request).await {
+            Ok(read) => read,
             Err(s) => return status_response(&s),
         };
         let options: Value = if body.is_empty() {
             Value::Null
         } else {
-            match parse_json(&body) {
+            match object_json(&content_type, &body) {
                 Ok(v) => v,
                 Err(s) => return status_response(&s),
             }

@@ -24,7 +24,7 @@ enum Command {
     /// Test servers and clients standing in for upstream's agnhost image.
     #[command(subcommand)]
     Agnhost(AgnhostCommand),
-    /// The Kubernetes-compatible API server (HTTPS, bearer token; Services so far).
+    /// The Kubernetes-compatible API server (HTTPS, bearer token, embedded store, controllers).
     Apiserver {
         /// Where the store, credentials and kubeconfig live (created if missing).
         #[arg(long)]

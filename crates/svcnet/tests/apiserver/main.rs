@@ -184,6 +184,71 @@ fn kubectl_creates_and_applies_manifests_with_server_side_validation() {
 }
 
 #[test]
+fn kubectl_generators_send_protobuf_and_are_understood() {
+    let server = Server::start();
+    // `create deployment` and `create service` post protobuf bodies, as client-go's typed
+    // clients do; the server decodes them, defaults and validates them as JSON ones
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=0",
+            "--port=80",
+            "--",
+            "/bin/web",
+            "-v",
+        ],
+    );
+    assert!(ok && text.contains("deployment.apps/web created"), "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.strategy.type} {.spec.strategy.rollingUpdate.maxSurge} {.spec.template.spec.containers[0].command} {.spec.template.spec.containers[0].ports[0].containerPort}",
+        ],
+    );
+    assert!(
+        ok && text == r#"0 web RollingUpdate 25% ["/bin/web","-v"] 80"#,
+        "{text}"
+    );
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np",
+            "--tcp=80:8080",
+            "--node-port=30123",
+        ],
+    );
+    assert!(ok && text.contains("service/np created"), "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "service",
+            "np",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].nodePort} {.spec.ports[0].targetPort}",
+        ],
+    );
+    assert!(ok && text == "NodePort 30123 8080", "{text}");
+    // validation errors come back the same way as for JSON bodies
+    let (ok, text) = kubectl(&server, &["create", "deployment", "bad", "--image=x", "--replicas=-1"]);
+    assert!(
+        !ok && text.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{text}"
+    );
+}
+
+#[test]
 fn malformed_and_oversized_bodies_get_status_errors() {
     let server = Server::start();
     let services = format!("{}/api/v1/namespaces/default/services", server.url);
@@ -223,7 +288,7 @@ fn malformed_and_oversized_bodies_get_status_errors() {
     ]);
     assert_eq!(code, 413, "{body}");
     assert!(body.contains(r#""reason":"RequestEntityTooLarge""#), "{body}");
-    // protobuf bodies (kubectl's default for built-in types) are not understood yet: 415
+    // a protobuf body that is not one is a 400; an encoding the server lacks is a 415
     let (code, body) = server.curl(&[
         "-X",
         "POST",
@@ -232,6 +297,20 @@ fn malformed_and_oversized_bodies_get_status_errors() {
         "Content-Type: application/vnd.kubernetes.protobuf",
         "--data-binary",
         "k8s-protobuf-bytes",
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("the body does not start with the Kubernetes protobuf prefix"),
+        "{body}"
+    );
+    let (code, body) = server.curl(&[
+        "-X",
+        "POST",
+        &services,
+        "-H",
+        "Content-Type: application/cbor",
+        "--data-binary",
+        "cbor-bytes",
     ]);
     assert_eq!(code, 415, "{body}");
     assert!(body.contains(r#""reason":"UnsupportedMediaType""#), "{body}");

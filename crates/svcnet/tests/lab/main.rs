@@ -232,6 +232,28 @@ spec:
         (seen.len() == 1).then_some(seen)
     });
     assert_eq!(seen.into_iter().next().unwrap(), remaining.trim());
+
+    // kubectl's generators (protobuf bodies): create a deployment, expose it, traffic flows
+    lab.k(&[
+        "create",
+        "deployment",
+        "made",
+        &format!("--image={AGNHOST}"),
+        "--replicas=2",
+        "--port=8080",
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+    ]);
+    lab.k(&["expose", "deployment", "made", "--port=80", "--target-port=8080"]);
+    lab.wait_ready_pods("app=made", 2);
+    let made = format!("{}:80", cluster_ip(&lab, "made"));
+    let seen = wait_for("traffic to both created pods", Duration::from_secs(10), || {
+        let seen = distinct(&hostnames_from_client(&lab, &made, 20));
+        (seen.len() == 2).then_some(seen)
+    });
+    assert!(seen.iter().all(|h| h.starts_with("made-")), "{seen:?}");
 }
 
 #[test]

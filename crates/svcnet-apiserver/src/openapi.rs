@@ -1,9 +1,15 @@
 //! OpenAPI v3 discovery (`/openapi/v3` and one document per group-version): the paths and
-//! operations of the served resources with their group-version-kind and query parameters.
-//! Schemas are not published; clients learn from the documents that writes take
-//! `fieldValidation` (so kubectl leaves validation to the server instead of failing to
-//! download schemas).
+//! operations of the served resources with their group-version-kind and query parameters,
+//! and the schemas of their kinds (from k8s-openapi's, with upstream's descriptions) tagged
+//! with `x-kubernetes-group-version-kind`, which `kubectl explain` reads. Clients also learn
+//! from the documents that writes take `fieldValidation`, so kubectl leaves validation to the
+//! server. Documents are built once and cached: schemas are large and never change.
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Value, json};
 
 use crate::resources::{ALL, Kind};
@@ -27,21 +33,78 @@ fn hash(doc: &Value) -> String {
     format!("{h:016X}")
 }
 
+/// Every group-version's document with its hash, built on first use.
+fn documents() -> &'static BTreeMap<String, (Value, String)> {
+    static DOCUMENTS: OnceLock<BTreeMap<String, (Value, String)>> = OnceLock::new();
+    DOCUMENTS.get_or_init(|| {
+        let mut documents = BTreeMap::new();
+        for kind in ALL {
+            let gv = group_version_path(kind);
+            if !documents.contains_key(&gv) {
+                let doc = build_group_version(&gv);
+                let tag = hash(&doc);
+                documents.insert(gv, (doc, tag));
+            }
+        }
+        documents
+    })
+}
+
 /// `/openapi/v3`: where each group-version's document is.
 pub fn root() -> Value {
-    let mut paths = serde_json::Map::new();
-    for kind in ALL {
-        let gv = group_version_path(kind);
-        if paths.contains_key(&gv) {
-            continue;
-        }
-        let doc = group_version(&gv).expect("served group-version");
-        paths.insert(
-            gv.clone(),
-            json!({ "serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", hash(&doc)) }),
-        );
-    }
+    let paths: serde_json::Map<String, Value> = documents()
+        .iter()
+        .map(|(gv, (_, tag))| {
+            (
+                gv.clone(),
+                json!({ "serverRelativeURL": format!("/openapi/v3/{gv}?hash={tag}") }),
+            )
+        })
+        .collect();
     json!({ "paths": paths })
+}
+
+/// Registers `T`'s schema (and everything it refers to) and returns its name.
+fn define<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
+    generator.subschema_for::<T>();
+    T::schema_name().into_owned()
+}
+
+/// The schema name of a served kind, its schema registered in `generator`.
+fn define_kind(generator: &mut SchemaGenerator, kind: &Kind) -> Option<String> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, discovery::v1 as discovery};
+    Some(match (kind.group, kind.kind) {
+        ("", "Namespace") => define::<core::Namespace>(generator),
+        ("", "Service") => define::<core::Service>(generator),
+        ("", "Pod") => define::<core::Pod>(generator),
+        ("", "Node") => define::<core::Node>(generator),
+        ("", "Endpoints") => define::<core::Endpoints>(generator),
+        ("discovery.k8s.io", "EndpointSlice") => define::<discovery::EndpointSlice>(generator),
+        ("apps", "Deployment") => define::<apps::Deployment>(generator),
+        ("apps", "ReplicaSet") => define::<apps::ReplicaSet>(generator),
+        _ => return None,
+    })
+}
+
+/// `components.schemas` for `kinds`: their schemas and every schema they refer to, in
+/// OpenAPI 3 form (`$ref`s to `#/components/schemas/...`), each kind's tagged with its
+/// group-version-kind.
+fn schemas(kinds: &[&Kind]) -> serde_json::Map<String, Value> {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let named: Vec<(String, &Kind)> = kinds
+        .iter()
+        .filter_map(|kind| define_kind(&mut generator, kind).map(|name| (name, *kind)))
+        .collect();
+    let mut definitions = generator.take_definitions(true);
+    for (name, kind) in named {
+        if let Some(Value::Object(schema)) = definitions.get_mut(&name) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{ "group": kind.group, "version": kind.version, "kind": kind.kind }]),
+            );
+        }
+    }
+    definitions
 }
 
 fn parameters() -> Value {
@@ -66,11 +129,13 @@ fn operation(kind: &Kind, action: &str, with_body: bool) -> Value {
 }
 
 /// The document of one group-version (`None` if nothing is served there).
-pub fn group_version(gv: &str) -> Option<Value> {
+pub fn group_version(gv: &str) -> Option<&'static Value> {
+    documents().get(gv).map(|(doc, _)| doc)
+}
+
+fn build_group_version(gv: &str) -> Value {
     let kinds: Vec<&Kind> = ALL.into_iter().filter(|k| group_version_path(k) == gv).collect();
-    if kinds.is_empty() {
-        return None;
-    }
+    let schemas = schemas(&kinds);
     let mut paths = serde_json::Map::new();
     for kind in kinds {
         let base = if kind.namespaced {
@@ -96,12 +161,12 @@ pub fn group_version(gv: &str) -> Option<Value> {
             );
         }
     }
-    Some(json!({
+    json!({
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": "v1.37.0" },
         "paths": paths,
-        "components": { "schemas": {} },
-    }))
+        "components": { "schemas": schemas },
+    })
 }
 
 #[cfg(test)]
@@ -125,5 +190,38 @@ mod tests {
         assert_eq!(patch["parameters"][0]["name"], "fieldValidation");
         assert!(doc["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
         assert!(group_version("apis/nope/v1").is_none());
+    }
+
+    #[test]
+    fn kinds_have_schemas_with_their_group_version_kind_and_resolvable_refs() {
+        let doc = group_version("api/v1").unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let service = &schemas["io.k8s.api.core.v1.Service"];
+        assert_eq!(
+            service["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "version": "v1", "kind": "Service"}])
+        );
+        // spec refers to ServiceSpec, whose fields carry upstream's descriptions
+        let spec_ref = service["properties"]["spec"].to_string();
+        assert!(
+            spec_ref.contains("#/components/schemas/io.k8s.api.core.v1.ServiceSpec"),
+            "{spec_ref}"
+        );
+        let cluster_ip = &schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["clusterIP"];
+        assert!(
+            cluster_ip["description"]
+                .as_str()
+                .unwrap()
+                .contains("clusterIP is the IP address")
+        );
+        // every reference resolves within the document
+        let text = doc.to_string();
+        for piece in text.split("\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
+        }
+        let apps = group_version("apis/apps/v1").unwrap();
+        let deployment = &apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(deployment["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
     }
 }

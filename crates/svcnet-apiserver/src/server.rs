@@ -1057,7 +1057,7 @@ async fn openapi_root() -> Response {
 
 async fn openapi_group_version(Path(gv): Path<String>) -> Response {
     match openapi::group_version(&gv) {
-        Some(doc) => json_response(StatusCode::OK, &doc),
+        Some(doc) => json_response(StatusCode::OK, doc),
         None => not_found_response(),
     }
 }

@@ -184,6 +184,31 @@ fn kubectl_creates_and_applies_manifests_with_server_side_validation() {
 }
 
 #[test]
+fn kubectl_explains_the_served_kinds_from_openapi_schemas() {
+    let server = Server::start();
+    let (ok, text) = kubectl(&server, &["explain", "service.spec"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("KIND:       Service") && text.contains("FIELD: spec <ServiceSpec>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clusterIP\t<string>") && text.contains("clusterIP is the IP address of the service"),
+        "{text}"
+    );
+    let (ok, text) = kubectl(&server, &["explain", "deployment.spec.strategy.rollingUpdate.maxSurge"]);
+    assert!(
+        ok && text.contains("GROUP:      apps") && text.contains("<IntOrString>"),
+        "{text}"
+    );
+    let (ok, text) = kubectl(&server, &["explain", "endpointslices.endpoints.conditions.ready"]);
+    assert!(ok && text.contains("<boolean>"), "{text}");
+    // a field that does not exist is named in the error
+    let (ok, text) = kubectl(&server, &["explain", "service.spec.nope"]);
+    assert!(!ok && text.contains("nope"), "{text}");
+}
+
+#[test]
 fn kubectl_generators_send_protobuf_and_are_understood() {
     let server = Server::start();
     // `create deployment` and `create service` post protobuf bodies, as client-go's typed

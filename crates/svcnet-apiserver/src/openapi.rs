@@ -40,11 +40,11 @@ fn documents() -> &'static BTreeMap<String, (Value, String)> {
         let mut documents = BTreeMap::new();
         for kind in ALL {
             let gv = group_version_path(kind);
-            if !documents.contains_key(&gv) {
-                let doc = build_group_version(&gv);
+            documents.entry(gv).or_insert_with_key(|gv| {
+                let doc = build_group_version(gv);
                 let tag = hash(&doc);
-                documents.insert(gv, (doc, tag));
-            }
+                (doc, tag)
+            });
         }
         documents
     })

@@ -84,6 +84,7 @@ pub fn unknown_fields(kind: &Kind, object: &Value) -> Vec<String> {
         "Node" => round_trip::<core::Node>(object),
         "Namespace" => round_trip::<core::Namespace>(object),
         "Endpoints" => round_trip::<core::Endpoints>(object),
+        "Event" => round_trip::<core::Event>(object),
         "EndpointSlice" => round_trip::<discovery::EndpointSlice>(object),
         "Deployment" => round_trip::<apps::Deployment>(object),
         "ReplicaSet" => round_trip::<apps::ReplicaSet>(object),

@@ -6,7 +6,7 @@
 //! - [`resources`]: the served resources; [`objects`]: generic object writes for them;
 //!   [`scale`]: the `/scale` subresource.
 //! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
-//!   Deployment and ReplicaSet controllers.
+//!   Deployment and ReplicaSet controllers; [`events`]: the events they record.
 //! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes;
 //!   [`protobuf`]: protobuf request bodies as JSON.
 //! - [`proxy`]: the services/pods `proxy` subresources; [`logs`]: `pods/log`.
@@ -16,6 +16,7 @@
 
 pub mod controller;
 pub mod credentials;
+pub mod events;
 pub mod field_validation;
 pub mod logs;
 pub mod objects;
@@ -78,6 +79,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     let registry = Arc::new(registry);
     let revision = server::revision_feed(&registry);
     tokio::spawn(controller::run(registry.clone(), revision.clone()));
+    tokio::spawn(expire_events(registry.clone()));
     let state = server::AppState {
         dialer: config.dialer.unwrap_or_else(|| Arc::new(proxy::DirectDialer)),
         pod_logs: config.pod_logs,
@@ -88,4 +90,20 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     on_ready(addr, creds.kubeconfig.clone());
     server::serve_tls(listener, &creds.cert_pem, &creds.key_pem, server::router(state)).await?;
     Ok(())
+}
+
+/// Removes expired events once a minute, for as long as the server runs.
+async fn expire_events(registry: Arc<registry::Registry>) {
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        let r = registry.clone();
+        let result = tokio::task::spawn_blocking(move || events::expire(r.store(), objects::now_timestamp())).await;
+        match result {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(deleted = n, "expired events"),
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => tracing::warn!(error = %status.message, "expiring events failed"),
+            Err(e) => tracing::warn!(error = %e, "expiring events panicked"),
+        }
+    }
 }

@@ -435,12 +435,15 @@ pub fn now_timestamp() -> k8s_openapi::jiff::Timestamp {
 /// The current time with sub-second precision (RFC 3339 with a fraction, as upstream writes
 /// trigger times), for latency measurements.
 pub fn now_precise() -> String {
+    now_precise_timestamp().to_string()
+}
+
+/// The current time to the nanosecond.
+pub fn now_precise_timestamp() -> k8s_openapi::jiff::Timestamp {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
-    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos)
-        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
+    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
 /// The current time, RFC 3339, as Kubernetes writes timestamps.

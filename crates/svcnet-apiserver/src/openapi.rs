@@ -79,6 +79,7 @@ fn define_kind(generator: &mut SchemaGenerator, kind: &Kind) -> Option<String> {
         ("", "Pod") => define::<core::Pod>(generator),
         ("", "Node") => define::<core::Node>(generator),
         ("", "Endpoints") => define::<core::Endpoints>(generator),
+        ("", "Event") => define::<core::Event>(generator),
         ("discovery.k8s.io", "EndpointSlice") => define::<discovery::EndpointSlice>(generator),
         ("apps", "Deployment") => define::<apps::Deployment>(generator),
         ("apps", "ReplicaSet") => define::<apps::ReplicaSet>(generator),

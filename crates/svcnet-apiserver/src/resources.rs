@@ -92,6 +92,17 @@ pub const ENDPOINTS: Kind = Kind {
     has_status: false,
     has_scale: false,
 };
+pub const EVENTS: Kind = Kind {
+    group: "",
+    version: "v1",
+    plural: "events",
+    singular: "event",
+    kind: "Event",
+    namespaced: true,
+    short_names: &["ev"],
+    has_status: false,
+    has_scale: false,
+};
 pub const ENDPOINT_SLICES: Kind = Kind {
     group: "discovery.k8s.io",
     version: "v1",
@@ -127,12 +138,13 @@ pub const REPLICA_SETS: Kind = Kind {
     has_scale: true,
 };
 
-pub const ALL: [&Kind; 8] = [
+pub const ALL: [&Kind; 9] = [
     &NAMESPACES,
     &SERVICES,
     &PODS,
     &NODES,
     &ENDPOINTS,
+    &EVENTS,
     &ENDPOINT_SLICES,
     &DEPLOYMENTS,
     &REPLICA_SETS,

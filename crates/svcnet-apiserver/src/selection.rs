@@ -12,15 +12,37 @@ use crate::resources::Kind;
 #[derive(Debug, Default)]
 pub struct Filter {
     labels: Selector,
-    /// (field path, value, equal?)
+    /// (field path, value, equal?): a field label is stored as the path it selects on
     fields: Vec<(String, String, bool)>,
 }
 
-/// The field labels a resource supports beyond `metadata.name` and `metadata.namespace`.
-fn extra_fields(kind: &Kind) -> &'static [&'static str] {
+/// The field labels a resource supports beyond `metadata.name` and `metadata.namespace`,
+/// each with the path of the field it selects on.
+fn extra_fields(kind: &Kind) -> &'static [(&'static str, &'static str)] {
     match kind.plural {
-        "services" => &["spec.clusterIP", "spec.type"],
-        "pods" => &["spec.nodeName", "status.phase"],
+        "services" => &[("spec.clusterIP", "spec.clusterIP"), ("spec.type", "spec.type")],
+        "pods" => &[
+            ("spec.nodeName", "spec.nodeName"),
+            ("status.phase", "status.phase"),
+            ("spec.restartPolicy", "spec.restartPolicy"),
+            ("spec.schedulerName", "spec.schedulerName"),
+            ("spec.serviceAccountName", "spec.serviceAccountName"),
+            ("status.podIP", "status.podIP"),
+            ("status.nominatedNodeName", "status.nominatedNodeName"),
+        ],
+        "events" => &[
+            ("involvedObject.kind", "involvedObject.kind"),
+            ("involvedObject.namespace", "involvedObject.namespace"),
+            ("involvedObject.name", "involvedObject.name"),
+            ("involvedObject.uid", "involvedObject.uid"),
+            ("involvedObject.apiVersion", "involvedObject.apiVersion"),
+            ("involvedObject.resourceVersion", "involvedObject.resourceVersion"),
+            ("involvedObject.fieldPath", "involvedObject.fieldPath"),
+            ("reason", "reason"),
+            ("reportingComponent", "reportingComponent"),
+            ("source", "source.component"),
+            ("type", "type"),
+        ],
         _ => &[],
     }
 }
@@ -52,12 +74,15 @@ impl Filter {
                 ))));
             };
             let key = key.trim();
-            if key != "metadata.name" && key != "metadata.namespace" && !extra_fields(kind).contains(&key) {
-                return Err(Box::new(Status::bad_request(format!(
-                    "field label not supported: {key}"
-                ))));
-            }
-            parsed.push((key.to_owned(), value.trim().to_owned(), equal));
+            let path = match key {
+                "metadata.name" | "metadata.namespace" => key,
+                _ => extra_fields(kind)
+                    .iter()
+                    .find(|(label, _)| *label == key)
+                    .map(|(_, path)| *path)
+                    .ok_or_else(|| Box::new(Status::bad_request(format!("field label not supported: {key}"))))?,
+            };
+            parsed.push((path.to_owned(), value.trim().to_owned(), equal));
         }
         Ok(Filter { labels, fields: parsed })
     }
@@ -89,7 +114,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{NODES, SERVICES};
+    use crate::resources::{EVENTS, NODES, SERVICES};
     use serde_json::json;
 
     #[test]
@@ -115,5 +140,21 @@ mod tests {
         );
         let e = Filter::parse(&NODES, None, Some("spec.type=NodePort")).unwrap_err();
         assert_eq!(e.message, "field label not supported: spec.type");
+    }
+
+    #[test]
+    fn events_select_on_their_object_and_source() {
+        let event = json!({"metadata": {"name": "web.1", "namespace": "default"},
+                           "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default", "uid": "u1"},
+                           "source": {"component": "deployment-controller"}, "type": "Normal", "reason": "ScalingReplicaSet"});
+        let f = |fl: &str| Filter::parse(&EVENTS, None, Some(fl)).unwrap().matches(&event);
+        // what kubectl describe asks for
+        assert!(f(
+            "involvedObject.name=web,involvedObject.namespace=default,involvedObject.kind=Deployment,involvedObject.uid=u1"
+        ));
+        assert!(!f("involvedObject.uid=u2"));
+        assert!(f("source=deployment-controller,type=Normal"));
+        assert!(!f("reason!=ScalingReplicaSet"));
+        assert!(Filter::parse(&SERVICES, None, Some("source=x")).is_err());
     }
 }

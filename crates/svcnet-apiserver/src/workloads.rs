@@ -1,7 +1,8 @@
 //! The Deployment and ReplicaSet controllers, in-process like the endpoint controllers: each
 //! round lists Deployments, ReplicaSets and Pods, applies the core's plans (new ReplicaSets,
 //! scaling, pods to create and delete, statuses) and removes ReplicaSets and Pods whose
-//! controller is gone (garbage collection with background propagation).
+//! controller is gone (garbage collection with background propagation). Scaling, pod
+//! creation and deletion are recorded as upstream's events.
 
 use std::collections::HashSet;
 
@@ -13,8 +14,17 @@ use svcnet_core::workloads::replicaset::plan_replicaset;
 use svcnet_core::workloads::{controller_uid, is_orphan};
 use svcnet_store::Store;
 
+use crate::events;
 use crate::objects::{self, Ids, Reply};
 use crate::resources::{DEPLOYMENTS, PODS, REPLICA_SETS};
+
+/// The event sources upstream's controllers report as.
+const DEPLOYMENT_CONTROLLER: &str = "deployment-controller";
+const REPLICASET_CONTROLLER: &str = "replicaset-controller";
+
+fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("")
+}
 
 fn typed<T: serde::de::DeserializeOwned>(items: &[Value]) -> Vec<T> {
     items
@@ -68,12 +78,23 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
         let plan = plan_deployment(d, &owned, now);
         if let Some(rs) = plan.create {
             let v = serde_json::to_value(&rs).expect("JSON");
-            writes += usize::from(objects::create(store, &REPLICA_SETS, ns, v, ids).is_ok());
+            let replicas = v["spec"]["replicas"].as_i64().unwrap_or(0);
+            if let Ok(created) = objects::create(store, &REPLICA_SETS, ns, v, ids) {
+                writes += 1;
+                let message = format!("Scaled up replica set {} from 0 to {replicas}", name_of(&created));
+                events::record(store, ids, raw, "ScalingReplicaSet", &message, DEPLOYMENT_CONTROLLER);
+            }
         }
         for (name, replicas) in plan.scale {
             if let Ok(mut rs) = objects::get(store, &REPLICA_SETS, ns, &name) {
+                let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
                 rs["spec"]["replicas"] = json!(replicas);
-                writes += usize::from(objects::replace(store, &REPLICA_SETS, ns, &name, rs, false, ids).is_ok());
+                if objects::replace(store, &REPLICA_SETS, ns, &name, rs, false, ids).is_ok() {
+                    writes += 1;
+                    let direction = if i64::from(replicas) > from { "up" } else { "down" };
+                    let message = format!("Scaled {direction} replica set {name} from {from} to {replicas}");
+                    events::record(store, ids, raw, "ScalingReplicaSet", &message, DEPLOYMENT_CONTROLLER);
+                }
             }
         }
         let status = serde_json::to_value(&plan.status).expect("JSON");
@@ -90,10 +111,18 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
         let plan = plan_replicaset(rs, &owned);
         for pod in plan.create {
             let v = serde_json::to_value(&pod).expect("JSON");
-            writes += usize::from(objects::create(store, &PODS, ns, v, ids).is_ok());
+            if let Ok(created) = objects::create(store, &PODS, ns, v, ids) {
+                writes += 1;
+                let message = format!("Created pod: {}", name_of(&created));
+                events::record(store, ids, raw, "SuccessfulCreate", &message, REPLICASET_CONTROLLER);
+            }
         }
         for name in plan.delete {
-            writes += usize::from(objects::delete_pod(store, ns, &name, None, None).is_ok());
+            if objects::delete_pod(store, ns, &name, None, None).is_ok() {
+                writes += 1;
+                let message = format!("Deleted pod: {name}");
+                events::record(store, ids, raw, "SuccessfulDelete", &message, REPLICASET_CONTROLLER);
+            }
         }
         let status = serde_json::to_value(&plan.status).expect("JSON");
         writes += set_status(store, &REPLICA_SETS, raw, status, ids);

@@ -191,7 +191,62 @@ pub fn layout(kind: &str) -> Vec<Column> {
             }),
             col("Age", 0, age_cell),
         ],
+        "Event" => vec![
+            col("Last Seen", 0, |v, now| event_times(v, now).1),
+            col("Type", 0, |v, _| v["type"].as_str().unwrap_or("").to_owned()),
+            col("Reason", 0, |v, _| v["reason"].as_str().unwrap_or("").to_owned()),
+            col("Object", 0, |v, _| {
+                let object = &v["involvedObject"];
+                let kind = object["kind"].as_str().unwrap_or("").to_lowercase();
+                format!("{kind}/{}", object["name"].as_str().unwrap_or(""))
+            }),
+            col("Subobject", 1, |v, _| {
+                v["involvedObject"]["fieldPath"].as_str().unwrap_or("").to_owned()
+            }),
+            col("Source", 1, |v, _| event_source(v)),
+            col("Message", 0, |v, _| {
+                v["message"].as_str().unwrap_or("").trim().to_owned()
+            }),
+            col("First Seen", 1, |v, now| event_times(v, now).0),
+            col("Count", 1, |v, _| {
+                let count = v["series"]["count"].as_i64().or(v["count"].as_i64()).unwrap_or(0);
+                count.max(1).to_string()
+            }),
+            col("Name", 1, name),
+        ],
         _ => vec![col("Name", 0, name), col("Age", 0, age_cell)],
+    }
+}
+
+/// An event's first and last sighting as ages: `firstTimestamp` or else `eventTime`;
+/// `series.lastObservedTime`, else `lastTimestamp`, else the first.
+fn event_times(v: &Value, now: Timestamp) -> (String, String) {
+    let first = if v["firstTimestamp"].is_string() {
+        &v["firstTimestamp"]
+    } else {
+        &v["eventTime"]
+    };
+    let last = [&v["series"]["lastObservedTime"], &v["lastTimestamp"]]
+        .into_iter()
+        .find(|t| t.is_string())
+        .unwrap_or(first);
+    (age(first, now), age(last, now))
+}
+
+/// `component, host` of the legacy source, else the reporting controller and instance.
+fn event_source(v: &Value) -> String {
+    let pair = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_str().unwrap_or(""), b.as_str().unwrap_or(""));
+        if b.is_empty() {
+            a.to_owned()
+        } else {
+            format!("{a}, {b}")
+        }
+    };
+    if v["source"]["component"].as_str().is_some_and(|c| !c.is_empty()) {
+        pair(&v["source"]["component"], &v["source"]["host"])
+    } else {
+        pair(&v["reportingController"], &v["reportingInstance"])
     }
 }
 
@@ -375,6 +430,37 @@ mod tests {
         let mut gone = pod.clone();
         gone["metadata"]["deletionTimestamp"] = json!("2027-01-15T08:00:01Z");
         assert_eq!(cells("Pod", &gone)[2], "Terminating");
+    }
+
+    #[test]
+    fn event_columns() {
+        let event = json!({"metadata": {"name": "web.17"}, "type": "Normal", "reason": "ScalingReplicaSet",
+            "involvedObject": {"kind": "Deployment", "name": "web"}, "message": "Scaled up replica set web-1 from 0 to 3",
+            "source": {"component": "deployment-controller"},
+            "firstTimestamp": "2027-01-15T08:00:00Z", "lastTimestamp": "2027-01-15T08:01:00Z", "count": 2});
+        assert_eq!(
+            cells("Event", &event),
+            [
+                "40s",
+                "Normal",
+                "ScalingReplicaSet",
+                "deployment/web",
+                "",
+                "deployment-controller",
+                "Scaled up replica set web-1 from 0 to 3",
+                "100s",
+                "2",
+                "web.17"
+            ]
+        );
+        // events.k8s.io-style: eventTime and the reporting controller
+        let new_style = json!({"eventTime": "2027-01-15T08:00:00.000000Z", "reportingController": "kubelet",
+            "reportingInstance": "node-1", "involvedObject": {"kind": "Pod", "name": "p"}});
+        let c = cells("Event", &new_style);
+        assert_eq!(
+            (c[0].as_str(), c[3].as_str(), c[5].as_str(), c[8].as_str()),
+            ("100s", "pod/p", "kubelet, node-1", "1")
+        );
     }
 
     #[test]

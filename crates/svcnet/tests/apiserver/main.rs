@@ -208,6 +208,70 @@ fn kubectl_explains_the_served_kinds_from_openapi_schemas() {
     assert!(!ok && text.contains("nope"), "{text}");
 }
 
+/// Runs kubectl until `done` accepts its output (the controllers act after the write).
+fn kubectl_until(server: &Server, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, text) = kubectl(server, args);
+        if ok && done(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl {args:?} never satisfied: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn controllers_record_events_that_kubectl_lists_and_describes() {
+    let server = Server::start();
+    let (ok, text) = kubectl(
+        &server,
+        &["create", "deployment", "web", "--image=nginx", "--replicas=2"],
+    );
+    assert!(ok, "{text}");
+    kubectl_until(&server, &["get", "pods", "-o", "name"], |t| t.lines().count() == 2);
+    let (ok, text) = kubectl(&server, &["scale", "deployment", "web", "--replicas=1"]);
+    assert!(ok, "{text}");
+    let events = kubectl_until(&server, &["get", "events"], |t| t.contains("SuccessfulDelete"));
+    let header = events.lines().next().unwrap_or("");
+    assert!(
+        header.split_whitespace().collect::<Vec<_>>() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{events}"
+    );
+    assert_eq!(events.matches("SuccessfulCreate").count(), 2, "{events}");
+    assert!(
+        events.contains("deployment/web") && events.contains("Scaled up replica set web-"),
+        "{events}"
+    );
+    // describe finds a deployment's events by field selector on the involved object
+    let (ok, text) = kubectl(&server, &["describe", "deployment", "web"]);
+    assert!(ok, "{text}");
+    let described = text.split("Events:").nth(1).unwrap_or("");
+    assert!(
+        described.contains("deployment-controller") && described.contains("Scaled down replica set web-"),
+        "{text}"
+    );
+    assert!(
+        !described.contains("SuccessfulCreate"),
+        "another object's events: {text}"
+    );
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=SuccessfulDelete,source=replicaset-controller",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(ok && text.lines().count() == 1, "{text}");
+}
+
 #[test]
 fn kubectl_generators_send_protobuf_and_are_understood() {
     let server = Server::start();

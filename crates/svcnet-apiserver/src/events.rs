@@ -42,6 +42,13 @@ pub fn normal(object: &Value, reason: &str, message: &str, component: &str, now:
     })
 }
 
+/// The event with the reporting host (a kubelet's node) added to its source.
+pub fn from_host(mut event: Value, host: &str) -> Value {
+    event["source"]["host"] = json!(host);
+    event["reportingInstance"] = json!(host);
+    event
+}
+
 /// Stores a Normal event about `object`. Recording is best effort, as upstream's recorder:
 /// a failure is logged, never the caller's error.
 pub fn record(store: &Store, ids: &mut dyn Ids, object: &Value, reason: &str, message: &str, component: &str) {
@@ -104,8 +111,13 @@ mod tests {
         );
         assert_eq!(e["source"]["component"], "replicaset-controller");
         assert_eq!(e["lastTimestamp"], "2027-01-15T08:00:00Z");
-        let typed: k8s_openapi::api::core::v1::Event = serde_json::from_value(e).expect("a valid Event");
+        let typed: k8s_openapi::api::core::v1::Event = serde_json::from_value(e.clone()).expect("a valid Event");
         assert_eq!(typed.count, Some(1));
+        let hosted = from_host(e, "node-1");
+        assert_eq!(
+            (&hosted["source"]["host"], &hosted["reportingInstance"]),
+            (&json!("node-1"), &json!("node-1"))
+        );
     }
 
     #[test]

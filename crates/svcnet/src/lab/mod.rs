@@ -8,7 +8,8 @@
 //!
 //! - [`plan`]: names and addresses of a lab, a pure function of its name and size.
 //! - [`topology`]: builds and removes the namespaces.
-//! - [`kubelet`]: pods as processes; [`scheduler`]: assigns pods to nodes.
+//! - [`kubelet`]: pods as processes; [`scheduler`]: assigns pods to nodes; [`events`]: the
+//!   events both record about pods.
 //! - [`daemon`]: runs everything until told to stop; [`supervisor`]: keeps each node's proxy
 //!   process running; [`commands`]: the CLI verbs.
 //! - [`demo`]: the demo app `up --demo` deploys; [`hooks`]: how the API server reaches pods
@@ -17,6 +18,7 @@
 pub mod commands;
 pub mod daemon;
 pub mod demo;
+pub mod events;
 pub mod hooks;
 pub mod kubelet;
 pub mod plan;

@@ -65,6 +65,8 @@ async fn schedule(client: &Client, pod: &Pod) -> Result<Option<String>, kube::Er
             &Patch::Merge(&json!({ "spec": { "nodeName": node } })),
         )
         .await?;
+    let message = format!("Successfully assigned {ns}/{name} to {node}");
+    crate::lab::events::record(client, pod, "Scheduled", &message, "default-scheduler", None).await;
     Ok(Some(node.to_owned()))
 }
 

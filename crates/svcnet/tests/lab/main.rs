@@ -166,6 +166,15 @@ spec:
 
     // kubectl logs shows a container's output
     let web_pod = lab.get(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    // and describe tells its story from the scheduler's and kubelet's events
+    let described = lab.k(&["describe", "pod", &web_pod]);
+    let events = described.split("Events:").nth(1).unwrap_or("");
+    assert!(
+        events.contains(&format!("Successfully assigned default/{web_pod} to node-"))
+            && events.contains("default-scheduler")
+            && events.contains("Started container netexec"),
+        "{described}"
+    );
     let logs = lab.k(&["logs", &web_pod]);
     assert!(logs.contains(&format!("netexec {web_pod} serving")), "{logs}");
     let (ok, text) = lab.kubectl(&["logs", &web_pod, "-c", "nope"]);
@@ -422,6 +431,15 @@ spec:
         std::fs::read_to_string(&pid_file).ok().filter(|p| *p != proxy_before)
     });
     assert_ne!(proxy_after, proxy_before);
+    // the kubelets recorded stopping the deleted pods' containers
+    let killing = wait_for("Killing events", Duration::from_secs(10), || {
+        let names = lab.get(
+            &["events", "--field-selector", "reason=Killing,source=kubelet"],
+            "{.items[*].involvedObject.name}",
+        );
+        (names.split_whitespace().count() >= 2).then_some(names)
+    });
+    assert!(killing.split_whitespace().all(|n| n.starts_with("web-")), "{killing}");
     // and new connections through the restarted node work, to the replacement pods too
     lab.wait_ready_pods("app=web", 3);
     wait_for("new connections through node-1", Duration::from_secs(10), || {

@@ -188,6 +188,16 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                         if !first {
                             c.run.restarts += 1;
                         }
+                        let message = format!("Started container {}", c.run.name);
+                        crate::lab::events::record(
+                            &ctx.client,
+                            &pod,
+                            "Started",
+                            &message,
+                            "kubelet",
+                            Some(&ctx.node.name),
+                        )
+                        .await;
                         c.run.state = RunState::Running { started_at: now() };
                         c.run.will_restart = policy != "Never";
                         c.readiness = c.spec.readiness_probe.as_ref().and_then(|p| {
@@ -272,6 +282,12 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             () = tokio::time::sleep(TICK) => {}
         }
     };
+    if stopping.remove {
+        for c in containers.iter().filter(|c| c.child.is_some()) {
+            let message = format!("Stopping container {}", c.run.name);
+            crate::lab::events::record(&ctx.client, &pod, "Killing", &message, "kubelet", Some(&ctx.node.name)).await;
+        }
+    }
     terminate(&mut containers, stopping.grace).await;
     let pod_ns = netns.clone();
     let _ = tokio::task::spawn_blocking(move || sandbox::remove(&pod_ns)).await;

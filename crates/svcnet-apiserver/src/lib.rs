@@ -7,6 +7,8 @@
 //!   [`scale`]: the `/scale` subresource.
 //! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
 //!   Deployment and ReplicaSet controllers; [`events`]: the events they record.
+//! - [`finalizers`]: deletion marks and finalizers; [`gc`]: garbage collection and delete
+//!   propagation policies.
 //! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes;
 //!   [`protobuf`]: protobuf request bodies as JSON.
 //! - [`proxy`]: the services/pods `proxy` subresources; [`logs`]: `pods/log`.
@@ -18,6 +20,8 @@ pub mod controller;
 pub mod credentials;
 pub mod events;
 pub mod field_validation;
+pub mod finalizers;
+pub mod gc;
 pub mod logs;
 pub mod objects;
 pub mod openapi;

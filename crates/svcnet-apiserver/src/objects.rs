@@ -3,12 +3,14 @@
 //! checks, optimistic concurrency, and the status subresource split.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use svcnet_core::field::{FieldError, FieldPath};
 use svcnet_core::names;
 use svcnet_core::status::Status;
 use svcnet_store::{Key, Store, StoreError};
 
+use crate::finalizers;
 use crate::resources::Kind;
 
 pub type Reply<T> = Result<T, Box<Status>>;
@@ -225,6 +227,11 @@ pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: 
     }
     set_meta(&mut obj, "uid", json!(ids.uid()));
     set_meta(&mut obj, "creationTimestamp", json!(now()));
+    // a new object is not being deleted, whatever the body says
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+    }
     if kind.has_status {
         set_meta(&mut obj, "generation", json!(1));
     }
@@ -281,6 +288,7 @@ pub fn replace(
             set_meta(&mut obj, field, v.clone());
         }
     }
+    carry_deletion(kind, &old, &mut obj)?;
     if kind.has_status {
         // the generation counts changes of the desired state (spec), not of status or metadata
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -303,13 +311,42 @@ pub fn replace(
             }
         }
     }
+    let finished = finalizers::done(&object_meta(&obj));
     store
         .write(|b| {
             set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
-            b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), expected)
+            if finished {
+                // the last finalizer of a marked object is gone: so is the object
+                b.delete(&k, expected)
+            } else {
+                b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), expected)
+            }
         })
         .map_err(|e| store_error(kind, e, name))?;
     Ok(obj)
+}
+
+/// The object's metadata, typed (default where it does not decode).
+fn object_meta(obj: &Value) -> ObjectMeta {
+    serde_json::from_value(obj["metadata"].clone()).unwrap_or_default()
+}
+
+/// An update keeps the stored deletion mark and adds no finalizers to a marked object.
+fn carry_deletion(kind: &Kind, old: &Value, obj: &mut Value) -> Reply<()> {
+    let mut meta = object_meta(obj);
+    meta.name = meta_str(obj, "name").map(str::to_owned);
+    finalizers::carry(&object_meta(old), &mut meta, kind.kind, kind.group)?;
+    for field in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+        match old["metadata"].get(field) {
+            Some(v) => set_meta(obj, field, v.clone()),
+            None => {
+                if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// DELETE of a pod, gracefully as upstream: a pod bound to a node that is not finished is
@@ -365,12 +402,34 @@ pub fn delete_pod(
     Ok((marked, false))
 }
 
-/// DELETE: removes an object and returns its last state.
+/// DELETE: removes an object and returns its last state; an object with finalizers is only
+/// marked (and returned marked).
 pub fn delete(store: &Store, kind: &Kind, namespace: &str, name: &str) -> Reply<Value> {
+    let k = key(kind, namespace, name);
     let stored = store
-        .delete(&key(kind, namespace, name), None)
+        .get(&k)
+        .map_err(internal)?
+        .ok_or_else(|| Box::new(Status::not_found(kind.group, kind.plural, name)))?;
+    let mut obj = decode(&stored.value, stored.revision)?;
+    let mut meta = object_meta(&obj);
+    if !finalizers::blocks_deletion(&meta) {
+        let removed = store
+            .delete(&k, Some(stored.revision))
+            .map_err(|e| store_error(kind, e, name))?;
+        return decode(&removed.value, removed.revision);
+    }
+    if !finalizers::mark(&mut meta, now_timestamp()) {
+        return Ok(obj);
+    }
+    set_meta(&mut obj, "deletionTimestamp", json!(now()));
+    set_meta(&mut obj, "deletionGracePeriodSeconds", json!(0));
+    store
+        .write(|b| {
+            set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
+            b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), Some(stored.revision))
+        })
         .map_err(|e| store_error(kind, e, name))?;
-    decode(&stored.value, stored.revision)
+    Ok(obj)
 }
 
 /// Where generated names and uids come from (randomness stays at the edge).

@@ -19,6 +19,7 @@ use svcnet_core::status::Status;
 use svcnet_store::{Key, Store, StoreError};
 use thiserror::Error;
 
+use crate::finalizers;
 use crate::objects;
 use crate::resources::NAMESPACES;
 
@@ -250,6 +251,7 @@ impl Registry {
         meta.creation_timestamp = Some(Time(objects::now_timestamp()));
         meta.generation = Some(1);
         meta.deletion_timestamp = None;
+        meta.deletion_grace_period_seconds = None;
         if svc.status.is_none() {
             svc.status = Some(ServiceStatus {
                 load_balancer: Some(Default::default()),
@@ -290,6 +292,12 @@ impl Registry {
             None => None,
         };
         svc.metadata.namespace = Some(namespace.to_owned());
+        svc.metadata.name = Some(name.to_owned());
+        finalizers::carry(&old.metadata, &mut svc.metadata, "Service", "")?;
+        if finalizers::done(&svc.metadata) {
+            // the last finalizer of a marked Service is gone: so is the Service
+            return self.remove_service(namespace, name, expected.unwrap_or(old_rev));
+        }
         let mut state = self.state.lock().expect("registry lock");
         let state = &mut *state;
         // identity and system fields come from the stored object
@@ -346,10 +354,32 @@ impl Registry {
     }
 
     /// DELETE: removes a Service (and the Endpoints of the same name), releasing its
-    /// allocations; returns the deleted object.
+    /// allocations; returns the deleted object. A Service with finalizers is only marked; it
+    /// keeps its addresses and ports until the update that removes its last finalizer.
     pub fn delete_service(&self, namespace: &str, name: &str) -> Reply<Service> {
+        let (mut svc, revision) = self.load(namespace, name)?;
+        if !finalizers::blocks_deletion(&svc.metadata) {
+            return self.remove_service(namespace, name, revision);
+        }
+        if !finalizers::mark(&mut svc.metadata, objects::now_timestamp()) {
+            return Ok(svc);
+        }
+        self.store
+            .write(|b| {
+                svc.metadata.resource_version = Some((b.revision() + 1).to_string());
+                b.update(&key(namespace, name), &encode(&svc), Some(revision))
+            })
+            .map_err(|e| store_error(e, name))?;
+        Ok(svc)
+    }
+
+    /// Removes the Service stored at `revision` with its Endpoints and allocations.
+    fn remove_service(&self, namespace: &str, name: &str, revision: u64) -> Reply<Service> {
         let mut state = self.state.lock().expect("registry lock");
-        let (old, revision) = self.load(namespace, name)?;
+        let (old, current) = self.load(namespace, name)?;
+        if current != revision {
+            return Err(Box::new(Status::conflict("", SERVICES, name)));
+        }
         let (next, snapshot) = after(&state.allocators, &plan_delete(&old))?;
         self.store
             .write(|b| {

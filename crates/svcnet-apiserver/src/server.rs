@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, logs, openapi, protobuf, proxy, scale};
+use crate::{field_validation, gc, logs, openapi, protobuf, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -861,6 +861,10 @@ async fn collection_delete(
         Ok(f) => f,
         Err(s) => return status_response(&s),
     };
+    let policy = match gc::Propagation::parse(q.get("propagationPolicy").map(String::as_str)) {
+        Ok(p) => p,
+        Err(s) => return status_response(&s),
+    };
     let items = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
         Ok((items, _)) => items,
         Err(s) => return status_response(&s),
@@ -879,7 +883,17 @@ async fn collection_delete(
             })
             .await
         } else {
-            blocking(move || objects::delete(registry.store(), kind, &ns, &name)).await
+            blocking(move || {
+                gc::delete_with(
+                    registry.store(),
+                    kind,
+                    &ns,
+                    &name,
+                    policy,
+                    &mut objects::RandomIds::new(),
+                )
+            })
+            .await
         };
         match result {
             Ok(v) => deleted.push(v),
@@ -916,22 +930,30 @@ async fn item_delete(
     };
     let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
     let registry = state.registry.clone();
-    if *t.kind == resources::PODS {
-        // the grace period comes in the query or in a DeleteOptions body
-        let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
-        let from_query = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok());
-        let (content_type, body) = match read_body(request).await {
-            Ok(read) => read,
+    // options come in the query or in a DeleteOptions body
+    let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+    let (content_type, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(s) => return status_response(&s),
+    };
+    let options: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match object_json(&content_type, &body) {
+            Ok(v) => v,
             Err(s) => return status_response(&s),
-        };
-        let options: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            match object_json(&content_type, &body) {
-                Ok(v) => v,
-                Err(s) => return status_response(&s),
-            }
-        };
+        }
+    };
+    let policy = query
+        .get("propagationPolicy")
+        .map(String::as_str)
+        .or(options["propagationPolicy"].as_str());
+    let policy = match gc::Propagation::parse(policy) {
+        Ok(p) => p,
+        Err(s) => return status_response(&s),
+    };
+    if *t.kind == resources::PODS {
+        let from_query = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok());
         let grace = from_query.or_else(|| options["gracePeriodSeconds"].as_i64());
         let uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
         return reply(
@@ -948,7 +970,17 @@ async fn item_delete(
     }
     let kind = t.kind;
     reply(
-        blocking(move || objects::delete(registry.store(), kind, &ns, &name)).await,
+        blocking(move || {
+            gc::delete_with(
+                registry.store(),
+                kind,
+                &ns,
+                &name,
+                policy,
+                &mut objects::RandomIds::new(),
+            )
+        })
+        .await,
         StatusCode::OK,
     )
 }

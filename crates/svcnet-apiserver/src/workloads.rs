@@ -1,20 +1,18 @@
 //! The Deployment and ReplicaSet controllers, in-process like the endpoint controllers: each
 //! round lists Deployments, ReplicaSets and Pods, applies the core's plans (new ReplicaSets,
-//! scaling, pods to create and delete, statuses) and removes ReplicaSets and Pods whose
-//! controller is gone (garbage collection with background propagation). Scaling, pod
-//! creation and deletion are recorded as upstream's events.
-
-use std::collections::HashSet;
+//! scaling, pods to create and delete, statuses), then lets [`crate::gc`] collect garbage.
+//! Scaling, pod creation and deletion are recorded as upstream's events.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
+use svcnet_core::workloads::controller_uid;
 use svcnet_core::workloads::deployment::plan_deployment;
 use svcnet_core::workloads::replicaset::plan_replicaset;
-use svcnet_core::workloads::{controller_uid, is_orphan};
 use svcnet_store::Store;
 
 use crate::events;
+use crate::gc;
 use crate::objects::{self, Ids, Reply};
 use crate::resources::{DEPLOYMENTS, PODS, REPLICA_SETS};
 
@@ -53,17 +51,19 @@ fn set_status(store: &Store, kind: &crate::resources::Kind, stored: &Value, stat
     usize::from(objects::replace(store, kind, ns, name, obj, true, ids).is_ok())
 }
 
-fn namespaced_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
-    (
-        meta.namespace.as_deref().unwrap_or(""),
-        meta.name.as_deref().unwrap_or(""),
-    )
-}
-
 /// One round; returns how many writes it made.
 pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
     let (deployments_raw, _) = objects::list(store, &DEPLOYMENTS, None)?;
-    if deployments_raw.is_empty() && objects::list(store, &REPLICA_SETS, None)?.0.is_empty() {
+    let owned_pod = |p: &Value| {
+        p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    };
+    if deployments_raw.is_empty()
+        && objects::list(store, &REPLICA_SETS, None)?.0.is_empty()
+        && !objects::list(store, &PODS, None)?.0.iter().any(owned_pod)
+    {
+        // nothing to control and no dependent left to collect
         return Ok(0);
     }
     let now = objects::now_timestamp();
@@ -75,7 +75,12 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
         let uid = d.metadata.uid.as_deref().unwrap_or("");
         let ns = d.metadata.namespace.as_deref().unwrap_or("");
         let owned: Vec<ReplicaSet> = owned_by(&sets, |s| &s.metadata, uid).into_iter().cloned().collect();
-        let plan = plan_deployment(d, &owned, now);
+        let mut plan = plan_deployment(d, &owned, now);
+        if d.metadata.deletion_timestamp.is_some() {
+            // being deleted (finalizers pending): status only, as upstream
+            plan.create = None;
+            plan.scale.clear();
+        }
         if let Some(rs) = plan.create {
             let v = serde_json::to_value(&rs).expect("JSON");
             let replicas = v["spec"]["replicas"].as_i64().unwrap_or(0);
@@ -108,7 +113,11 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
         let uid = rs.metadata.uid.as_deref().unwrap_or("");
         let ns = rs.metadata.namespace.as_deref().unwrap_or("");
         let owned: Vec<Pod> = owned_by(&pods, |p| &p.metadata, uid).into_iter().cloned().collect();
-        let plan = plan_replicaset(rs, &owned);
+        let mut plan = plan_replicaset(rs, &owned);
+        if rs.metadata.deletion_timestamp.is_some() {
+            plan.create.clear();
+            plan.delete.clear();
+        }
         for pod in plan.create {
             let v = serde_json::to_value(&pod).expect("JSON");
             if let Ok(created) = objects::create(store, &PODS, ns, v, ids) {
@@ -127,19 +136,6 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
         let status = serde_json::to_value(&plan.status).expect("JSON");
         writes += set_status(store, &REPLICA_SETS, raw, status, ids);
     }
-    // garbage: ReplicaSets whose Deployment and Pods whose ReplicaSet is gone
-    let deployment_uids: HashSet<&str> = deployments.iter().filter_map(|d| d.metadata.uid.as_deref()).collect();
-    for rs in sets
-        .iter()
-        .filter(|rs| is_orphan(&rs.metadata, "Deployment", &deployment_uids))
-    {
-        let (ns, name) = namespaced_name(&rs.metadata);
-        writes += usize::from(objects::delete(store, &REPLICA_SETS, ns, name).is_ok());
-    }
-    let set_uids: HashSet<&str> = sets.iter().filter_map(|s| s.metadata.uid.as_deref()).collect();
-    for pod in pods.iter().filter(|p| is_orphan(&p.metadata, "ReplicaSet", &set_uids)) {
-        let (ns, name) = namespaced_name(&pod.metadata);
-        writes += usize::from(objects::delete_pod(store, ns, name, None, None).is_ok());
-    }
+    writes += gc::collect(store, &deployments_raw, &sets_raw, &pods_raw, ids);
     Ok(writes)
 }

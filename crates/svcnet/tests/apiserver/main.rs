@@ -273,6 +273,158 @@ fn controllers_record_events_that_kubectl_lists_and_describes() {
 }
 
 #[test]
+fn finalizers_hold_deleted_objects_until_removed() {
+    let server = Server::start();
+    let manifest = server.dir.path().join("held.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1
+kind: Service
+metadata: {name: held, finalizers: [example.com/hold]}
+spec: {clusterIP: 10.96.0.77, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: held, finalizers: [example.com/hold]}
+spec: {containers: [{name: c, image: busybox}]}
+",
+    )
+    .unwrap();
+    let (ok, text) = kubectl(&server, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    for kind in ["service", "pod"] {
+        let (ok, text) = kubectl(&server, &["delete", kind, "held", "--wait=false"]);
+        assert!(ok, "{text}");
+        // still there, marked
+        let (ok, text) = kubectl(
+            &server,
+            &[
+                "get",
+                kind,
+                "held",
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp} {.metadata.deletionGracePeriodSeconds}",
+            ],
+        );
+        assert!(ok && text.ends_with(" 0") && text.len() > 10, "{kind}: {text}");
+        // a marked object takes no new finalizers
+        let (ok, text) = kubectl(
+            &server,
+            &[
+                "patch",
+                kind,
+                "held",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold","example.com/more"]}}"#,
+            ],
+        );
+        assert!(
+            !ok && text.contains("no new finalizers can be added if the object is being deleted"),
+            "{kind}: {text}"
+        );
+    }
+    // the marked Service keeps its address: another Service cannot take it
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "thief",
+            "--clusterip=10.96.0.77",
+            "--tcp=80",
+        ],
+    );
+    assert!(!ok && text.contains("provided IP is already allocated"), "{text}");
+    // removing the last finalizer removes the object, and frees the Service's address
+    for kind in ["service", "pod"] {
+        let (ok, text) = kubectl(
+            &server,
+            &[
+                "patch",
+                kind,
+                "held",
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ],
+        );
+        assert!(ok, "{kind}: {text}");
+        let (ok, text) = kubectl(&server, &["get", kind, "held"]);
+        assert!(!ok && text.contains("NotFound"), "{kind}: {text}");
+    }
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "thief",
+            "--clusterip=10.96.0.77",
+            "--tcp=80",
+        ],
+    );
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn deletion_propagates_in_the_background_the_foreground_or_not_at_all() {
+    let server = Server::start();
+    for name in ["orphaning", "foreground", "background"] {
+        let (ok, text) = kubectl(
+            &server,
+            &["create", "deployment", name, "--image=nginx", "--replicas=2"],
+        );
+        assert!(ok, "{text}");
+    }
+    kubectl_until(&server, &["get", "pods", "-o", "name"], |t| t.lines().count() == 6);
+    let (ok, text) = kubectl(&server, &["delete", "deployment", "orphaning", "--cascade=orphan"]);
+    assert!(ok, "{text}");
+    // kubectl waits for the foreground deletion to finish: dependents first, then the owner
+    let (ok, text) = kubectl(&server, &["delete", "deployment", "foreground", "--cascade=foreground"]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["delete", "deployment", "background"]);
+    assert!(ok, "{text}");
+    let names = kubectl_until(&server, &["get", "deployments,replicasets,pods", "-o", "name"], |t| {
+        t.lines().count() == 3
+    });
+    // only the orphaned ReplicaSet and its pods remain, no longer owned by the deployment
+    assert!(names.lines().all(|l| l.contains("/orphaning-")), "{names}");
+    let (ok, owners) = kubectl(
+        &server,
+        &[
+            "get",
+            "replicasets",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences}",
+        ],
+    );
+    assert!(ok && owners.is_empty(), "{owners}");
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences[0].kind}",
+        ],
+    );
+    assert!(ok && text == "ReplicaSet ReplicaSet", "{text}");
+    // an unknown policy is refused
+    let (code, body) = server.curl(&[
+        "-X",
+        "DELETE",
+        &format!(
+            "{}/apis/apps/v1/namespaces/default/replicasets/x?propagationPolicy=Sideways",
+            server.url
+        ),
+    ]);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains(r#"Unsupported value: \"Sideways\""#), "{body}");
+}
+
+#[test]
 fn kubectl_generators_send_protobuf_and_are_understood() {
     let server = Server::start();
     // `create deployment` and `create service` post protobuf bodies, as client-go's typed

@@ -411,6 +411,12 @@ fn deletion_propagates_in_the_background_the_foreground_or_not_at_all() {
         ],
     );
     assert!(ok && text == "ReplicaSet ReplicaSet", "{text}");
+    // deleting the last ReplicaSet still collects its pods
+    let (ok, rs) = kubectl(&server, &["get", "replicasets", "-o", "name"]);
+    assert!(ok, "{rs}");
+    let (ok, text) = kubectl(&server, &["delete", rs.trim()]);
+    assert!(ok, "{text}");
+    kubectl_until(&server, &["get", "pods", "-o", "name"], str::is_empty);
     // an unknown policy is refused
     let (code, body) = server.curl(&[
         "-X",

@@ -263,8 +263,14 @@ pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Rece
                 // first round, or the history moved past us: look at everything
                 _ => (Scope::everything(), store.revision().unwrap_or(0)),
             };
+            // namespaces being deleted are emptied, and default/kubernetes comes back if deleted
+            let housekeeping = crate::namespaces::reconcile(&r)
+                .and_then(|w| r.ensure_kubernetes_service().map(|created| w + usize::from(created)));
+            if let Err(status) = &housekeeping {
+                tracing::warn!(error = %status.message, "namespace reconciliation failed");
+            }
             if scope.is_empty() {
-                return (Ok(0), next);
+                return (housekeeping, next);
             }
             let mut ids = objects::RandomIds::new();
             let workloads = if scope.workloads {
@@ -275,7 +281,8 @@ pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Rece
             if let Err(status) = &workloads {
                 tracing::warn!(error = %status.message, "workload reconciliation failed");
             }
-            let result = reconcile(store, &mut ids, &scope).map(|w| w + workloads.unwrap_or(0));
+            let result =
+                reconcile(store, &mut ids, &scope).map(|w| w + workloads.unwrap_or(0) + housekeeping.unwrap_or(0));
             (result, next)
         })
         .await

@@ -7,7 +7,8 @@
 //!   [`scale`]: the `/scale` subresource.
 //! - [`controller`]: the EndpointSlice and Endpoints controllers; [`workloads`]: the
 //!   Deployment and ReplicaSet controllers; [`events`]: the events they record.
-//! - [`finalizers`]: deletion marks and finalizers; [`gc`]: garbage collection and delete
+//! - [`namespaces`]: namespace admission and deletion; [`finalizers`]: deletion marks and
+//!   finalizers; [`gc`]: garbage collection and delete
 //!   propagation policies.
 //! - [`openapi`]: OpenAPI v3 discovery; [`field_validation`]: `fieldValidation` on writes;
 //!   [`protobuf`]: protobuf request bodies as JSON.
@@ -23,6 +24,7 @@ pub mod field_validation;
 pub mod finalizers;
 pub mod gc;
 pub mod logs;
+pub mod namespaces;
 pub mod objects;
 pub mod openapi;
 pub mod paging;

@@ -225,6 +225,7 @@ pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: 
             .collect();
         return Err(invalid(kind, &name, errs));
     }
+    crate::namespaces::admit_create(store, kind, namespace, &name)?;
     set_meta(&mut obj, "uid", json!(ids.uid()));
     set_meta(&mut obj, "creationTimestamp", json!(now()));
     // a new object is not being deleted, whatever the body says
@@ -386,20 +387,12 @@ pub fn delete_pod(
     {
         return Ok((pod, false));
     }
-    let mut marked = pod.clone();
+    let mut marked = pod;
     let at = k8s_openapi::jiff::Timestamp::from_second(now_timestamp().as_second() + grace)
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     set_meta(&mut marked, "deletionTimestamp", json!(at.to_string()));
     set_meta(&mut marked, "deletionGracePeriodSeconds", json!(grace));
-    let k = key(&crate::resources::PODS, namespace, name);
-    let expected = meta_str(&pod, "resourceVersion").and_then(|v| v.parse::<u64>().ok());
-    store
-        .write(|b| {
-            set_meta(&mut marked, "resourceVersion", json!((b.revision() + 1).to_string()));
-            b.update(&k, &serde_json::to_vec(&marked).expect("JSON"), expected)
-        })
-        .map_err(|e| store_error(&crate::resources::PODS, e, name))?;
-    Ok((marked, false))
+    mark_deleted(store, &crate::resources::PODS, namespace, name, marked).map(|m| (m, false))
 }
 
 /// DELETE: removes an object and returns its last state; an object with finalizers is only
@@ -423,10 +416,18 @@ pub fn delete(store: &Store, kind: &Kind, namespace: &str, name: &str) -> Reply<
     }
     set_meta(&mut obj, "deletionTimestamp", json!(now()));
     set_meta(&mut obj, "deletionGracePeriodSeconds", json!(0));
+    mark_deleted(store, kind, namespace, name, obj)
+}
+
+/// Writes back `obj`, a stored object now marked for deletion, over the revision it was read
+/// at (409 if it changed meanwhile).
+pub fn mark_deleted(store: &Store, kind: &Kind, namespace: &str, name: &str, mut obj: Value) -> Reply<Value> {
+    let k = key(kind, namespace, name);
+    let expected = meta_str(&obj, "resourceVersion").and_then(|v| v.parse::<u64>().ok());
     store
         .write(|b| {
             set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
-            b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), Some(stored.revision))
+            b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), expected)
         })
         .map_err(|e| store_error(kind, e, name))?;
     Ok(obj)

@@ -137,8 +137,16 @@ impl Registry {
                     .map_err(|s| OpenError::Bootstrap(s.message))?;
             }
         }
+        self.ensure_kubernetes_service()
+            .map(drop)
+            .map_err(|s| OpenError::Bootstrap(s.message))
+    }
+
+    /// Creates `default/kubernetes` (the first address of the primary range, port 443) if it
+    /// is missing, as upstream's API server keeps it; returns whether it did.
+    pub fn ensure_kubernetes_service(&self) -> Reply<bool> {
         if self.get_service("default", "kubernetes").is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let first_ip = {
             let state = self.state.lock().expect("registry lock");
@@ -175,9 +183,7 @@ impl Registry {
             }),
             ..Service::default()
         };
-        self.create_service("default", svc)
-            .map(drop)
-            .map_err(|s| OpenError::Bootstrap(s.message))
+        self.create_service("default", svc).map(|_| true)
     }
 
     pub fn get_service(&self, namespace: &str, name: &str) -> Reply<Service> {
@@ -244,6 +250,8 @@ impl Registry {
                 .collect();
             svc.metadata.name = Some(format!("{prefix}{suffix}"));
         }
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        crate::namespaces::admit_create(&self.store, &crate::resources::SERVICES, namespace, &name)?;
         let planned = plan_write(None, svc, &state.allocators, &mut state.rng)?;
         let mut svc = planned.service;
         let meta = &mut svc.metadata;

@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, gc, logs, openapi, protobuf, proxy, scale};
+use crate::{field_validation, gc, logs, namespaces, openapi, protobuf, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -242,9 +242,15 @@ fn resource_list(group: &str, version: &str) -> Response {
         .iter()
         .filter(|k| k.group == group && k.version == version)
     {
+        // `kubectl get all` means upstream's "all" category: workloads and services only
+        let categories: &[&str] = if ["pods", "services", "deployments", "replicasets"].contains(&k.plural) {
+            &["all"]
+        } else {
+            &[]
+        };
         resources.push(
             json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
-            "kind": k.kind, "verbs": verbs, "shortNames": k.short_names, "categories": ["all"]}),
+            "kind": k.kind, "verbs": verbs, "shortNames": k.short_names, "categories": categories}),
         );
         if k.has_status {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "",
@@ -882,6 +888,12 @@ async fn collection_delete(
                     .map(|s| serde_json::to_value(s).unwrap_or_default())
             })
             .await
+        } else if *kind == resources::NAMESPACES {
+            match blocking(move || namespaces::delete(registry.store(), &name)).await {
+                // deleting every namespace skips the ones that may not be deleted
+                Err(s) if s.code == 403 => continue,
+                other => other,
+            }
         } else {
             blocking(move || {
                 gc::delete_with(
@@ -965,6 +977,12 @@ async fn item_delete(
     if *t.kind == resources::SERVICES {
         return reply(
             blocking(move || registry.delete_service(&ns, &name)).await,
+            StatusCode::OK,
+        );
+    }
+    if *t.kind == resources::NAMESPACES {
+        return reply(
+            blocking(move || namespaces::delete(registry.store(), &name)).await,
             StatusCode::OK,
         );
     }

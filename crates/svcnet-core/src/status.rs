@@ -134,6 +134,22 @@ impl Status {
         )
     }
 
+    /// 403 Forbidden: `namespaces "default" is forbidden: <why>`, with an optional cause.
+    pub fn forbidden(group: &str, resource: &str, name: &str, why: &str, cause: Option<StatusCause>) -> Self {
+        let qualified = qualify(resource, group);
+        Status::failure(
+            403,
+            "Forbidden",
+            format!("{qualified} {} is forbidden: {why}", crate::field::go_quote(name)),
+            Some(StatusDetails {
+                name: name.to_owned(),
+                group: group.to_owned(),
+                kind: resource.to_owned(),
+                causes: cause.into_iter().collect(),
+            }),
+        )
+    }
+
     /// 409 AlreadyExists: `services "x" already exists`.
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualify(resource, group);

@@ -118,9 +118,14 @@ fn kubectl_gets_labels_annotates_and_deletes() {
         ],
         "{watched}"
     );
+    let uid = run(&["get", "service", "kubernetes", "-o", "jsonpath={.metadata.uid}"]);
     assert!(run(&["delete", "service", "kubernetes"]).contains("deleted"));
-    let (ok, text) = kubectl(&server, &["get", "service", "kubernetes"]);
-    assert!(!ok && text.contains(r#"services "kubernetes" not found"#), "{text}");
+    // the API server recreates its own Service, as upstream's does
+    kubectl_until(
+        &server,
+        &["get", "service", "kubernetes", "-o", "jsonpath={.metadata.uid}"],
+        |t| !t.is_empty() && t != uid,
+    );
 }
 
 #[test]
@@ -428,6 +433,99 @@ fn deletion_propagates_in_the_background_the_foreground_or_not_at_all() {
     ]);
     assert_eq!(code, 422, "{body}");
     assert!(body.contains(r#"Unsupported value: \"Sideways\""#), "{body}");
+}
+
+#[test]
+fn namespaces_admit_content_and_take_it_with_them() {
+    let server = Server::start();
+    let (ok, text) = kubectl(
+        &server,
+        &["create", "service", "clusterip", "s", "--tcp=80", "-n", "nope"],
+    );
+    assert!(!ok && text.contains(r#"namespaces "nope" not found"#), "{text}");
+    let (ok, text) = kubectl(&server, &["create", "namespace", "team"]);
+    assert!(ok, "{text}");
+    let manifest = server.dir.path().join("team.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: team}
+spec: {clusterIP: 10.96.0.88, ports: [{port: 80}], selector: {app: web}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: held, namespace: team, finalizers: [example.com/hold]}
+spec: {ports: [{port: 80}]}
+",
+    )
+    .unwrap();
+    let (ok, text) = kubectl(&server, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["create", "deployment", "web", "--image=nginx", "-n", "team"]);
+    assert!(ok, "{text}");
+    kubectl_until(&server, &["get", "pods", "-n", "team", "-o", "name"], |t| {
+        t.lines().count() == 1
+    });
+    let (ok, text) = kubectl(&server, &["delete", "namespace", "team", "--wait=false"]);
+    assert!(ok, "{text}");
+    // the held Service keeps the namespace Terminating; nothing new may be created in it
+    kubectl_until(&server, &["get", "all", "-n", "team", "-o", "name"], |t| {
+        t.trim() == "service/held"
+    });
+    let (ok, text) = kubectl(&server, &["get", "namespace", "team", "-o", "jsonpath={.status.phase}"]);
+    assert!(ok && text == "Terminating", "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &["create", "service", "clusterip", "late", "--tcp=80", "-n", "team"],
+    );
+    assert!(
+        !ok && text.contains("unable to create new content in namespace team because it is being terminated"),
+        "{text}"
+    );
+    // once the last finalizer goes, so does the namespace, and the addresses are free again
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "patch",
+            "service",
+            "held",
+            "-n",
+            "team",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+    );
+    assert!(ok, "{text}");
+    kubectl_until(&server, &["get", "namespaces", "-o", "name"], |t| {
+        !t.contains("namespace/team")
+    });
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "reuse",
+            "--clusterip=10.96.0.88",
+            "--tcp=80",
+        ],
+    );
+    assert!(ok, "{text}");
+    // the system namespaces stay, and default/kubernetes comes back when deleted
+    let (ok, text) = kubectl(&server, &["delete", "namespace", "default"]);
+    assert!(
+        !ok && text.contains(r#"namespaces "default" is forbidden: this namespace may not be deleted"#),
+        "{text}"
+    );
+    let (ok, text) = kubectl(&server, &["delete", "service", "kubernetes"]);
+    assert!(ok, "{text}");
+    kubectl_until(
+        &server,
+        &["get", "service", "kubernetes", "-o", "jsonpath={.spec.ports[0].port}"],
+        |t| t == "443",
+    );
 }
 
 #[test]

@@ -1,0 +1,100 @@
+//! Namespace lifecycle, as upstream's namespace admission and controller handle it: objects
+//! are only created in a namespace that exists and is not being deleted; deleting a namespace
+//! marks it `Terminating`, the controller rounds then delete everything in it (Services
+//! through the registry, so their addresses and ports are released; pods gracefully) and
+//! remove the namespace once it is empty. The system namespaces cannot be deleted.
+
+use serde_json::{Value, json};
+use svcnet_core::status::{Status, StatusCause};
+use svcnet_store::Store;
+
+use crate::objects::{self, Reply};
+use crate::registry::Registry;
+use crate::resources::{ALL, EVENTS, Kind, NAMESPACES, PODS, SERVICES};
+
+/// Namespaces that always exist.
+pub const SYSTEM: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn is_terminating(namespace: &Value) -> bool {
+    !namespace["metadata"]["deletionTimestamp"].is_null()
+}
+
+/// Whether an object of `kind` named `name` may be created in `namespace`: 404 for a
+/// namespace that does not exist, 403 for one being deleted (events excepted, as upstream).
+pub fn admit_create(store: &Store, kind: &Kind, namespace: &str, name: &str) -> Reply<()> {
+    if !kind.namespaced {
+        return Ok(());
+    }
+    let Ok(ns) = objects::get(store, &NAMESPACES, "", namespace) else {
+        return Err(Box::new(Status::not_found("", NAMESPACES.plural, namespace)));
+    };
+    if is_terminating(&ns) && *kind != EVENTS {
+        let why = format!("unable to create new content in namespace {namespace} because it is being terminated");
+        let cause = StatusCause {
+            reason: "NamespaceTerminating".into(),
+            message: why.clone(),
+            field: "metadata.namespace".into(),
+        };
+        return Err(Box::new(Status::forbidden(
+            kind.group,
+            kind.plural,
+            name,
+            &why,
+            Some(cause),
+        )));
+    }
+    Ok(())
+}
+
+/// DELETE of a namespace: marks it Terminating (the rounds empty and remove it); the system
+/// namespaces are refused with 403.
+pub fn delete(store: &Store, name: &str) -> Reply<Value> {
+    if SYSTEM.contains(&name) {
+        return Err(Box::new(Status::forbidden(
+            "",
+            NAMESPACES.plural,
+            name,
+            "this namespace may not be deleted",
+            None,
+        )));
+    }
+    let mut ns = objects::get(store, &NAMESPACES, "", name)?;
+    if is_terminating(&ns) {
+        return Ok(ns);
+    }
+    ns["metadata"]["deletionTimestamp"] = json!(objects::now());
+    ns["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    ns["status"]["phase"] = json!("Terminating");
+    objects::mark_deleted(store, &NAMESPACES, "", name, ns)
+}
+
+/// One round over the terminating namespaces: deletes their content and removes each one
+/// that is empty. Returns how many writes it made.
+pub fn reconcile(registry: &Registry) -> Reply<usize> {
+    let store = registry.store();
+    let (namespaces, _) = objects::list(store, &NAMESPACES, None)?;
+    let mut writes = 0;
+    for ns in namespaces.iter().filter(|n| is_terminating(n)) {
+        let name = ns["metadata"]["name"].as_str().unwrap_or("");
+        let mut remaining = 0;
+        for kind in ALL.into_iter().filter(|k| k.namespaced) {
+            let (items, _) = objects::list(store, kind, Some(name))?;
+            remaining += items.len();
+            for item in items.iter().filter(|i| i["metadata"]["deletionTimestamp"].is_null()) {
+                let object = item["metadata"]["name"].as_str().unwrap_or("");
+                let deleted = if *kind == SERVICES {
+                    registry.delete_service(name, object).is_ok()
+                } else if *kind == PODS {
+                    objects::delete_pod(store, name, object, None, None).is_ok()
+                } else {
+                    objects::delete(store, kind, name, object).is_ok()
+                };
+                writes += usize::from(deleted);
+            }
+        }
+        if remaining == 0 {
+            writes += usize::from(objects::delete(store, &NAMESPACES, "", name).is_ok());
+        }
+    }
+    Ok(writes)
+}

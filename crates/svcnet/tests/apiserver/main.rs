@@ -529,6 +529,104 @@ spec: {ports: [{port: 80}]}
 }
 
 #[test]
+fn kubectl_exposes_a_pod_and_shows_its_endpoints_every_way() {
+    let server = Server::start();
+    // slices list only pods on a known node, as upstream's controller
+    let node = server.dir.path().join("node.yaml");
+    std::fs::write(&node, "apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n").unwrap();
+    let (ok, text) = kubectl(&server, &["apply", "-f", node.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "run",
+            "web",
+            "--image=nginx",
+            "--labels=app=web",
+            "--port=8080",
+            r#"--overrides={"spec":{"nodeName":"node-1"}}"#,
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["expose", "pod", "web", "--port=80", "--target-port=8080"]);
+    assert!(ok && text.contains("service/web exposed"), "{text}");
+    // the pod becomes ready (as a kubelet would report it) and the controllers follow
+    let status = r#"{"status":{"phase":"Running","podIP":"10.244.1.5","podIPs":[{"ip":"10.244.1.5"}],"conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+    assert!(ok, "{text}");
+    let wide = kubectl_until(&server, &["get", "svc,pods,ep,endpointslices", "-o", "wide"], |t| {
+        t.contains("10.244.1.5:8080")
+    });
+    for row in [
+        "service/web",
+        "pod/web",
+        "endpoints/web",
+        "endpointslice.discovery.k8s.io/web-",
+    ] {
+        assert!(
+            wide.contains(row),
+            "{row} missing:
+{wide}"
+        );
+    }
+    assert!(wide.contains("app=web") && wide.contains("10.244.1.5"), "{wide}");
+    let (ok, text) = kubectl(&server, &["get", "svc,pods,ep,endpointslices", "-o", "json"]);
+    assert!(ok, "{text}");
+    let list: serde_json::Value = serde_json::from_str(&text).expect("kubectl's JSON");
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    for kind in ["Service", "Pod", "Endpoints", "EndpointSlice"] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "yaml",
+        ],
+    );
+    assert!(
+        ok && text.contains("- 10.244.1.5") && text.contains("port: 8080"),
+        "{text}"
+    );
+    let (ok, text) = kubectl(&server, &["describe", "svc", "web"]);
+    assert!(ok, "{text}");
+    for line in [
+        "Selector:",
+        "app=web",
+        "TargetPort:",
+        "8080/TCP",
+        "Endpoints:",
+        "10.244.1.5:8080",
+    ] {
+        assert!(
+            text.contains(line),
+            "{line} missing:
+{text}"
+        );
+    }
+}
+
+#[test]
 fn kubectl_generators_send_protobuf_and_are_understood() {
     let server = Server::start();
     // `create deployment` and `create service` post protobuf bodies, as client-go's typed

@@ -190,6 +190,18 @@ spec:
         "/api/v1/namespaces/default/services/web:tcp/proxy/hostname",
     ]);
     assert!(via_proxy.starts_with("web-"), "{via_proxy}");
+    // and so does `kubectl proxy`, the way users reach a service from their machine
+    let (proxy, port) = lab.kubectl_proxy(30);
+    let through_kubectl_proxy = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!(
+            "http://127.0.0.1:{port}/api/v1/namespaces/default/services/web:tcp/proxy/hostname"
+        ))
+        .output()
+        .unwrap();
+    support::stop(proxy);
+    let answer = String::from_utf8_lossy(&through_kubectl_proxy.stdout).into_owned();
+    assert!(answer.starts_with("web-"), "{answer}");
     let pod_ip = lab.get(&["pod", via_proxy.trim()], "{.status.podIP}");
     let echoed = lab.k(&[
         "get",

@@ -93,6 +93,28 @@ impl Lab {
         (out.status.success(), text(&out))
     }
 
+    /// `kubectl proxy` on a free loopback port for at most `seconds`; returns the process
+    /// (end it with [`stop`]) and the port it serves on.
+    pub fn kubectl_proxy(&self, seconds: u32) -> (std::process::Child, u16) {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("timeout")
+            .arg(seconds.to_string())
+            .arg(kubectl_binary())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["proxy", "--port=0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Starting to serve on 127.0.0.1:PORT"
+        let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+        (child, port.unwrap_or_else(|| panic!("kubectl proxy said {line:?}")))
+    }
+
     /// kubectl that must succeed; returns its output.
     pub fn k(&self, args: &[&str]) -> String {
         let (ok, out) = self.kubectl(args);
@@ -199,4 +221,11 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 /// The distinct answers among `lines`.
 pub fn distinct(lines: &str) -> std::collections::BTreeSet<String> {
     lines.lines().map(str::to_owned).collect()
+}
+
+/// Stops a process started under `timeout` and waits for it: SIGTERM, which `timeout` passes
+/// on to its command (SIGKILL would orphan the command instead).
+pub fn stop(mut child: std::process::Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
 }

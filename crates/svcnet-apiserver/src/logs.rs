@@ -1,6 +1,7 @@
 //! `GET .../pods/NAME/log`: a container's output, from a [`PodLogs`] source the embedder
 //! provides (the lab's kubelets write each container's output to a file). Selecting the
-//! container and cutting to `tailLines`/`limitBytes` are pure.
+//! container and cutting to `tailLines`/`limitBytes` are pure. With `follow`, the server
+//! keeps polling the source and streams what is added until the pod is gone or replaced.
 
 use std::sync::Arc;
 
@@ -13,6 +14,12 @@ use crate::objects::Reply;
 pub trait PodLogs: Send + Sync {
     /// Everything `container` of the pod has written so far.
     fn read(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>>;
+
+    /// What `container` has written from byte `offset` on (for `follow`).
+    fn read_from(&self, namespace: &str, pod: &str, container: &str, offset: u64) -> std::io::Result<Vec<u8>> {
+        let all = self.read(namespace, pod, container)?;
+        Ok(all.get(offset as usize..).unwrap_or_default().to_vec())
+    }
 }
 
 pub type SharedPodLogs = Arc<dyn PodLogs>;

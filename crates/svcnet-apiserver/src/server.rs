@@ -1030,7 +1030,8 @@ async fn pod_log(
             return Err(Box::new(s));
         };
         let (ns2, name2, c2) = (ns.clone(), name.clone(), container.clone());
-        let text = tokio::task::spawn_blocking(move || source.read(&ns2, &name2, &c2))
+        let reader = source.clone();
+        let text = tokio::task::spawn_blocking(move || reader.read(&ns2, &name2, &c2))
             .await
             .map_err(|e| Box::new(Status::internal(&e.to_string())))?
             .map_err(|_| {
@@ -1039,18 +1040,92 @@ async fn pod_log(
                 )))
             })?;
         let number = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
-        Ok(logs::cut(&text, number("tailLines"), number("limitBytes")))
+        let first = logs::cut(&text, number("tailLines"), number("limitBytes"));
+        let follow = q.get("follow").is_some_and(|v| v == "true" || v == "1");
+        if !follow || number("limitBytes").is_some_and(|limit| first.len() >= limit) {
+            return Ok(Body::from(first));
+        }
+        let uid = pod["metadata"]["uid"].clone();
+        let followed = Followed {
+            registry: registry.clone(),
+            source,
+            namespace: ns.clone(),
+            pod: name.clone(),
+            uid,
+            container,
+            offset: text.len() as u64,
+            left: number("limitBytes").map(|limit| limit - first.len()),
+        };
+        let rest = futures::stream::unfold(followed, |f| f.next());
+        let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first)) }).chain(rest);
+        Ok(Body::from_stream(stream))
     }
     .await;
     match result {
-        Ok(bytes) => {
-            let mut response = Response::new(Body::from(bytes));
+        Ok(body) => {
+            let mut response = Response::new(body);
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             response
         }
         Err(s) => status_response(&s),
+    }
+}
+
+/// A container's output being followed (`kubectl logs -f`).
+struct Followed {
+    registry: Arc<Registry>,
+    source: logs::SharedPodLogs,
+    namespace: String,
+    pod: String,
+    uid: Value,
+    container: String,
+    offset: u64,
+    /// What `limitBytes` still allows.
+    left: Option<usize>,
+}
+
+impl Followed {
+    /// The next output, polled every quarter second; None once the limit is reached or the pod
+    /// is gone or replaced (the client hanging up drops the stream instead).
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        loop {
+            if self.left == Some(0) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (registry, source) = (self.registry.clone(), self.source.clone());
+            let (ns, pod, container, offset) = (
+                self.namespace.clone(),
+                self.pod.clone(),
+                self.container.clone(),
+                self.offset,
+            );
+            let uid = self.uid.clone();
+            let (alive, added) = tokio::task::spawn_blocking(move || {
+                let alive = objects::get(registry.store(), &resources::PODS, &ns, &pod)
+                    .is_ok_and(|p| p["metadata"]["uid"] == uid);
+                (
+                    alive,
+                    source.read_from(&ns, &pod, &container, offset).unwrap_or_default(),
+                )
+            })
+            .await
+            .ok()?;
+            if !added.is_empty() {
+                self.offset += added.len() as u64;
+                let mut added = added;
+                if let Some(left) = &mut self.left {
+                    added.truncate(*left);
+                    *left -= added.len();
+                }
+                return Some((Ok(Bytes::from(added)), self));
+            }
+            if !alive {
+                return None;
+            }
+        }
     }
 }
 

@@ -39,4 +39,13 @@ impl svcnet_apiserver::logs::PodLogs for LogFiles {
     fn read(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(Self::path(&self.dir, namespace, pod, container))
     }
+
+    fn read_from(&self, namespace: &str, pod: &str, container: &str, offset: u64) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(Self::path(&self.dir, namespace, pod, container))?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut added = Vec::new();
+        file.read_to_end(&mut added)?;
+        Ok(added)
+    }
 }

@@ -532,6 +532,11 @@ spec:
     lab.apply(&pod("fails-once", "OnFailure", "test -e /tmp/svcnet-lab-$HOSTNAME || { touch /tmp/svcnet-lab-$HOSTNAME; exit 1; }; rm /tmp/svcnet-lab-$HOSTNAME"));
     lab.apply(&pod("fails", "Never", "exit 2"));
     lab.apply(&pod("succeeds", "Never", "true"));
+    lab.apply(&pod(
+        "ticker",
+        "Always",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ));
     // Always: restarted again and again (with back-off), the pod stays Running
     wait_for("two restarts", Duration::from_secs(30), || {
         let restarts: u32 = lab
@@ -541,6 +546,30 @@ spec:
         (restarts >= 2).then_some(())
     });
     assert_eq!(lab.get(&["pod", "crashes"], "{.status.phase}"), "Running");
+    // kubectl logs -f streams output as it is written (from the last line, 5 a second)...
+    let follower = lab.kubectl_background(3, &["logs", "-f", "--tail=1", "ticker"]);
+    let followed = String::from_utf8_lossy(&follower.wait_with_output().unwrap().stdout).into_owned();
+    let ticks: Vec<&str> = followed.lines().collect();
+    assert!(ticks.len() >= 10, "{followed}");
+    assert!(
+        ticks.windows(2).all(|w| {
+            let n = |l: &str| l.strip_prefix("tick ").and_then(|n| n.parse::<u32>().ok());
+            n(w[1]) == n(w[0]).map(|x| x + 1)
+        }),
+        "{followed}"
+    );
+    // ...and ends when the pod goes
+    let follower = lab.kubectl_background(60, &["logs", "-f", "ticker"]);
+    std::thread::sleep(Duration::from_millis(500));
+    lab.k(&["delete", "pod", "ticker", "--grace-period=1", "--wait=false"]);
+    let started = std::time::Instant::now();
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && started.elapsed() < Duration::from_secs(20),
+        "kubectl logs -f outlived the pod: {:?} after {:?}",
+        out.status,
+        started.elapsed()
+    );
     // OnFailure: restarted after the failure, then done
     wait_for("fails-once to succeed on its restart", Duration::from_secs(30), || {
         (lab.get(&["pod", "fails-once"], "{.status.phase}") == "Succeeded").then_some(())

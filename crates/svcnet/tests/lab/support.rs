@@ -115,6 +115,20 @@ impl Lab {
         (child, port.unwrap_or_else(|| panic!("kubectl proxy said {line:?}")))
     }
 
+    /// kubectl in the background for at most `seconds` (end it early with [`stop`]), its
+    /// output piped.
+    pub fn kubectl_background(&self, seconds: u32, args: &[&str]) -> std::process::Child {
+        Command::new("timeout")
+            .arg(seconds.to_string())
+            .arg(kubectl_binary())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// kubectl that must succeed; returns its output.
     pub fn k(&self, args: &[&str]) -> String {
         let (ok, out) = self.kubectl(args);

@@ -134,12 +134,21 @@ pub fn delete_with(
 /// writes it made.
 pub fn collect(store: &Store, deployments: &[Value], sets: &[Value], pods: &[Value], ids: &mut dyn Ids) -> usize {
     let mut writes = 0;
-    let live =
-        |owners: &'_ [Value]| -> HashSet<String> { owners.iter().map(|o| str_at(o, "uid").to_owned()).collect() };
+    fn live(owners: &[Value]) -> HashSet<&str> {
+        owners.iter().map(|o| str_at(o, "uid")).collect()
+    }
     let (deployment_uids, set_uids) = (live(deployments), live(sets));
-    let controller_gone = |object: &Value, owner_kind: &str, uids: &HashSet<String>| {
-        let meta: ObjectMeta = serde_json::from_value(object["metadata"].clone()).unwrap_or_default();
-        is_orphan(&meta, owner_kind, &uids.iter().map(String::as_str).collect())
+    let controller_gone = |object: &Value, owner_kind: &str, uids: &HashSet<&str>| {
+        // only the owner references matter: decode just those
+        let refs = &object["metadata"]["ownerReferences"];
+        if refs.is_null() {
+            return false;
+        }
+        let meta = ObjectMeta {
+            owner_references: serde_json::from_value(refs.clone()).ok(),
+            ..ObjectMeta::default()
+        };
+        is_orphan(&meta, owner_kind, uids)
     };
     for rs in sets
         .iter()

@@ -1,7 +1,8 @@
 //! `svcnet bench datapath`: what the rules cost a packet. A client pod opens new TCP
 //! connections (connect + one HTTP request each) to a server pod: directly, through a
 //! ClusterIP with only that service loaded, and through the same ClusterIP with `services`
-//! services loaded. Connect time is the first packet's round trip through the rules.
+//! services loaded (two nodes, so the cases can alternate in rounds and share the machine's
+//! drift). Connect time is the first packet's round trip through the rules.
 
 use std::time::Instant;
 
@@ -21,11 +22,12 @@ pub struct Options {
 }
 
 const SERVICE_IP: &str = "172.31.255.1";
-/// The same service under another address for the many-services case, so nothing one case
-/// left behind (conntrack entries, client ports) affects the other.
-const SERVICE_IP_MANY: &str = "172.31.255.2";
 const SERVER_IP: &str = "10.250.0.2";
 const CLIENT_IP: &str = "10.250.0.3";
+
+/// Rounds the connections of each case are split into; the cases alternate round by round so
+/// that drift in the machine's speed (2 shared cores) lands on all of them alike.
+const ROUNDS: u32 = 5;
 
 fn measure(nets: &Namespaces, client: &str, target: &str, requests: u32) -> Result<Value> {
     let exe = std::env::current_exe()?;
@@ -44,11 +46,16 @@ fn measure(nets: &Namespaces, client: &str, target: &str, requests: u32) -> Resu
     serde_json::from_str(out.trim()).context("client statistics")
 }
 
-pub fn run(opts: &Options) -> Result<Value> {
-    let mut nets = Namespaces::new("svb-");
-    let node = nets.add("node");
-    let server = nets.add("server");
-    let client = nets.add("client");
+/// A node with a server pod and a client pod, each on its own routed veth.
+struct Rig {
+    node: String,
+    client: String,
+}
+
+fn rig(nets: &mut Namespaces, suffix: &str) -> Result<Rig> {
+    let node = nets.add(&format!("node{suffix}"));
+    let server = nets.add(&format!("server{suffix}"));
+    let client = nets.add(&format!("client{suffix}"));
     nets.exec_ok(&node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for (ns, ip, veth) in [(&server, SERVER_IP, "vs"), (&client, CLIENT_IP, "vc")] {
         nets.veth(&node, veth, ns, "eth0");
@@ -76,6 +83,49 @@ pub fn run(opts: &Options) -> Result<Value> {
             "600",
         ],
     );
+    Ok(Rig { node, client })
+}
+
+/// The per-round figures of one case and their medians.
+#[derive(Default)]
+struct Case {
+    rates: Vec<f64>,
+    connect_p50s: Vec<f64>,
+    connect_p99s: Vec<f64>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+impl Case {
+    fn add(&mut self, stats: &Value) {
+        self.rates.push(stats["rate_per_s"].as_f64().unwrap_or(0.0));
+        self.connect_p50s
+            .push(stats["connect_ms"]["p50"].as_f64().unwrap_or(0.0));
+        self.connect_p99s
+            .push(stats["connect_ms"]["p99"].as_f64().unwrap_or(0.0));
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "rate_per_s": { "median": super::round3(median(&self.rates)), "rounds": self.rates },
+            "connect_ms": {
+                "p50_median": super::round3(median(&self.connect_p50s)),
+                "p99_median": super::round3(median(&self.connect_p99s)),
+            },
+        })
+    }
+}
+
+pub fn run(opts: &Options) -> Result<Value> {
+    let mut nets = Namespaces::new("svb-");
+    // one node with only the measured service, one with `services` loaded; both stay loaded
+    // so the cases can alternate
+    let small_rig = rig(&mut nets, "1")?;
+    let large_rig = rig(&mut nets, "n")?;
     std::thread::sleep(std::time::Duration::from_millis(300));
 
     let real = ServicePort::cluster_ip(
@@ -94,34 +144,40 @@ pub fn run(opts: &Options) -> Result<Value> {
             terminating: false,
         }],
     );
-    let backend = NftText::in_netns(&node);
-    let mut syncer = Syncer::new(backend);
     let clock = Instant::now();
-
     let mut small = synthetic::model(0, 0);
     small.ports.insert(real.id(), real.clone());
-    syncer.sync(small, clock.elapsed().as_millis() as u64)?;
-    let direct = measure(&nets, &client, &format!("{SERVER_IP}:80"), opts.requests)?;
-    let one = measure(&nets, &client, &format!("{SERVICE_IP}:80"), opts.requests)?;
-
+    Syncer::new(NftText::in_netns(&small_rig.node)).sync(small, clock.elapsed().as_millis() as u64)?;
     let mut large = synthetic::model(opts.services.saturating_sub(1), 5);
-    let mut real_many = real;
-    real_many.cluster_ips = vec![SERVICE_IP_MANY.parse()?];
-    large.ports.insert(real_many.id(), real_many);
-    syncer.sync(large, clock.elapsed().as_millis() as u64)?;
-    let many = measure(&nets, &client, &format!("{SERVICE_IP_MANY}:80"), opts.requests)?;
+    large.ports.insert(real.id(), real);
+    Syncer::new(NftText::in_netns(&large_rig.node)).sync(large, clock.elapsed().as_millis() as u64)?;
 
-    let p50 = |v: &Value| v["connect_ms"]["p50"].as_f64().unwrap_or(0.0);
-    let rate = |v: &Value| v["rate_per_s"].as_f64().unwrap_or(0.0);
+    let per_round = (opts.requests / ROUNDS).max(1);
+    let (mut direct, mut one, mut many) = (Case::default(), Case::default(), Case::default());
+    for round in 0..ROUNDS {
+        // the order turns every round too
+        let mut cases: Vec<(&mut Case, &str, String)> = vec![
+            (&mut direct, small_rig.client.as_str(), format!("{SERVER_IP}:80")),
+            (&mut one, small_rig.client.as_str(), format!("{SERVICE_IP}:80")),
+            (&mut many, large_rig.client.as_str(), format!("{SERVICE_IP}:80")),
+        ];
+        cases.rotate_left(round as usize % 3);
+        for (case, client, target) in cases {
+            case.add(&measure(&nets, client, &target, per_round)?);
+        }
+    }
+
+    let ratio = |a: f64, b: f64| super::round3(a / b.max(0.001));
     Ok(json!({
-        "requests_per_case": opts.requests,
-        "direct_to_pod": direct,
-        "cluster_ip_1_service": one,
-        "cluster_ip_n_services": {"services": opts.services, "stats": many},
-        "ratios": {
-            "rate_n_services_vs_1": super::round3(rate(&many) / rate(&one).max(0.001)),
-            "connect_p50_n_services_vs_1": super::round3(p50(&many) / p50(&one).max(0.001)),
-            "rate_cluster_ip_vs_direct": super::round3(rate(&one) / rate(&direct).max(0.001)),
+        "requests_per_case": per_round * ROUNDS,
+        "rounds": ROUNDS,
+        "direct_to_pod": direct.json(),
+        "cluster_ip_1_service": one.json(),
+        "cluster_ip_n_services": {"services": opts.services, "stats": many.json()},
+        "ratios_of_medians": {
+            "rate_n_services_vs_1": ratio(median(&many.rates), median(&one.rates)),
+            "connect_p50_n_services_vs_1": ratio(median(&many.connect_p50s), median(&one.connect_p50s)),
+            "rate_cluster_ip_vs_direct": ratio(median(&one.rates), median(&direct.rates)),
         },
     }))
 }

@@ -301,6 +301,17 @@ pub fn replace(
                     obj[field] = value.clone();
                 }
             }
+            // nor do finalizers and owners change through /status, as upstream
+            for field in STATUS_KEEPS {
+                match old["metadata"].get(field) {
+                    Some(v) => set_meta(&mut obj, field, v.clone()),
+                    None => {
+                        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                            m.remove(field);
+                        }
+                    }
+                }
+            }
         } else {
             match old.get("status") {
                 Some(s) => obj["status"] = s.clone(),
@@ -326,6 +337,9 @@ pub fn replace(
         .map_err(|e| store_error(kind, e, name))?;
     Ok(obj)
 }
+
+/// Metadata a `/status` write keeps from the stored object (besides the deletion mark).
+const STATUS_KEEPS: [&str; 2] = ["finalizers", "ownerReferences"];
 
 /// The object's metadata, typed (default where it does not decode).
 fn object_meta(obj: &Value) -> ObjectMeta {

@@ -341,6 +341,11 @@ impl Registry {
     pub fn update_service_status(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
         let (old, revision) = self.load(namespace, name)?;
         prepare_status_update(&mut svc, &old);
+        // the deletion mark, finalizers and owners do not change through /status, as upstream
+        svc.metadata.deletion_timestamp = old.metadata.deletion_timestamp.clone();
+        svc.metadata.deletion_grace_period_seconds = old.metadata.deletion_grace_period_seconds;
+        svc.metadata.finalizers = old.metadata.finalizers.clone();
+        svc.metadata.owner_references = old.metadata.owner_references.clone();
         svc.metadata.uid = old.metadata.uid.clone();
         svc.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
         svc.metadata.generation = old.metadata.generation;

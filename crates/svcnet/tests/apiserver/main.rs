@@ -329,6 +329,24 @@ spec: {containers: [{name: c, image: busybox}]}
             "{kind}: {text}"
         );
     }
+    // the status subresource cannot take finalizers away either
+    for kind in ["service", "pod"] {
+        let (ok, text) = kubectl(
+            &server,
+            &[
+                "patch",
+                kind,
+                "held",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ],
+        );
+        assert!(ok, "{kind}: {text}");
+        let (ok, text) = kubectl(&server, &["get", kind, "held", "-o", "jsonpath={.metadata.finalizers}"]);
+        assert!(ok && text.contains("example.com/hold"), "{kind}: {text}");
+    }
     // the marked Service keeps its address: another Service cannot take it
     let (ok, text) = kubectl(
         &server,

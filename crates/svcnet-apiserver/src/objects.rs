@@ -289,7 +289,11 @@ pub fn replace(
             set_meta(&mut obj, field, v.clone());
         }
     }
-    carry_deletion(kind, &old, &mut obj)?;
+    if status_only {
+        // finalizers and owners do not change through /status, as upstream
+        keep_meta(&old, &mut obj, &["finalizers", "ownerReferences"]);
+    }
+    let finished = carry_deletion(kind, &old, &mut obj)?;
     if kind.has_status {
         // the generation counts changes of the desired state (spec), not of status or metadata
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -299,17 +303,6 @@ pub fn replace(
             for (field, value) in old.as_object().into_iter().flatten() {
                 if field != "status" && field != "metadata" {
                     obj[field] = value.clone();
-                }
-            }
-            // nor do finalizers and owners change through /status, as upstream
-            for field in STATUS_KEEPS {
-                match old["metadata"].get(field) {
-                    Some(v) => set_meta(&mut obj, field, v.clone()),
-                    None => {
-                        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                            m.remove(field);
-                        }
-                    }
                 }
             }
         } else {
@@ -323,7 +316,6 @@ pub fn replace(
             }
         }
     }
-    let finished = finalizers::done(&object_meta(&obj));
     store
         .write(|b| {
             set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
@@ -338,30 +330,33 @@ pub fn replace(
     Ok(obj)
 }
 
-/// Metadata a `/status` write keeps from the stored object (besides the deletion mark).
-const STATUS_KEEPS: [&str; 2] = ["finalizers", "ownerReferences"];
-
 /// The object's metadata, typed (default where it does not decode).
 fn object_meta(obj: &Value) -> ObjectMeta {
     serde_json::from_value(obj["metadata"].clone()).unwrap_or_default()
 }
 
-/// An update keeps the stored deletion mark and adds no finalizers to a marked object.
-fn carry_deletion(kind: &Kind, old: &Value, obj: &mut Value) -> Reply<()> {
-    let mut meta = object_meta(obj);
-    meta.name = meta_str(obj, "name").map(str::to_owned);
-    finalizers::carry(&object_meta(old), &mut meta, kind.kind, kind.group)?;
-    for field in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
-        match old["metadata"].get(field) {
+/// Sets `fields` of `obj`'s metadata to the stored object's, removing those it lacks.
+fn keep_meta(old: &Value, obj: &mut Value, fields: &[&str]) {
+    for field in fields {
+        match old["metadata"].get(*field) {
             Some(v) => set_meta(obj, field, v.clone()),
             None => {
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove(field);
+                    m.remove(*field);
                 }
             }
         }
     }
-    Ok(())
+}
+
+/// An update keeps the stored deletion mark and adds no finalizers to a marked object.
+/// Returns whether the update removes the object (marked, and its last finalizer gone).
+fn carry_deletion(kind: &Kind, old: &Value, obj: &mut Value) -> Reply<bool> {
+    let mut meta = object_meta(obj);
+    meta.name = meta_str(obj, "name").map(str::to_owned);
+    finalizers::carry(&object_meta(old), &mut meta, kind.kind, kind.group)?;
+    keep_meta(old, obj, &["deletionTimestamp", "deletionGracePeriodSeconds"]);
+    Ok(finalizers::done(&meta))
 }
 
 /// DELETE of a pod, gracefully as upstream: a pod bound to a node that is not finished is

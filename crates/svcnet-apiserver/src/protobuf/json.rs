@@ -69,29 +69,18 @@ impl ToJson for String {
     }
 }
 
-impl ToJson for bool {
-    fn to_json(&self) -> Value {
-        Value::Bool(*self)
-    }
+/// Scalars are JSON booleans and numbers as they are.
+macro_rules! scalar_to_json {
+    ($($t:ty),*) => {$(
+        impl ToJson for $t {
+            fn to_json(&self) -> Value {
+                Value::from(*self)
+            }
+        }
+    )*};
 }
 
-impl ToJson for i32 {
-    fn to_json(&self) -> Value {
-        Value::from(*self)
-    }
-}
-
-impl ToJson for i64 {
-    fn to_json(&self) -> Value {
-        Value::from(*self)
-    }
-}
-
-impl ToJson for f64 {
-    fn to_json(&self) -> Value {
-        Value::from(*self)
-    }
-}
+scalar_to_json!(bool, i32, i64, f64);
 
 /// Protobuf `bytes` are base64 in JSON, as Go encodes `[]byte`.
 impl ToJson for Vec<u8> {

@@ -14,8 +14,9 @@ use std::net::IpAddr;
 
 use svcnet_core::ip::IpFamily;
 
-use crate::ir::{Atom, Chain, Element, Family, Hook, Ruleset, Set, SetDecl, Table, Verdict};
+use crate::ir::{Atom, Chain, DataType, Element, Family, Hook, Ruleset, Set, SetDecl, SetSpec, Table, Verdict};
 use crate::model::{Endpoint, Policy, ProxyModel, ServicePort};
+use crate::rule::{Field, Rule, Stmt, Terminal};
 
 /// Which endpoints a destination may use.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -161,7 +162,6 @@ pub fn merge(table: &mut Table, frag: &Fragment) {
 struct TableBuilder<'a> {
     model: &'a ProxyModel,
     fam: Family,
-    kw: &'static str,
     /// The static part (base chains and fixed sets).
     table: Table,
     /// The current service port's contribution.
@@ -173,7 +173,6 @@ impl<'a> TableBuilder<'a> {
         TableBuilder {
             model,
             fam,
-            kw: fam.keyword(),
             table: Table::default(),
             frag: Fragment::default(),
         }
@@ -187,19 +186,22 @@ impl<'a> TableBuilder<'a> {
         IpFamily::of(*ip) == self.ip_family()
     }
 
-    fn mark(&self) -> String {
-        format!("meta mark set meta mark or {:#x}", self.model.config.masquerade_bit)
+    fn mark(&self) -> Stmt {
+        Stmt::MarkOr(self.model.config.masquerade_bit)
     }
 
-    fn set(&mut self, name: &str, type_clause: String, flags: Option<&'static str>) {
+    /// `daddr . l4proto . dport`: the key of a service destination.
+    fn dest(&self) -> Vec<Field> {
+        vec![Field::Daddr(self.fam), Field::L4Proto, Field::DestPort]
+    }
+
+    fn set(&mut self, name: &str, key: Vec<DataType>, data: Option<DataType>, interval: bool) {
         let counter = name == SERVICE_TRAFFIC || name == NODEPORT_TRAFFIC;
         self.table.sets.entry(name.to_owned()).or_insert_with(|| Set {
             decl: SetDecl {
-                type_clause,
-                flags,
-                timeout_seconds: None,
-                dynamic: false,
+                interval,
                 counter,
+                ..SetDecl::of(SetSpec::Type { key, data })
             },
             elements: BTreeSet::new(),
         });
@@ -214,12 +216,12 @@ impl<'a> TableBuilder<'a> {
     }
 
     /// A static chain.
-    fn chain(&mut self, name: &str, hook: Option<Hook>, rules: Vec<String>) {
+    fn chain(&mut self, name: &str, hook: Option<Hook>, rules: Vec<Rule>) {
         self.table.chains.insert(name.to_owned(), Chain { hook, rules });
     }
 
     /// A chain a service port needs.
-    fn port_chain(&mut self, name: &str, rules: Vec<String>) {
+    fn port_chain(&mut self, name: &str, rules: Vec<Rule>) {
         if self.frag.chain(name).is_none() {
             self.frag.chains.push((name.to_owned(), Chain { hook: None, rules }));
         }
@@ -232,26 +234,21 @@ impl<'a> TableBuilder<'a> {
         }
     }
 
-    fn cidrs(&self, nets: &[ipnet::IpNet]) -> Vec<String> {
-        nets.iter()
-            .filter(|n| self.is_mine(&n.addr()))
-            .map(ToString::to_string)
-            .collect()
+    fn cidrs(&self, nets: &[ipnet::IpNet]) -> Vec<ipnet::IpNet> {
+        nets.iter().filter(|n| self.is_mine(&n.addr())).copied().collect()
     }
 
     fn build_static(mut self) -> Table {
-        let (kw, addr) = (self.kw, self.fam.addr_type());
-        let dest = format!("{kw} daddr . meta l4proto . th dport");
-        self.set(CLUSTER_IPS, format!("type {addr}"), None);
-        self.set(NODEPORT_IPS, format!("type {addr}"), None);
-        self.set(
-            SERVICE_TRAFFIC,
-            format!("type {addr} . inet_proto . inet_service"),
-            None,
-        );
-        self.set(NODEPORT_TRAFFIC, "type inet_proto . inet_service".to_owned(), None);
+        use DataType::{InetProto, InetService, Verdict};
+        let fam = self.fam;
+        let addr = DataType::addr(fam);
+        let dest = self.dest();
+        self.set(CLUSTER_IPS, vec![addr], None, false);
+        self.set(NODEPORT_IPS, vec![addr], None, false);
+        self.set(SERVICE_TRAFFIC, vec![addr, InetProto, InetService], None, false);
+        self.set(NODEPORT_TRAFFIC, vec![InetProto, InetService], None, false);
         for m in [SERVICE_IPS, NO_ENDPOINT_SERVICES, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS] {
-            self.set(m, format!("type {addr} . inet_proto . inet_service : verdict"), None);
+            self.set(m, vec![addr, InetProto, InetService], Some(Verdict), false);
         }
         for m in [
             SERVICE_NODEPORTS,
@@ -259,19 +256,11 @@ impl<'a> TableBuilder<'a> {
             ETPL_CLUSTER_NODEPORTS,
             ETPL_LOCAL_NODEPORTS,
         ] {
-            self.set(m, "type inet_proto . inet_service : verdict".to_owned(), None);
+            self.set(m, vec![InetProto, InetService], Some(Verdict), false);
         }
-        self.set(
-            HAIRPIN,
-            format!("type {addr} . {addr} . inet_proto . inet_service"),
-            None,
-        );
-        self.set(FIREWALL_IPS, format!("type {addr} . inet_proto . inet_service"), None);
-        self.set(
-            FIREWALL_ALLOW,
-            format!("type {addr} . inet_proto . inet_service . {addr}"),
-            Some("interval"),
-        );
+        self.set(HAIRPIN, vec![addr, addr, InetProto, InetService], None, false);
+        self.set(FIREWALL_IPS, vec![addr, InetProto, InetService], None, false);
+        self.set(FIREWALL_ALLOW, vec![addr, InetProto, InetService, addr], None, true);
 
         // Node addresses that serve NodePorts, when restricted by nodePortAddresses.
         let restricted = !self.model.config.node_port_addresses.is_empty();
@@ -288,92 +277,115 @@ impl<'a> TableBuilder<'a> {
             set.elements
                 .extend(ips.into_iter().map(|ip| Element::key(vec![Atom::Addr(ip)])));
         }
-        let loopback = if self.fam == Family::Ip { "127.0.0.0/8" } else { "::1" };
+        let loopback: ipnet::IpNet = if fam == Family::Ip { "127.0.0.0/8" } else { "::1/128" }
+            .parse()
+            .expect("a valid prefix");
         let nodeport_dest = if restricted {
-            format!("{kw} daddr @{NODEPORT_IPS}")
+            vec![Stmt::Lookup {
+                key: vec![Field::Daddr(fam)],
+                set: NODEPORT_IPS.into(),
+            }]
         } else {
-            format!("fib daddr type local {kw} daddr != {loopback}")
+            vec![
+                Stmt::FibLocal { source: false },
+                Stmt::NotInNet {
+                    field: Field::Daddr(fam),
+                    net: loopback,
+                },
+            ]
+        };
+        let port_key = || vec![Field::L4Proto, Field::DestPort];
+        let vmap = |key: Vec<Field>, map: &str| Stmt::Vmap { key, map: map.into() };
+        let lookup = |key: Vec<Field>, set: &str| Stmt::Lookup { key, set: set.into() };
+        let cluster_ip = || lookup(vec![Field::Daddr(fam)], CLUSTER_IPS);
+        let then = |stmts: Vec<Stmt>, last: Stmt| {
+            let mut stmts = stmts;
+            stmts.push(last);
+            Rule(stmts)
         };
 
         let mark = self.mark();
         let bit = self.model.config.masquerade_bit;
         let pod_cidrs = self.cidrs(&self.model.cluster_cidrs);
         let service_cidrs = self.cidrs(&self.model.service_cidrs);
+        let from_pods = |negate| Stmt::InNets {
+            field: Field::Saddr(fam),
+            nets: pod_cidrs.clone(),
+            negate,
+        };
 
         let mut services = Vec::new();
         if self.model.config.masquerade_all {
-            services.push(format!("{kw} daddr @{CLUSTER_IPS} {mark}"));
+            services.push(Rule::new([cluster_ip(), mark.clone()]));
         } else if !pod_cidrs.is_empty() {
-            services.push(format!(
-                "{kw} daddr @{CLUSTER_IPS} {kw} saddr != {{ {} }} {mark}",
-                pod_cidrs.join(", ")
-            ));
+            services.push(Rule::new([cluster_ip(), from_pods(true), mark.clone()]));
         }
-        services.push(format!("{dest} vmap @{SERVICE_IPS}"));
-        services.push(format!(
-            "{nodeport_dest} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
-        ));
+        services.push(Rule::new([vmap(dest.clone(), SERVICE_IPS)]));
+        services.push(then(nodeport_dest.clone(), vmap(port_key(), SERVICE_NODEPORTS)));
         self.chain("services", None, services);
 
         // externalTrafficPolicy=Local: in-cluster and node-local sources use every endpoint
         // (node-local ones masqueraded); other sources only this node's, source kept.
-        let etpl = |name: &str, key: &str, cluster: &str, local: &str, pod_cidrs: &[String]| {
+        let etpl = |key: Vec<Field>, cluster: &str, local: &str| {
             let mut rules = Vec::new();
             if !pod_cidrs.is_empty() {
-                rules.push(format!(
-                    "{kw} saddr {{ {} }} {key} vmap @{cluster}",
-                    pod_cidrs.join(", ")
-                ));
+                rules.push(Rule::new([from_pods(false), vmap(key.clone(), cluster)]));
             }
-            rules.push(format!("fib saddr type local {mark} {key} vmap @{cluster}"));
-            rules.push(format!("{key} vmap @{local}"));
-            (name.to_owned(), rules)
+            rules.push(Rule::new([
+                Stmt::FibLocal { source: true },
+                mark.clone(),
+                vmap(key.clone(), cluster),
+            ]));
+            rules.push(Rule::new([vmap(key, local)]));
+            rules
         };
-        let (n1, r1) = etpl("etp-local-ips", &dest, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS, &pod_cidrs);
-        let (n2, r2) = etpl(
-            "etp-local-nodeports",
-            "meta l4proto . th dport",
-            ETPL_CLUSTER_NODEPORTS,
-            ETPL_LOCAL_NODEPORTS,
-            &pod_cidrs,
-        );
-        self.chain(&n1, None, r1);
-        self.chain(&n2, None, r2);
+        let r1 = etpl(dest.clone(), ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS);
+        let r2 = etpl(port_key(), ETPL_CLUSTER_NODEPORTS, ETPL_LOCAL_NODEPORTS);
+        self.chain("etp-local-ips", None, r1);
+        self.chain("etp-local-nodeports", None, r2);
 
+        let hairpin_key = vec![Field::Saddr(fam), Field::Daddr(fam), Field::L4Proto, Field::DestPort];
         self.chain(
             "masquerading",
             None,
             vec![
-                format!("meta mark and {bit:#x} != 0 meta mark set meta mark xor {bit:#x} masquerade fully-random"),
-                format!("ct status dnat {kw} saddr . {kw} daddr . meta l4proto . th dport @{HAIRPIN} masquerade fully-random"),
+                Rule::new([Stmt::MarkHas(bit), Stmt::MarkXor(bit), Stmt::Masquerade]),
+                Rule::new([Stmt::CtStatusDnat, lookup(hairpin_key, HAIRPIN), Stmt::Masquerade]),
             ],
         );
+        let mut allow_key = dest.clone();
+        allow_key.push(Field::Saddr(fam));
         self.chain(
             "firewall-check",
             None,
             vec![
-                format!("{dest} . {kw} saddr @{FIREWALL_ALLOW} return"),
-                format!("{dest} @{FIREWALL_IPS} drop"),
+                Rule::new([lookup(allow_key, FIREWALL_ALLOW), Stmt::Terminal(Terminal::Return)]),
+                Rule::new([lookup(dest.clone(), FIREWALL_IPS), Stmt::Terminal(Terminal::Drop)]),
             ],
         );
         self.chain(
             "service-endpoints-check",
             None,
-            vec![format!("{dest} vmap @{NO_ENDPOINT_SERVICES}")],
+            vec![Rule::new([vmap(dest.clone(), NO_ENDPOINT_SERVICES)])],
         );
         self.chain(
             "nodeport-endpoints-check",
             None,
-            vec![format!(
-                "{nodeport_dest} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"
-            )],
+            vec![then(nodeport_dest, vmap(port_key(), NO_ENDPOINT_NODEPORTS))],
         );
-        let mut cluster_ips_check = vec![format!("{kw} daddr @{CLUSTER_IPS} reject")];
+        let mut cluster_ips_check = vec![Rule::new([cluster_ip(), Stmt::Terminal(Terminal::Reject)])];
         if !service_cidrs.is_empty() {
-            cluster_ips_check.push(format!("{kw} daddr {{ {} }} drop", service_cidrs.join(", ")));
+            cluster_ips_check.push(Rule::new([
+                Stmt::InNets {
+                    field: Field::Daddr(fam),
+                    nets: service_cidrs,
+                    negate: false,
+                },
+                Stmt::Terminal(Terminal::Drop),
+            ]));
         }
         self.chain("cluster-ips-check", None, cluster_ips_check);
-        self.chain(REJECT_CHAIN, None, vec!["reject".to_owned()]);
+        self.chain(REJECT_CHAIN, None, vec![Terminal::Reject.into()]);
 
         let hook = |chain_type, hook, priority| {
             Some(Hook {
@@ -382,40 +394,46 @@ impl<'a> TableBuilder<'a> {
                 priority,
             })
         };
+        let jump = |chain: &str| Stmt::Terminal(Terminal::Jump(chain.into()));
+        let new_then_jump = |chain: &str| Rule::new([Stmt::CtStateNew, jump(chain)]);
         self.chain(
             "nat-prerouting",
             hook("nat", "prerouting", -100),
-            vec!["jump services".into()],
+            vec![Rule::new([jump("services")])],
         );
-        self.chain("nat-output", hook("nat", "output", -100), vec!["jump services".into()]);
+        self.chain(
+            "nat-output",
+            hook("nat", "output", -100),
+            vec![Rule::new([jump("services")])],
+        );
         self.chain(
             "nat-postrouting",
             hook("nat", "postrouting", 100),
-            vec!["jump masquerading".into()],
+            vec![Rule::new([jump("masquerading")])],
         );
         // traffic counters: a lookup that matches counts on the element, and goes on
         let count = vec![
-            format!("{dest} @{SERVICE_TRAFFIC}"),
-            format!("fib daddr type local meta l4proto . th dport @{NODEPORT_TRAFFIC}"),
+            Rule::new([lookup(dest, SERVICE_TRAFFIC)]),
+            Rule::new([Stmt::FibLocal { source: false }, lookup(port_key(), NODEPORT_TRAFFIC)]),
         ];
         self.chain("count-prerouting", hook("filter", "prerouting", -150), count.clone());
         self.chain("count-output", hook("filter", "output", -150), count);
         self.chain(
             "filter-prerouting-pre-dnat",
             hook("filter", "prerouting", -110),
-            vec!["ct state new jump firewall-check".into()],
+            vec![new_then_jump("firewall-check")],
         );
         self.chain(
             "filter-output-pre-dnat",
             hook("filter", "output", -110),
-            vec!["ct state new jump firewall-check".into()],
+            vec![new_then_jump("firewall-check")],
         );
         self.chain(
             "filter-input",
             hook("filter", "input", 0),
             vec![
-                "ct state new jump nodeport-endpoints-check".into(),
-                "ct state new jump service-endpoints-check".into(),
+                new_then_jump("nodeport-endpoints-check"),
+                new_then_jump("service-endpoints-check"),
             ],
         );
         for h in ["forward", "output"] {
@@ -423,8 +441,8 @@ impl<'a> TableBuilder<'a> {
                 &format!("filter-{h}"),
                 hook("filter", h, 0),
                 vec![
-                    "jump service-endpoints-check".into(),
-                    "ct state new jump cluster-ips-check".into(),
+                    Rule::new([jump("service-endpoints-check")]),
+                    new_then_jump("cluster-ips-check"),
                 ],
             );
         }
@@ -564,7 +582,7 @@ impl<'a> TableBuilder<'a> {
         }
         let masq_chain = format!("{base}-masq");
         if self.frag.chain(&masq_chain).is_none() {
-            let rule = format!("{} goto {base}", self.mark());
+            let rule = Rule::new([self.mark(), Stmt::Terminal(Terminal::Goto(base))]);
             self.port_chain(&masq_chain, vec![rule]);
         }
         Verdict::Goto(masq_chain)
@@ -573,32 +591,33 @@ impl<'a> TableBuilder<'a> {
     /// Shared by every destination with `n` endpoints in this view and keying.
     fn lb_chain(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint], keying: Keying) -> String {
         let n = eps.len();
-        let kw = self.kw;
-        let (name, key_expr, key_prefix) = match keying {
+        let fam = self.fam;
+        let (name, key, key_prefix) = match keying {
             Keying::Addr(ip) => (
                 format!("lb-{}-{n}", view.tag()),
-                format!("{kw} daddr . meta l4proto . th dport . numgen random mod {n}"),
+                vec![
+                    Field::Daddr(fam),
+                    Field::L4Proto,
+                    Field::DestPort,
+                    Field::Random(n as u32),
+                ],
                 vec![Atom::Addr(ip), Atom::Proto(sp.protocol), Atom::Port(sp.port)],
             ),
             Keying::NodePort(np) => (
                 format!("lb-np-{}-{n}", view.tag()),
-                format!("meta l4proto . th dport . numgen random mod {n}"),
+                vec![Field::L4Proto, Field::DestPort, Field::Random(n as u32)],
                 vec![Atom::Proto(sp.protocol), Atom::Port(np)],
             ),
         };
         if self.frag.chain(&name).is_none() {
-            self.port_set(
-                &name,
-                SetDecl {
-                    type_clause: format!("typeof {key_expr} : {kw} daddr . th dport"),
-                    flags: None,
-                    timeout_seconds: None,
-                    dynamic: false,
-                    counter: false,
-                },
-            );
-            let rule = format!("dnat {kw} to {key_expr} map @{name}");
-            self.port_chain(&name, vec![rule]);
+            let data = vec![Field::Daddr(fam), Field::DestPort];
+            self.port_set(&name, SetDecl::of(SetSpec::Typeof { key: key.clone(), data }));
+            let rule = Stmt::DnatMap {
+                family: fam,
+                key,
+                map: name.clone(),
+            };
+            self.port_chain(&name, vec![Rule::new([rule])]);
         }
         for (i, ep) in eps.iter().enumerate() {
             let mut key = key_prefix.clone();
@@ -611,7 +630,7 @@ impl<'a> TableBuilder<'a> {
     /// ClientIP affinity: per service port, one dynamic set per endpoint remembers the clients
     /// it served; a known client goes back to its endpoint, a new one is balanced randomly.
     fn affinity_chain(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint], timeout: u32) -> String {
-        let kw = self.kw;
+        let fam = self.fam;
         let id = sp.id();
         let name = format!("affinity-{}-{id}", view.tag());
         if self.frag.chain(&name).is_some() {
@@ -619,7 +638,7 @@ impl<'a> TableBuilder<'a> {
         }
         let mut rules = Vec::new();
         let mut dispatch = Vec::new();
-        for (i, ep) in eps.iter().enumerate() {
+        for ep in eps {
             let index = sp
                 .endpoints
                 .iter()
@@ -632,34 +651,41 @@ impl<'a> TableBuilder<'a> {
                 self.port_set(
                     &set,
                     SetDecl {
-                        type_clause: format!("type {}", self.fam.addr_type()),
-                        flags: Some("dynamic,timeout"),
                         timeout_seconds: Some(timeout),
                         dynamic: true,
-                        counter: false,
+                        ..SetDecl::of(SetSpec::Type {
+                            key: vec![DataType::addr(fam)],
+                            data: None,
+                        })
                     },
                 );
-                let target = match ep.ip {
-                    IpAddr::V4(a) => format!("{a}:{}", ep.port),
-                    IpAddr::V6(a) => format!("[{a}]:{}", ep.port),
-                };
-                let proto = Atom::Proto(sp.protocol);
                 self.port_chain(
                     &ep_chain,
                     vec![
-                        format!("update @{set} {{ {kw} saddr }}"),
-                        format!("meta l4proto {proto} dnat {kw} to {target}"),
+                        Rule::new([Stmt::UpdateSaddr {
+                            family: fam,
+                            set: set.clone(),
+                        }]),
+                        Rule::new([
+                            Stmt::L4Proto(sp.protocol),
+                            Stmt::DnatTo {
+                                addr: ep.ip,
+                                port: ep.port,
+                            },
+                        ]),
                     ],
                 );
             }
-            rules.push(format!("{kw} saddr @{set} goto {ep_chain}"));
-            dispatch.push(format!("{i} : goto {ep_chain}"));
+            rules.push(Rule::new([
+                Stmt::Lookup {
+                    key: vec![Field::Saddr(fam)],
+                    set,
+                },
+                Stmt::Terminal(Terminal::Goto(ep_chain.clone())),
+            ]));
+            dispatch.push(Terminal::Goto(ep_chain));
         }
-        rules.push(format!(
-            "numgen random mod {} vmap {{ {} }}",
-            eps.len(),
-            dispatch.join(", ")
-        ));
+        rules.push(Rule::new([Stmt::RandomVmap(dispatch)]));
         self.port_chain(&name, rules);
         name
     }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ir::{Chain, Element, Family, Hook, Ruleset, SetDecl, Table};
+use crate::rule::Rule;
 
 /// One nftables operation on our tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub enum Op {
     AddRule {
         family: Family,
         chain: String,
-        rule: String,
+        rule: Rule,
     },
     AddSet {
         family: Family,
@@ -69,7 +70,7 @@ pub enum Stale {
 }
 
 pub fn is_map(decl: &SetDecl) -> bool {
-    decl.type_clause.contains(" : ")
+    decl.is_map()
 }
 
 /// Recreates every table from scratch, atomically.
@@ -317,7 +318,7 @@ pub fn contains(rs: &Ruleset, s: &Stale) -> bool {
     }
 }
 
-fn rules(family: Family, chain: &str, rules: &[String]) -> Vec<Op> {
+fn rules(family: Family, chain: &str, rules: &[Rule]) -> Vec<Op> {
     rules
         .iter()
         .map(|r| Op::AddRule {

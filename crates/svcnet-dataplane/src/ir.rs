@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use svcnet_core::ip::IpFamily;
 use svcnet_core::service::model::Protocol;
 
+use crate::rule::{Field, Key, Rule};
+
 /// The name of our tables (`ip svcnet`, `ip6 svcnet`); we never touch any other table.
 pub const TABLE_NAME: &str = "svcnet";
 
@@ -62,8 +64,7 @@ pub struct Hook {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chain {
     pub hook: Option<Hook>,
-    /// Rule statements in nft syntax, in order.
-    pub rules: Vec<String>,
+    pub rules: Vec<Rule>,
 }
 
 /// One value inside a set element.
@@ -147,19 +148,103 @@ impl Element {
     }
 }
 
+/// The type of one part of a set key, or of map data, as nft names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetProto,
+    InetService,
+    Verdict,
+}
+
+impl DataType {
+    pub fn addr(family: Family) -> Self {
+        match family {
+            Family::Ip => DataType::Ipv4Addr,
+            Family::Ip6 => DataType::Ipv6Addr,
+        }
+    }
+
+    pub fn keyword(self) -> &'static str {
+        match self {
+            DataType::Ipv4Addr => "ipv4_addr",
+            DataType::Ipv6Addr => "ipv6_addr",
+            DataType::InetProto => "inet_proto",
+            DataType::InetService => "inet_service",
+            DataType::Verdict => "verdict",
+        }
+    }
+}
+
+/// What a set holds: declared by type names, or by the fields it is looked up with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetSpec {
+    /// `type a . b` (a set) or `type a . b : verdict` (a verdict map).
+    Type { key: Vec<DataType>, data: Option<DataType> },
+    /// `typeof f . g : h . i`: a map whose key and data are typed like these fields.
+    Typeof { key: Vec<Field>, data: Vec<Field> },
+}
+
 /// A set or map declaration (its elements are kept apart so they can be diffed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetDecl {
-    /// The type clause, e.g. `type ipv4_addr . inet_proto . inet_service : verdict` or a
-    /// `typeof ...` clause.
-    pub type_clause: String,
-    /// e.g. `interval`, `dynamic,timeout`.
-    pub flags: Option<&'static str>,
+    pub spec: SetSpec,
+    /// Elements may be address ranges.
+    pub interval: bool,
     pub timeout_seconds: Option<u32>,
     /// Dynamic sets are filled by the kernel; the proxy never writes their elements.
     pub dynamic: bool,
     /// Each element counts the packets and bytes that matched it.
     pub counter: bool,
+}
+
+impl SetDecl {
+    pub fn of(spec: SetSpec) -> Self {
+        SetDecl {
+            spec,
+            interval: false,
+            timeout_seconds: None,
+            dynamic: false,
+            counter: false,
+        }
+    }
+
+    pub fn is_map(&self) -> bool {
+        match &self.spec {
+            SetSpec::Type { data, .. } => data.is_some(),
+            SetSpec::Typeof { .. } => true,
+        }
+    }
+
+    /// The type clause in nft syntax, e.g. `type ipv4_addr . inet_proto . inet_service : verdict`.
+    pub fn type_clause(&self) -> String {
+        match &self.spec {
+            SetSpec::Type { key, data } => {
+                let key: Vec<&str> = key.iter().map(|t| t.keyword()).collect();
+                match data {
+                    Some(d) => format!("type {} : {}", key.join(" . "), d.keyword()),
+                    None => format!("type {}", key.join(" . ")),
+                }
+            }
+            SetSpec::Typeof { key, data } => format!("typeof {} : {}", Key(key), Key(data)),
+        }
+    }
+
+    /// The flags clause in nft syntax, if any.
+    pub fn flags(&self) -> Option<String> {
+        let mut flags = Vec::new();
+        if self.interval {
+            flags.push("interval");
+        }
+        if self.dynamic {
+            flags.push("dynamic");
+        }
+        if self.timeout_seconds.is_some() {
+            flags.push("timeout");
+        }
+        (!flags.is_empty()).then(|| flags.join(","))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The svcnet dataplane: a kube-proxy replacement on nftables.
 //!
 //! - [`model`]: the node-local proxy model built from Services and EndpointSlices.
-//! - [`compile`]: the pure rule compiler, model → [`ir::Ruleset`].
+//! - [`compile`]: the pure rule compiler, model → [`ir::Ruleset`] of typed [`rule`]s.
+//! - [`rule`]: typed rule statements, rendered as nft syntax or encoded for netlink.
 //! - [`incremental`]: the compiled model kept per service port, so updates recompile only
 //!   what changed.
 //! - [`diff`]: the pure sync planner: table changes → one transaction of operations.
@@ -23,6 +24,7 @@ pub mod incremental;
 pub mod ir;
 pub mod model;
 pub mod nft_text;
+pub mod rule;
 pub mod runner;
 pub mod sync_loop;
 pub mod syncer;

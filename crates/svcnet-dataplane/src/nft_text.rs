@@ -84,11 +84,11 @@ pub fn write_replace(rs: &dyn RulesetView, out: &mut dyn Write) -> fmt::Result {
 }
 
 fn set_body(decl: &crate::ir::SetDecl) -> String {
-    let mut body = format!("{} ;", decl.type_clause);
+    let mut body = format!("{} ;", decl.type_clause());
     if decl.counter {
         body.push_str(" counter ;");
     }
-    if let Some(flags) = decl.flags {
+    if let Some(flags) = decl.flags() {
         body.push_str(&format!(" flags {flags} ;"));
     }
     if let Some(t) = decl.timeout_seconds {
@@ -169,7 +169,8 @@ fn render(out: &mut dyn Write, op: &Op) -> fmt::Result {
 mod tests {
     use super::*;
     use crate::diff;
-    use crate::ir::{Atom, Chain, Hook, Ruleset, Set, SetDecl, Table, Verdict};
+    use crate::ir::{Atom, Chain, DataType, Hook, Ruleset, Set, SetDecl, SetSpec, Table, Verdict};
+    use crate::rule::{Field, Rule, Stmt, Terminal};
 
     #[test]
     fn replace_script_equals_the_full_plan() {
@@ -182,24 +183,24 @@ mod tests {
                     hook: "prerouting",
                     priority: -100,
                 }),
-                rules: vec!["ip daddr . meta l4proto . th dport vmap @m".into()],
+                rules: vec![Rule::new([Stmt::Vmap {
+                    key: vec![Field::Daddr(Family::Ip), Field::L4Proto, Field::DestPort],
+                    map: "m".into(),
+                }])],
             },
         );
         table.chains.insert(
             "lb".into(),
             Chain {
                 hook: None,
-                rules: vec!["accept".into()],
+                rules: vec![Terminal::Accept.into()],
             },
         );
         let mut set = Set {
-            decl: SetDecl {
-                type_clause: "type ipv4_addr . inet_proto . inet_service : verdict".into(),
-                counter: false,
-                flags: None,
-                timeout_seconds: None,
-                dynamic: false,
-            },
+            decl: SetDecl::of(SetSpec::Type {
+                key: vec![DataType::Ipv4Addr, DataType::InetProto, DataType::InetService],
+                data: Some(DataType::Verdict),
+            }),
             elements: Default::default(),
         };
         set.elements.insert(Element::verdict(

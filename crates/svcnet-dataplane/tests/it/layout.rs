@@ -11,6 +11,7 @@ use svcnet_core::service::model::Protocol;
 use svcnet_dataplane::compile::compile;
 use svcnet_dataplane::ir::{Atom, Data, Element, Family, Ruleset, Table, Verdict};
 use svcnet_dataplane::model::{Policy, ProxyModel};
+use svcnet_dataplane::rule::{Stmt, Terminal};
 
 use crate::support::*;
 
@@ -151,17 +152,27 @@ fn trace(model: &ProxyModel, rs: &Ruleset, p: &Packet) -> Outcome {
                 })
                 .collect()
         } else {
-            // affinity: the endpoint chains its dispatch rule names
-            let rules = &t.chains[&chain].rules;
-            rules
+            // affinity: the endpoint chains the known-client rules go to, and their DNAT
+            let goto_chains = t.chains[&chain]
+                .rules
                 .iter()
-                .filter_map(|r| r.split("goto ").nth(1))
-                .map(|ep_chain| ep_chain.trim_end_matches(" }").split(',').next().unwrap().trim())
-                .flat_map(|ep_chain| {
-                    t.chains[ep_chain]
-                        .rules
-                        .iter()
-                        .filter_map(|r| r.split(" to ").nth(1).map(str::to_owned))
+                .flat_map(|r| &r.0)
+                .filter_map(|s| match s {
+                    Stmt::Terminal(Terminal::Goto(c)) => Some(c),
+                    _ => None,
+                });
+            goto_chains
+                .flat_map(|ep_chain| t.chains[ep_chain].rules.iter().flat_map(|r| &r.0))
+                .filter_map(|s| match s {
+                    Stmt::DnatTo {
+                        addr: IpAddr::V4(a),
+                        port,
+                    } => Some(format!("{a}:{port}")),
+                    Stmt::DnatTo {
+                        addr: IpAddr::V6(a),
+                        port,
+                    } => Some(format!("[{a}]:{port}")),
+                    _ => None,
                 })
                 .collect()
         };

@@ -15,6 +15,8 @@ pub enum BackendError {
     Spawn { program: String, source: std::io::Error },
     #[error("nft rejected the transaction: {stderr}")]
     Rejected { stderr: String },
+    #[error("netlink: {what}: {source}")]
+    Netlink { what: String, source: std::io::Error },
     #[error("no full sync has been applied yet")]
     NotInitialized,
 }

@@ -359,7 +359,13 @@ impl<'a> TableBuilder<'a> {
             "firewall-check",
             None,
             vec![
-                Rule::new([lookup(allow_key, FIREWALL_ALLOW), Stmt::Terminal(Terminal::Return)]),
+                Rule::new([
+                    Stmt::LookupRanges {
+                        key: allow_key,
+                        set: FIREWALL_ALLOW.into(),
+                    },
+                    Stmt::Terminal(Terminal::Return),
+                ]),
                 Rule::new([lookup(dest.clone(), FIREWALL_IPS), Stmt::Terminal(Terminal::Drop)]),
             ],
         );

@@ -37,7 +37,11 @@ pub fn stale_udp(old: &ProxyModel, new: &ProxyModel) -> Vec<Filter> {
             .map(|p| p.cluster_endpoints().iter().map(|e| e.ip).collect())
             .unwrap_or_default();
         for gone in before_eps.difference(&after_eps) {
-            for dst in destinations(before) {
+            // a flow's reply comes from an endpoint of its destination's family
+            for dst in destinations(before)
+                .into_iter()
+                .filter(|d| d.is_ipv4() == gone.is_ipv4())
+            {
                 out.insert(Filter {
                     orig_dst: Some(dst),
                     orig_dport: before.port,
@@ -81,6 +85,9 @@ pub fn delete_with_cli(command: &[String], filters: &[Filter]) -> usize {
     let mut failed = 0;
     for f in filters {
         let mut args: Vec<String> = vec!["-D".into(), "-p".into(), "udp".into()];
+        if f.orig_dst.or(f.reply_src).is_some_and(|a| a.is_ipv6()) {
+            args.extend(["-f".into(), "ipv6".into()]);
+        }
         if let Some(d) = f.orig_dst {
             args.extend(["--orig-dst".into(), d.to_string()]);
         }

@@ -8,6 +8,7 @@
 //! - [`diff`]: the pure sync planner: table changes → one transaction of operations.
 //! - [`nft_text`]: renders rulesets and operations as `nft -f` scripts.
 //! - [`backend`]: applies operations to the kernel (the `nft` text backend).
+//! - [`netlink`]: the native backend, nf_tables over netlink.
 //! - [`syncer`]: keeps the kernel in step with the model: full sync at start and after
 //!   failures, incremental otherwise, delayed chain deletion.
 //! - [`runner`]: the bounded-frequency sync schedule with backoff (pure state machine).
@@ -23,6 +24,7 @@ pub mod diff;
 pub mod incremental;
 pub mod ir;
 pub mod model;
+pub mod netlink;
 pub mod nft_text;
 pub mod rule;
 pub mod runner;

@@ -27,7 +27,7 @@ pub enum Field {
 
 impl Field {
     /// Bytes the field occupies in a register (and in a set key).
-    pub fn len(&self) -> usize {
+    pub fn size(&self) -> usize {
         match self {
             Field::Saddr(Family::Ip) | Field::Daddr(Family::Ip) => 4,
             Field::Saddr(Family::Ip6) | Field::Daddr(Family::Ip6) => 16,
@@ -98,6 +98,12 @@ pub enum Stmt {
         key: Vec<Field>,
         set: String,
     },
+    /// The same, for a set of concatenated ranges (`flags interval`), whose key fields are
+    /// compared in network byte order.
+    LookupRanges {
+        key: Vec<Field>,
+        set: String,
+    },
     /// `key vmap @map`: the verdict the map holds for the key.
     Vmap {
         key: Vec<Field>,
@@ -156,7 +162,7 @@ pub enum Stmt {
 impl fmt::Display for Stmt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Stmt::Lookup { key, set } => write!(f, "{} @{set}", Key(key)),
+            Stmt::Lookup { key, set } | Stmt::LookupRanges { key, set } => write!(f, "{} @{set}", Key(key)),
             Stmt::Vmap { key, map } => write!(f, "{} vmap @{map}", Key(key)),
             Stmt::InNets { field, nets, negate } => {
                 let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();

@@ -4,6 +4,7 @@
 
 #[path = "../common/api.rs"]
 mod api;
+mod conformance;
 mod world;
 
 use std::collections::BTreeSet;

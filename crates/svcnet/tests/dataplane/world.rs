@@ -336,6 +336,21 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}
             .collect()
     }
 
+    /// Node `i`'s proxy model from the current services and endpoint slices.
+    pub fn model(&self, i: usize) -> ProxyModel {
+        let node = &self.nodes[i];
+        let services: Vec<Service> = self.services.values().cloned().collect();
+        ProxyModel::build(
+            &node.name,
+            vec![node.ip, node.ip6],
+            vec![POD_CIDR.parse().unwrap(), POD_CIDR6.parse().unwrap()],
+            vec![SERVICE_CIDR.parse().unwrap(), SERVICE_CIDR6.parse().unwrap()],
+            self.config.clone(),
+            &services,
+            &self.slices,
+        )
+    }
+
     /// Recomputes endpoint slices, then syncs every node's proxy.
     pub fn sync(&mut self) -> Vec<SyncReport> {
         let pods: Vec<Pod> = self.pods.iter().map(|p| p.object.clone()).collect();
@@ -377,19 +392,10 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}
                 .and_then(|l| l.get("kubernetes.io/service-name"))
                 .is_some_and(|n| live.contains(n))
         });
-        let services: Vec<Service> = self.services.values().cloned().collect();
         let now = self.started.elapsed().as_millis() as u64;
+        let models: Vec<ProxyModel> = (0..self.nodes.len()).map(|i| self.model(i)).collect();
         let mut reports = Vec::new();
-        for node in &mut self.nodes {
-            let model = ProxyModel::build(
-                &node.name,
-                vec![node.ip, node.ip6],
-                vec![POD_CIDR.parse().unwrap(), POD_CIDR6.parse().unwrap()],
-                vec![SERVICE_CIDR.parse().unwrap(), SERVICE_CIDR6.parse().unwrap()],
-                self.config.clone(),
-                &services,
-                &self.slices,
-            );
+        for (node, model) in self.nodes.iter_mut().zip(models) {
             let stale = node
                 .syncer
                 .applied_model()

@@ -30,6 +30,63 @@ pub trait Backend {
     fn replace(&mut self, ruleset: &dyn RulesetView) -> Result<(), BackendError>;
 }
 
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn apply(&mut self, ops: &[Op]) -> Result<(), BackendError> {
+        (**self).apply(ops)
+    }
+
+    fn replace(&mut self, ruleset: &dyn RulesetView) -> Result<(), BackendError> {
+        (**self).replace(ruleset)
+    }
+}
+
+/// The backends to choose from (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// nf_tables over netlink: no external program.
+    Netlink,
+    /// `nft -f -`: a debugging aid, and the reference the netlink backend is checked against.
+    NftText,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 2] = [BackendKind::NftText, BackendKind::Netlink];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Netlink => "netlink",
+            BackendKind::NftText => "nft-text",
+        }
+    }
+
+    /// This backend acting in the named network namespace, or in the current one.
+    pub fn open(self, netns: Option<&str>) -> Result<Box<dyn Backend + Send>, BackendError> {
+        Ok(match (self, netns) {
+            (BackendKind::Netlink, Some(ns)) => Box::new(crate::netlink::Netlink::in_netns(ns)?),
+            (BackendKind::Netlink, None) => Box::new(crate::netlink::Netlink::open(None)?),
+            (BackendKind::NftText, Some(ns)) => Box::new(NftText::in_netns(ns)),
+            (BackendKind::NftText, None) => Box::new(NftText::new(vec!["nft".into()])),
+        })
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown backend {s:?} (netlink or nft-text)"))
+    }
+}
+
 /// Pipes nft scripts to `nft -f -`. `command` is the program and leading arguments, e.g.
 /// `["nft"]`, or `["ip", "netns", "exec", "node1", "nft"]` to act in another namespace.
 #[derive(Clone, Debug)]

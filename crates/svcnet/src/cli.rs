@@ -145,6 +145,9 @@ enum BenchCommand {
         /// Incremental changes of each kind to time.
         #[arg(long, default_value_t = 50)]
         iterations: u32,
+        /// Backends to measure, side by side (netlink, nft-text).
+        #[arg(long, value_delimiter = ',', default_value = "nft-text,netlink")]
+        backend: Vec<svcnet_dataplane::backend::BackendKind>,
         /// The baseline script (default: shared/bench/kube-proxy-layout.py beside the repository).
         #[arg(long)]
         baseline: Option<PathBuf>,
@@ -313,6 +316,7 @@ pub fn run() -> ExitCode {
             services,
             endpoints_per_service,
             iterations,
+            backend,
             baseline,
             no_baseline,
         }) => {
@@ -329,6 +333,7 @@ pub fn run() -> ExitCode {
                 services,
                 endpoints_per_service,
                 iterations,
+                backends: backend,
                 baseline,
             })
             .map(|v| {

@@ -1,7 +1,8 @@
-//! `svcnet bench dataplane`: how fast rules reach the kernel. Full sync of a synthetic model
-//! (compile, apply, total), then incremental syncs of one endpoint change, one service add and
-//! one service delete, reported as p50/p99; peak RSS; and upstream kube-proxy's layout timed
-//! by the baseline script in the same run, with ratios.
+//! `svcnet bench dataplane`: how fast rules reach the kernel, for each backend side by side.
+//! Full sync of a synthetic model (compile, apply, total), then incremental syncs of one
+//! endpoint change, one service add and one service delete, reported as p50/p99; peak RSS
+//! of each backend's run; and upstream kube-proxy's layout timed by the baseline script in
+//! the same run, with ratios.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::backend::{Backend, BackendKind};
 use svcnet_dataplane::model::ServicePort;
 use svcnet_dataplane::syncer::Syncer;
 
@@ -20,6 +21,7 @@ pub struct Options {
     pub services: u32,
     pub endpoints_per_service: u32,
     pub iterations: u32,
+    pub backends: Vec<BackendKind>,
     /// The baseline script; `None` skips it.
     pub baseline: Option<PathBuf>,
 }
@@ -68,14 +70,63 @@ fn run_baseline(script: &Path, services: u32, endpoints: u32) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-fn syncer_port(syncer: &Syncer<NftText>, id: &str) -> ServicePort {
+fn syncer_port<B: Backend>(syncer: &Syncer<B>, id: &str) -> ServicePort {
     syncer.applied_model().expect("synced").ports[id].clone()
 }
 
+/// Resets the process's peak RSS, so each backend's run reports its own.
+fn reset_peak_rss() {
+    // "5" clears VmHWM (Documentation/filesystems/proc.rst); best effort
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 pub fn run(opts: &Options) -> Result<Value> {
+    let mut backends = serde_json::Map::new();
+    for kind in &opts.backends {
+        reset_peak_rss();
+        backends.insert(kind.name().to_owned(), run_backend(opts, *kind)?);
+    }
+    let mut result = json!({
+        "services": opts.services,
+        "endpoints_per_service": opts.endpoints_per_service,
+        "nodes_sharing_endpoints": synthetic::NODES,
+        "backends": backends,
+    });
+    if let Some(script) = &opts.baseline {
+        let baseline = run_baseline(script, opts.services, opts.endpoints_per_service)?;
+        let full = baseline["full_apply_s"].as_f64().unwrap_or(0.0);
+        let inc = baseline["incremental_one_service_s"].as_f64().unwrap_or(0.0);
+        let mut ratios = serde_json::Map::new();
+        for (name, r) in &backends_of(&result) {
+            let total = r["full_sync_s"]["total"].as_f64().unwrap_or(f64::INFINITY);
+            let p50 = r["incremental"]["endpoint_change"]["p50_ms"]
+                .as_f64()
+                .unwrap_or(f64::INFINITY);
+            ratios.insert(
+                name.clone(),
+                json!({
+                    "full_sync_speedup": round3(full / total),
+                    "incremental_speedup_p50": round3(inc * 1000.0 / p50.max(0.001)),
+                }),
+            );
+        }
+        result["baseline"] = baseline;
+        result["ratios_vs_baseline"] = Value::Object(ratios);
+    }
+    Ok(result)
+}
+
+fn backends_of(result: &Value) -> Vec<(String, Value)> {
+    result["backends"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn run_backend(opts: &Options, kind: BackendKind) -> Result<Value> {
     let mut nets = Namespaces::new("svb-");
     let node = nets.add("node");
-    let backend = NftText::in_netns(&node);
+    let backend = kind.open(Some(&node))?;
     let mut syncer = Syncer::new(backend);
     let clock = Instant::now();
     let now = |c: &Instant| c.elapsed().as_millis() as u64;
@@ -97,13 +148,16 @@ pub fn run(opts: &Options) -> Result<Value> {
 
     // changes arrive as the node agent sees them, one service port at a time; each is timed
     // from handing it to the syncer until nft returns
-    let sync_timed =
-        |syncer: &mut Syncer<NftText>, id: String, port: Option<ServicePort>, timed: &mut Timed| -> Result<()> {
-            let t = Instant::now();
-            syncer.sync_ports([(id, port)], now(&clock))?;
-            timed.total.push(t.elapsed());
-            Ok(())
-        };
+    let sync_timed = |syncer: &mut Syncer<Box<dyn Backend + Send>>,
+                      id: String,
+                      port: Option<ServicePort>,
+                      timed: &mut Timed|
+     -> Result<()> {
+        let t = Instant::now();
+        syncer.sync_ports([(id, port)], now(&clock))?;
+        timed.total.push(t.elapsed());
+        Ok(())
+    };
     let (mut endpoint_change, mut service_add, mut service_delete) = (Timed::new(), Timed::new(), Timed::new());
     for k in 0..opts.iterations {
         let id = ids[(k as usize * 7919) % ids.len()].clone();
@@ -117,11 +171,7 @@ pub fn run(opts: &Options) -> Result<Value> {
         sync_timed(&mut syncer, extra_id, None, &mut service_delete)?;
     }
 
-    let mut result = json!({
-        "backend": "nft-text",
-        "services": opts.services,
-        "endpoints_per_service": opts.endpoints_per_service,
-        "nodes_sharing_endpoints": synthetic::NODES,
+    let result = json!({
         "ruleset": stats,
         "full_sync_s": {
             "compile": round3(compile_time.as_secs_f64()),
@@ -136,16 +186,7 @@ pub fn run(opts: &Options) -> Result<Value> {
         },
         "peak_rss_mib": peak_rss_mib(),
     });
+    drop(syncer);
     drop(nets);
-    if let Some(script) = &opts.baseline {
-        let baseline = run_baseline(script, opts.services, opts.endpoints_per_service)?;
-        let full = baseline["full_apply_s"].as_f64().unwrap_or(0.0);
-        let inc = baseline["incremental_one_service_s"].as_f64().unwrap_or(0.0);
-        result["baseline"] = baseline;
-        result["ratios"] = json!({
-            "full_sync_speedup": round3(full / full_total.as_secs_f64()),
-            "incremental_speedup_p50": round3(inc * 1000.0 / percentile_ms(&endpoint_change.total, 50.0).max(0.001)),
-        });
-    }
     Ok(result)
 }

@@ -1,14 +1,22 @@
 //! Per-service traffic counters: the dataplane's `service-traffic` and `nodeport-traffic`
 //! sets count, per element, the packets and bytes sent to each service address and port and
-//! to each node port. At scrape time they are read with `nft -j` and named after the Services
-//! they belong to. Parsing and naming are pure; only [`read`] runs nft.
+//! to each node port. At scrape time they are read from the kernel (over netlink, or with
+//! `nft -j` for the text backend) and named after the Services they belong to. Parsing and
+//! naming are pure; only [`read`] talks to the kernel.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::Service;
 use serde_json::Value;
+use svcnet_dataplane::backend::BackendKind;
+use svcnet_dataplane::ir::Family;
+use svcnet_dataplane::netlink::dump::{self, RawAttrs};
+use svcnet_dataplane::netlink::socket::NfSocket;
+use svcnet_dataplane::netlink::wire::Attrs;
 
 /// One counting element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,11 +141,86 @@ pub fn render(counters: &[Counter], index: &Index) -> String {
     )
 }
 
-/// Reads every counting set (both families) from the kernel, in `netns` if given.
-pub fn read(netns: Option<&str>) -> Vec<Counter> {
+/// The counters in element attribute lists as the kernel dumps them: the key (address,
+/// protocol and port, each padded to 4 bytes; or protocol and port) and the counter
+/// expression's bytes and packets.
+pub fn parse_elements(elements: &[RawAttrs]) -> Vec<Counter> {
+    const ELEM_KEY: u16 = 1;
+    const ELEM_EXPR: u16 = 7;
+    const DATA_VALUE: u16 = 1;
+    const EXPR_DATA: u16 = 2;
+    const COUNTER_BYTES: u16 = 1;
+    const COUNTER_PACKETS: u16 = 2;
+    let attr = |attrs: &[u8], kind: u16| Attrs(attrs).find(|a| a.kind == kind).map(|a| a.value.to_vec());
+    let be64 = |b: Option<Vec<u8>>| b.and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)));
+    let mut out = Vec::new();
+    for e in elements {
+        let find = |kind| e.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.as_slice());
+        let Some(key) = find(ELEM_KEY).and_then(|k| attr(k, DATA_VALUE)) else {
+            continue;
+        };
+        let (address, rest): (Option<IpAddr>, &[u8]) = match key.len() {
+            8 => (None, &key[..]),
+            12 => (
+                Some(IpAddr::from(<[u8; 4]>::try_from(&key[..4]).expect("4 bytes"))),
+                &key[4..],
+            ),
+            24 => (
+                Some(IpAddr::from(<[u8; 16]>::try_from(&key[..16]).expect("16 bytes"))),
+                &key[16..],
+            ),
+            _ => continue,
+        };
+        let protocol = match rest[0] {
+            6 => "tcp",
+            17 => "udp",
+            132 => "sctp",
+            _ => continue,
+        };
+        let port = u16::from_be_bytes([rest[4], rest[5]]);
+        let counter = find(ELEM_EXPR).and_then(|x| attr(x, EXPR_DATA)).unwrap_or_default();
+        out.push(Counter {
+            address,
+            protocol: protocol.to_owned(),
+            port,
+            packets: be64(attr(&counter, COUNTER_PACKETS)).unwrap_or(0),
+            bytes: be64(attr(&counter, COUNTER_BYTES)).unwrap_or(0),
+        });
+    }
+    out
+}
+
+const COUNTING_SETS: [&str; 2] = ["service-traffic", "nodeport-traffic"];
+
+/// Reads every counting set (both families) from the kernel, in `netns` if given, the way
+/// `backend` talks to it.
+pub fn read(netns: Option<&str>, backend: BackendKind) -> Vec<Counter> {
+    match backend {
+        BackendKind::Netlink => read_netlink(netns),
+        BackendKind::NftText => read_nft(netns),
+    }
+}
+
+fn read_netlink(netns: Option<&str>) -> Vec<Counter> {
+    let socket = NfSocket::open(netns.map(|ns| Path::new("/run/netns").join(ns)).as_deref());
+    let Ok(mut socket) = socket else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for family in [Family::Ip, Family::Ip6] {
+        for set in COUNTING_SETS {
+            if let Ok(elements) = dump::elements(&mut socket, family, set) {
+                out.extend(parse_elements(&elements));
+            }
+        }
+    }
+    out
+}
+
+fn read_nft(netns: Option<&str>) -> Vec<Counter> {
     let mut out = Vec::new();
     for family in ["ip", "ip6"] {
-        for set in ["service-traffic", "nodeport-traffic"] {
+        for set in COUNTING_SETS {
             let mut cmd = match netns {
                 Some(ns) => {
                     let mut c = std::process::Command::new("ip");
@@ -165,6 +248,50 @@ mod tests {
     const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "ip", "name": "service-traffic", "table": "svcnet",
         "elem": [{"elem": {"val": {"concat": ["10.96.40.109", "tcp", 80]}, "counter": {"packets": 8, "bytes": 464}}},
                  {"elem": {"val": {"concat": ["10.96.0.99", "udp", 53]}, "counter": {"packets": 1, "bytes": 60}}}]}}]}"#;
+
+    #[test]
+    fn counters_are_read_from_dumped_elements() {
+        use svcnet_dataplane::netlink::wire::Writer;
+        let tlv = |kind: u16, v: &[u8]| {
+            let mut w = Writer::default();
+            w.put(kind, v);
+            w.buf
+        };
+        let key = tlv(1, &[10, 96, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0]);
+        let counter = [
+            tlv(1, b"counter\0"),
+            tlv(
+                2,
+                &[tlv(1, &464u64.to_be_bytes()), tlv(2, &8u64.to_be_bytes())].concat(),
+            ),
+        ]
+        .concat();
+        let node_port = tlv(1, &[6, 0, 0, 0, 0x7d, 0xd8, 0, 0]);
+        let counters = parse_elements(&[
+            vec![(1, key), (7, counter)],
+            vec![(1, node_port)],
+            vec![(1, vec![1, 2])],
+        ]);
+        assert_eq!(
+            counters,
+            vec![
+                Counter {
+                    address: Some("10.96.0.1".parse().unwrap()),
+                    protocol: "udp".into(),
+                    port: 53,
+                    packets: 8,
+                    bytes: 464,
+                },
+                Counter {
+                    address: None,
+                    protocol: "tcp".into(),
+                    port: 32216,
+                    packets: 0,
+                    bytes: 0,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn counters_are_parsed_and_named_after_their_services() {

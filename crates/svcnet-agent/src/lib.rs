@@ -23,7 +23,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::backend::BackendKind;
 use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
 use svcnet_dataplane::runner::Schedule;
 use svcnet_dataplane::sync_loop::{self, SyncStatus, Update};
@@ -63,6 +63,8 @@ pub struct Options {
     /// Conntrack timeouts to set in the programmed namespace (sysctl under net.netfilter,
     /// seconds).
     pub conntrack_timeouts: Vec<(&'static str, u64)>,
+    /// How rules reach the kernel.
+    pub backend: BackendKind,
 }
 
 impl Options {
@@ -194,9 +196,9 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
     let (services, services_w) = reflector::store::<Service>();
     // per-service counters, read from the kernel and named from the watched Services at scrape
     let traffic: endpoints::ExtraMetrics = {
-        let (services, netns) = (services.clone(), opts.netns.clone());
+        let (services, netns, backend_kind) = (services.clone(), opts.netns.clone(), opts.backend);
         Arc::new(move || {
-            let counters = counters::read(netns.as_deref());
+            let counters = counters::read(netns.as_deref(), backend_kind);
             counters::render(&counters, &counters::index(&services.state()))
         })
     };
@@ -219,7 +221,7 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
         }
         None => None,
     };
-    let backend = NftText::new(vec!["nft".into()]);
+    let backend_kind = opts.backend;
     let conntrack = vec!["conntrack".to_owned()];
     let (tx, rx) = mpsc::channel();
     let schedule = Schedule::new(opts.min_sync_period_ms, opts.sync_period_ms);
@@ -234,6 +236,14 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
                 return None;
             }
         }
+        // opened here, so a netlink socket belongs to the namespace just entered
+        let backend = match backend_kind.open(None) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, backend = %backend_kind, "cannot open the dataplane backend");
+                return None;
+            }
+        };
         Some(sync_loop::run(
             Syncer::new(backend),
             schedule,

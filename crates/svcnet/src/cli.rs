@@ -71,6 +71,10 @@ enum Command {
         /// Where /healthz, /livez and /metrics are served.
         #[arg(long, default_value = "127.0.0.1:10256")]
         status_bind_address: std::net::SocketAddr,
+        /// How rules reach the kernel: netlink (no external program) or nft-text (pipes
+        /// scripts to `nft -f -`, a debugging aid).
+        #[arg(long, default_value = "netlink")]
+        backend: svcnet_dataplane::backend::BackendKind,
     },
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
@@ -292,6 +296,7 @@ pub fn run() -> ExitCode {
             min_sync_period_ms,
             sync_period_ms,
             status_bind_address,
+            backend,
         } => run_proxy(
             config,
             svcnet_agent::Options {
@@ -310,6 +315,7 @@ pub fn run() -> ExitCode {
                 status_bind: Some(status_bind_address),
                 metrics_bind: None,
                 conntrack_timeouts: Vec::new(),
+                backend,
             },
         ),
         Command::Bench(BenchCommand::Dataplane {

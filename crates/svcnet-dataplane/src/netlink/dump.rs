@@ -74,22 +74,28 @@ pub fn table(socket: &mut NfSocket, family: Family) -> io::Result<Option<TableDu
         out.sets.insert(name, keep(&m, &[NFTA_SET_HANDLE]));
     }
     for name in out.sets.keys().cloned().collect::<Vec<_>>() {
-        let mut elements = Vec::new();
-        let answers = socket.dump(NFT_MSG_GETSETELEM, fam, &|w| {
-            w.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE_NAME);
-            w.put_str(NFTA_SET_ELEM_LIST_SET, &name);
-        })?;
-        for m in answers {
-            for list in top(&m).filter(|a| a.kind == NFTA_SET_ELEM_LIST_ELEMENTS) {
-                for elem in list.nested() {
-                    elements.push(elem.nested().map(|a| (a.kind, a.value.to_vec())).collect());
-                }
-            }
-        }
+        let mut elements = elements(socket, family, &name)?;
         elements.sort();
         out.elements.insert(name, elements);
     }
     Ok(Some(out))
+}
+
+/// The elements of one of our sets, each as its attribute list (key, data, expressions...).
+pub fn elements(socket: &mut NfSocket, family: Family, set: &str) -> io::Result<Vec<RawAttrs>> {
+    let answers = socket.dump(NFT_MSG_GETSETELEM, family_code(family), &|w| {
+        w.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE_NAME);
+        w.put_str(NFTA_SET_ELEM_LIST_SET, set);
+    })?;
+    let mut out = Vec::new();
+    for m in answers {
+        for list in top(&m).filter(|a| a.kind == NFTA_SET_ELEM_LIST_ELEMENTS) {
+            for elem in list.nested() {
+                out.push(elem.nested().map(|a| (a.kind, a.value.to_vec())).collect());
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn top(message: &[u8]) -> Attrs<'_> {

@@ -51,7 +51,7 @@ fn strip_handles(v: &mut serde_json::Value) {
 
 #[test]
 fn both_backends_build_identical_kernel_state() {
-    let mut w = World::new(2);
+    let mut w = World::new(2, svcnet_dataplane::backend::BackendKind::NftText);
     w.add_pod(0, "a1", "{app: a}", &[80, 53], &[], true);
     w.add_pod(1, "a2", "{app: a}", &[80, 53], &[], true);
     w.add_pod(0, "b1", "{app: b}", &[80], &[], true);

@@ -10,6 +10,7 @@ mod world;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use svcnet_dataplane::backend::BackendKind;
 use svcnet_dataplane::syncer::SyncKind;
 use world::World;
 
@@ -18,9 +19,8 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 }
 
 /// Upstream's "ClusterIP general" case, on two nodes.
-#[test]
-fn cluster_ip_general() {
-    let mut w = World::new(2);
+fn cluster_ip_general(backend: BackendKind) {
+    let mut w = World::new(2, backend);
     w.add_pod(
         0,
         "pod1",
@@ -76,9 +76,8 @@ fn cluster_ip_general() {
     assert_eq!(w.get(&client, "172.30.99.99:80", "/"), "ERROR timeout");
 }
 
-#[test]
-fn hairpin_is_masqueraded() {
-    let mut w = World::new(1);
+fn hairpin_is_masqueraded(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: one}", &[80], &[], true);
     w.apply_service("metadata: {name: svc1}\nspec: {selector: {app: one}, ports: [{port: 80}]}");
     w.sync();
@@ -91,9 +90,8 @@ fn hairpin_is_masqueraded() {
     );
 }
 
-#[test]
-fn node_ports_on_every_node_with_masquerade() {
-    let mut w = World::new(2);
+fn node_ports_on_every_node_with_masquerade(backend: BackendKind) {
+    let mut w = World::new(2, backend);
     w.add_pod(0, "pod1", "{app: np}", &[9376], &[], true);
     w.add_pod(1, "pod2", "{app: np}", &[9376], &[], true);
     w.apply_service("metadata: {name: np}\nspec: {type: NodePort, selector: {app: np}, ports: [{name: http, port: 80, targetPort: 9376}]}");
@@ -119,9 +117,8 @@ fn node_ports_on_every_node_with_masquerade() {
     );
 }
 
-#[test]
-fn external_traffic_policy_local_keeps_the_client_address() {
-    let mut w = World::new(2);
+fn external_traffic_policy_local_keeps_the_client_address(backend: BackendKind) {
+    let mut w = World::new(2, backend);
     w.add_pod(1, "pod2", "{app: local}", &[80], &[], true);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service(
@@ -149,9 +146,8 @@ fn external_traffic_policy_local_keeps_the_client_address() {
     assert_eq!(w.get(&client, &format!("192.168.0.2:{np}"), "/hostname"), "pod2");
 }
 
-#[test]
-fn internal_traffic_policy_local() {
-    let mut w = World::new(2);
+fn internal_traffic_policy_local(backend: BackendKind) {
+    let mut w = World::new(2, backend);
     w.add_pod(1, "pod2", "{app: itp}", &[80], &[], true);
     w.add_pod(0, "client1", "{role: client}", &[], &[], true);
     w.add_pod(1, "client2", "{role: client}", &[], &[], true);
@@ -165,9 +161,8 @@ fn internal_traffic_policy_local() {
     assert_eq!(w.get(&c1, &target, "/"), "ERROR timeout", "no local endpoint: dropped");
 }
 
-#[test]
-fn no_endpoints_is_refused_at_once() {
-    let mut w = World::new(1);
+fn no_endpoints_is_refused_at_once(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: empty}\nspec: {type: NodePort, selector: {app: nothing}, ports: [{port: 80}]}");
     w.sync();
@@ -187,9 +182,8 @@ fn no_endpoints_is_refused_at_once() {
     );
 }
 
-#[test]
-fn session_affinity_sticks_and_expires() {
-    let mut w = World::new(1);
+fn session_affinity_sticks_and_expires(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: sticky}", &[80], &[], true);
     w.add_pod(0, "pod2", "{app: sticky}", &[80], &[], true);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
@@ -219,9 +213,8 @@ fn session_affinity_sticks_and_expires() {
     assert_eq!(w.answers(&client, &target, 30), set(&["pod1", "pod2"]));
 }
 
-#[test]
-fn endpoint_churn_keeps_established_connections() {
-    let mut w = World::new(1);
+fn endpoint_churn_keeps_established_connections(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: churn}", &[80], &[], true);
     w.add_pod(0, "pod2", "{app: churn}", &[80], &[], true);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
@@ -239,9 +232,8 @@ fn endpoint_churn_keeps_established_connections() {
     assert!(result.starts_with("OK "), "established connection broke: {result}");
 }
 
-#[test]
-fn proxy_restart_resets_no_connection() {
-    let mut w = World::new(1);
+fn proxy_restart_resets_no_connection(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: r}", &[80], &[], true);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: r}\nspec: {type: NodePort, selector: {app: r}, ports: [{port: 80}]}");
@@ -253,7 +245,7 @@ fn proxy_restart_resets_no_connection() {
     std::thread::sleep(Duration::from_millis(700));
     // a new proxy process knows nothing: its first sync is full and replaces the table
     for node in &mut w.nodes {
-        node.syncer = svcnet_dataplane::syncer::Syncer::new(svcnet_dataplane::backend::NftText::in_netns(&node.ns));
+        node.syncer = svcnet_dataplane::syncer::Syncer::new(backend.open(Some(&node.ns)).unwrap());
     }
     let reports = w.sync();
     assert_eq!(reports[0].kind, SyncKind::Full);
@@ -263,9 +255,8 @@ fn proxy_restart_resets_no_connection() {
     }
 }
 
-#[test]
-fn udp_flow_moves_when_its_endpoint_goes() {
-    let mut w = World::new(1);
+fn udp_flow_moves_when_its_endpoint_goes(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "old", "{app: dns}", &[53], &[], true);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: dns}\nspec: {selector: {app: dns}, ports: [{port: 53, protocol: UDP}]}");
@@ -280,9 +271,8 @@ fn udp_flow_moves_when_its_endpoint_goes() {
     assert_eq!(w.udp(&client, &target, "hostname", Some(40000)), "new");
 }
 
-#[test]
-fn udp_service_scaled_from_zero_starts_answering() {
-    let mut w = World::new(1);
+fn udp_service_scaled_from_zero_starts_answering(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: dns}\nspec: {selector: {app: dns}, ports: [{port: 53, protocol: UDP}]}");
     w.sync();
@@ -294,9 +284,8 @@ fn udp_service_scaled_from_zero_starts_answering() {
     assert_eq!(w.udp(&client, &target, "hostname", Some(40001)), "dns1");
 }
 
-#[test]
-fn publish_not_ready_addresses_and_ignored_services() {
-    let mut w = World::new(1);
+fn publish_not_ready_addresses_and_ignored_services(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "unready", "{app: pnr}", &[80], &[], false);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: pnr}\nspec: {selector: {app: pnr}, ports: [{port: 80}]}");
@@ -330,9 +319,8 @@ fn publish_not_ready_addresses_and_ignored_services() {
     );
 }
 
-#[test]
-fn syncs_touch_only_what_changed() {
-    let mut w = World::new(1);
+fn syncs_touch_only_what_changed(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: a}", &[80], &[], true);
     w.apply_service("metadata: {name: a}\nspec: {selector: {app: a}, ports: [{port: 80}]}");
     assert_eq!(w.sync()[0].kind, SyncKind::Full);
@@ -352,9 +340,8 @@ fn syncs_touch_only_what_changed() {
     );
 }
 
-#[test]
-fn node_port_addresses_restrict_where_node_ports_listen() {
-    let mut w = World::new(1);
+fn node_port_addresses_restrict_where_node_ports_listen(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: np}", &[80], &[], true);
     let node = w.node_ns(0).to_owned();
     w.nets
@@ -369,9 +356,8 @@ fn node_port_addresses_restrict_where_node_ports_listen() {
     assert_eq!(w.get(&ext, &format!("192.168.0.12:{np}"), "/"), "ERROR refused");
 }
 
-#[test]
-fn external_and_load_balancer_ips_with_source_ranges() {
-    let mut w = World::new(1);
+fn external_and_load_balancer_ips_with_source_ranges(backend: BackendKind) {
+    let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: lb}", &[80], &[], true);
     let ext = w.external.clone();
     for ip in ["192.168.99.11", "1.2.3.4"] {
@@ -400,9 +386,8 @@ fn external_and_load_balancer_ips_with_source_ranges() {
     );
 }
 
-#[test]
-fn ipv6_node_ports_and_dual_stack_cluster_ips() {
-    let mut w = World::new(2);
+fn ipv6_node_ports_and_dual_stack_cluster_ips(backend: BackendKind) {
+    let mut w = World::new(2, backend);
     w.add_pod(1, "pod2", "{app: v6}", &[80], &[], true);
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service(
@@ -464,10 +449,9 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-#[test]
-fn agent_programs_a_node_from_the_api_server() {
+fn agent_programs_a_node_from_the_api_server(backend: BackendKind) {
     let api = api::ApiServer::start();
-    let mut w = World::new(1);
+    let mut w = World::new(1, backend);
     let node_ns = w.node_ns(0).to_owned();
     // a free loopback port for the agent's health and metrics
     let status_addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -510,6 +494,7 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
             .args(["proxy", "--kubeconfig"])
             .arg(&api.kubeconfig)
             .args(["--node-name", "node-1", "--netns", &node_ns])
+            .args(["--backend", backend.name()])
             .args(["--service-cidr", "10.96.0.0/12", "--config"])
             .arg(&config)
             .spawn()
@@ -633,3 +618,41 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
     );
     assert!(!metrics.contains("svcnet_proxy_service_ports 0\n"), "{metrics}");
 }
+
+/// Every test runs against both backends.
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod netlink {
+            $(#[test]
+            fn $name() {
+                super::$name(svcnet_dataplane::backend::BackendKind::Netlink)
+            })*
+        }
+        mod nft_text {
+            $(#[test]
+            fn $name() {
+                super::$name(svcnet_dataplane::backend::BackendKind::NftText)
+            })*
+        }
+    };
+}
+
+for_each_backend!(
+    cluster_ip_general,
+    hairpin_is_masqueraded,
+    node_ports_on_every_node_with_masquerade,
+    external_traffic_policy_local_keeps_the_client_address,
+    internal_traffic_policy_local,
+    no_endpoints_is_refused_at_once,
+    session_affinity_sticks_and_expires,
+    endpoint_churn_keeps_established_connections,
+    proxy_restart_resets_no_connection,
+    udp_flow_moves_when_its_endpoint_goes,
+    udp_service_scaled_from_zero_starts_answering,
+    publish_not_ready_addresses_and_ignored_services,
+    syncs_touch_only_what_changed,
+    node_port_addresses_restrict_where_node_ports_listen,
+    external_and_load_balancer_ips_with_source_ranges,
+    ipv6_node_ports_and_dual_stack_cluster_ips,
+    agent_programs_a_node_from_the_api_server,
+);

@@ -1,7 +1,7 @@
 //! A small cluster for dataplane tests: nodes, pods running `svcnet agnhost netexec`, and an
 //! external host on one switch; Services written through the core's write path; endpoint
-//! slices computed by the core; each node's proxy an in-process `Syncer` driving `nft` in the
-//! node's namespace.
+//! slices computed by the core; each node's proxy an in-process `Syncer` programming the
+//! node's namespace through the backend under test.
 //!
 //! Addresses: nodes 192.168.0.2 (node-1) and 192.168.0.3 (node-2); external host
 //! 192.168.0.100; pods 10.180.0.x on node-1 and 10.180.2.x on node-2; services 172.30.0.0/16.
@@ -17,7 +17,7 @@ use svcnet_core::endpoints::EndpointInputs;
 use svcnet_core::endpoints::slices::reconcile_slices;
 use svcnet_core::registry::plan_write;
 use svcnet_core::service::model::ServiceModel;
-use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::backend::{Backend, BackendKind};
 use svcnet_dataplane::conntrack;
 use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
 use svcnet_dataplane::syncer::{SyncReport, Syncer};
@@ -38,7 +38,7 @@ pub struct NodeHost {
     pub ip6: IpAddr,
     pod_prefix: String,
     next_pod: u8,
-    pub syncer: Syncer<NftText>,
+    pub syncer: Syncer<Box<dyn Backend + Send>>,
 }
 
 pub struct PodInfo {
@@ -63,8 +63,9 @@ pub struct World {
 }
 
 impl World {
-    /// `nodes` nodes (1 or 2), an external host, and a switch joining them.
-    pub fn new(nodes: usize) -> Self {
+    /// `nodes` nodes (1 or 2), an external host, and a switch joining them; each node's proxy
+    /// uses `backend`.
+    pub fn new(nodes: usize, backend: BackendKind) -> Self {
         let mut nets = Namespaces::new("svt-");
         let switch = nets.add("sw");
         nets.exec_ok(&switch, &["ip", "link", "add", "br0", "type", "bridge"]);
@@ -92,7 +93,9 @@ impl World {
             // like a real node, a default route towards the outside (here the external host)
             nets.exec_ok(&ns, &["ip", "route", "add", "default", "via", EXTERNAL_IP]);
             nets.exec_ok(&ns, &["ip", "-6", "route", "add", "default", "via", EXTERNAL_IP6]);
-            let backend = NftText::in_netns(&ns);
+            let proxy = backend
+                .open(Some(&ns))
+                .unwrap_or_else(|e| panic!("{backend} backend: {e}"));
             hosts.push(NodeHost {
                 name: format!("node-{}", i + 1),
                 ns,
@@ -100,7 +103,7 @@ impl World {
                 ip6: ip6.parse().unwrap(),
                 pod_prefix: format!("10.180.{}", i * 2),
                 next_pod: 1,
-                syncer: Syncer::new(backend),
+                syncer: Syncer::new(proxy),
             });
         }
         // each node routes the other nodes' pod CIDRs to them

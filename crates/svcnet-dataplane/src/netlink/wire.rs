@@ -216,6 +216,65 @@ mod tests {
         assert_eq!(inner[1].value, &[1, 2, 3]);
     }
 
+    /// Decodes every message and attribute, nested ones included, as far as they go.
+    fn walk(bytes: &[u8]) -> usize {
+        let mut seen = 0;
+        for m in messages(bytes) {
+            let _ = (m.family(), m.error());
+            for a in m.attrs() {
+                seen += 1 + walk_attrs(a.nested(), 3);
+                let _ = (a.str(), a.be32(), a.be64());
+            }
+        }
+        seen
+    }
+
+    fn walk_attrs(attrs: Attrs<'_>, depth: u8) -> usize {
+        attrs
+            .map(|a| {
+                1 + if depth > 0 {
+                    walk_attrs(a.nested(), depth - 1)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    proptest::proptest! {
+        /// The decoder's fuzz target: arbitrary bytes never panic it.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            walk(&bytes);
+        }
+
+        /// Whatever attributes are written read back the same, however they nest.
+        #[test]
+        fn written_attributes_read_back(values in proptest::collection::vec((1u16..200, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), proptest::prelude::any::<bool>()), 0..20)) {
+            let mut w = Writer::default();
+            w.begin(NFNL_SUBSYS_NFTABLES << 8, NLM_F_REQUEST, 9, 10, 0);
+            for (kind, value, nest) in &values {
+                if *nest {
+                    w.open(*kind);
+                    w.put(1, value);
+                    w.close();
+                } else {
+                    w.put(*kind, value);
+                }
+            }
+            w.end();
+            let msgs = messages(&w.buf);
+            proptest::prop_assert_eq!(msgs.len(), 1);
+            let attrs: Vec<Attr> = msgs[0].attrs().collect();
+            proptest::prop_assert_eq!(attrs.len(), values.len());
+            for (a, (kind, value, nest)) in attrs.iter().zip(&values) {
+                proptest::prop_assert_eq!(a.kind, *kind);
+                let read = if *nest { a.nested().next().map(|i| i.value.to_vec()) } else { Some(a.value.to_vec()) };
+                proptest::prop_assert_eq!(read.as_deref(), Some(value.as_slice()));
+            }
+        }
+    }
+
     #[test]
     fn truncated_input_never_panics() {
         let mut w = Writer::default();

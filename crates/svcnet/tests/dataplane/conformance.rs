@@ -150,7 +150,7 @@ fn service_port() -> impl Strategy<Value = ServicePort> {
                     .collect();
                 let mut sp =
                     ServicePort::cluster_ip("ns", &format!("svc{n}"), "p", protocol, 80, vec![cluster_ip], endpoints);
-                sp.endpoints.sort_by(|a, b| (a.ip, a.port).cmp(&(b.ip, b.port)));
+                sp.endpoints.sort_by_key(|e| (e.ip, e.port));
                 sp.external_traffic_policy = if etp_local { Policy::Local } else { Policy::Cluster };
                 sp.internal_traffic_policy = if itp_local { Policy::Local } else { Policy::Cluster };
                 sp.node_port = node_port.then_some(30000 + u16::from(n));

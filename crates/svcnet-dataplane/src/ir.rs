@@ -126,24 +126,26 @@ pub struct Element {
 }
 
 impl Element {
+    // Atoms are collected rather than converted from the Vec: a Vec that grew past four
+    // atoms' capacity would stay on the heap, one allocation per element.
     pub fn key(key: Vec<Atom>) -> Self {
         Element {
-            key: Atoms::from_vec(key),
+            key: key.into_iter().collect(),
             data: None,
         }
     }
 
     pub fn verdict(key: Vec<Atom>, v: Verdict) -> Self {
         Element {
-            key: Atoms::from_vec(key),
+            key: key.into_iter().collect(),
             data: Some(Data::Verdict(v)),
         }
     }
 
     pub fn map(key: Vec<Atom>, data: Vec<Atom>) -> Self {
         Element {
-            key: Atoms::from_vec(key),
-            data: Some(Data::Atoms(smallvec::SmallVec::from_vec(data))),
+            key: key.into_iter().collect(),
+            data: Some(Data::Atoms(data.into_iter().collect())),
         }
     }
 }

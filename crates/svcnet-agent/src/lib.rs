@@ -24,6 +24,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use svcnet_dataplane::backend::BackendKind;
+use svcnet_dataplane::conntrack::Cleaner;
 use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
 use svcnet_dataplane::runner::Schedule;
 use svcnet_dataplane::sync_loop::{self, SyncStatus, Update};
@@ -222,7 +223,11 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
         None => None,
     };
     let backend_kind = opts.backend;
-    let conntrack = vec!["conntrack".to_owned()];
+    // the dataplane thread is in the programmed namespace: conntrack there is "the current one"
+    let conntrack = match backend_kind {
+        BackendKind::Netlink => Cleaner::Netlink(None),
+        BackendKind::NftText => Cleaner::Tool(vec!["conntrack".to_owned()]),
+    };
     let (tx, rx) = mpsc::channel();
     let schedule = Schedule::new(opts.min_sync_period_ms, opts.sync_period_ms);
     let loop_status = status.clone();

@@ -79,6 +79,29 @@ pub fn stale_udp(old: &ProxyModel, new: &ProxyModel) -> Vec<Filter> {
     out.into_iter().collect()
 }
 
+/// How stale entries are deleted.
+#[derive(Clone, Debug)]
+pub enum Cleaner {
+    /// Over netlink, in the named namespace file (`/run/netns/NAME`) or the current one.
+    Netlink(Option<std::path::PathBuf>),
+    /// With the `conntrack` tool: its program and leading arguments.
+    Tool(Vec<String>),
+}
+
+impl Cleaner {
+    /// Deletes the entries `filters` match; returns how many filters failed.
+    pub fn delete(&self, filters: &[Filter]) -> usize {
+        match self {
+            Cleaner::Tool(command) => delete_with_cli(command, filters),
+            Cleaner::Netlink(_) if filters.is_empty() => 0,
+            Cleaner::Netlink(netns) => match crate::netlink::socket::NfSocket::open(netns.as_deref()) {
+                Ok(mut socket) => crate::netlink::conntrack::delete(&mut socket, filters),
+                Err(_) => filters.len(),
+            },
+        }
+    }
+}
+
 /// Deletes entries with the `conntrack` tool; `command` is its program and leading arguments.
 /// Returns how many filters failed to run (a filter matching nothing is not a failure).
 pub fn delete_with_cli(command: &[String], filters: &[Filter]) -> usize {

@@ -125,14 +125,14 @@ fn udp_ports<B: Backend>(syncer: &Syncer<B>) -> ProxyModel {
     m
 }
 
-/// Runs until every sender of `updates` is gone, then returns the syncer. `conntrack` is the
-/// conntrack tool's command (with any namespace prefix); `None` skips conntrack cleanup.
+/// Runs until every sender of `updates` is gone, then returns the syncer. `conntrack` deletes
+/// stale UDP entries; `None` skips conntrack cleanup.
 pub fn run<B: Backend>(
     mut syncer: Syncer<B>,
     mut schedule: Schedule,
     updates: Receiver<Update>,
     status: Arc<Mutex<SyncStatus>>,
-    conntrack: Option<Vec<String>>,
+    conntrack: Option<crate::conntrack::Cleaner>,
 ) -> Syncer<B> {
     let start = Instant::now();
     let now = || start.elapsed().as_millis() as u64;
@@ -216,9 +216,9 @@ pub fn run<B: Backend>(
                     let latency = programmed.duration_since(at).unwrap_or_default();
                     st.programming_latency.observe(latency.as_secs_f64());
                 }
-                if let (Some(cmd), Some(before)) = (&conntrack, &udp_before) {
+                if let (Some(cleaner), Some(before)) = (&conntrack, &udp_before) {
                     let stale = crate::conntrack::stale_udp(before, &udp_ports(&syncer));
-                    let failed = crate::conntrack::delete_with_cli(cmd, &stale);
+                    let failed = cleaner.delete(&stale);
                     st.conntrack_cleanups += stale.len() as u64;
                     st.conntrack_failures += failed as u64;
                     if failed > 0 {

@@ -7,7 +7,9 @@
 //! - [`socket`]: the netlink socket (in a chosen network namespace), transactions and dumps.
 //! - [`udata`]: the user data nft keeps with sets, so `nft list` shows ours alike.
 //! - [`dump`]: reads our tables back from the kernel.
+//! - [`conntrack`]: lists conntrack entries and deletes stale ones (ctnetlink).
 
+pub mod conntrack;
 pub mod consts;
 pub mod dump;
 pub mod encode;

@@ -112,11 +112,22 @@ impl NfSocket {
     /// request's attributes (e.g. the table and set of `GETSETELEM`). Returns each answer
     /// message's bytes.
     pub fn dump(&mut self, msg_type: u16, family: u8, attrs: &dyn Fn(&mut Writer)) -> io::Result<Vec<Vec<u8>>> {
+        self.dump_in(wire::NFNL_SUBSYS_NFTABLES, msg_type, family, attrs)
+    }
+
+    /// `dump` for any netfilter subsystem (e.g. conntrack's).
+    pub fn dump_in(
+        &mut self,
+        subsystem: u16,
+        msg_type: u16,
+        family: u8,
+        attrs: &dyn Fn(&mut Writer),
+    ) -> io::Result<Vec<Vec<u8>>> {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let mut w = Writer::default();
         w.begin(
-            wire::NFNL_SUBSYS_NFTABLES << 8 | msg_type,
+            subsystem << 8 | msg_type,
             NLM_F_REQUEST | NLM_F_DUMP | NLM_F_ACK,
             seq,
             family,
@@ -140,6 +151,37 @@ impl NfSocket {
                         None => return Err(io::Error::other("malformed netlink error")),
                     },
                     _ => out.push(m.payload.to_vec()),
+                }
+            }
+        }
+    }
+}
+
+impl NfSocket {
+    /// Sends one request of `subsystem` outside any batch and waits for its acknowledgement.
+    pub fn request(
+        &mut self,
+        subsystem: u16,
+        msg_type: u16,
+        family: u8,
+        attrs: &dyn Fn(&mut Writer),
+    ) -> io::Result<()> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut w = Writer::default();
+        w.begin(subsystem << 8 | msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, family, 0);
+        attrs(&mut w);
+        w.end();
+        self.socket.send(&w.buf, 0)?;
+        loop {
+            let (datagram, _) = self.socket.recv_from_full()?;
+            for m in wire::messages(&datagram) {
+                if m.seq == seq && m.msg_type == NLMSG_ERROR {
+                    return match m.error() {
+                        Some((0, _)) => Ok(()),
+                        Some((code, _)) => Err(io::Error::from_raw_os_error(-code)),
+                        None => Err(io::Error::other("malformed netlink error")),
+                    };
                 }
             }
         }

@@ -18,7 +18,7 @@ use svcnet_core::endpoints::slices::reconcile_slices;
 use svcnet_core::registry::plan_write;
 use svcnet_core::service::model::ServiceModel;
 use svcnet_dataplane::backend::{Backend, BackendKind};
-use svcnet_dataplane::conntrack;
+use svcnet_dataplane::conntrack::{self, Cleaner};
 use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
 use svcnet_dataplane::syncer::{SyncReport, Syncer};
 
@@ -39,6 +39,8 @@ pub struct NodeHost {
     pod_prefix: String,
     next_pod: u8,
     pub syncer: Syncer<Box<dyn Backend + Send>>,
+    /// Deletes stale UDP conntrack entries the way the backend's agent would.
+    pub conntrack: Cleaner,
 }
 
 pub struct PodInfo {
@@ -96,6 +98,12 @@ impl World {
             let proxy = backend
                 .open(Some(&ns))
                 .unwrap_or_else(|e| panic!("{backend} backend: {e}"));
+            let conntrack = match backend {
+                BackendKind::Netlink => Cleaner::Netlink(Some(format!("/run/netns/{ns}").into())),
+                BackendKind::NftText => {
+                    Cleaner::Tool(["ip", "netns", "exec", &ns, "conntrack"].map(String::from).to_vec())
+                }
+            };
             hosts.push(NodeHost {
                 name: format!("node-{}", i + 1),
                 ns,
@@ -104,6 +112,7 @@ impl World {
                 pod_prefix: format!("10.180.{}", i * 2),
                 next_pod: 1,
                 syncer: Syncer::new(proxy),
+                conntrack,
             });
         }
         // each node routes the other nodes' pod CIDRs to them
@@ -408,14 +417,7 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}
                 .syncer
                 .sync(model, now)
                 .unwrap_or_else(|e| panic!("sync of {}: {e}", node.name));
-            let cmd = vec![
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                node.ns.clone(),
-                "conntrack".into(),
-            ];
-            assert_eq!(conntrack::delete_with_cli(&cmd, &stale), 0, "conntrack deletion failed");
+            assert_eq!(node.conntrack.delete(&stale), 0, "conntrack deletion failed");
             reports.push(report);
         }
         reports

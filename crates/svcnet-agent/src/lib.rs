@@ -109,25 +109,45 @@ impl Options {
 }
 
 /// Sets conntrack timeouts in the programmed namespace (they are per network namespace).
+/// Sets conntrack timeouts (sysctls under `net.netfilter`) in the programmed namespace, by
+/// writing `/proc/sys` from a thread inside it: net sysctls belong to the writer's namespace,
+/// so no `sysctl` or `ip` program is needed.
 fn apply_conntrack_timeouts(netns: &Option<String>, timeouts: &[(&'static str, u64)]) {
-    for (name, seconds) in timeouts {
-        let setting = format!("net.netfilter.{name}={seconds}");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = std::process::Command::new("ip");
-                c.args(["netns", "exec", ns, "sysctl", "-qw", &setting]);
-                c
+    if timeouts.is_empty() {
+        return;
+    }
+    let result = std::thread::scope(|s| {
+        s.spawn(|| -> std::io::Result<Vec<(String, std::io::Result<()>)>> {
+            if let Some(ns) = netns {
+                use std::os::fd::AsFd;
+                let file = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )?;
             }
-            None => {
-                let mut c = std::process::Command::new("sysctl");
-                c.args(["-qw", &setting]);
-                c
+            Ok(timeouts
+                .iter()
+                .map(|(name, seconds)| {
+                    let setting = format!("net.netfilter.{name}={seconds}");
+                    let path = format!("/proc/sys/net/netfilter/{name}");
+                    (setting, std::fs::write(path, seconds.to_string()))
+                })
+                .collect())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("sysctl thread panicked")))
+    });
+    match result {
+        Ok(outcomes) => {
+            for (setting, outcome) in outcomes {
+                match outcome {
+                    Ok(()) => tracing::info!(%setting, "conntrack timeout set"),
+                    Err(error) => tracing::warn!(%setting, %error, "cannot set conntrack timeout"),
+                }
             }
-        };
-        match cmd.status() {
-            Ok(s) if s.success() => tracing::info!(%setting, "conntrack timeout set"),
-            other => tracing::warn!(%setting, result = ?other, "cannot set conntrack timeout"),
         }
+        Err(error) => tracing::warn!(%error, "cannot enter the namespace to set conntrack timeouts"),
     }
 }
 

@@ -489,17 +489,19 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
         ),
     )
     .unwrap();
-    let _agent = Running(
-        std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"))
-            .args(["proxy", "--kubeconfig"])
-            .arg(&api.kubeconfig)
-            .args(["--node-name", "node-1", "--netns", &node_ns])
-            .args(["--backend", backend.name()])
-            .args(["--service-cidr", "10.96.0.0/12", "--config"])
-            .arg(&config)
-            .spawn()
-            .unwrap(),
-    );
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"));
+    agent
+        .args(["proxy", "--kubeconfig"])
+        .arg(&api.kubeconfig)
+        .args(["--node-name", "node-1", "--netns", &node_ns])
+        .args(["--backend", backend.name()])
+        .args(["--service-cidr", "10.96.0.0/12", "--config"])
+        .arg(&config);
+    if backend == BackendKind::Netlink {
+        // the netlink agent needs no program: with none on its PATH, everything below must work
+        agent.env("PATH", api.dir.path().join("no-programs"));
+    }
+    let _agent = Running(agent.spawn().unwrap());
     let svc = api.send(
         "POST",
         "/api/v1/namespaces/default/services",

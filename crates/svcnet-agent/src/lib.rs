@@ -172,10 +172,39 @@ fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
         .state()
         .iter()
         .filter(|n| n.metadata.name.as_deref() == Some(name))
-        .flat_map(|n| n.status.iter().flat_map(|s| s.addresses.iter().flatten()))
+        .flat_map(|n| addresses_of(n))
+        .collect()
+}
+
+fn addresses_of(node: &Node) -> Vec<IpAddr> {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
         .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
         .filter_map(|a| a.address.parse().ok())
         .collect()
+}
+
+/// The rules the agent would program for this node now, as an `nft -f` script: Services,
+/// EndpointSlices and the Node listed once from the API server, compiled, rendered. Touches
+/// no kernel state.
+pub async fn dump(opts: &Options) -> Result<String, AgentError> {
+    let client = client(&opts.kubeconfig).await?;
+    let lp = kube::api::ListParams::default();
+    let services = Api::<Service>::all(client.clone()).list(&lp).await?.items;
+    let slices = Api::<EndpointSlice>::all(client.clone()).list(&lp).await?.items;
+    let node = Api::<Node>::all(client).get_opt(&opts.node_name).await?;
+    let model = ProxyModel::build(
+        &opts.node_name,
+        node.as_ref().map(addresses_of).unwrap_or_default(),
+        opts.cluster_cidrs.clone(),
+        opts.service_cidrs.clone(),
+        opts.config.clone(),
+        &services,
+        &slices,
+    );
+    let compiled = svcnet_dataplane::incremental::CompiledModel::new(model);
+    Ok(svcnet_dataplane::nft_text::replace_script(&compiled))
 }
 
 /// The trigger times of slices whose annotation changed since `seen` (which is updated).

@@ -38,50 +38,63 @@ enum Command {
         service_node_port_range: String,
     },
     /// The node agent: watches Services, EndpointSlices and this Node, and programs nftables.
-    Proxy {
-        /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// This node's name (default: the config's hostnameOverride, else the hostname).
-        #[arg(long)]
-        node_name: Option<String>,
-        /// A KubeProxyConfiguration file (kubeproxy.config.k8s.io v1alpha1/v1alpha2); the
-        /// settings it gives override the flags.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Program this network namespace instead of the agent's own.
-        #[arg(long)]
-        netns: Option<String>,
-        /// Pod CIDRs (traffic from them is in-cluster).
-        #[arg(long, value_delimiter = ',')]
-        cluster_cidr: Vec<ipnet::IpNet>,
-        /// Service CIDRs (unallocated addresses there are dropped).
-        #[arg(long, value_delimiter = ',')]
-        service_cidr: Vec<ipnet::IpNet>,
-        /// Masquerade all traffic to cluster IPs.
-        #[arg(long)]
-        masquerade_all: bool,
-        /// CIDRs whose node addresses serve NodePorts (default: all).
-        #[arg(long, value_delimiter = ',')]
-        nodeport_addresses: Vec<ipnet::IpNet>,
-        #[arg(long, default_value_t = 1000)]
-        min_sync_period_ms: u64,
-        #[arg(long, default_value_t = 30000)]
-        sync_period_ms: u64,
-        /// Where /healthz, /livez and /metrics are served.
-        #[arg(long, default_value = "127.0.0.1:10256")]
-        status_bind_address: std::net::SocketAddr,
-        /// How rules reach the kernel: netlink (no external program) or nft-text (pipes
-        /// scripts to `nft -f -`, a debugging aid).
-        #[arg(long, default_value = "netlink")]
-        backend: svcnet_dataplane::backend::BackendKind,
-    },
+    Proxy(ProxyArgs),
+    /// Inspect the dataplane.
+    #[command(subcommand)]
+    Dataplane(DataplaneCommand),
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// A multi-node cluster on this machine, in network namespaces (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Kubeconfig to use (default: in-cluster configuration or $KUBECONFIG).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name (default: the config's hostnameOverride, else the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// A KubeProxyConfiguration file (kubeproxy.config.k8s.io v1alpha1/v1alpha2); the
+    /// settings it gives override the flags.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Program this network namespace instead of the agent's own.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Pod CIDRs (traffic from them is in-cluster).
+    #[arg(long, value_delimiter = ',')]
+    cluster_cidr: Vec<ipnet::IpNet>,
+    /// Service CIDRs (unallocated addresses there are dropped).
+    #[arg(long, value_delimiter = ',')]
+    service_cidr: Vec<ipnet::IpNet>,
+    /// Masquerade all traffic to cluster IPs.
+    #[arg(long)]
+    masquerade_all: bool,
+    /// CIDRs whose node addresses serve NodePorts (default: all).
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<ipnet::IpNet>,
+    #[arg(long, default_value_t = 1000)]
+    min_sync_period_ms: u64,
+    #[arg(long, default_value_t = 30000)]
+    sync_period_ms: u64,
+    /// Where /healthz, /livez and /metrics are served.
+    #[arg(long, default_value = "127.0.0.1:10256")]
+    status_bind_address: std::net::SocketAddr,
+    /// How rules reach the kernel: netlink (no external program) or nft-text (pipes
+    /// scripts to `nft -f -`, a debugging aid).
+    #[arg(long, default_value = "netlink")]
+    backend: svcnet_dataplane::backend::BackendKind,
+}
+
+#[derive(Subcommand)]
+enum DataplaneCommand {
+    /// Print, as an `nft -f` script, the rules `svcnet proxy` with the same flags would program
+    /// on this node now (lists Services, EndpointSlices and the Node once; changes nothing).
+    Dump(ProxyArgs),
 }
 
 #[derive(Subcommand)]
@@ -284,40 +297,14 @@ pub fn run() -> ExitCode {
             service_cluster_ip_range,
             service_node_port_range,
         } => run_apiserver(data_dir, listen, service_cluster_ip_range, &service_node_port_range),
-        Command::Proxy {
-            kubeconfig,
-            node_name,
-            config,
-            netns,
-            cluster_cidr,
-            service_cidr,
-            masquerade_all,
-            nodeport_addresses,
-            min_sync_period_ms,
-            sync_period_ms,
-            status_bind_address,
-            backend,
-        } => run_proxy(
-            config,
-            svcnet_agent::Options {
-                kubeconfig,
-                node_name: node_name.unwrap_or_default(),
-                netns,
-                cluster_cidrs: cluster_cidr,
-                service_cidrs: service_cidr,
-                config: svcnet_dataplane::model::ProxyConfig {
-                    masquerade_all,
-                    node_port_addresses: nodeport_addresses,
-                    ..Default::default()
-                },
-                min_sync_period_ms,
-                sync_period_ms,
-                status_bind: Some(status_bind_address),
-                metrics_bind: None,
-                conntrack_timeouts: Vec::new(),
-                backend,
-            },
-        ),
+        Command::Proxy(args) => {
+            let (config, options) = proxy_options(args);
+            run_proxy(config, options)
+        }
+        Command::Dataplane(DataplaneCommand::Dump(args)) => {
+            let (config, options) = proxy_options(args);
+            run_dump(config, options)
+        }
         Command::Bench(BenchCommand::Dataplane {
             services,
             endpoints_per_service,
@@ -428,7 +415,30 @@ fn run_apiserver(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_proxy(config: Option<PathBuf>, mut options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
+fn proxy_options(a: ProxyArgs) -> (Option<PathBuf>, svcnet_agent::Options) {
+    let options = svcnet_agent::Options {
+        kubeconfig: a.kubeconfig,
+        node_name: a.node_name.unwrap_or_default(),
+        netns: a.netns,
+        cluster_cidrs: a.cluster_cidr,
+        service_cidrs: a.service_cidr,
+        config: svcnet_dataplane::model::ProxyConfig {
+            masquerade_all: a.masquerade_all,
+            node_port_addresses: a.nodeport_addresses,
+            ..Default::default()
+        },
+        min_sync_period_ms: a.min_sync_period_ms,
+        sync_period_ms: a.sync_period_ms,
+        status_bind: Some(a.status_bind_address),
+        metrics_bind: None,
+        conntrack_timeouts: Vec::new(),
+        backend: a.backend,
+    };
+    (a.config, options)
+}
+
+/// Applies a KubeProxyConfiguration file (it wins over flags) and defaults the node name.
+fn complete_options(config: Option<PathBuf>, options: &mut svcnet_agent::Options) -> anyhow::Result<()> {
     use anyhow::Context;
     if let Some(path) = config {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -441,6 +451,18 @@ fn run_proxy(config: Option<PathBuf>, mut options: svcnet_agent::Options) -> any
     if options.node_name.is_empty() {
         options.node_name = hostname();
     }
+    Ok(())
+}
+
+fn run_dump(config: Option<PathBuf>, mut options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
+    complete_options(config, &mut options)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    print!("{}", runtime.block_on(svcnet_agent::dump(&options))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_proxy(config: Option<PathBuf>, mut options: svcnet_agent::Options) -> anyhow::Result<ExitCode> {
+    complete_options(config, &mut options)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let status = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
     runtime.block_on(svcnet_agent::run(options, status))?;

@@ -449,6 +449,51 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// `svcnet dataplane dump` prints what the agent would program: a script nft accepts, with
+/// the API server's Services in it.
+#[test]
+fn dataplane_dump_prints_the_rules_for_a_node() {
+    let api = api::ApiServer::start();
+    let svc = api.send(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        &serde_json::json!({"metadata": {"name": "lonely"},
+            "spec": {"selector": {"app": "none"}, "ports": [{"port": 8080}]}}),
+        201,
+    );
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"))
+        .args(["dataplane", "dump", "--kubeconfig"])
+        .arg(&api.kubeconfig)
+        .args(["--node-name", "node-1", "--cluster-cidr", "10.244.0.0/16"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(script.starts_with("add table ip svcnet\n"), "{script}");
+    // no endpoints: the service's address and port are rejected
+    let rejected = format!("{ip} . tcp . 8080 : goto reject-chain");
+    assert!(
+        script
+            .lines()
+            .any(|l| l.starts_with("add element ip svcnet no-endpoint-services {") && l.contains(&rejected)),
+        "{script}"
+    );
+    // and nft takes the script as it is (checked, not applied, in a namespace of our own)
+    let mut nets = svcnet::netns::Namespaces::new("svt-");
+    let ns = nets.add("dump");
+    let mut check = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "nft", "-c", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+}
+
 fn agent_programs_a_node_from_the_api_server(backend: BackendKind) {
     let api = api::ApiServer::start();
     let mut w = World::new(1, backend);

@@ -137,7 +137,8 @@ fn stats(opts: &Options) -> String {
         }
         v.sort();
         let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-        (v[i].as_secs_f64() * 1e6).round() / 1000.0
+        // milliseconds to 0.1 µs: first-packet times are tens of µs
+        (v[i].as_secs_f64() * 1e7).round() / 1e4
     };
     format!(
         "{{\"requests\":{},\"errors\":{errors},\"rate_per_s\":{:.1},\"connect_ms\":{{\"p50\":{},\"p90\":{},\"p99\":{}}},\"request_ms\":{{\"p50\":{},\"p90\":{},\"p99\":{}}}}}",

@@ -94,6 +94,11 @@ struct Case {
     connect_p99s: Vec<f64>,
 }
 
+/// Milliseconds to 0.1 µs.
+fn round4(ms: f64) -> f64 {
+    (ms * 1e4).round() / 1e4
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -113,8 +118,8 @@ impl Case {
         json!({
             "rate_per_s": { "median": super::round3(median(&self.rates)), "rounds": self.rates },
             "connect_ms": {
-                "p50_median": super::round3(median(&self.connect_p50s)),
-                "p99_median": super::round3(median(&self.connect_p99s)),
+                "p50_median": round4(median(&self.connect_p50s)),
+                "p99_median": round4(median(&self.connect_p99s)),
             },
         })
     }

@@ -21,6 +21,33 @@ pub fn run(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Sets a net sysctl (`net.ipv4.ip_forward=1`) inside a network namespace: written to
+/// `/proc/sys` by a thread that entered it (net sysctls belong to the writer's namespace).
+pub fn sysctl_in(netns: &str, setting: &str) -> Result<()> {
+    let (key, value) = setting.split_once('=').context("a sysctl is key=value")?;
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            crate::netns::enter(netns).with_context(|| format!("entering {netns}"))?;
+            std::fs::write(&path, value).with_context(|| format!("in {netns}: setting {setting}"))
+        })
+        .join()
+        .unwrap_or_else(|_| bail!("sysctl thread panicked"))
+    })
+}
+
+/// Checks that nf_tables answers inside a network namespace (over netlink, as the node
+/// agents will use it), so a missing kernel module is named at once.
+pub fn check_nftables_in(netns: &str) -> Result<()> {
+    use svcnet_dataplane::netlink::{consts::NFT_MSG_GETTABLE, socket::NfSocket};
+    let mut socket = NfSocket::open(Some(&std::path::Path::new("/run/netns").join(netns)))
+        .with_context(|| format!("opening a netlink socket in {netns}"))?;
+    socket
+        .dump(NFT_MSG_GETTABLE, 0, &|_| {})
+        .with_context(|| format!("listing nftables tables in {netns}"))?;
+    Ok(())
+}
+
 /// Runs a command inside a network namespace.
 pub fn run_in(netns: &str, args: &[&str]) -> Result<String> {
     let mut full = vec!["ip", "netns", "exec", netns];
@@ -59,7 +86,8 @@ pub fn is_root() -> bool {
 
 /// Fails with what to do unless the tools the lab runs are installed.
 pub fn require_tools() -> Result<()> {
-    let missing: Vec<&str> = ["ip", "nft", "conntrack"]
+    // nftables and conntrack are reached over netlink; only `ip` builds the topology
+    let missing: Vec<&str> = ["ip"]
         .into_iter()
         .filter(|tool| {
             !Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success())
@@ -71,7 +99,7 @@ pub fn require_tools() -> Result<()> {
         .collect();
     if !missing.is_empty() {
         bail!(
-            "the lab needs {} (Debian packages iproute2, nftables, conntrack); `cargo xtask prereqs` installs them",
+            "the lab needs {} (Debian package iproute2); `cargo xtask prereqs` installs it",
             missing.join(", ")
         );
     }

@@ -8,7 +8,7 @@
 use anyhow::{Context, Result};
 
 use super::plan::{LabPlan, netns_prefix};
-use super::shell::{namespaces_with_prefix, remove_namespace, run, run_in};
+use super::shell::{check_nftables_in, namespaces_with_prefix, remove_namespace, run, run_in, sysctl_in};
 
 fn add_namespace(netns: &str) -> Result<()> {
     run(&["ip", "netns", "add", netns])?;
@@ -54,7 +54,7 @@ pub fn build(plan: &LabPlan) -> Result<()> {
             "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0",
         ] {
-            run_in(&node.netns, &["sysctl", "-qw", sysctl])?;
+            sysctl_in(&node.netns, sysctl)?;
         }
         // like a real node, a default route towards the outside (the external host): service
         // addresses are routed before the rules decide to reject or drop them
@@ -63,7 +63,7 @@ pub fn build(plan: &LabPlan) -> Result<()> {
             &["ip", "route", "add", "default", "via", &plan.external_ip.to_string()],
         )?;
         // the kernel's nftables support, checked once per node so a missing module is named
-        run_in(&node.netns, &["nft", "list", "tables"])
+        check_nftables_in(&node.netns)
             .context("nftables is not usable in a network namespace (kernel module nf_tables?)")?;
     }
     for a in &plan.nodes {

@@ -417,10 +417,15 @@ impl<'a> TableBuilder<'a> {
             hook("nat", "postrouting", 100),
             vec![Rule::new([jump("masquerading")])],
         );
-        // traffic counters: a lookup that matches counts on the element, and goes on
+        // traffic counters: a lookup that matches counts on the element, and goes on; replies
+        // never match, so they skip the lookups (and the route lookup)
         let count = vec![
-            Rule::new([lookup(dest, SERVICE_TRAFFIC)]),
-            Rule::new([Stmt::FibLocal { source: false }, lookup(port_key(), NODEPORT_TRAFFIC)]),
+            Rule::new([Stmt::CtOriginal, lookup(dest, SERVICE_TRAFFIC)]),
+            Rule::new([
+                Stmt::CtOriginal,
+                Stmt::FibLocal { source: false },
+                lookup(port_key(), NODEPORT_TRAFFIC),
+            ]),
         ];
         self.chain("count-prerouting", hook("filter", "prerouting", -150), count.clone());
         self.chain("count-output", hook("filter", "output", -150), count);

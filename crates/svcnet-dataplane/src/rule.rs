@@ -126,6 +126,8 @@ pub enum Stmt {
     },
     /// `ct state new`
     CtStateNew,
+    /// `ct direction original`: a packet of the side that opened the connection.
+    CtOriginal,
     /// `ct status dnat`
     CtStatusDnat,
     /// `meta mark and BIT != 0`
@@ -177,6 +179,7 @@ impl fmt::Display for Stmt {
                 write!(f, "fib {} type local", if *source { "saddr" } else { "daddr" })
             }
             Stmt::CtStateNew => f.write_str("ct state new"),
+            Stmt::CtOriginal => f.write_str("ct direction original"),
             Stmt::CtStatusDnat => f.write_str("ct status dnat"),
             Stmt::MarkHas(bit) => write!(f, "meta mark and {bit:#x} != 0"),
             Stmt::MarkOr(bit) => write!(f, "meta mark set meta mark or {bit:#x}"),

@@ -160,7 +160,9 @@ pub const NFTA_MASQ_FLAGS: u16 = 1;
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_DIRECTION: u32 = 1;
 pub const NFT_CT_STATUS: u32 = 2;
+pub const IP_CT_DIR_ORIGINAL: u8 = 0;
 /// `IP_CT_NEW` as a state bit.
 pub const CT_STATE_NEW: u32 = 0x8;
 /// `IPS_DST_NAT`.

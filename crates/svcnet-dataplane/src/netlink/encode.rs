@@ -516,6 +516,13 @@ impl Batch {
                 self.cmp(NFT_CMP_EQ, &RTN_LOCAL.to_ne_bytes());
             }
             Stmt::CtStateNew => self.ct_bit(NFT_CT_STATE, CT_STATE_NEW),
+            Stmt::CtOriginal => {
+                self.expr("ct", |w| {
+                    w.put_be32(NFTA_CT_KEY, NFT_CT_DIRECTION);
+                    w.put_be32(NFTA_CT_DREG, NFT_REG_1);
+                });
+                self.cmp(NFT_CMP_EQ, &[IP_CT_DIR_ORIGINAL]);
+            }
             Stmt::CtStatusDnat => self.ct_bit(NFT_CT_STATUS, CT_STATUS_DNAT),
             Stmt::MarkHas(bit) => {
                 self.meta_load(NFT_META_MARK);

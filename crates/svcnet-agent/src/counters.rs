@@ -145,12 +145,10 @@ pub fn render(counters: &[Counter], index: &Index) -> String {
 /// protocol and port, each padded to 4 bytes; or protocol and port) and the counter
 /// expression's bytes and packets.
 pub fn parse_elements(elements: &[RawAttrs]) -> Vec<Counter> {
-    const ELEM_KEY: u16 = 1;
-    const ELEM_EXPR: u16 = 7;
-    const DATA_VALUE: u16 = 1;
-    const EXPR_DATA: u16 = 2;
-    const COUNTER_BYTES: u16 = 1;
-    const COUNTER_PACKETS: u16 = 2;
+    use svcnet_dataplane::netlink::consts::{
+        NFTA_COUNTER_BYTES as COUNTER_BYTES, NFTA_COUNTER_PACKETS as COUNTER_PACKETS, NFTA_DATA_VALUE as DATA_VALUE,
+        NFTA_EXPR_DATA as EXPR_DATA, NFTA_SET_ELEM_EXPR as ELEM_EXPR, NFTA_SET_ELEM_KEY as ELEM_KEY,
+    };
     let attr = |attrs: &[u8], kind: u16| Attrs(attrs).find(|a| a.kind == kind).map(|a| a.value.to_vec());
     let be64 = |b: Option<Vec<u8>>| b.and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)));
     let mut out = Vec::new();

@@ -55,14 +55,18 @@ pub struct Key<'a>(pub &'a [Field]);
 
 impl fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, field) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" . ")?;
-            }
-            write!(f, "{field}")?;
-        }
-        Ok(())
+        write_joined(f, self.0, " . ")
     }
+}
+
+fn write_joined<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T], separator: &str) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(separator)?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
 }
 
 /// Where a rule ends, if it ends.
@@ -226,13 +230,7 @@ impl Rule {
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            write!(f, "{s}")?;
-        }
-        Ok(())
+        write_joined(f, &self.0, " ")
     }
 }
 

@@ -83,7 +83,10 @@ pub const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 pub const NFTA_SET_ELEM_KEY: u16 = 1;
 pub const NFTA_SET_ELEM_DATA: u16 = 2;
 pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub const NFTA_SET_ELEM_EXPR: u16 = 7;
 pub const NFTA_SET_ELEM_KEY_END: u16 = 10;
+pub const NFTA_COUNTER_BYTES: u16 = 1;
+pub const NFTA_COUNTER_PACKETS: u16 = 2;
 pub const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
 
 /// The data type of verdict maps.

@@ -23,13 +23,15 @@ pub struct Batch {
     seq: u32,
     descriptions: Vec<String>,
     next_set_id: u32,
+    /// Where the last operation's message starts.
+    last_message: Option<usize>,
 }
 
 impl Batch {
     pub fn new(first_seq: u32) -> Self {
         let mut w = Writer::default();
         w.begin(
-            NFNL_MSG_BATCH_BEGIN_TYPE,
+            wire::NFNL_MSG_BATCH_BEGIN,
             NLM_F_REQUEST,
             first_seq,
             0,
@@ -42,6 +44,7 @@ impl Batch {
             seq: first_seq,
             descriptions: vec!["batch begin".into()],
             next_set_id: 1,
+            last_message: None,
         }
     }
 
@@ -50,12 +53,12 @@ impl Batch {
     pub fn finish(mut self) -> (Vec<u8>, Option<u32>, Descriptions) {
         let last = (self.seq != self.first_seq).then_some(self.seq);
         // only the last operation asks for an acknowledgement; errors always come back
-        if let Some(last_seq) = last {
-            set_ack(&mut self.w.buf, last_seq);
+        if let Some(at) = self.last_message {
+            self.w.add_flags(at, NLM_F_ACK);
         }
         self.seq += 1;
         self.w.begin(
-            NFNL_MSG_BATCH_END_TYPE,
+            wire::NFNL_MSG_BATCH_END,
             NLM_F_REQUEST,
             self.seq,
             0,
@@ -75,6 +78,7 @@ impl Batch {
     fn begin(&mut self, msg: u16, flags: u16, family: Family, what: impl FnOnce() -> String) {
         self.seq += 1;
         self.descriptions.push(what());
+        self.last_message = Some(self.w.buf.len());
         self.w.begin(
             wire::NFNL_SUBSYS_NFTABLES << 8 | msg,
             NLM_F_REQUEST | flags,
@@ -399,30 +403,17 @@ impl Batch {
     /// `{ nets }` as a constant interval set: range starts, and ends flagged as such (the
     /// address after each range), as nft writes them.
     fn anonymous_nets(&mut self, family: Family, field: &Field, nets: &[IpNet]) -> u32 {
-        let id = self.new_set_id();
-        let len = field.size();
-        let key = [Part {
-            kind: if len == 4 { TYPE_IPADDR } else { TYPE_IP6ADDR },
-            len,
-        }];
-        self.begin(NFT_MSG_NEWSET, NLM_F_CREATE, family, || "add anonymous set".into());
-        self.w.put_str(NFTA_SET_TABLE, TABLE_NAME);
-        self.w.put_str(NFTA_SET_NAME, "__set%d");
-        self.w
-            .put_be32(NFTA_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | NFT_SET_INTERVAL);
-        self.put_set_types(&key, None);
-        self.w.put_be32(NFTA_SET_ID, id);
         let ranges = interval_elements(nets);
-        self.put_size(ranges.len());
-        self.w.put(NFTA_SET_USERDATA, &udata::rule_ranges(field));
-        self.w.end();
-        self.begin(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, || {
-            "add anonymous set elements".into()
-        });
-        self.w.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE_NAME);
-        self.w.put_str(NFTA_SET_ELEM_LIST_SET, "__set%d");
-        self.w.put_be32(NFTA_SET_ELEM_LIST_SET_ID, id);
-        self.w.open(NFTA_SET_ELEM_LIST_ELEMENTS);
+        let set = AnonymousSet {
+            name: "__set%d",
+            flags: NFT_SET_INTERVAL,
+            key: field_part(field),
+            data: None,
+            size: ranges.len(),
+            userdata: udata::rule_ranges(field),
+        };
+        let id = self.add_anonymous_set(family, &set);
+        self.begin_elements(family, set.name, Some(id), true);
         for (bytes, end) in ranges {
             self.w.open(NFTA_LIST_ELEM);
             self.w.open(NFTA_SET_ELEM_KEY);
@@ -433,38 +424,22 @@ impl Batch {
             }
             self.w.close();
         }
-        self.w.close();
-        self.w.end();
+        self.end_elements();
         id
     }
 
     /// `numgen random mod N vmap { 0 : t0, ... }` as a constant verdict map.
     fn anonymous_vmap(&mut self, family: Family, targets: &[Terminal]) -> u32 {
-        let id = self.new_set_id();
-        let key = [Part {
-            kind: TYPE_INTEGER,
-            len: 4,
-        }];
-        self.begin(NFT_MSG_NEWSET, NLM_F_CREATE, family, || "add anonymous map".into());
-        self.w.put_str(NFTA_SET_TABLE, TABLE_NAME);
-        self.w.put_str(NFTA_SET_NAME, "__map%d");
-        self.w
-            .put_be32(NFTA_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | NFT_SET_MAP);
-        self.put_set_types(&key, Some(&SetData::Verdict));
-        self.w.put_be32(NFTA_SET_ID, id);
-        self.put_size(targets.len());
-        self.w.put(
-            NFTA_SET_USERDATA,
-            &udata::set(&Shape::Single(udata::BYTEORDER_HOST), Some(&Shape::RuleVerdict)),
-        );
-        self.w.end();
-        self.begin(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family, || {
-            "add anonymous map elements".into()
-        });
-        self.w.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE_NAME);
-        self.w.put_str(NFTA_SET_ELEM_LIST_SET, "__map%d");
-        self.w.put_be32(NFTA_SET_ELEM_LIST_SET_ID, id);
-        self.w.open(NFTA_SET_ELEM_LIST_ELEMENTS);
+        let set = AnonymousSet {
+            name: "__map%d",
+            flags: NFT_SET_MAP,
+            key: field_part(&Field::Random(targets.len() as u32)),
+            data: Some(SetData::Verdict),
+            size: targets.len(),
+            userdata: udata::set(&Shape::Single(udata::BYTEORDER_HOST), Some(&Shape::RuleVerdict)),
+        };
+        let id = self.add_anonymous_set(family, &set);
+        self.begin_elements(family, set.name, Some(id), true);
         for (i, t) in targets.iter().enumerate() {
             self.w.open(NFTA_LIST_ELEM);
             self.w.open(NFTA_SET_ELEM_KEY);
@@ -475,7 +450,25 @@ impl Batch {
             self.w.close();
             self.w.close();
         }
-        self.w.close();
+        self.end_elements();
+        id
+    }
+
+    /// Declares a constant set a rule carries (the kernel names it, so it is referred to by
+    /// the returned id within the batch).
+    fn add_anonymous_set(&mut self, family: Family, set: &AnonymousSet) -> u32 {
+        let id = self.new_set_id();
+        self.begin(NFT_MSG_NEWSET, NLM_F_CREATE, family, || {
+            format!("add anonymous set {}", set.name)
+        });
+        self.w.put_str(NFTA_SET_TABLE, TABLE_NAME);
+        self.w.put_str(NFTA_SET_NAME, set.name);
+        self.w
+            .put_be32(NFTA_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | set.flags);
+        self.put_set_types(&[set.key], set.data.as_ref());
+        self.w.put_be32(NFTA_SET_ID, id);
+        self.put_size(set.size);
+        self.w.put(NFTA_SET_USERDATA, &set.userdata);
         self.w.end();
         id
     }
@@ -549,7 +542,7 @@ impl Batch {
             Stmt::DnatMap { family: fam, key, map } => {
                 self.load_key(key);
                 self.lookup(map, None, NFT_REG_1, Some(NFT_REG_1), false);
-                let port_reg = NFT_REG32_00 + (fam_addr_len(*fam) / 4) as u32;
+                let port_reg = register_at(Field::Daddr(*fam).size());
                 self.nat(*fam, NFT_REG_1, port_reg);
             }
             Stmt::DnatTo { addr, port } => {
@@ -773,24 +766,6 @@ impl Descriptions {
     }
 }
 
-const NFNL_MSG_BATCH_BEGIN_TYPE: u16 = wire::NFNL_MSG_BATCH_BEGIN;
-const NFNL_MSG_BATCH_END_TYPE: u16 = wire::NFNL_MSG_BATCH_END;
-
-/// Sets NLM_F_ACK on the message with sequence number `seq`.
-fn set_ack(buf: &mut [u8], seq: u32) {
-    let mut at = 0;
-    while at + 16 <= buf.len() {
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let this = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-        if this == seq {
-            let flags = u16::from_ne_bytes([buf[at + 6], buf[at + 7]]) | NLM_F_ACK;
-            buf[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
-            return;
-        }
-        at += wire::align4(len.max(16));
-    }
-}
-
 /// The register of a concatenation's part at `offset` bytes.
 fn register_at(offset: usize) -> u32 {
     if offset == 0 {
@@ -834,13 +809,6 @@ fn hook_number(hook: &str) -> u32 {
     }
 }
 
-fn fam_addr_len(f: Family) -> usize {
-    match f {
-        Family::Ip => 4,
-        Family::Ip6 => 16,
-    }
-}
-
 /// Where a header field is: payload base and offset.
 fn field_location(field: &Field) -> (u32, u32) {
     match field {
@@ -874,6 +842,19 @@ fn addr_bytes(a: &IpAddr) -> Vec<u8> {
 struct Part {
     kind: u32,
     len: usize,
+}
+
+/// A constant set a rule carries: what `add_anonymous_set` declares.
+struct AnonymousSet {
+    /// `__set%d` or `__map%d`: the kernel fills in the number.
+    name: &'static str,
+    /// Flags besides anonymous and constant.
+    flags: u32,
+    key: Part,
+    data: Option<SetData>,
+    /// Its element count (nft's size hint).
+    size: usize,
+    userdata: Vec<u8>,
 }
 
 enum SetData {

@@ -56,6 +56,12 @@ impl Writer {
         self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
     }
 
+    /// Adds `flags` to the header of the message that starts at `at`.
+    pub fn add_flags(&mut self, at: usize, flags: u16) {
+        let old = u16::from_ne_bytes([self.buf[at + 6], self.buf[at + 7]]);
+        self.buf[at + 6..at + 8].copy_from_slice(&(old | flags).to_ne_bytes());
+    }
+
     /// The size of the message being written so far.
     pub fn current_len(&self) -> usize {
         self.open.first().map_or(0, |start| self.buf.len() - start)

@@ -2,6 +2,7 @@
 //! syncer and a netlink-backend syncer into two fresh namespaces, and after every step the
 //! tables read back over netlink, and as `nft -j` lists them, are identical. Once for a
 //! hand-written cluster with every kind of service, and as a property over random models.
+//! Also: a transaction the kernel refuses is reported by the operation it refused.
 
 use std::net::IpAddr;
 
@@ -213,4 +214,48 @@ proptest! {
             compare(&nets, &text_ns, &netlink_ns, if i == 0 { "full sync" } else { "incremental sync" });
         }
     }
+}
+
+/// A transaction the kernel refuses names the operation it refused, and changes nothing.
+#[test]
+fn a_rejected_transaction_names_the_refused_operation_and_changes_nothing() {
+    use svcnet_dataplane::backend::Backend;
+    use svcnet_dataplane::diff::Op;
+    use svcnet_dataplane::ir::{Atom, Element};
+
+    let mut nets = Namespaces::new("svp-");
+    let ns = nets.add("reject");
+    let mut backend = Netlink::in_netns(&ns).unwrap();
+    let model = ProxyModel {
+        node_name: "node-1".into(),
+        node_ips: vec!["192.168.0.2".parse().unwrap()],
+        cluster_cidrs: vec!["10.180.0.0/16".parse().unwrap()],
+        service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
+        config: ProxyConfig::default(),
+        ports: Default::default(),
+    };
+    let mut syncer = Syncer::new(Netlink::in_netns(&ns).unwrap());
+    syncer.sync(model, 0).unwrap();
+    let before = dump::table(backend.socket(), Family::Ip).unwrap();
+    // a good element first, then one for a set that does not exist
+    let ops = [
+        Op::AddElements {
+            family: Family::Ip,
+            set: "cluster-ips".into(),
+            elements: vec![Element::key(vec![Atom::Addr("172.30.0.9".parse().unwrap())])],
+        },
+        Op::AddElements {
+            family: Family::Ip,
+            set: "no-such-set".into(),
+            elements: vec![Element::key(vec![Atom::Addr("172.30.0.10".parse().unwrap())])],
+        },
+    ];
+    let error = backend.apply(&ops).unwrap_err().to_string();
+    assert!(error.contains("add elements of no-such-set"), "{error}");
+    assert!(error.contains("No such file or directory"), "{error}");
+    assert_eq!(
+        dump::table(backend.socket(), Family::Ip).unwrap(),
+        before,
+        "the good element went in too"
+    );
 }

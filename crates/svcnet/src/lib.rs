@@ -4,6 +4,7 @@
 //! - [`service_check`]: `svcnet service check`.
 //! - [`agnhost`]: test servers and clients standing in for upstream's agnhost image.
 //! - [`netns`]: network namespaces owned by one run.
+//! - [`rtnl`]: links, addresses and routes over rtnetlink (the lab's topology).
 //! - [`lab`]: `svcnet lab`, a multi-node cluster on one machine.
 //! - [`bench`]: `svcnet bench dataplane` and `svcnet bench datapath`.
 
@@ -14,4 +15,5 @@ pub mod bench;
 pub mod cli;
 pub mod lab;
 pub mod netns;
+pub mod rtnl;
 pub mod service_check;

@@ -49,6 +49,18 @@ impl Writer {
         debug_assert_eq!(self.buf.len() - start, NLMSG_HDRLEN + NFGENMSG_LEN);
     }
 
+    /// Starts a message whose family header is `header` (e.g. rtnetlink's `ifinfomsg`)
+    /// instead of an `nfgenmsg`; close it with `end`.
+    pub fn begin_with(&mut self, msg_type: u16, flags: u16, seq: u32, header: &[u8]) {
+        self.open.push(self.buf.len());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes());
+        self.buf.extend_from_slice(&msg_type.to_ne_bytes());
+        self.buf.extend_from_slice(&flags.to_ne_bytes());
+        self.buf.extend_from_slice(&seq.to_ne_bytes());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes());
+        self.buf.extend_from_slice(header);
+    }
+
     /// Closes the message `begin` opened.
     pub fn end(&mut self) {
         let start = self.open.pop().expect("a message is open");

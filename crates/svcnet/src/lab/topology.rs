@@ -8,43 +8,34 @@
 use anyhow::{Context, Result};
 
 use super::plan::{LabPlan, netns_prefix};
-use super::shell::{check_nftables_in, namespaces_with_prefix, remove_namespace, run, run_in, sysctl_in};
+use super::shell::{check_nftables_in, namespaces_with_prefix, remove_namespace, run, sysctl_in};
+use crate::rtnl::Rtnl;
 
-fn add_namespace(netns: &str) -> Result<()> {
+fn add_namespace(netns: &str) -> Result<Rtnl> {
     run(&["ip", "netns", "add", netns])?;
-    run_in(netns, &["ip", "link", "set", "lo", "up"])?;
-    Ok(())
+    let mut rtnl = Rtnl::open_in(netns).with_context(|| format!("netlink in {netns}"))?;
+    rtnl.set_up("lo").with_context(|| format!("in {netns}"))?;
+    Ok(rtnl)
 }
 
 /// Puts a host (node or external) on the switch with `ip/24` on its `eth0`.
 fn attach(plan: &LabPlan, netns: &str, port: &str, ip: &str) -> Result<()> {
-    add_namespace(netns)?;
-    run(&[
-        "ip",
-        "link",
-        "add",
-        "eth0",
-        "netns",
-        netns,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        port,
-        "netns",
-        &plan.switch_netns,
-    ])?;
-    run_in(&plan.switch_netns, &["ip", "link", "set", port, "master", "br0", "up"])?;
-    run_in(netns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-    run_in(netns, &["ip", "link", "set", "eth0", "up"])?;
+    let mut host = add_namespace(netns)?;
+    let mut switch = Rtnl::open_in(&plan.switch_netns).context("netlink in the switch")?;
+    host.add_veth("eth0", port, &plan.switch_netns)?;
+    switch.set_master(port, "br0")?;
+    switch.set_up(port)?;
+    host.add_address("eth0", format!("{ip}/24").parse()?)?;
+    host.set_up("eth0")?;
     Ok(())
 }
 
 /// Creates every namespace, link, address and route of the plan.
 pub fn build(plan: &LabPlan) -> Result<()> {
-    add_namespace(&plan.switch_netns).context("creating network namespaces (is this Linux, as root?)")?;
-    run_in(&plan.switch_netns, &["ip", "link", "add", "br0", "type", "bridge"])?;
-    run_in(&plan.switch_netns, &["ip", "link", "set", "br0", "up"])?;
+    let mut switch =
+        add_namespace(&plan.switch_netns).context("creating network namespaces (is this Linux, as root?)")?;
+    switch.add_bridge("br0")?;
+    switch.set_up("br0")?;
     attach(plan, &plan.external_netns, "p-external", &plan.external_ip.to_string())?;
     for node in &plan.nodes {
         attach(plan, &node.netns, &format!("p-{}", node.name), &node.ip.to_string())?;
@@ -58,20 +49,15 @@ pub fn build(plan: &LabPlan) -> Result<()> {
         }
         // like a real node, a default route towards the outside (the external host): service
         // addresses are routed before the rules decide to reject or drop them
-        run_in(
-            &node.netns,
-            &["ip", "route", "add", "default", "via", &plan.external_ip.to_string()],
-        )?;
+        Rtnl::open_in(&node.netns)?.add_route("0.0.0.0/0".parse()?, Some(plan.external_ip.into()), None)?;
         // the kernel's nftables support, checked once per node so a missing module is named
         check_nftables_in(&node.netns)
             .context("nftables is not usable in a network namespace (kernel module nf_tables?)")?;
     }
     for a in &plan.nodes {
+        let mut rtnl = Rtnl::open_in(&a.netns)?;
         for b in plan.nodes.iter().filter(|b| b.name != a.name) {
-            run_in(
-                &a.netns,
-                &["ip", "route", "add", &b.pod_cidr.to_string(), "via", &b.ip.to_string()],
-            )?;
+            rtnl.add_route(b.pod_cidr.into(), Some(b.ip.into()), None)?;
         }
     }
     Ok(())

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use anyhow::{Result, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::lab::plan::POD_GATEWAY;
-use crate::lab::shell::{remove_namespace, run, run_in};
+use crate::lab::shell::{remove_namespace, run};
+use crate::rtnl::Rtnl;
 
 /// The addresses of one node's pod CIDR, handed out lowest first (the first host address is
 /// left out, as a gateway would be).
@@ -52,23 +53,19 @@ pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
     let veth = host_veth(pod_netns);
     run(&["ip", "netns", "add", pod_netns])?;
     let result = (|| -> Result<()> {
-        run_in(pod_netns, &["ip", "link", "set", "lo", "up"])?;
-        run(&[
-            "ip", "link", "add", &veth, "netns", node_netns, "type", "veth", "peer", "name", "eth0", "netns", pod_netns,
-        ])?;
-        run_in(node_netns, &["ip", "link", "set", &veth, "up"])?;
-        run_in(
-            node_netns,
-            &["ip", "addr", "add", &format!("{POD_GATEWAY}/32"), "dev", &veth],
-        )?;
-        run_in(node_netns, &["ip", "route", "add", &format!("{ip}/32"), "dev", &veth])?;
-        run_in(pod_netns, &["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
-        run_in(pod_netns, &["ip", "link", "set", "eth0", "up"])?;
-        run_in(pod_netns, &["ip", "route", "add", POD_GATEWAY, "dev", "eth0"])?;
-        run_in(
-            pod_netns,
-            &["ip", "route", "add", "default", "via", POD_GATEWAY, "dev", "eth0"],
-        )?;
+        let gateway: Ipv4Addr = POD_GATEWAY.parse()?;
+        let host = |a: Ipv4Addr| IpNet::from(Ipv4Net::from(a));
+        let mut pod = Rtnl::open_in(pod_netns)?;
+        let mut node = Rtnl::open_in(node_netns)?;
+        pod.set_up("lo")?;
+        node.add_veth(&veth, "eth0", pod_netns)?;
+        node.set_up(&veth)?;
+        node.add_address(&veth, host(gateway))?;
+        node.add_route(host(ip), None, Some(&veth))?;
+        pod.add_address("eth0", host(ip))?;
+        pod.set_up("eth0")?;
+        pod.add_route(host(gateway), None, Some("eth0"))?;
+        pod.add_route("0.0.0.0/0".parse()?, Some(gateway.into()), Some("eth0"))?;
         Ok(())
     })();
     if result.is_err() {

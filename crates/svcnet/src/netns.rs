@@ -3,11 +3,121 @@
 //! or panic). Namespaces an earlier run of the same kind left behind, whose process is gone,
 //! are removed at start. Nothing is ever added to the caller's own namespace.
 //! [`enter`] moves a thread into a namespace (for probes, dialers and benchmarks).
+//!
+//! Namespaces are named as `ip netns` names them (a file under `/run/netns` that keeps the
+//! namespace alive), and [`create`], [`delete`], [`list`], [`pids`] and [`spawn_in`] do what
+//! `ip netns add|del|list|pids|exec` do, without the program.
 
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Where named namespaces are kept.
+pub const NETNS_DIR: &str = "/run/netns";
+
+fn path_of(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+/// Runs `f` on a thread of its own inside the named namespace (which it leaves by ending).
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(name)?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// Creates a named network namespace, as `ip netns add` does: a new namespace, kept alive by
+/// a bind mount of it on `/run/netns/NAME`.
+pub fn create(name: &str) -> io::Result<()> {
+    std::fs::create_dir_all(NETNS_DIR)?;
+    let path = path_of(name);
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    let made = std::thread::scope(|s| {
+        s.spawn(|| -> io::Result<()> {
+            // a new network namespace for this thread only; no other state is unshared
+            #[allow(deprecated)]
+            rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET)?;
+            rustix::mount::mount_bind("/proc/thread-self/ns/net", &path)?;
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+/// Deletes a named namespace (it lives on while processes or sockets still use it).
+pub fn delete(name: &str) -> io::Result<()> {
+    let path = path_of(name);
+    rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH)?;
+    std::fs::remove_file(&path)
+}
+
+/// The named namespaces.
+pub fn list() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The processes inside a named namespace.
+pub fn pids(name: &str) -> Vec<i32> {
+    let Ok(ns) = std::fs::metadata(path_of(name)) else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.dev() == ns.dev() && m.ino() == ns.ino())
+        })
+        .collect()
+}
+
+/// Kills every process inside a named namespace.
+pub fn kill_all_in(name: &str) {
+    for pid in pids(name) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Starts `command` inside a named namespace (as `ip netns exec` does): it is spawned from a
+/// thread that entered the namespace, and a child is born where its parent thread is.
+pub fn spawn_in(name: &str, command: &mut Command) -> io::Result<Child> {
+    in_netns(name, || command.spawn())
+}
+
+/// `spawn_in` for tokio's processes; call it from inside a runtime.
+pub fn spawn_async_in(name: &str, command: &mut tokio::process::Command) -> io::Result<tokio::process::Child> {
+    let runtime = tokio::runtime::Handle::current();
+    in_netns(name, || {
+        let _inside = runtime.enter();
+        command.spawn()
+    })
+}
 
 /// Moves the calling thread into the named network namespace (`ip netns` names). Only for
 /// threads of their own: sockets it then creates, and processes it starts, live there.
@@ -46,27 +156,15 @@ pub fn require_root_tools() {
 }
 
 fn remove_stale(kind: &str) {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
+    for name in list() {
         let Some(rest) = name.strip_prefix(kind) else {
             continue;
         };
         let pid = rest.split('-').next().unwrap_or("");
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
-            kill_processes_in(name);
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-fn kill_processes_in(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
+            kill_all_in(&name);
+            let _ = delete(&name);
         }
     }
 }
@@ -94,7 +192,7 @@ impl Namespaces {
     /// Creates a namespace (loopback up) and returns its full name.
     pub fn add(&mut self, short: &str) -> String {
         let name = format!("{}{short}", self.prefix);
-        run(&["ip", "netns", "add", &name]);
+        create(&name).unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         self.created.push(name.clone());
         self.exec_ok(&name, &["ip", "link", "set", "lo", "up"]);
         // no duplicate-address detection: addresses here are unique by construction, and
@@ -161,8 +259,8 @@ impl Drop for Namespaces {
             let _ = c.wait();
         }
         for ns in self.created.iter().rev() {
-            kill_processes_in(ns);
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            kill_all_in(ns);
+            let _ = delete(ns);
         }
     }
 }

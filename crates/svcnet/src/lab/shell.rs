@@ -1,4 +1,5 @@
-//! Running `ip` (and friends) for the lab, with errors that say which command failed and why.
+//! Namespaces, sysctls and commands for the lab (natively, no `ip`), with errors that say
+//! what failed and why.
 
 use std::process::Command;
 
@@ -48,60 +49,47 @@ pub fn check_nftables_in(netns: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs a command inside a network namespace.
+/// Runs a command inside a network namespace and returns its standard output; a non-zero
+/// exit is an error carrying the command line and its standard error.
 pub fn run_in(netns: &str, args: &[&str]) -> Result<String> {
-    let mut full = vec!["ip", "netns", "exec", netns];
-    full.extend_from_slice(args);
-    run(&full)
+    let mut command = Command::new(args[0]);
+    command
+        .args(&args[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child =
+        crate::netns::spawn_in(netns, &mut command).with_context(|| format!("running {} in {netns}", args[0]))?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` in {netns} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Creates a named network namespace.
+pub fn add_namespace(netns: &str) -> Result<()> {
+    crate::netns::create(netns).with_context(|| format!("creating network namespace {netns}"))
 }
 
 /// The network namespaces whose names start with `prefix`.
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
-    let Ok(out) = run(&["ip", "netns", "list"]) else {
-        return Vec::new();
-    };
-    out.lines()
-        .filter_map(|l| l.split_whitespace().next())
+    crate::netns::list()
+        .into_iter()
         .filter(|n| n.starts_with(prefix))
-        .map(str::to_owned)
         .collect()
 }
 
 /// Kills every process in a namespace, then deletes it. Errors are ignored: this is cleanup.
 pub fn remove_namespace(netns: &str) {
-    if let Ok(pids) = run(&["ip", "netns", "pids", netns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-    }
-    let _ = run(&["ip", "netns", "del", netns]);
+    crate::netns::kill_all_in(netns);
+    let _ = crate::netns::delete(netns);
 }
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// Fails with what to do unless the tools the lab runs are installed.
-pub fn require_tools() -> Result<()> {
-    // nftables and conntrack are reached over netlink; only `ip` builds the topology
-    let missing: Vec<&str> = ["ip"]
-        .into_iter()
-        .filter(|tool| {
-            !Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success())
-                && !Command::new(tool)
-                    .arg("--version")
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-        })
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "the lab needs {} (Debian package iproute2); `cargo xtask prereqs` installs it",
-            missing.join(", ")
-        );
-    }
-    Ok(())
 }

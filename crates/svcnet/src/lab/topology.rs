@@ -8,11 +8,11 @@
 use anyhow::{Context, Result};
 
 use super::plan::{LabPlan, netns_prefix};
-use super::shell::{check_nftables_in, namespaces_with_prefix, remove_namespace, run, sysctl_in};
+use super::shell::{self, check_nftables_in, namespaces_with_prefix, remove_namespace, sysctl_in};
 use crate::rtnl::Rtnl;
 
 fn add_namespace(netns: &str) -> Result<Rtnl> {
-    run(&["ip", "netns", "add", netns])?;
+    shell::add_namespace(netns)?;
     let mut rtnl = Rtnl::open_in(netns).with_context(|| format!("netlink in {netns}"))?;
     rtnl.set_up("lo").with_context(|| format!("in {netns}"))?;
     Ok(rtnl)

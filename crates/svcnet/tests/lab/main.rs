@@ -49,7 +49,9 @@ fn hostnames_from_client(lab: &Lab, target: &str, n: u32) -> String {
 
 #[test]
 fn demo_shows_clusterip_and_nodeport_traffic() {
-    let (lab, printed) = Lab::up_with(2, &["--demo"]);
+    // the lab needs none of the network tools: it talks netlink itself
+    let path = Lab::path_without(&["ip", "nft", "conntrack", "sysctl"]);
+    let (lab, printed) = Lab::up_with_path(2, &["--demo"], Some(path.path()));
     for line in [
         "ClusterIP from pod client: demo-",
         "NodePort on node-1 from the external host: demo-",

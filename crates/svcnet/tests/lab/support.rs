@@ -62,8 +62,33 @@ impl Lab {
         Self::up_with(nodes, &[]).0
     }
 
+    /// A directory standing in for `$PATH` with every program on it except `without`
+    /// (symbolic links, removed with the directory).
+    pub fn path_without(without: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let path = std::env::var("PATH").unwrap_or_default();
+        for entry in std::env::split_paths(&path)
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let link = dir.path().join(&name);
+            if without.iter().any(|w| name == *w) || link.exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(entry.path(), link);
+        }
+        dir
+    }
+
     /// `lab up` with extra arguments; also returns what it printed.
     pub fn up_with(nodes: usize, extra: &[&str]) -> (Self, String) {
+        Self::up_with_path(nodes, extra, None)
+    }
+
+    /// `up_with`, the lab's processes finding programs on `path` instead of `$PATH`.
+    pub fn up_with_path(nodes: usize, extra: &[&str], path: Option<&std::path::Path>) -> (Self, String) {
         assert!(rustix_is_root(), "lab tests need root (network namespaces, nftables)");
         remove_stale_labs();
         let name = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
@@ -71,11 +96,13 @@ impl Lab {
             kubeconfig: PathBuf::from(format!("/run/svcnet-lab/{name}/apiserver/kubeconfig")),
             name,
         };
-        let out = Command::new(SVCNET)
-            .args(["lab", "up", "--name", &lab.name, "--nodes", &nodes.to_string()])
-            .args(extra)
-            .output()
-            .unwrap();
+        let mut up = Command::new(SVCNET);
+        up.args(["lab", "up", "--name", &lab.name, "--nodes", &nodes.to_string()])
+            .args(extra);
+        if let Some(path) = path {
+            up.env("PATH", path);
+        }
+        let out = up.output().unwrap();
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
         (lab, text(&out))
     }

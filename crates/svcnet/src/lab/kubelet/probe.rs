@@ -112,15 +112,20 @@ fn network_probe(node_netns: &str, action: &Action, timeout: Duration) -> std::i
 pub async fn check(action: &Action, node_netns: &str, pod_netns: &str, timeout: Duration) -> bool {
     match action {
         Action::Exec(command) => {
-            let mut cmd = tokio::process::Command::new("ip");
-            cmd.args(["netns", "exec", pod_netns])
-                .args(command)
+            let Some((program, args)) = command.split_first() else {
+                return false;
+            };
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
+            let Ok(mut child) = crate::netns::spawn_async_in(pod_netns, &mut cmd) else {
+                return false;
+            };
             matches!(
-                tokio::time::timeout(timeout, cmd.status()).await,
+                tokio::time::timeout(timeout, child.wait()).await,
                 Ok(Ok(status)) if status.success()
             )
         }

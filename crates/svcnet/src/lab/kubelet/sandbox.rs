@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::lab::plan::POD_GATEWAY;
-use crate::lab::shell::{remove_namespace, run};
+use crate::lab::shell::{add_namespace, remove_namespace};
 use crate::rtnl::Rtnl;
 
 /// The addresses of one node's pod CIDR, handed out lowest first (the first host address is
@@ -51,7 +51,7 @@ pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
         bail!("interface name for {pod_netns} is too long");
     }
     let veth = host_veth(pod_netns);
-    run(&["ip", "netns", "add", pod_netns])?;
+    add_namespace(pod_netns)?;
     let result = (|| -> Result<()> {
         let gateway: Ipv4Addr = POD_GATEWAY.parse()?;
         let host = |a: Ipv4Addr| IpNet::from(Ipv4Net::from(a));

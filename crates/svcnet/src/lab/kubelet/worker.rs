@@ -336,9 +336,9 @@ fn spawn(
 ) -> anyhow::Result<tokio::process::Child> {
     let log_path: PathBuf = crate::lab::hooks::LogFiles::path(log_dir, namespace, pod, container);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-    let mut cmd = tokio::process::Command::new("ip");
-    cmd.args(["netns", "exec", netns])
-        .args(words)
+    let (program, args) = anyhow::Context::context(words.split_first(), "a container needs a command")?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .env("HOSTNAME", pod)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -352,7 +352,7 @@ fn spawn(
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    Ok(cmd.spawn()?)
+    Ok(crate::netns::spawn_async_in(netns, &mut cmd)?)
 }
 
 fn signal_group(group: Option<u32>, signal: rustix::process::Signal) {

@@ -39,13 +39,18 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the system tests use, by the command each provides.
+/// Debian packages the system tests use, by the command each provides (the text backend and
+/// the test harness run these; svcnet itself needs none of them).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("ip", "iproute2"),
     ("ss", "iproute2"),
     ("conntrack", "conntrack"),
+    ("curl", "curl"),
 ];
+
+/// What the demo's printed examples use.
+const DEMO_PACKAGES: &[(&str, &str)] = &[("curl", "curl")];
 
 fn have(command: &str) -> bool {
     Command::new("sh")
@@ -54,13 +59,9 @@ fn have(command: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Installs the tools the test suite uses that a fresh machine may lack.
-fn prereqs() -> Result<()> {
-    let mut missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .filter(|(c, _)| !have(c))
-        .map(|(_, p)| *p)
-        .collect();
+/// Installs the Debian packages of `packages` whose command is missing.
+fn install_missing(packages: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = packages.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p).collect();
     missing.dedup();
     if !missing.is_empty() {
         run("apt-get", &["update", "-qq"])?;
@@ -68,6 +69,12 @@ fn prereqs() -> Result<()> {
         args.extend(&missing);
         run("apt-get", &args)?;
     }
+    Ok(())
+}
+
+/// Installs the tools the test suite uses that a fresh machine may lack.
+fn prereqs() -> Result<()> {
+    install_missing(DEBIAN_PACKAGES)?;
     for component in ["rustfmt", "clippy"] {
         let present = Command::new("cargo")
             .args([if component == "rustfmt" { "fmt" } else { "clippy" }, "--version"])
@@ -114,7 +121,10 @@ fn test() -> Result<()> {
 }
 
 fn demo() -> Result<()> {
-    prereqs()?;
+    // the lab itself needs no network tools (it talks netlink); curl and kubectl are for
+    // exploring it afterwards
+    install_missing(DEMO_PACKAGES)?;
+    python_client()?;
     run("cargo", &["build", "--quiet", "-p", "svcnet"])?;
     let svcnet = "target/debug/svcnet";
     // a lab of the demo's name from an earlier run is replaced, not an error

@@ -95,6 +95,11 @@ pub fn pids(name: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Writes a sysctl (`net/ipv4/ip_forward`, under `/proc/sys`) inside a named namespace.
+pub fn set_sysctl(name: &str, key: &str, value: &str) -> io::Result<()> {
+    in_netns(name, || std::fs::write(Path::new("/proc/sys").join(key), value))
+}
+
 /// Kills every process inside a named namespace.
 pub fn kill_all_in(name: &str) {
     for pid in pids(name) {
@@ -194,18 +199,15 @@ impl Namespaces {
         let name = format!("{}{short}", self.prefix);
         create(&name).unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         self.created.push(name.clone());
-        self.exec_ok(&name, &["ip", "link", "set", "lo", "up"]);
+        crate::rtnl::Rtnl::open_in(&name)
+            .and_then(|mut r| r.set_up("lo"))
+            .unwrap_or_else(|e| panic!("in {name}: {e}"));
         // no duplicate-address detection: addresses here are unique by construction, and
         // tentative addresses would stall IPv6 for the first seconds
-        self.exec_ok(
-            &name,
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.accept_dad=0",
-                "net.ipv6.conf.default.accept_dad=0",
-            ],
-        );
+        for key in ["all", "default"] {
+            set_sysctl(&name, &format!("net/ipv6/conf/{key}/accept_dad"), "0")
+                .unwrap_or_else(|e| panic!("in {name}: {e}"));
+        }
         name
     }
 
@@ -244,11 +246,13 @@ impl Namespaces {
 
     /// A veth pair between two namespaces.
     pub fn veth(&self, a_ns: &str, a_if: &str, b_ns: &str, b_if: &str) {
-        run(&[
-            "ip", "link", "add", a_if, "netns", a_ns, "type", "veth", "peer", "name", b_if, "netns", b_ns,
-        ]);
-        self.exec_ok(a_ns, &["ip", "link", "set", a_if, "up"]);
-        self.exec_ok(b_ns, &["ip", "link", "set", b_if, "up"]);
+        let made = (|| -> io::Result<()> {
+            let mut a = crate::rtnl::Rtnl::open_in(a_ns)?;
+            a.add_veth(a_if, b_if, b_ns)?;
+            a.set_up(a_if)?;
+            crate::rtnl::Rtnl::open_in(b_ns)?.set_up(b_if)
+        })();
+        made.unwrap_or_else(|e| panic!("veth {a_ns}/{a_if} - {b_ns}/{b_if}: {e}"));
     }
 }
 
@@ -263,16 +267,4 @@ impl Drop for Namespaces {
             let _ = delete(ns);
         }
     }
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("running command");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -9,12 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use svcnet_core::service::model::Protocol;
-use svcnet_dataplane::backend::NftText;
+use svcnet_dataplane::backend::BackendKind;
 use svcnet_dataplane::model::{Endpoint, ServicePort};
 use svcnet_dataplane::syncer::Syncer;
 
 use super::synthetic;
 use crate::netns::Namespaces;
+use crate::rtnl::Rtnl;
 
 pub struct Options {
     pub services: u32,
@@ -56,17 +57,19 @@ fn rig(nets: &mut Namespaces, suffix: &str) -> Result<Rig> {
     let node = nets.add(&format!("node{suffix}"));
     let server = nets.add(&format!("server{suffix}"));
     let client = nets.add(&format!("client{suffix}"));
-    nets.exec_ok(&node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    crate::netns::set_sysctl(&node, "net/ipv4/ip_forward", "1")?;
+    let gateway: std::net::IpAddr = "169.254.1.1".parse()?;
+    let host = |ip: std::net::IpAddr| ipnet::IpNet::from(ip);
+    let mut node_links = Rtnl::open_in(&node)?;
     for (ns, ip, veth) in [(&server, SERVER_IP, "vs"), (&client, CLIENT_IP, "vc")] {
+        let ip: std::net::IpAddr = ip.parse()?;
         nets.veth(&node, veth, ns, "eth0");
-        nets.exec_ok(ns, &["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-        nets.exec_ok(ns, &["ip", "route", "add", "169.254.1.1", "dev", "eth0"]);
-        nets.exec_ok(
-            ns,
-            &["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"],
-        );
-        nets.exec_ok(&node, &["ip", "addr", "add", "169.254.1.1/32", "dev", veth]);
-        nets.exec_ok(&node, &["ip", "route", "add", &format!("{ip}/32"), "dev", veth]);
+        let mut pod = Rtnl::open_in(ns)?;
+        pod.add_address("eth0", host(ip))?;
+        pod.add_route(host(gateway), None, Some("eth0"))?;
+        pod.add_route("0.0.0.0/0".parse()?, Some(gateway), Some("eth0"))?;
+        node_links.add_address(veth, host(gateway))?;
+        node_links.add_route(host(ip), None, Some(veth))?;
     }
     let exe = std::env::current_exe()?;
     nets.spawn(
@@ -152,10 +155,10 @@ pub fn run(opts: &Options) -> Result<Value> {
     let clock = Instant::now();
     let mut small = synthetic::model(0, 0);
     small.ports.insert(real.id(), real.clone());
-    Syncer::new(NftText::in_netns(&small_rig.node)).sync(small, clock.elapsed().as_millis() as u64)?;
+    Syncer::new(BackendKind::Netlink.open(Some(&small_rig.node))?).sync(small, clock.elapsed().as_millis() as u64)?;
     let mut large = synthetic::model(opts.services.saturating_sub(1), 5);
     large.ports.insert(real.id(), real);
-    Syncer::new(NftText::in_netns(&large_rig.node)).sync(large, clock.elapsed().as_millis() as u64)?;
+    Syncer::new(BackendKind::Netlink.open(Some(&large_rig.node))?).sync(large, clock.elapsed().as_millis() as u64)?;
 
     let per_round = (opts.requests / ROUNDS).max(1);
     let (mut direct, mut one, mut many) = (Case::default(), Case::default(), Case::default());

@@ -26,15 +26,8 @@ pub fn run(args: &[&str]) -> Result<String> {
 /// `/proc/sys` by a thread that entered it (net sysctls belong to the writer's namespace).
 pub fn sysctl_in(netns: &str, setting: &str) -> Result<()> {
     let (key, value) = setting.split_once('=').context("a sysctl is key=value")?;
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<()> {
-            crate::netns::enter(netns).with_context(|| format!("entering {netns}"))?;
-            std::fs::write(&path, value).with_context(|| format!("in {netns}: setting {setting}"))
-        })
-        .join()
-        .unwrap_or_else(|_| bail!("sysctl thread panicked"))
-    })
+    crate::netns::set_sysctl(netns, &key.replace('.', "/"), value)
+        .with_context(|| format!("in {netns}: setting {setting}"))
 }
 
 /// Checks that nf_tables answers inside a network namespace (over netlink, as the node

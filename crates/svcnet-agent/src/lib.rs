@@ -116,28 +116,20 @@ fn apply_conntrack_timeouts(netns: &Option<String>, timeouts: &[(&'static str, u
     if timeouts.is_empty() {
         return;
     }
-    let result = std::thread::scope(|s| {
-        s.spawn(|| -> std::io::Result<Vec<(String, std::io::Result<()>)>> {
-            if let Some(ns) = netns {
-                use std::os::fd::AsFd;
-                let file = std::fs::File::open(format!("/var/run/netns/{ns}"))?;
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-            }
-            Ok(timeouts
-                .iter()
-                .map(|(name, seconds)| {
-                    let setting = format!("net.netfilter.{name}={seconds}");
-                    let path = format!("/proc/sys/net/netfilter/{name}");
-                    (setting, std::fs::write(path, seconds.to_string()))
-                })
-                .collect())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("sysctl thread panicked")))
-    });
+    let write_all = || -> std::io::Result<Vec<(String, std::io::Result<()>)>> {
+        Ok(timeouts
+            .iter()
+            .map(|(name, seconds)| {
+                let setting = format!("net.netfilter.{name}={seconds}");
+                let path = format!("/proc/sys/net/netfilter/{name}");
+                (setting, std::fs::write(path, seconds.to_string()))
+            })
+            .collect())
+    };
+    let result = match netns {
+        Some(ns) => svcnet_dataplane::netlink::socket::in_netns(&PathBuf::from("/var/run/netns").join(ns), write_all),
+        None => write_all(),
+    };
     match result {
         Ok(outcomes) => {
             for (setting, outcome) in outcomes {
@@ -264,7 +256,8 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
     }
     apply_conntrack_timeouts(&opts.netns, &opts.conntrack_timeouts);
     // The dataplane thread enters the programmed namespace itself (when one is given), so
-    // the `nft` and `conntrack` it starts are born there: no `ip netns exec` per sync.
+    // its netlink sockets (or, with the text backend, the `nft` and `conntrack` it starts)
+    // belong there: no `ip netns exec` per sync.
     let netns_file = match &opts.netns {
         Some(ns) => {
             Some(std::fs::File::open(format!("/var/run/netns/{ns}")).map_err(|e| AgentError::Netns(ns.clone(), e))?)

@@ -25,14 +25,7 @@ fn path_of(name: &str) -> PathBuf {
 
 /// Runs `f` on a thread of its own inside the named namespace (which it leaves by ending).
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(name)?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
-    })
+    svcnet_dataplane::netlink::socket::in_netns(&path_of(name), f)
 }
 
 /// Creates a named network namespace, as `ip netns add` does: a new namespace, kept alive by

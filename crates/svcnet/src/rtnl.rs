@@ -5,11 +5,11 @@
 use std::fs::File;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
+use std::path::Path;
 
 use ipnet::IpNet;
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
-use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use svcnet_dataplane::netlink::wire::{self, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NLMSG_ERROR, Writer};
 
 const RTM_NEWLINK: u16 = 16;
@@ -71,17 +71,11 @@ pub struct Rtnl {
 impl Rtnl {
     /// A socket in the named namespace (`/run/netns/NAME`).
     pub fn open_in(netns: &str) -> io::Result<Self> {
-        let ns = File::open(format!("/run/netns/{netns}"))?;
-        let socket = std::thread::scope(|s| {
-            s.spawn(|| {
-                move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))?;
-                let mut socket = Socket::new(NETLINK_ROUTE)?;
-                socket.bind_auto()?;
-                socket.set_cap_ack(true)?;
-                Ok::<_, io::Error>(socket)
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+        let socket = crate::netns::in_netns(netns, || {
+            let mut socket = Socket::new(NETLINK_ROUTE)?;
+            socket.bind_auto()?;
+            socket.set_cap_ack(true)?;
+            Ok(socket)
         })?;
         Ok(Rtnl { socket, seq: 1 })
     }
@@ -137,7 +131,7 @@ impl Rtnl {
 
     /// A veth pair: `name` here, `peer` in the namespace `peer_netns`.
     pub fn add_veth(&mut self, name: &str, peer: &str, peer_netns: &str) -> io::Result<()> {
-        let ns = File::open(format!("/run/netns/{peer_netns}"))?;
+        let ns = File::open(Path::new(crate::netns::NETNS_DIR).join(peer_netns))?;
         let fd = ns.as_raw_fd() as u32;
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifinfomsg(0, 0, 0), |w| {
             w.put_str(IFLA_IFNAME, name);

@@ -43,18 +43,7 @@ impl NfSocket {
     pub fn open(netns: Option<&Path>) -> io::Result<Self> {
         let socket = match netns {
             None => new_socket()?,
-            Some(path) => {
-                let ns = File::open(path)?;
-                // entering a namespace changes only the calling thread, so use a fresh one
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))?;
-                        new_socket()
-                    })
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
-                })?
-            }
+            Some(path) => in_netns(path, new_socket)?,
         };
         Ok(NfSocket { socket, seq: 1 })
     }
@@ -186,6 +175,21 @@ impl NfSocket {
             }
         }
     }
+}
+
+/// Runs `f` on a fresh thread inside the network namespace `netns` names (a file such as
+/// `/run/netns/NAME`): entering a namespace changes only the calling thread, and sockets it
+/// opens, processes it starts and `/proc/sys/net` files it writes belong to that namespace.
+pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    let ns = File::open(netns)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
 }
 
 fn new_socket() -> io::Result<Socket> {

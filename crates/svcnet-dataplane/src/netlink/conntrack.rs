@@ -141,6 +141,14 @@ mod tests {
         w.buf
     }
 
+    proptest::proptest! {
+        /// Whatever the kernel (or anyone) sends, parsing an entry never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse(&bytes);
+        }
+    }
+
     #[test]
     fn entries_parse_and_match_filters() {
         let mut w = Writer::default();

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
-use svcnet_dataplane::netlink::wire::{self, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NLMSG_ERROR, Writer};
+use svcnet_dataplane::netlink::socket::exchange;
+use svcnet_dataplane::netlink::wire::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, Writer};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
@@ -94,25 +95,7 @@ impl Rtnl {
         w.begin_with(msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, seq, header);
         attrs(&mut w);
         w.end();
-        self.socket.send(&w.buf, 0)?;
-        let mut answers = Vec::new();
-        loop {
-            let (datagram, _) = self.socket.recv_from_full()?;
-            for m in wire::messages(&datagram) {
-                if m.seq != seq {
-                    continue;
-                }
-                if m.msg_type != NLMSG_ERROR {
-                    answers.push(m.payload.to_vec());
-                    continue;
-                }
-                return match m.error() {
-                    Some((0, _)) => Ok(answers),
-                    Some((code, _)) => Err(io::Error::from_raw_os_error(-code)),
-                    None => Err(io::Error::other("malformed netlink answer")),
-                };
-            }
-        }
+        exchange(&self.socket, &w.buf, seq)
     }
 
     /// The index of the interface called `name`.

@@ -124,25 +124,7 @@ impl NfSocket {
         );
         attrs(&mut w);
         w.end();
-        self.socket.send(&w.buf, 0)?;
-        let mut out = Vec::new();
-        loop {
-            let (datagram, _) = self.socket.recv_from_full()?;
-            for m in wire::messages(&datagram) {
-                if m.seq != seq {
-                    continue;
-                }
-                match m.msg_type {
-                    NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR => match m.error() {
-                        Some((0, _)) => return Ok(out),
-                        Some((code, _)) => return Err(io::Error::from_raw_os_error(-code)),
-                        None => return Err(io::Error::other("malformed netlink error")),
-                    },
-                    _ => out.push(m.payload.to_vec()),
-                }
-            }
-        }
+        exchange(&self.socket, &w.buf, seq)
     }
 }
 
@@ -161,17 +143,28 @@ impl NfSocket {
         w.begin(subsystem << 8 | msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, family, 0);
         attrs(&mut w);
         w.end();
-        self.socket.send(&w.buf, 0)?;
-        loop {
-            let (datagram, _) = self.socket.recv_from_full()?;
-            for m in wire::messages(&datagram) {
-                if m.seq == seq && m.msg_type == NLMSG_ERROR {
+        exchange(&self.socket, &w.buf, seq).map(drop)
+    }
+}
+
+/// Sends one request (sequence number `seq`) and collects what answers it, until the end of
+/// a dump or the acknowledgement; a refusal is the kernel's errno.
+pub fn exchange(socket: &Socket, request: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> {
+    socket.send(request, 0)?;
+    let mut answers = Vec::new();
+    loop {
+        let (datagram, _) = socket.recv_from_full()?;
+        for m in wire::messages(&datagram).into_iter().filter(|m| m.seq == seq) {
+            match m.msg_type {
+                NLMSG_DONE => return Ok(answers),
+                NLMSG_ERROR => {
                     return match m.error() {
-                        Some((0, _)) => Ok(()),
+                        Some((0, _)) => Ok(answers),
                         Some((code, _)) => Err(io::Error::from_raw_os_error(-code)),
                         None => Err(io::Error::other("malformed netlink error")),
                     };
                 }
+                _ => answers.push(m.payload.to_vec()),
             }
         }
     }

@@ -12,12 +12,13 @@ pub fn run(args: &[&str]) -> Result<String> {
         .args(&args[1..])
         .output()
         .with_context(|| format!("running {}", args[0]))?;
+    checked(&args.join(" "), out)
+}
+
+/// The standard output of a finished command, or an error naming it with its standard error.
+fn checked(what: &str, out: std::process::Output) -> Result<String> {
     if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{what}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -52,15 +53,7 @@ pub fn run_in(netns: &str, args: &[&str]) -> Result<String> {
         .stderr(std::process::Stdio::piped());
     let child =
         crate::netns::spawn_in(netns, &mut command).with_context(|| format!("running {} in {netns}", args[0]))?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`{}` in {netns} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    checked(&format!("{} (in {netns})", args.join(" ")), child.wait_with_output()?)
 }
 
 /// Creates a named network namespace.

@@ -53,6 +53,17 @@ pub fn from_host(mut event: Value, host: &str) -> Value {
 /// a failure is logged, never the caller's error.
 pub fn record(store: &Store, ids: &mut dyn Ids, object: &Value, reason: &str, message: &str, component: &str) {
     let event = normal(object, reason, message, component, objects::now_precise_timestamp());
+    store_event(store, ids, object, event, reason);
+}
+
+/// Stores a Warning event about `object`, best effort like [`record`].
+pub fn record_warning(store: &Store, ids: &mut dyn Ids, object: &Value, reason: &str, message: &str, component: &str) {
+    let mut event = normal(object, reason, message, component, objects::now_precise_timestamp());
+    event["type"] = json!("Warning");
+    store_event(store, ids, object, event, reason);
+}
+
+fn store_event(store: &Store, ids: &mut dyn Ids, object: &Value, event: Value, reason: &str) {
     let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default");
     if let Err(status) = objects::create(store, &EVENTS, namespace, event, ids) {
         tracing::debug!(reason, error = %status.message, "event not recorded");

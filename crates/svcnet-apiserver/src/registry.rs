@@ -35,8 +35,6 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] svcnet_core::alloc::ConfigError),
-    #[error("stored service {0} is not valid JSON: {1}")]
-    Corrupt(String, serde_json::Error),
     #[error("creating default/kubernetes: {0}")]
     Bootstrap(String),
 }
@@ -109,10 +107,17 @@ impl Registry {
         let store = Store::open(path, HISTORY)?;
         let mut allocators = Allocators::new(service_cidrs, node_ports)?;
         let (stored, _) = store.list(SERVICES, None)?;
-        let services = stored
+        // a stored Service this version cannot read is reported, never a reason not to start
+        let services: Vec<Service> = stored
             .iter()
-            .map(|s| serde_json::from_slice::<Service>(&s.value).map_err(|e| OpenError::Corrupt(s.key.to_string(), e)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|s| match serde_json::from_slice::<Service>(&s.value) {
+                Ok(service) => Some(service),
+                Err(e) => {
+                    tracing::error!(key = %s.key, error = %e, "stored Service cannot be decoded; its addresses stay unallocated");
+                    None
+                }
+            })
+            .collect();
         for p in rebuild_allocators(&mut allocators, &services) {
             tracing::warn!(service = %p.service, problem = %p.detail, "allocation not restored");
         }

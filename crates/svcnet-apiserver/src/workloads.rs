@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use svcnet_core::workloads::controller_uid;
 use svcnet_core::workloads::deployment::plan_deployment;
-use svcnet_core::workloads::replicaset::plan_replicaset;
+use svcnet_core::workloads::replicaset::{plan_replicaset, slow_start_batches};
 use svcnet_store::Store;
 
 use crate::events;
@@ -118,12 +118,23 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
             plan.create.clear();
             plan.delete.clear();
         }
-        for pod in plan.create {
-            let v = serde_json::to_value(&pod).expect("JSON");
-            if let Ok(created) = objects::create(store, &PODS, ns, v, ids) {
-                writes += 1;
-                let message = format!("Created pod: {}", name_of(&created));
-                events::record(store, ids, raw, "SuccessfulCreate", &message, REPLICASET_CONTROLLER);
+        let mut pods_to_create = plan.create.into_iter();
+        'batches: for batch in slow_start_batches(pods_to_create.len()) {
+            for pod in pods_to_create.by_ref().take(batch) {
+                let v = serde_json::to_value(&pod).expect("JSON");
+                match objects::create(store, &PODS, ns, v, ids) {
+                    Ok(created) => {
+                        writes += 1;
+                        let message = format!("Created pod: {}", name_of(&created));
+                        events::record(store, ids, raw, "SuccessfulCreate", &message, REPLICASET_CONTROLLER);
+                    }
+                    Err(status) => {
+                        // a template that cannot be created fails once per round, not per replica
+                        let message = format!("Error creating: {}", status.message);
+                        events::record_warning(store, ids, raw, "FailedCreate", &message, REPLICASET_CONTROLLER);
+                        break 'batches;
+                    }
+                }
             }
         }
         for name in plan.delete {

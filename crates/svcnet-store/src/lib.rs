@@ -180,6 +180,24 @@ fn read_u64(bytes: Option<redb::AccessGuard<'_, &[u8]>>) -> u64 {
         .unwrap_or(0)
 }
 
+/// Creates the store file readable by its owner only (mode 0600) if it does not exist yet, so
+/// redb initialises a file no other user could ever open. An existing file is tightened.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub struct Store {
     db: Database,
     history_limit: u64,
@@ -193,6 +211,7 @@ impl Store {
     /// Opens (or creates) the store file. `history_limit` is how many changes watches can
     /// resume from.
     pub fn open(path: &Path, history_limit: u64) -> Result<Self> {
+        create_private(path)?;
         // redb caches up to 1 GiB of pages by default; the operating system's page cache
         // already holds the file, so a small cache keeps the server's memory in proportion
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)?;

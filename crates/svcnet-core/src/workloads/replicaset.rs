@@ -52,16 +52,40 @@ fn deletion_rank(pod: &Pod) -> (bool, bool, bool, Reverse<String>) {
     (scheduled, running, is_ready(pod), Reverse(created))
 }
 
-/// What `rs` needs, given the pods it controls (`owned`).
+/// At most this many pods are created or deleted for one ReplicaSet in one round, as upstream's
+/// `burstReplicas`: a huge `replicas` costs many bounded rounds, never one unbounded one.
+pub const BURST_REPLICAS: usize = 500;
+
+/// The sizes of the batches in which `count` creations are attempted: 1, 2, 4, … (upstream's
+/// slow start), so a template that cannot be created fails once, not `count` times. The caller
+/// stops at the first batch with a failure.
+pub fn slow_start_batches(count: usize) -> impl Iterator<Item = usize> {
+    let mut done = 0usize;
+    let mut size = 1usize;
+    std::iter::from_fn(move || {
+        if done >= count {
+            return None;
+        }
+        let batch = size.min(count - done);
+        done += batch;
+        size = size.saturating_mul(2);
+        Some(batch)
+    })
+}
+
+/// What `rs` needs, given the pods it controls (`owned`): at most [`BURST_REPLICAS`] pods to
+/// create or delete this round.
 pub fn plan_replicaset(rs: &ReplicaSet, owned: &[Pod]) -> ReplicaPlan {
-    let desired = rs.spec.replicas.unwrap_or(1).max(0) as usize;
+    let desired = usize::try_from(rs.spec.replicas.unwrap_or(1)).unwrap_or(0);
     let mut active: Vec<&Pod> = owned.iter().filter(|p| is_active(p)).collect();
     let mut plan = ReplicaPlan::default();
     if active.len() < desired {
-        plan.create = (active.len()..desired).map(|_| new_pod(rs)).collect();
+        let missing = (desired - active.len()).min(BURST_REPLICAS);
+        plan.create = (0..missing).map(|_| new_pod(rs)).collect();
     } else if active.len() > desired {
         active.sort_by_key(|p| deletion_rank(p));
-        plan.delete = active[..active.len() - desired]
+        let excess = (active.len() - desired).min(BURST_REPLICAS);
+        plan.delete = active[..excess]
             .iter()
             .filter_map(|p| p.metadata.name.clone())
             .collect();
@@ -100,6 +124,30 @@ mod tests {
             "status": { "phase": phase, "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }] },
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_huge_replica_count_creates_a_bounded_batch() {
+        let plan = plan_replicaset(&rs(i32::MAX), &[]);
+        assert_eq!(plan.create.len(), BURST_REPLICAS);
+        assert_eq!(plan.status.replicas, 0);
+    }
+
+    #[test]
+    fn scaling_down_deletes_a_bounded_batch() {
+        let pods: Vec<Pod> = (0..BURST_REPLICAS + 20)
+            .map(|i| pod(&format!("p{i}"), Some("n1"), "Running", true, "2026-01-01T00:00:00Z"))
+            .collect();
+        let plan = plan_replicaset(&rs(0), &pods);
+        assert_eq!(plan.delete.len(), BURST_REPLICAS);
+    }
+
+    #[test]
+    fn slow_start_doubles_and_ends_at_the_count() {
+        assert_eq!(slow_start_batches(0).collect::<Vec<_>>(), Vec::<usize>::new());
+        assert_eq!(slow_start_batches(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(slow_start_batches(10).collect::<Vec<_>>(), [1, 2, 4, 3]);
+        assert_eq!(slow_start_batches(500).sum::<usize>(), 500);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 #[path = "../common/api.rs"]
 mod api;
+mod safety;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -16,30 +16,29 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
-            .args(["apiserver", "--data-dir"])
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .next()
-            .unwrap()
-            .unwrap()
-            .strip_prefix("serving on ")
-            .unwrap()
-            .to_owned();
-        let kubeconfig = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("kubeconfig: ").unwrap());
+        Self::start_in(tempfile::tempdir().unwrap())
+    }
+
+    /// Starts the server on `dir` as its data directory.
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
+        let (child, url, kubeconfig) = spawn(dir.path());
         ApiServer {
             child,
             url,
             kubeconfig,
             dir,
         }
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same data directory.
+    #[allow(dead_code)]
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, url, kubeconfig) = spawn(self.dir.path());
+        self.child = child;
+        self.url = url;
+        self.kubeconfig = kubeconfig;
     }
 
     pub fn token(&self) -> String {
@@ -76,6 +75,28 @@ impl ApiServer {
         assert_eq!(code, want, "{method} {path}: {text}");
         serde_json::from_str(&text).unwrap()
     }
+}
+
+/// Starts `svcnet apiserver` on `dir`; returns the process, its URL and its kubeconfig once it
+/// serves.
+fn spawn(dir: &std::path::Path) -> (Child, String, PathBuf) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
+        .args(["apiserver", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let Some(url) = first.strip_prefix("serving on ") else {
+        let _ = child.kill();
+        panic!("svcnet apiserver did not start: {first:?}");
+    };
+    let url = url.to_owned();
+    let kubeconfig = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("kubeconfig: ").unwrap());
+    (child, url, kubeconfig)
 }
 
 impl Drop for ApiServer {

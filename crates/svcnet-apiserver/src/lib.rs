@@ -19,6 +19,7 @@
 
 pub mod controller;
 pub mod credentials;
+pub mod delete_options;
 pub mod events;
 pub mod field_validation;
 pub mod finalizers;

@@ -48,7 +48,8 @@ pub fn admit_create(store: &Store, kind: &Kind, namespace: &str, name: &str) -> 
 
 /// DELETE of a namespace: marks it Terminating (the rounds empty and remove it); the system
 /// namespaces are refused with 403.
-pub fn delete(store: &Store, name: &str) -> Reply<Value> {
+/// 403 for the system namespaces, which may not be deleted.
+pub fn check_deletable(name: &str) -> Reply<()> {
     if SYSTEM.contains(&name) {
         return Err(Box::new(Status::forbidden(
             "",
@@ -58,6 +59,11 @@ pub fn delete(store: &Store, name: &str) -> Reply<Value> {
             None,
         )));
     }
+    Ok(())
+}
+
+pub fn delete(store: &Store, name: &str) -> Reply<Value> {
+    check_deletable(name)?;
     let mut ns = objects::get(store, &NAMESPACES, "", name)?;
     if is_terminating(&ns) {
         return Ok(ns);

@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
-use crate::{field_validation, gc, logs, namespaces, openapi, protobuf, proxy, scale};
+use crate::{delete_options, field_validation, gc, logs, namespaces, openapi, protobuf, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -77,9 +77,11 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         s.code = 401;
         return status_response(&s);
     }
-    // a dry run must never be mistaken for a write: refused until it is supported
+    // a dry run must never be mistaken for a write: DELETE honours it (with its other options),
+    // other writes refuse it until they support it
     let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
-    if query.get("dryRun").is_some_and(|v| !v.is_empty()) && request.method() != axum::http::Method::GET {
+    let honoured = [axum::http::Method::GET, axum::http::Method::DELETE];
+    if query.get("dryRun").is_some_and(|v| !v.is_empty()) && !honoured.contains(request.method()) {
         return status_response(&Status::bad_request("dryRun is not supported by this server"));
     }
     next.run(request).await
@@ -854,62 +856,53 @@ async fn status_patch(
     patch(state, p, request, true).await
 }
 
-/// DELETE on a collection: removes every object the selectors match; returns them as a list.
+/// DELETE on a collection: removes every object the selectors match, each with the request's
+/// DeleteOptions (a dry run removes nothing); returns them as a list.
 async fn collection_delete(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
+    request: Request,
 ) -> Response {
     let Some(t) = target(&p) else {
         return not_found_response();
     };
+    let query = delete_options::query_pairs(request.uri());
+    let q = delete_options::query_map(&query);
     let filter = match Filter::from_query(t.kind, &q) {
         Ok(f) => f,
         Err(s) => return status_response(&s),
     };
-    let policy = match gc::Propagation::parse(q.get("propagationPolicy").map(String::as_str)) {
-        Ok(p) => p,
+    let (content_type, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(s) => return status_response(&s),
+    };
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match object_json(&content_type, &body) {
+            Ok(v) => v,
+            Err(s) => return status_response(&s),
+        }
+    };
+    let options = match delete_options::parse(&query, &body) {
+        Ok(o) => o,
         Err(s) => return status_response(&s),
     };
     let items = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
         Ok((items, _)) => items,
         Err(s) => return status_response(&s),
     };
+    let options = Arc::new(options);
     let mut deleted = Vec::new();
     for item in items.into_iter().filter(|i| filter.matches(i)) {
         let ns = item["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
         let name = item["metadata"]["name"].as_str().unwrap_or("").to_owned();
-        let registry = state.registry.clone();
-        let kind = t.kind;
-        let result = if *kind == resources::SERVICES {
-            blocking(move || {
-                registry
-                    .delete_service(&ns, &name)
-                    .map(|s| serde_json::to_value(s).unwrap_or_default())
-            })
-            .await
-        } else if *kind == resources::NAMESPACES {
-            match blocking(move || namespaces::delete(registry.store(), &name)).await {
-                // deleting every namespace skips the ones that may not be deleted
-                Err(s) if s.code == 403 => continue,
-                other => other,
-            }
-        } else {
-            blocking(move || {
-                gc::delete_with(
-                    registry.store(),
-                    kind,
-                    &ns,
-                    &name,
-                    policy,
-                    &mut objects::RandomIds::new(),
-                )
-            })
-            .await
-        };
-        match result {
+        let (registry, kind, options) = (state.registry.clone(), t.kind, options.clone());
+        match blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await {
             Ok(v) => deleted.push(v),
+            // gone meanwhile, or (deleting every namespace) one that may not be deleted
             Err(s) if s.code == 404 => {}
+            Err(s) if s.code == 403 && *t.kind == resources::NAMESPACES => {}
             Err(s) => return status_response(&s),
         }
     }
@@ -942,13 +935,13 @@ async fn item_delete(
     };
     let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
     let registry = state.registry.clone();
-    // options come in the query or in a DeleteOptions body
-    let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
+    // options come in the query or in a DeleteOptions body; every one is honoured or refused
+    let query = delete_options::query_pairs(request.uri());
     let (content_type, body) = match read_body(request).await {
         Ok(read) => read,
         Err(s) => return status_response(&s),
     };
-    let options: Value = if body.is_empty() {
+    let body: Value = if body.is_empty() {
         Value::Null
     } else {
         match object_json(&content_type, &body) {
@@ -956,50 +949,61 @@ async fn item_delete(
             Err(s) => return status_response(&s),
         }
     };
-    let policy = query
-        .get("propagationPolicy")
-        .map(String::as_str)
-        .or(options["propagationPolicy"].as_str());
-    let policy = match gc::Propagation::parse(policy) {
-        Ok(p) => p,
+    let options = match delete_options::parse(&query, &body) {
+        Ok(o) => o,
         Err(s) => return status_response(&s),
     };
-    if *t.kind == resources::PODS {
-        let from_query = query.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok());
-        let grace = from_query.or_else(|| options["gracePeriodSeconds"].as_i64());
-        let uid = options["preconditions"]["uid"].as_str().map(str::to_owned);
-        return reply(
-            blocking(move || objects::delete_pod(registry.store(), &ns, &name, grace, uid.as_deref()).map(|(v, _)| v))
-                .await,
-            StatusCode::OK,
-        );
-    }
-    if *t.kind == resources::SERVICES {
-        return reply(
-            blocking(move || registry.delete_service(&ns, &name)).await,
-            StatusCode::OK,
-        );
-    }
-    if *t.kind == resources::NAMESPACES {
-        return reply(
-            blocking(move || namespaces::delete(registry.store(), &name)).await,
-            StatusCode::OK,
-        );
-    }
     let kind = t.kind;
     reply(
-        blocking(move || {
-            gc::delete_with(
-                registry.store(),
-                kind,
-                &ns,
-                &name,
-                policy,
-                &mut objects::RandomIds::new(),
-            )
-        })
-        .await,
+        blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await,
         StatusCode::OK,
+    )
+}
+
+/// Deletes one object of `kind` with `options`: preconditions checked first; a dry run stops
+/// after every check and returns the object as it is, writing nothing.
+fn delete_one(
+    registry: &Registry,
+    kind: &'static Kind,
+    ns: &str,
+    name: &str,
+    options: &delete_options::DeleteOptions,
+) -> Result<Value, Box<Status>> {
+    if options.dry_run || options.has_preconditions() {
+        let current = objects::get(registry.store(), kind, ns, name)?;
+        options.check(&current, kind.group, kind.plural)?;
+        if options.dry_run {
+            if *kind == resources::NAMESPACES {
+                namespaces::check_deletable(name)?;
+            }
+            return Ok(current);
+        }
+    }
+    if *kind == resources::PODS {
+        return objects::delete_pod(
+            registry.store(),
+            ns,
+            name,
+            options.grace_period_seconds,
+            options.uid.as_deref(),
+        )
+        .map(|(v, _)| v);
+    }
+    if *kind == resources::SERVICES {
+        return registry
+            .delete_service(ns, name)
+            .map(|s| serde_json::to_value(s).unwrap_or_default());
+    }
+    if *kind == resources::NAMESPACES {
+        return namespaces::delete(registry.store(), name);
+    }
+    gc::delete_with(
+        registry.store(),
+        kind,
+        ns,
+        name,
+        options.propagation,
+        &mut objects::RandomIds::new(),
     )
 }
 

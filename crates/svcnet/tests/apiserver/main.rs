@@ -4,6 +4,7 @@
 
 #[path = "../common/api.rs"]
 mod api;
+mod delete_options;
 mod safety;
 
 use std::path::PathBuf;

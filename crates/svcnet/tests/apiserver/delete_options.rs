@@ -1,0 +1,186 @@
+//! DELETE honours every DeleteOptions field a client sends: a server-side dry run removes
+//! nothing (kubectl puts `dryRun` in the body), and failed preconditions are 409 Conflicts.
+
+use serde_json::{Value, json};
+
+use crate::api::ApiServer as Server;
+use crate::kubectl;
+
+fn run(server: &Server, args: &[&str]) -> String {
+    let (ok, text) = kubectl(server, args);
+    assert!(ok, "kubectl {args:?} failed:\n{text}");
+    text
+}
+
+/// uid and resourceVersion of every object kubectl lists for `what`.
+fn identities(server: &Server, what: &str) -> String {
+    run(
+        server,
+        &[
+            "get",
+            what,
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name} {.metadata.uid} {.metadata.resourceVersion}{\"\\n\"}{end}",
+        ],
+    )
+}
+
+fn message(status: &str) -> String {
+    let status: Value = serde_json::from_str(status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    status["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn server_side_dry_run_deletes_nothing() {
+    let server = Server::start();
+    run(&server, &["create", "namespace", "scratch"]);
+    run(&server, &["create", "service", "clusterip", "a", "--tcp=80:8080"]);
+    run(&server, &["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    run(
+        &server,
+        &["create", "deployment", "web", "--image=agnhost", "--replicas=0"],
+    );
+    run(&server, &["run", "solo", "--image=agnhost", "--restart=Never"]);
+    let kinds = "services,deployments,pods,namespaces";
+    let before = identities(&server, kinds);
+    let addresses = run(
+        &server,
+        &[
+            "get",
+            "svc",
+            "-o",
+            "jsonpath={.items[*].spec.clusterIP} {.items[*].spec.ports[*].nodePort}",
+        ],
+    );
+    for args in [
+        &["delete", "service", "a", "--dry-run=server"][..],
+        &["delete", "service", "np", "--dry-run=server"],
+        &["delete", "deployment", "web", "--dry-run=server"],
+        &["delete", "pod", "solo", "--dry-run=server"],
+        &["delete", "namespace", "scratch", "--dry-run=server"],
+        &["delete", "services", "--all", "--dry-run=server"],
+        &["delete", "pods", "--all", "--dry-run=server"],
+    ] {
+        let text = run(&server, args);
+        assert!(text.contains("(server dry run)"), "{args:?}: {text}");
+    }
+    // DELETE on the collection itself, with the dry run in the body as client libraries send it
+    let url = format!("{}/api/v1/namespaces/default/services", server.url);
+    let (code, text) = server.curl(&[
+        "-X",
+        "DELETE",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"dryRun":["All"]}"#,
+    ]);
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(identities(&server, kinds), before, "a dry run changed objects");
+    let after = run(
+        &server,
+        &[
+            "get",
+            "svc",
+            "-o",
+            "jsonpath={.items[*].spec.clusterIP} {.items[*].spec.ports[*].nodePort}",
+        ],
+    );
+    assert_eq!(after, addresses);
+    // the addresses are still allocated: a Service asking for a's ClusterIP is refused
+    let a_ip = run(&server, &["get", "svc", "a", "-o", "jsonpath={.spec.clusterIP}"]);
+    let taken = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"},
+                       "spec": {"clusterIP": a_ip, "ports": [{"port": 80}]}});
+    let refused = server.send("POST", "/api/v1/namespaces/default/services", &taken, 422);
+    assert!(
+        refused["message"].as_str().unwrap().contains("already allocated"),
+        "{refused}"
+    );
+    // without the dry run, the delete happens
+    run(&server, &["delete", "service", "a"]);
+    let (ok, _) = kubectl(&server, &["get", "service", "a"]);
+    assert!(!ok, "service a should be gone");
+}
+
+#[test]
+fn unknown_dry_run_values_and_contradictory_options_are_refused() {
+    let server = Server::start();
+    run(&server, &["create", "service", "clusterip", "a", "--tcp=80:8080"]);
+    let url = format!("{}/api/v1/namespaces/default/services/a", server.url);
+    for (body, want) in [
+        (
+            r#"{"dryRun":["Some"]}"#,
+            "dryRun[0]: Unsupported value: \"Some\": supported values: \"All\"",
+        ),
+        (
+            r#"{"orphanDependents":true,"propagationPolicy":"Background"}"#,
+            "orphanDependents and deletionPropagation cannot be both set",
+        ),
+    ] {
+        let (code, text) = server.curl(&["-X", "DELETE", &url, "-H", "Content-Type: application/json", "-d", body]);
+        assert_eq!(code, 422, "{text}");
+        assert!(message(&text).contains(want), "{text}");
+    }
+    run(&server, &["get", "service", "a"]);
+}
+
+#[test]
+fn failed_preconditions_are_conflicts_and_delete_nothing() {
+    let server = Server::start();
+    run(&server, &["create", "service", "clusterip", "a", "--tcp=80:8080"]);
+    run(
+        &server,
+        &["create", "deployment", "web", "--image=agnhost", "--replicas=0"],
+    );
+    for (path, plural) in [
+        ("/api/v1/namespaces/default/services/a", "services \"a\""),
+        (
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            "deployments.apps \"web\"",
+        ),
+    ] {
+        let url = format!("{}{path}", server.url);
+        let current: Value = serde_json::from_str(&server.curl(&[&url]).1).unwrap();
+        let uid = current["metadata"]["uid"].as_str().unwrap();
+        let rv = current["metadata"]["resourceVersion"].as_str().unwrap();
+        for (precondition, want) in [
+            (
+                json!({"resourceVersion": "1"}),
+                format!("ResourceVersion in precondition: 1, ResourceVersion in object meta: {rv}"),
+            ),
+            (
+                json!({"uid": "not-it"}),
+                format!("UID in precondition: not-it, UID in object meta: {uid}"),
+            ),
+        ] {
+            let body = json!({"preconditions": precondition}).to_string();
+            let (code, text) = server.curl(&[
+                "-X",
+                "DELETE",
+                &url,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ]);
+            assert_eq!(code, 409, "{text}");
+            assert_eq!(
+                message(&text),
+                format!("Operation cannot be fulfilled on {plural}: Precondition failed: {want}")
+            );
+            assert_eq!(server.curl(&[&url]).0, 200, "{path} was deleted");
+        }
+        let body = json!({"preconditions": {"uid": uid, "resourceVersion": rv}}).to_string();
+        let (code, text) = server.curl(&[
+            "-X",
+            "DELETE",
+            &url,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+        ]);
+        assert_eq!(code, 200, "{text}");
+    }
+}

@@ -10,10 +10,10 @@ use std::net::IpAddr;
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Service;
 use serde_json::Value;
 use svcnet_dataplane::backend::BackendKind;
 use svcnet_dataplane::ir::Family;
+use svcnet_dataplane::model::ServicePort;
 use svcnet_dataplane::netlink::dump::{self, RawAttrs};
 use svcnet_dataplane::netlink::socket::NfSocket;
 use svcnet_dataplane::netlink::wire::Attrs;
@@ -66,39 +66,17 @@ pub fn parse(json: &str) -> Vec<Counter> {
 /// Key → (namespace, service, port name) for every address and node port of `services`.
 pub type Index = BTreeMap<(Option<IpAddr>, String, u16), (String, String, String)>;
 
-pub fn index(services: &[std::sync::Arc<Service>]) -> Index {
+/// The index of the given service ports (their addresses and node ports).
+pub fn index<'a>(ports: impl IntoIterator<Item = &'a ServicePort>) -> Index {
     let mut out = Index::new();
-    for svc in services {
-        let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let Some(spec) = &svc.spec else { continue };
-        let mut addresses: Vec<IpAddr> = spec
-            .cluster_ips
-            .iter()
-            .flatten()
-            .chain(spec.external_ips.iter().flatten())
-            .filter_map(|a| a.parse().ok())
-            .collect();
-        let ingress = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|l| l.ingress.as_ref());
-        addresses.extend(
-            ingress
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.as_ref()?.parse::<IpAddr>().ok()),
-        );
-        for p in spec.ports.iter().flatten() {
-            let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-            let label = (ns.clone(), name.clone(), p.name.clone().unwrap_or_default());
-            for a in &addresses {
-                out.insert((Some(*a), protocol.clone(), p.port as u16), label.clone());
-            }
-            if let Some(np) = p.node_port {
-                out.insert((None, protocol.clone(), np as u16), label.clone());
-            }
+    for p in ports {
+        let protocol = p.protocol.as_str().to_ascii_lowercase();
+        let label = (p.namespace.clone(), p.name.clone(), p.port_name.clone());
+        for a in p.cluster_ips.iter().chain(&p.external_ips).chain(&p.load_balancer_ips) {
+            out.insert((Some(*a), protocol.clone(), p.port), label.clone());
+        }
+        if let Some(np) = p.node_port {
+            out.insert((None, protocol.clone(), np), label.clone());
         }
     }
     out
@@ -241,7 +219,7 @@ fn read_nft(netns: Option<&str>) -> Vec<Counter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use k8s_openapi::api::core::v1::Service;
 
     const LISTED: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "ip", "name": "service-traffic", "table": "svcnet",
         "elem": [{"elem": {"val": {"concat": ["10.96.40.109", "tcp", 80]}, "counter": {"packets": 8, "bytes": 464}}},
@@ -304,10 +282,12 @@ mod tests {
         all.append(&mut nodeport);
         let svc: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"namespace": "default", "name": "demo"},
-            "spec": {"clusterIPs": ["10.96.40.109"], "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.40.109", "clusterIPs": ["10.96.40.109"],
+                     "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]},
         }))
         .unwrap();
-        let text = render(&all, &index(&[Arc::new(svc)]));
+        let ports = svcnet_dataplane::model::service_ports(&svc).expect("a proxied service");
+        let text = render(&all, &index(&ports));
         assert!(text.contains(r#"svcnet_service_packets_total{namespace="default",service="demo",port="http",protocol="TCP",destination="10.96.40.109:80"} 8"#), "{text}");
         assert!(text.contains(r#"svcnet_service_bytes_total{namespace="default",service="demo",port="http",protocol="TCP",destination="nodeport:30080"} 180"#), "{text}");
         assert!(!text.contains("10.96.0.99"), "unknown elements are left out: {text}");

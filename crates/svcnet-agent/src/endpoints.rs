@@ -101,6 +101,18 @@ pub fn render_metrics(st: &SyncStatus) -> String {
         "Endpoints in the applied model.",
         &one(st.endpoints.to_string()),
     );
+    metric(
+        "svcnet_proxy_resync_checks_total",
+        "counter",
+        "Periodic checks of the incrementally maintained model against a rebuild from the watch caches.",
+        &one(st.resync_checks.to_string()),
+    );
+    metric(
+        "svcnet_proxy_resync_mismatches_total",
+        "counter",
+        "Checks that found the incremental model different from the rebuild (it is then replaced).",
+        &one(st.resync_mismatches.to_string()),
+    );
     let h = &st.programming_latency;
     let mut lines = Vec::new();
     let mut cumulative = 0;

@@ -1,27 +1,27 @@
 //! The node agent (`svcnet proxy`): watches Services, EndpointSlices and its own Node on any
-//! Kubernetes API server (ours or a real cluster's) with kube-rs reflectors, turns them into
-//! the dataplane's proxy model, and hands every new model to the dataplane's sync loop, which
-//! batches, applies and retries.
+//! Kubernetes API server (ours or a real cluster's) with kube-rs watchers (backing off while
+//! the server is away), feeds every event to the [`tracker`], and hands the dataplane's sync
+//! loop the whole model once, then only the service ports that changed; the loop batches,
+//! applies and retries. Every sync period a model rebuilt from the tracker's caches checks the
+//! incremental state.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod counters;
 pub mod endpoints;
+pub mod tracker;
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use svcnet_dataplane::backend::BackendKind;
 use svcnet_dataplane::conntrack::Cleaner;
@@ -30,6 +30,7 @@ use svcnet_dataplane::runner::Schedule;
 use svcnet_dataplane::sync_loop::{self, SyncStatus, Update};
 use svcnet_dataplane::syncer::Syncer;
 use thiserror::Error;
+use tracker::{ChangeTracker, Watched};
 
 #[derive(Debug, Error)]
 pub enum AgentError {
@@ -158,25 +159,6 @@ async fn client(kubeconfig: &Option<PathBuf>) -> Result<Client, AgentError> {
     Ok(Client::try_from(config)?)
 }
 
-/// The node's addresses, from its status.
-fn node_ips(nodes: &Store<Node>, name: &str) -> Vec<IpAddr> {
-    nodes
-        .state()
-        .iter()
-        .filter(|n| n.metadata.name.as_deref() == Some(name))
-        .flat_map(|n| addresses_of(n))
-        .collect()
-}
-
-fn addresses_of(node: &Node) -> Vec<IpAddr> {
-    node.status
-        .iter()
-        .flat_map(|s| s.addresses.iter().flatten())
-        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
-        .filter_map(|a| a.address.parse().ok())
-        .collect()
-}
-
 /// The rules the agent would program for this node now, as an `nft -f` script: Services,
 /// EndpointSlices and the Node listed once from the API server, compiled, rendered. Touches
 /// no kernel state.
@@ -188,7 +170,7 @@ pub async fn dump(opts: &Options) -> Result<String, AgentError> {
     let node = Api::<Node>::all(client).get_opt(&opts.node_name).await?;
     let model = ProxyModel::build(
         &opts.node_name,
-        node.as_ref().map(addresses_of).unwrap_or_default(),
+        node.as_ref().map(tracker::node_addresses).unwrap_or_default(),
         opts.cluster_cidrs.clone(),
         opts.service_cidrs.clone(),
         opts.config.clone(),
@@ -199,49 +181,89 @@ pub async fn dump(opts: &Options) -> Result<String, AgentError> {
     Ok(svcnet_dataplane::nft_text::replace_script(&compiled))
 }
 
-/// The trigger times of slices whose annotation changed since `seen` (which is updated).
-fn new_change_times(slices: &[EndpointSlice], seen: &mut HashMap<String, String>) -> Vec<SystemTime> {
-    let mut out = Vec::new();
-    let mut present = HashSet::new();
-    for slice in slices {
-        let key = format!(
-            "{}/{}",
-            slice.metadata.namespace.as_deref().unwrap_or(""),
-            slice.metadata.name.as_deref().unwrap_or("")
-        );
-        present.insert(key.clone());
-        let Some(at) = slice
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_TRIGGER_TIME))
-        else {
-            continue;
-        };
-        if seen.get(&key) == Some(at) {
-            continue;
-        }
-        if let Ok(t) = at.parse::<k8s_openapi::jiff::Timestamp>() {
-            out.push(SystemTime::UNIX_EPOCH + Duration::from_nanos(t.as_nanosecond().max(0) as u64));
-        }
-        seen.insert(key, at.clone());
-    }
-    seen.retain(|k, _| present.contains(k));
-    out
+/// One event of any of the agent's watches.
+/// Boxed: the objects differ a lot in size, and bursts are held in a batch.
+enum WatchEvent {
+    Service(Box<watcher::Event<Service>>),
+    Slice(Box<watcher::Event<EndpointSlice>>),
+    Node(Box<watcher::Event<Node>>),
 }
 
-const ANNOTATION_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// Feeds one watch event to the tracker.
+fn track(tracker: &mut ChangeTracker, event: WatchEvent) {
+    use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+    let key = |meta: &kube::api::ObjectMeta| {
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    };
+    match event {
+        WatchEvent::Service(event) => match *event {
+            Init => tracker.begin_relist(Watched::Services),
+            InitDone => tracker.end_relist(Watched::Services),
+            Apply(s) | InitApply(s) => tracker.apply_service(&s),
+            Delete(s) => tracker.delete_service(&key(&s.metadata)),
+        },
+        WatchEvent::Slice(event) => match *event {
+            Init => tracker.begin_relist(Watched::EndpointSlices),
+            InitDone => tracker.end_relist(Watched::EndpointSlices),
+            Apply(s) | InitApply(s) => tracker.apply_slice(&s),
+            Delete(s) => tracker.delete_slice(&key(&s.metadata)),
+        },
+        WatchEvent::Node(event) => match *event {
+            Init => tracker.begin_relist(Watched::Node),
+            InitDone => tracker.end_relist(Watched::Node),
+            InitApply(n) => tracker.node_listed(&n),
+            Apply(n) => tracker.set_node(Some(&n)),
+            Delete(_) => tracker.set_node(None),
+        },
+    }
+}
+
+/// Whether each watch is connected, so a lost connection and its recovery are logged once
+/// each, however often the backed-off retries fail in between.
+#[derive(Default)]
+struct Connectivity {
+    lost: std::collections::HashSet<&'static str>,
+}
+
+impl Connectivity {
+    fn failed(&mut self, watch: &'static str, error: &watcher::Error) {
+        if self.lost.insert(watch) {
+            tracing::warn!(watch, %error, "lost the watch; retrying with back-off (rules stay programmed)");
+        } else {
+            tracing::debug!(watch, %error, "watch retry failed");
+        }
+    }
+
+    fn succeeded(&mut self, watch: &'static str) {
+        if self.lost.remove(watch) {
+            tracing::info!(watch, "watch recovered");
+        }
+    }
+}
+
+/// Most events handled before the changes they made are sent on, so a long burst still
+/// reaches the dataplane in bounded steps.
+const MAX_EVENTS_PER_BATCH: usize = 10_000;
 
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
-    let (services, services_w) = reflector::store::<Service>();
-    // per-service counters, read from the kernel and named from the watched Services at scrape
+    let tracker = Arc::new(Mutex::new(ChangeTracker::new(
+        &opts.node_name,
+        opts.cluster_cidrs.clone(),
+        opts.service_cidrs.clone(),
+        opts.config.clone(),
+    )));
+    // per-service counters, read from the kernel and named from the tracked Services at scrape
     let traffic: endpoints::ExtraMetrics = {
-        let (services, netns, backend_kind) = (services.clone(), opts.netns.clone(), opts.backend);
+        let (tracker, netns, backend_kind) = (tracker.clone(), opts.netns.clone(), opts.backend);
         Arc::new(move || {
             let counters = counters::read(netns.as_deref(), backend_kind);
-            counters::render(&counters, &counters::index(&services.state()))
+            let index = counters::index(tracker.lock().expect("tracker lock").service_ports());
+            counters::render(&counters, &index)
         })
     };
     for addr in opts.status_bind.into_iter().chain(opts.metrics_bind) {
@@ -300,68 +322,97 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
         ))
     });
 
-    let (slices, slices_w) = reflector::store::<EndpointSlice>();
-    let (nodes, nodes_w) = reflector::store::<Node>();
     let cfg = watcher::Config::default();
-    let svc_stream = reflector::reflector(services_w, watcher(Api::<Service>::all(client.clone()), cfg.clone()))
-        .map_ok(|_| ())
-        .boxed();
-    let slice_stream = reflector::reflector(
-        slices_w,
-        watcher(Api::<EndpointSlice>::all(client.clone()), cfg.clone()),
-    )
-    .map_ok(|_| ())
-    .boxed();
     let node_cfg = watcher::Config::default().fields(&format!("metadata.name={}", opts.node_name));
-    let node_stream = reflector::reflector(nodes_w, watcher(Api::<Node>::all(client), node_cfg))
-        .map_ok(|_| ())
-        .boxed();
-    let mut events = futures::stream::select_all([svc_stream, slice_stream, node_stream]);
-    // the first model only once every initial list is in
-    let ready = async {
-        services.wait_until_ready().await.is_ok()
-            && slices.wait_until_ready().await.is_ok()
-            && nodes.wait_until_ready().await.is_ok()
-    };
-    tokio::pin!(ready);
-    let mut is_ready = false;
-    // each slice's last-change-trigger-time as last seen; the initial list only seeds it
-    let mut trigger_times: HashMap<String, String> = HashMap::new();
-    let mut seeded = false;
+    let tagged = |name: &'static str| move |r: Result<WatchEvent, watcher::Error>| (name, r);
+    let streams = [
+        watcher(Api::<Service>::all(client.clone()), cfg.clone())
+            .default_backoff()
+            .map_ok(|e| WatchEvent::Service(Box::new(e)))
+            .map(tagged("services"))
+            .boxed(),
+        watcher(Api::<EndpointSlice>::all(client.clone()), cfg)
+            .default_backoff()
+            .map_ok(|e| WatchEvent::Slice(Box::new(e)))
+            .map(tagged("endpointslices"))
+            .boxed(),
+        watcher(Api::<Node>::all(client), node_cfg)
+            .default_backoff()
+            .map_ok(|e| WatchEvent::Node(Box::new(e)))
+            .map(tagged("node"))
+            .boxed(),
+    ];
+    let mut events = futures::stream::select_all(streams);
+    let mut connectivity = Connectivity::default();
+    let mut first_sync_sent = false;
+    let resync_period = Duration::from_millis(opts.sync_period_ms.max(1000));
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + resync_period, resync_period);
     loop {
-        tokio::select! {
-            ok = &mut ready, if !is_ready => { is_ready = ok; }
+        let first = tokio::select! {
             event = events.next() => match event {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    // the watcher retries by itself on the next poll; report and go on
-                    tracing::warn!(error = %e, "watch error");
-                    continue;
-                }
+                Some(e) => e,
                 None => return Ok(()),
             },
+            _ = resync.tick(), if first_sync_sent => {
+                // the periodic check: a model rebuilt from the caches against the incremental state
+                let rebuilt = tracker.lock().expect("tracker lock").rebuild();
+                if tx.send(Update::Resync(rebuilt)).is_err() || dataplane.is_finished() {
+                    return Err(AgentError::DataplaneStopped);
+                }
+                continue;
+            }
+        };
+        // a burst: everything already waiting is taken in before the changes are computed
+        let mut batch = vec![first];
+        while batch.len() < MAX_EVENTS_PER_BATCH {
+            match events.next().now_or_never() {
+                Some(Some(e)) => batch.push(e),
+                Some(None) | None => break,
+            }
         }
-        if !is_ready {
+        let update = {
+            let mut t = tracker.lock().expect("tracker lock");
+            for (watch, event) in batch {
+                match event {
+                    Ok(event) => {
+                        connectivity.succeeded(watch);
+                        track(&mut t, event);
+                    }
+                    Err(error) => connectivity.failed(watch, &error),
+                }
+            }
+            if !t.is_listed() {
+                continue;
+            }
+            if !first_sync_sent {
+                first_sync_sent = true;
+                tracing::info!(
+                    services = t.service_count(),
+                    "initial lists in; programming the whole model"
+                );
+                // the first lists' trigger times were programmed before this agent started
+                let _ = t.take_changes();
+                Some((Update::Model(t.full_model()), Vec::new()))
+            } else {
+                let changes = t.take_changes();
+                if changes.node_changed {
+                    tracing::info!("the node's addresses changed; rebuilding the model");
+                    Some((Update::Model(t.full_model()), changes.change_times))
+                } else if changes.ports.is_empty() && changes.change_times.is_empty() {
+                    None
+                } else {
+                    Some((Update::Ports(changes.ports), changes.change_times))
+                }
+            }
+        };
+        let Some((update, change_times)) = update else {
             continue;
-        }
-        let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
-        let sls: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-        let model = ProxyModel::build(
-            &opts.node_name,
-            node_ips(&nodes, &opts.node_name),
-            opts.cluster_cidrs.clone(),
-            opts.service_cidrs.clone(),
-            opts.config.clone(),
-            &svcs,
-            &sls,
-        );
-        let changed = new_change_times(&sls, &mut trigger_times);
-        if tx.send(Update::Model(model)).is_err() || dataplane.is_finished() {
+        };
+        if tx.send(update).is_err() || dataplane.is_finished() {
             return Err(AgentError::DataplaneStopped);
         }
-        if seeded && !changed.is_empty() {
-            let _ = tx.send(Update::ChangeTimes(changed));
+        if !change_times.is_empty() {
+            let _ = tx.send(Update::ChangeTimes(change_times));
         }
-        seeded = true;
     }
 }

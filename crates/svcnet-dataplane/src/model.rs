@@ -178,9 +178,131 @@ pub fn is_ignored(svc: &ServiceModel) -> bool {
         || svc.service_type == ServiceType::ExternalName
 }
 
+/// A Service's ports as the proxy sees them, each without endpoints yet; `None` for a Service
+/// the proxy leaves alone (see [`is_ignored`]) or one that fails validation (the API server
+/// should never have stored it).
+pub fn service_ports(svc: &Service) -> Option<Vec<ServicePort>> {
+    let model = ServiceModel::from_service(svc).ok()?;
+    if is_ignored(&model) {
+        return None;
+    }
+    Some(
+        model
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                namespace: model.namespace.clone(),
+                name: model.name.clone(),
+                port_name: p.name.clone(),
+                protocol: p.protocol,
+                port: p.port,
+                cluster_ips: model.cluster_ips.clone(),
+                external_ips: model.external_ips.clone(),
+                load_balancer_ips: model.load_balancer_ips.clone(),
+                load_balancer_source_ranges: model.load_balancer_source_ranges.clone(),
+                node_port: p.node_port,
+                external_traffic_policy: model.external_traffic_policy.into(),
+                internal_traffic_policy: model.internal_traffic_policy.into(),
+                affinity_timeout_seconds: model.affinity_timeout_seconds,
+                endpoints: vec![],
+            })
+            .collect(),
+    )
+}
+
+/// The Service an EndpointSlice belongs to (its namespace and `kubernetes.io/service-name`).
+pub fn slice_service(slice: &EndpointSlice) -> Option<(String, String)> {
+    let name = slice.metadata.labels.as_ref()?.get(LABEL_SERVICE_NAME)?;
+    Some((slice.metadata.namespace.clone().unwrap_or_default(), name.clone()))
+}
+
+/// One address of an EndpointSlice, as one node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceAddress {
+    pub ip: IpAddr,
+    pub is_local: bool,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// An EndpointSlice reduced to what one node's proxy needs: its ports (name, protocol,
+/// number) and its addresses with their conditions and locality. Much smaller than the
+/// object, so an agent can keep every slice of a large cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SliceEndpoints {
+    pub ports: Vec<(String, Protocol, u16)>,
+    pub addresses: Vec<SliceAddress>,
+}
+
+impl SliceEndpoints {
+    /// What `slice` gives the proxy of node `node_name`.
+    pub fn of(slice: &EndpointSlice, node_name: &str) -> Self {
+        let ports = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                let protocol = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))?;
+                let number = p.port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0)?;
+                Some((p.name.clone().unwrap_or_default(), protocol, number))
+            })
+            .collect();
+        let mut addresses = Vec::new();
+        for ep in slice.endpoints.iter().flatten() {
+            let cond = ep.conditions.clone().unwrap_or_default();
+            // Unknown readiness counts as ready, as upstream interprets a nil condition.
+            let ready = cond.ready.unwrap_or(true);
+            for addr in &ep.addresses {
+                let Some(ip) = svcnet_core::ip::parse_ip_sloppy(addr) else {
+                    continue;
+                };
+                addresses.push(SliceAddress {
+                    ip,
+                    is_local: ep.node_name.as_deref() == Some(node_name),
+                    ready,
+                    serving: cond.serving.unwrap_or(ready),
+                    terminating: cond.terminating.unwrap_or(false),
+                });
+            }
+        }
+        SliceEndpoints { ports, addresses }
+    }
+}
+
+/// `template` (from [`service_ports`]) with its endpoints from the Service's `slices`: the
+/// addresses of every slice carrying the port's name and protocol, sorted by address then
+/// port, one per address and port.
+pub fn with_endpoints<'a>(template: &ServicePort, slices: impl IntoIterator<Item = &'a SliceEndpoints>) -> ServicePort {
+    let mut endpoints = Vec::new();
+    for slice in slices {
+        let Some((_, _, number)) = slice
+            .ports
+            .iter()
+            .find(|(name, protocol, _)| *name == template.port_name && *protocol == template.protocol)
+        else {
+            continue;
+        };
+        endpoints.extend(slice.addresses.iter().map(|a| Endpoint {
+            ip: a.ip,
+            port: *number,
+            is_local: a.is_local,
+            ready: a.ready,
+            serving: a.serving,
+            terminating: a.terminating,
+        }));
+    }
+    endpoints.sort();
+    endpoints.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
+    ServicePort {
+        endpoints,
+        ..template.clone()
+    }
+}
+
 impl ProxyModel {
-    /// Builds the model from stored Services and EndpointSlices. Services that fail
-    /// validation are skipped (the API server should never have stored them).
+    /// Builds the model from stored Services and EndpointSlices. Services the proxy ignores
+    /// or that fail validation are skipped.
     pub fn build(
         node_name: &str,
         node_ips: Vec<IpAddr>,
@@ -190,45 +312,27 @@ impl ProxyModel {
         services: &[Service],
         slices: &[EndpointSlice],
     ) -> Self {
-        let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
+        let mut by_service: BTreeMap<(String, String), Vec<SliceEndpoints>> = BTreeMap::new();
         for s in slices {
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            if let Some(name) = s.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_NAME)) {
-                by_service.entry((ns, name.clone())).or_default().push(s);
+            if let Some(key) = slice_service(s) {
+                by_service
+                    .entry(key)
+                    .or_default()
+                    .push(SliceEndpoints::of(s, node_name));
             }
         }
         let mut ports = BTreeMap::new();
         for svc in services {
-            let Ok(model) = ServiceModel::from_service(svc) else {
+            let Some(templates) = service_ports(svc) else {
                 continue;
             };
-            if is_ignored(&model) {
-                continue;
-            }
-            let svc_slices = by_service
-                .get(&(model.namespace.clone(), model.name.clone()))
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            for p in &model.ports {
-                let mut endpoints = endpoints_for(svc_slices, &p.name, p.protocol, node_name);
-                endpoints.sort();
-                endpoints.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
-                let sp = ServicePort {
-                    namespace: model.namespace.clone(),
-                    name: model.name.clone(),
-                    port_name: p.name.clone(),
-                    protocol: p.protocol,
-                    port: p.port,
-                    cluster_ips: model.cluster_ips.clone(),
-                    external_ips: model.external_ips.clone(),
-                    load_balancer_ips: model.load_balancer_ips.clone(),
-                    load_balancer_source_ranges: model.load_balancer_source_ranges.clone(),
-                    node_port: p.node_port,
-                    external_traffic_policy: model.external_traffic_policy.into(),
-                    internal_traffic_policy: model.internal_traffic_policy.into(),
-                    affinity_timeout_seconds: model.affinity_timeout_seconds,
-                    endpoints,
-                };
+            let key = (
+                svc.metadata.namespace.clone().unwrap_or_default(),
+                svc.metadata.name.clone().unwrap_or_default(),
+            );
+            let svc_slices = by_service.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            for template in &templates {
+                let sp = with_endpoints(template, svc_slices);
                 ports.insert(sp.id(), sp);
             }
         }
@@ -241,37 +345,4 @@ impl ProxyModel {
             ports,
         }
     }
-}
-
-fn endpoints_for(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol, node_name: &str) -> Vec<Endpoint> {
-    let mut out = Vec::new();
-    for s in slices {
-        let Some(port) = s.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or("") == port_name && p.protocol.as_deref().unwrap_or("TCP") == protocol.as_str()
-        }) else {
-            continue;
-        };
-        let Some(number) = port.port.and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0) else {
-            continue;
-        };
-        for ep in s.endpoints.iter().flatten() {
-            let cond = ep.conditions.clone().unwrap_or_default();
-            // Unknown readiness counts as ready, as upstream interprets a nil condition.
-            let ready = cond.ready.unwrap_or(true);
-            for addr in &ep.addresses {
-                let Some(ip) = svcnet_core::ip::parse_ip_sloppy(addr) else {
-                    continue;
-                };
-                out.push(Endpoint {
-                    ip,
-                    port: number,
-                    is_local: ep.node_name.as_deref() == Some(node_name),
-                    ready,
-                    serving: cond.serving.unwrap_or(ready),
-                    terminating: cond.terminating.unwrap_or(false),
-                });
-            }
-        }
-    }
-    out
 }

@@ -5,7 +5,7 @@
 //! sync, UDP conntrack entries the change made stale are deleted. Every outcome is logged and
 //! recorded in a shared `SyncStatus` for metrics and health checks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +26,10 @@ pub enum Update {
     /// last-change-trigger-time); the next successful sync observes how long they took to
     /// reach the kernel (network programming latency).
     ChangeTimes(Vec<std::time::SystemTime>),
+    /// A whole model rebuilt from the sender's caches (the periodic resync): it must equal
+    /// the state the `Ports` updates built incrementally. A difference is counted, logged
+    /// and repaired by programming the rebuilt model.
+    Resync(ProxyModel),
 }
 
 /// Upper bounds (seconds) of the network programming latency buckets, upstream's.
@@ -103,6 +107,10 @@ pub struct SyncStatus {
     pub pending_since_unix: Option<u64>,
     /// From a change in the cluster to the sync that programmed it.
     pub programming_latency: Histogram,
+    /// Periodic checks of the incremental state against a rebuilt model, and how many found
+    /// a difference.
+    pub resync_checks: u64,
+    pub resync_mismatches: u64,
 }
 
 fn unix_now() -> u64 {
@@ -111,18 +119,70 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The UDP service ports of the applied model: all the stale-flow planning needs.
-fn udp_ports<B: Backend>(syncer: &Syncer<B>) -> ProxyModel {
+/// The UDP service ports of the applied model among `ids` (every port when `None`): what the
+/// stale-flow planning needs, for only the ports a sync may change.
+fn udp_ports<B: Backend>(syncer: &Syncer<B>, ids: Option<&BTreeSet<String>>) -> ProxyModel {
     let mut m = ProxyModel::default();
-    if let Some(applied) = syncer.applied_model() {
-        m.ports = applied
+    let Some(applied) = syncer.applied_model() else {
+        return m;
+    };
+    let is_udp = |p: &ServicePort| p.protocol == svcnet_core::service::model::Protocol::Udp;
+    m.ports = match ids {
+        Some(ids) => ids
+            .iter()
+            .filter_map(|id| applied.ports.get_key_value(id))
+            .filter(|(_, p)| is_udp(p))
+            .map(|(id, p)| (id.clone(), p.clone()))
+            .collect(),
+        None => applied
             .ports
             .iter()
-            .filter(|(_, p)| p.protocol == svcnet_core::service::model::Protocol::Udp)
+            .filter(|(_, p)| is_udp(p))
             .map(|(id, p)| (id.clone(), p.clone()))
-            .collect();
-    }
+            .collect(),
+    };
     m
+}
+
+/// The ids of the service ports whose incremental state (`base` with the `pending` changes)
+/// differs from `rebuilt`; `["(node)"]` when the node-wide inputs differ.
+fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, rebuilt: &ProxyModel) -> Vec<String> {
+    fn node_wide(
+        m: &ProxyModel,
+    ) -> (
+        &String,
+        &Vec<std::net::IpAddr>,
+        &Vec<ipnet::IpNet>,
+        &Vec<ipnet::IpNet>,
+        &crate::model::ProxyConfig,
+    ) {
+        (&m.node_name, &m.node_ips, &m.cluster_cidrs, &m.service_cidrs, &m.config)
+    }
+    if node_wide(base) != node_wide(rebuilt) {
+        return vec!["(node)".to_owned()];
+    }
+    let expected = |id: &String| match pending.get(id) {
+        Some(change) => change.as_ref(),
+        None => base.ports.get(id),
+    };
+    let mut out: BTreeSet<String> = rebuilt
+        .ports
+        .iter()
+        .filter(|(id, p)| expected(id) != Some(*p))
+        .map(|(id, _)| id.clone())
+        .collect();
+    out.extend(
+        base.ports
+            .keys()
+            .chain(pending.keys())
+            .filter(|id| !rebuilt.ports.contains_key(*id) && expected(id).is_some())
+            .cloned(),
+    );
+    out.into_iter().collect()
+}
+
+fn endpoint_count(ports: &BTreeMap<String, ServicePort>) -> u64 {
+    ports.values().map(|p| p.endpoints.len() as u64).sum()
 }
 
 /// Runs until every sender of `updates` is gone, then returns the syncer. `conntrack` deletes
@@ -139,6 +199,10 @@ pub fn run<B: Backend>(
     let mut model: Option<ProxyModel> = None;
     let mut ports: BTreeMap<String, Option<ServicePort>> = BTreeMap::new();
     let mut change_times: Vec<std::time::SystemTime> = Vec::new();
+    // endpoints in the applied model, kept up to date per changed port (counted whole after
+    // a full sync or a failure)
+    let mut endpoints: u64 = 0;
+    let mut recount = true;
     loop {
         // the first sync needs a model; until then only updates are awaited
         let wait = if model.is_none() && syncer.applied_model().is_none() {
@@ -151,9 +215,33 @@ pub fn run<B: Backend>(
                 change_times.extend(times);
                 continue;
             }
+            Ok(Update::Resync(rebuilt)) => {
+                let Some(base) = model.as_ref().or(syncer.applied_model()) else {
+                    model = Some(rebuilt);
+                    schedule.request();
+                    continue;
+                };
+                let differing = diverged(base, &ports, &rebuilt);
+                let mut st = status.lock().expect("status lock");
+                st.resync_checks += 1;
+                if !differing.is_empty() {
+                    st.resync_mismatches += 1;
+                    tracing::warn!(
+                        count = differing.len(),
+                        first = ?&differing[..differing.len().min(5)],
+                        "the incrementally maintained model differs from a rebuild; programming the rebuild"
+                    );
+                    model = Some(rebuilt);
+                    ports.clear();
+                    schedule.request();
+                    st.pending_since_ms.get_or_insert(now());
+                    st.pending_since_unix.get_or_insert(unix_now());
+                }
+                continue;
+            }
             Ok(update) => {
                 match update {
-                    Update::ChangeTimes(_) => unreachable!("handled above"),
+                    Update::ChangeTimes(_) | Update::Resync(_) => unreachable!("handled above"),
                     Update::Model(m) => {
                         model = Some(m);
                         ports.clear();
@@ -184,7 +272,17 @@ pub fn run<B: Backend>(
             continue;
         }
         let t = now();
-        let udp_before = conntrack.as_ref().map(|_| udp_ports(&syncer));
+        // a port sync can change only its ports: snapshots and counts look at those alone
+        let changed_ids: Option<BTreeSet<String>> = model.is_none().then(|| ports.keys().cloned().collect());
+        let udp_before = conntrack.as_ref().map(|_| udp_ports(&syncer, changed_ids.as_ref()));
+        let endpoints_before: u64 = match (&changed_ids, syncer.applied_model()) {
+            (Some(ids), Some(applied)) => ids
+                .iter()
+                .filter_map(|id| applied.ports.get(id))
+                .map(|p| p.endpoints.len() as u64)
+                .sum(),
+            _ => 0,
+        };
         let result = match model.take() {
             Some(m) => syncer.sync(m, t),
             None if syncer.applied_model().is_some() => syncer.sync_ports(std::mem::take(&mut ports), t),
@@ -208,7 +306,19 @@ pub fn run<B: Backend>(
                 st.pending_since_unix = None;
                 if let Some(m) = syncer.applied_model() {
                     st.service_ports = m.ports.len() as u64;
-                    st.endpoints = m.ports.values().map(|p| p.endpoints.len() as u64).sum();
+                    endpoints = match &changed_ids {
+                        Some(ids) if !recount => {
+                            let after: u64 = ids
+                                .iter()
+                                .filter_map(|id| m.ports.get(id))
+                                .map(|p| p.endpoints.len() as u64)
+                                .sum();
+                            endpoints - endpoints_before + after
+                        }
+                        _ => endpoint_count(&m.ports),
+                    };
+                    recount = false;
+                    st.endpoints = endpoints;
                 }
                 st.pending_since_ms = None;
                 let programmed = std::time::SystemTime::now();
@@ -217,7 +327,7 @@ pub fn run<B: Backend>(
                     st.programming_latency.observe(latency.as_secs_f64());
                 }
                 if let (Some(cleaner), Some(before)) = (&conntrack, &udp_before) {
-                    let stale = crate::conntrack::stale_udp(before, &udp_ports(&syncer));
+                    let stale = crate::conntrack::stale_udp(before, &udp_ports(&syncer, changed_ids.as_ref()));
                     let failed = cleaner.delete(&stale);
                     st.conntrack_cleanups += stale.len() as u64;
                     st.conntrack_failures += failed as u64;
@@ -228,6 +338,7 @@ pub fn run<B: Backend>(
                 tracing::debug!(kind = ?report.kind, operations = report.operations, duration_ms = st.last_duration_ms, "synced");
             }
             Err(e) => {
+                recount = true;
                 st.failures += 1;
                 st.failing_for += 1;
                 st.last_error = Some(e.to_string());

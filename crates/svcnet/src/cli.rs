@@ -180,10 +180,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100000)]
         endpoints: u32,
     },
-    /// Network programming latency in a lab: EndpointSlice write to traffic reaching it.
+    /// Node agents end to end in a lab: load, convergence, programming latency on every
+    /// node, each agent's memory and CPU.
     Programming {
         #[arg(long, default_value_t = 1000)]
         services: u32,
+        #[arg(long, default_value_t = 1)]
+        endpoints_per_service: u32,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
         #[arg(long, default_value_t = 100)]
         samples: u32,
     },
@@ -340,12 +345,21 @@ pub fn run() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
-        Command::Bench(BenchCommand::Programming { services, samples }) => {
-            crate::bench::programming::run(&crate::bench::programming::Options { services, samples }).map(|v| {
-                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Bench(BenchCommand::Programming {
+            services,
+            endpoints_per_service,
+            nodes,
+            samples,
+        }) => crate::bench::programming::run(&crate::bench::programming::Options {
+            services,
+            endpoints_per_service,
+            nodes,
+            samples,
+        })
+        .map(|v| {
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            ExitCode::SUCCESS
+        }),
         Command::Bench(BenchCommand::Datapath { services, requests }) => {
             crate::bench::datapath::run(&crate::bench::datapath::Options { services, requests }).map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));

@@ -64,19 +64,6 @@ fn start_server() -> Result<Server> {
     })
 }
 
-/// VmHWM and VmRSS of a process, in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kib| (kib / 1024.0 * 10.0).round() / 10.0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 fn kubectl() -> Option<PathBuf> {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/kubectl"));
     path.exists().then_some(path)
@@ -181,7 +168,7 @@ pub fn run(opts: &Options) -> Result<Value> {
         }
         anyhow::Ok((services_rate, slices_rate, latency))
     })?;
-    let (peak, rss) = memory_mib(pid);
+    let (peak, rss) = super::process::memory_mib(pid);
     // kubectl as users run it (pages of 500, which its client-side limit of 5 requests a
     // second after a burst of 10 spaces out), and in one request, which shows the server's share
     let timed_get = |extra: &[&str]| -> Result<Value> {

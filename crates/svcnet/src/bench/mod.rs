@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod datapath;
 pub mod dataplane;
+pub mod process;
 pub mod programming;
 pub mod synthetic;
 

@@ -21,7 +21,7 @@ impl ApiServer {
 
     /// Starts the server on `dir` as its data directory.
     pub fn start_in(dir: tempfile::TempDir) -> Self {
-        let (child, url, kubeconfig) = spawn(dir.path());
+        let (child, url, kubeconfig) = spawn(dir.path(), "127.0.0.1:0");
         ApiServer {
             child,
             url,
@@ -30,12 +30,26 @@ impl ApiServer {
         }
     }
 
-    /// Kills the server (SIGKILL) and starts it again on the same data directory.
+    /// Kills the server (SIGKILL) and starts it again on the same data directory and port.
     #[allow(dead_code)]
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the server (SIGKILL); [`start_again`](Self::start_again) brings it back.
+    #[allow(dead_code)]
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, url, kubeconfig) = spawn(self.dir.path());
+    }
+
+    /// Starts the server again on the same data directory and port (clients keep their
+    /// kubeconfig).
+    #[allow(dead_code)]
+    pub fn start_again(&mut self) {
+        let listen = self.url.trim_start_matches("https://").to_owned();
+        let (child, url, kubeconfig) = spawn(self.dir.path(), &listen);
         self.child = child;
         self.url = url;
         self.kubeconfig = kubeconfig;
@@ -77,13 +91,13 @@ impl ApiServer {
     }
 }
 
-/// Starts `svcnet apiserver` on `dir`; returns the process, its URL and its kubeconfig once it
+/// Starts `svcnet apiserver` on `dir` listening on `listen`; returns the process, its URL and its kubeconfig once it
 /// serves.
-fn spawn(dir: &std::path::Path) -> (Child, String, PathBuf) {
+fn spawn(dir: &std::path::Path, listen: &str) -> (Child, String, PathBuf) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
         .args(["apiserver", "--data-dir"])
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -666,6 +666,105 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
     assert!(!metrics.contains("svcnet_proxy_service_ports 0\n"), "{metrics}");
 }
 
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// While the API server is away the agent backs off (little CPU, one log line per watch),
+/// leaves the programmed rules alone (established and new connections keep working), and
+/// picks changes up again once the server is back.
+#[test]
+fn agent_backs_off_while_the_api_server_is_away() {
+    let mut api = api::ApiServer::start();
+    let mut w = World::new(1, BackendKind::Netlink);
+    let node_ns = w.node_ns(0).to_owned();
+    api.send(
+        "POST",
+        "/api/v1/nodes",
+        &serde_json::json!({"metadata": {"name": "node-1"}}),
+        201,
+    );
+    let log_path = api.dir.path().join("agent.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"))
+        .args(["proxy", "--kubeconfig"])
+        .arg(&api.kubeconfig)
+        .args(["--node-name", "node-1", "--netns", &node_ns])
+        .args(["--cluster-cidr", world::POD_CIDR, "--service-cidr", "10.96.0.0/12"])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = agent.id();
+    let _agent = Running(agent);
+    let svc = api.send(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        &serde_json::json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        201,
+    );
+    let target = format!("{}:80", svc["spec"]["clusterIP"].as_str().unwrap());
+    w.add_pod(0, "pod1", "{app: web}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    register_pod(&api, &w, "pod1");
+    let client = w.pod("client").ns.clone();
+    eventually("the ClusterIP reaches pod1", || {
+        w.get(&client, &target, "/hostname") == "pod1"
+    });
+
+    let held = world::hold(&client, &target, 9000);
+    api.kill();
+    let cpu_before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(8));
+    let cpu_away = cpu_seconds(pid) - cpu_before;
+    assert_eq!(
+        w.get(&client, &target, "/hostname"),
+        "pod1",
+        "a new connection while the server is away"
+    );
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let lost = logged.matches("lost the watch").count();
+    assert!(
+        cpu_away < 1.0,
+        "the agent used {cpu_away} CPU seconds in 8 s without its API server"
+    );
+    assert!(
+        (1..=3).contains(&lost),
+        "one 'lost' line per watch, found {lost}:\n{logged}"
+    );
+    assert!(
+        logged.len() < 20_000,
+        "the agent logged {} bytes while the server was away",
+        logged.len()
+    );
+
+    api.start_again();
+    let result = held.join().unwrap();
+    assert!(
+        result.starts_with("OK "),
+        "established connection broke while the server was away: {result}"
+    );
+    // changes flow again once the watches are back (after their back-off)
+    w.add_pod(0, "pod2", "{app: web}", &[80], &[], true);
+    register_pod(&api, &w, "pod2");
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while w.answers(&client, &target, 20) != set(&["pod1", "pod2"]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pod2 never answered after the server came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.contains("watch recovered"), "{logged}");
+}
+
 /// Every test runs against both backends.
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {

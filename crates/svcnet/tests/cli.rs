@@ -84,11 +84,11 @@ fn lab_names_and_sizes_are_checked_before_anything_is_made() {
     let (code, _) = svcnet(&["lab", "up", "--name", "Bad-Name"]);
     assert_eq!(code, 2);
     let out = Command::new(env!("CARGO_BIN_EXE_svcnet"))
-        .args(["lab", "up", "--name", "ok", "--nodes", "12"])
+        .args(["lab", "up", "--name", "ok", "--nodes", "33"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("a lab has 1 to 9 nodes, not 12"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a lab has 1 to 32 nodes, not 33"));
     assert!(!std::path::Path::new("/run/svcnet-lab/ok").exists());
 }
 

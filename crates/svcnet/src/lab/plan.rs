@@ -15,7 +15,9 @@ pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 /// The address pods use as their gateway (on the node side of every pod's veth).
 pub const POD_GATEWAY: &str = "169.254.1.1";
-pub const MAX_NODES: usize = 9;
+/// Nodes take `10.240.0.11` upwards, below the external host's `.100`; 32 is enough for the
+/// agent-at-scale benchmark's 20 and keeps a lab on two cores reasonable.
+pub const MAX_NODES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePlan {
@@ -104,6 +106,9 @@ mod tests {
         assert!(LabPlan::new("a-b", 2).is_err());
         assert!(LabPlan::new("averyverylongname", 2).is_err());
         assert!(LabPlan::new("demo", 0).is_err());
-        assert!(LabPlan::new("demo", 10).is_err());
+        assert!(LabPlan::new("demo", MAX_NODES + 1).is_err());
+        let big = LabPlan::new("demo", MAX_NODES).unwrap();
+        assert_eq!(big.nodes[MAX_NODES - 1].ip, Ipv4Addr::new(10, 240, 0, 42));
+        assert_eq!(big.nodes[MAX_NODES - 1].netns, "svl-demo-node32");
     }
 }

@@ -113,6 +113,12 @@ pub fn render_metrics(st: &SyncStatus) -> String {
         "Checks that found the incremental model different from the rebuild (it is then replaced).",
         &one(st.resync_mismatches.to_string()),
     );
+    metric(
+        "svcnet_proxy_initial_sync_seconds",
+        "gauge",
+        "From the initial lists' arrival to the first sync that programmed them (a restart's takeover time; unchanged services are not counted as programming latency).",
+        &one(st.initial_sync_ms.map_or("NaN".to_owned(), |ms| format!("{:.3}", ms as f64 / 1000.0))),
+    );
     let h = &st.programming_latency;
     let mut lines = Vec::new();
     let mut cumulative = 0;

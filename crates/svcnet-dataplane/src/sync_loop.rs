@@ -111,6 +111,9 @@ pub struct SyncStatus {
     /// a difference.
     pub resync_checks: u64,
     pub resync_mismatches: u64,
+    /// From the first whole model's arrival (the agent's initial lists) to the sync that
+    /// programmed it: how long a (re)started agent takes to take over.
+    pub initial_sync_ms: Option<u64>,
 }
 
 fn unix_now() -> u64 {
@@ -203,6 +206,8 @@ pub fn run<B: Backend>(
     // a full sync or a failure)
     let mut endpoints: u64 = 0;
     let mut recount = true;
+    // when the first whole model arrived, until the first sync programmed it
+    let mut st_first_model: Option<u64> = None;
     loop {
         // the first sync needs a model; until then only updates are awaited
         let wait = if model.is_none() && syncer.applied_model().is_none() {
@@ -245,6 +250,9 @@ pub fn run<B: Backend>(
                     Update::Model(m) => {
                         model = Some(m);
                         ports.clear();
+                        if st_first_model.is_none() {
+                            st_first_model = Some(now());
+                        }
                     }
                     Update::Ports(changed) => match &mut model {
                         Some(m) => {
@@ -295,6 +303,14 @@ pub fn run<B: Backend>(
         st.uptime_ms = now();
         match result {
             Ok(report) => {
+                if st.initial_sync_ms.is_none()
+                    && let Some(received) = st_first_model
+                {
+                    let took = now() - received;
+                    st.initial_sync_ms = Some(took);
+                    let ports = syncer.applied_model().map_or(0, |m| m.ports.len());
+                    tracing::info!(service_ports = ports, initial_sync_ms = took, "first sync programmed the whole model");
+                }
                 match report.kind {
                     SyncKind::Full => st.full_syncs += 1,
                     SyncKind::Incremental => st.incremental_syncs += 1,

@@ -12,7 +12,9 @@
 //!   endpoint the backend; the time from the write until a connection through its ClusterIP
 //!   succeeds, on every node;
 //! - **cost**: each agent's peak RSS and CPU seconds, and the lab daemon's (the API server,
-//!   kubelets and scheduler share that process).
+//!   kubelets and scheduler share that process);
+//! - **restart**: the first node's agent killed (SIGKILL) with everything loaded; how long its
+//!   successor takes from its lists' arrival to its first full sync.
 //!
 //! Everything between is real: the durable API write, the watch, the agents' change
 //! tracking, their sync loops and the kernel.
@@ -182,6 +184,41 @@ fn latency_summary(samples: &[Duration]) -> Value {
     })
 }
 
+/// Kills (SIGKILL) `node`'s agent with everything loaded; its supervisor starts a new one a
+/// second later. Reports how long the new agent took from its lists' arrival to its first
+/// full sync (its own log line), and from the kill to that sync.
+async fn restart_first_agent(state: &Path, node: &str) -> Result<Value> {
+    let pid_file = crate::lab::supervisor::pid_dir(state).join(format!("{node}.pid"));
+    let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    let log = state.join(format!("proxy-{node}.log"));
+    let seen = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    let killed = Instant::now();
+    let pid = rustix::process::Pid::from_raw(pid).context("agent pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+    let deadline = killed + Duration::from_secs(300);
+    loop {
+        let text = std::fs::read(&log).unwrap_or_default();
+        let new = String::from_utf8_lossy(text.get(seen..).unwrap_or_default()).into_owned();
+        if let Some(line) = new.lines().find(|l| l.contains("first sync programmed the whole model")) {
+            let field = |name: &str| -> Option<u64> {
+                let rest = line.split(&format!("{name}=")).nth(1)?;
+                rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            };
+            return Ok(json!({
+                "node": node,
+                "lists_to_first_sync_seconds": field("initial_sync_ms").map(|ms| ms as f64 / 1000.0),
+                "kill_to_first_sync_seconds": (killed.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+                "supervisor_restart_delay_seconds": 1,
+                "service_ports": field("service_ports"),
+            }));
+        }
+        if Instant::now() > deadline {
+            bail!("the restarted agent on {node} did not program within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn run(opts: &Options) -> Result<Value> {
     let (lab, ready) = BenchLab::up(opts.nodes)?;
     let netns: Vec<String> = ready.plan.nodes.iter().map(|n| n.netns.clone()).collect();
@@ -284,6 +321,8 @@ pub fn run(opts: &Options) -> Result<Value> {
                 })
             })
             .collect();
+        // after the agents' figures are taken: the restarted agent is a new process
+        let restart = restart_first_agent(&state, &node_names[0]).await?;
         let slowest_p99 = per_node.iter().map(|s| percentile_ms(s, 99.0)).fold(0.0, f64::max);
         let all: Vec<Duration> = per_node.iter().flatten().copied().collect();
         Ok(json!({
@@ -298,6 +337,7 @@ pub fn run(opts: &Options) -> Result<Value> {
             "slowest_node_p99_ms": slowest_p99,
             "per_node": nodes,
             "lab_daemon_api_server_and_kubelets": process_figures(&state.join("pid")),
+            "restart": restart,
             "agent_min_sync_period_ms": AGENT_MIN_SYNC_PERIOD_MS,
         }))
     })

@@ -314,8 +314,11 @@ pub fn run(opts: &Options) -> Result<Value> {
             .iter()
             .zip(&per_node)
             .map(|(node, samples)| {
+                let log = std::fs::read_to_string(state.join(format!("proxy-{node}.log"))).unwrap_or_default();
                 json!({
                     "node": node,
+                    // a watch that fell behind (410 Expired) or broke is logged once as lost
+                    "watches_lost": log.matches("lost the watch").count(),
                     "latency_ms": latency_summary(samples),
                     "agent": process_figures(&crate::lab::supervisor::pid_dir(&state).join(format!("{node}.pid"))),
                 })

@@ -117,7 +117,9 @@ pub fn render_metrics(st: &SyncStatus) -> String {
         "svcnet_proxy_initial_sync_seconds",
         "gauge",
         "From the initial lists' arrival to the first sync that programmed them (a restart's takeover time; unchanged services are not counted as programming latency).",
-        &one(st.initial_sync_ms.map_or("NaN".to_owned(), |ms| format!("{:.3}", ms as f64 / 1000.0))),
+        &one(st
+            .initial_sync_ms
+            .map_or("NaN".to_owned(), |ms| format!("{:.3}", ms as f64 / 1000.0))),
     );
     let h = &st.programming_latency;
     let mut lines = Vec::new();

@@ -46,16 +46,50 @@ pub struct AppState {
     pub revision: tokio::sync::watch::Receiver<u64>,
 }
 
+/// Bodies end in a newline, as upstream's JSON encoder writes them.
 fn status_response(status: &Status) -> Response {
     let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, [(header::CONTENT_TYPE, "application/json")], status.to_json()).into_response()
+    let mut body = status.to_json();
+    body.push('\n');
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn json_response(code: StatusCode, value: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => (code, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(mut body) => {
+            body.push(b'\n');
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
         Err(e) => status_response(&Status::internal(&e.to_string())),
     }
+}
+
+/// Paths anyone may read without a token, as upstream's `system:public-info-viewer` allows.
+const PUBLIC_PATHS: [&str; 4] = ["/healthz", "/livez", "/readyz", "/version"];
+
+/// How much of a body an early answer (401, 405) reads and discards first, as Go's server
+/// does, so the client reads the answer instead of a reset connection.
+const EARLY_ANSWER_DRAIN: usize = 256 * 1024;
+
+async fn drain(request: Request) {
+    let mut chunks = request.into_body().into_data_stream();
+    let mut seen = 0usize;
+    while seen <= EARLY_ANSWER_DRAIN {
+        match chunks.next().await {
+            Some(Ok(chunk)) => seen += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
+/// Whether an `Authorization` header carries `token` as a bearer token (the scheme is
+/// case-insensitive, as upstream's authenticator treats it).
+fn bearer_matches(header_value: &[u8], token: &str) -> bool {
+    let Some(space) = header_value.iter().position(|b| *b == b' ') else {
+        return false;
+    };
+    let (scheme, rest) = header_value.split_at(space);
+    scheme.eq_ignore_ascii_case(b"bearer") && rest[1..].trim_ascii() == token.as_bytes()
 }
 
 fn reply<T: serde::Serialize>(r: Result<T, Box<Status>>, code: StatusCode) -> Response {
@@ -66,12 +100,16 @@ fn reply<T: serde::Serialize>(r: Result<T, Box<Status>>, code: StatusCode) -> Re
 }
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let expected = format!("Bearer {}", state.token);
+    let path = request.uri().path().trim_end_matches('/');
+    if PUBLIC_PATHS.contains(&path) || PUBLIC_PATHS.iter().any(|p| path.starts_with(&format!("{p}/"))) {
+        return next.run(request).await;
+    }
     let ok = request
         .headers()
         .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+        .is_some_and(|v| bearer_matches(v.as_bytes(), &state.token));
     if !ok {
+        drain(request).await;
         let mut s = Status::bad_request("Unauthorized");
         s.reason = "Unauthorized".into();
         s.code = 401;
@@ -195,7 +233,10 @@ fn parse_bool(v: Option<&String>) -> bool {
 async fn version() -> Response {
     json_response(
         StatusCode::OK,
+        // every field upstream's version.Info has (clients validate them); the build facts
+        // Go's linker would stamp are upstream's defaults for an unstamped build
         &json!({"major": "1", "minor": "37", "gitVersion": concat!("v1.37.0-svcnet-", env!("CARGO_PKG_VERSION")),
+                "gitCommit": "", "gitTreeState": "", "buildDate": "1970-01-01T00:00:00Z",
                 "platform": "linux/amd64", "goVersion": "n/a", "compiler": "rustc"}),
     )
 }
@@ -1195,14 +1236,76 @@ async fn not_found() -> Response {
     not_found_response()
 }
 
+async fn method_not_allowed(request: Request) -> Response {
+    drain(request).await;
+    let mut s = Status::bad_request("the server does not allow this method on the requested resource");
+    s.reason = "MethodNotAllowed".into();
+    s.code = 405;
+    status_response(&s)
+}
+
+/// `/healthz`, `/livez`, `/readyz` (and `/NAME/ping`): `ok`, or with `?verbose` one line per
+/// check as upstream prints them. The store check reads its revision.
+async fn health(State(state): State<AppState>, request: Request) -> Response {
+    let path = request.uri().path().trim_end_matches('/');
+    let name = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("healthz")
+        .to_owned();
+    let verbose = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
+    let store_ok = state.registry.store().revision().is_ok();
+    let checks = [("ping", true), ("store", store_ok)];
+    let healthy = checks.iter().all(|(_, ok)| *ok);
+    let body = if verbose {
+        let mut text: String = checks
+            .iter()
+            .map(|(check, ok)| {
+                format!(
+                    "[{}]{check} {}\n",
+                    if *ok { "+" } else { "-" },
+                    if *ok { "ok" } else { "failed" }
+                )
+            })
+            .collect();
+        text.push_str(&format!("{name} check {}\n", if healthy { "passed" } else { "failed" }));
+        text
+    } else if healthy {
+        "ok".to_owned()
+    } else {
+        format!("[-]store failed: reason withheld\n{name} check failed\n")
+    };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
 /// The application: routes behind authentication.
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/version", get(version))
+        .route("/version/", get(version))
         .route("/api", get(api_versions))
+        .route("/api/", get(api_versions))
         .route("/apis", get(api_groups))
+        .route("/apis/", get(api_groups))
         .route("/api/v1", get(core_resources))
+        .route("/api/v1/", get(core_resources))
         .route("/apis/{group}/{version}", get(group_resources))
+        .route("/apis/{group}/{version}/", get(group_resources));
+    for check in ["/healthz", "/livez", "/readyz"] {
+        app = app
+            .route(check, get(health))
+            .route(&format!("{check}/{{*check}}"), get(health));
+    }
+    let mut app = app
         .route("/api/v1/namespaces/{ns}/services/{name}/proxy", any(service_proxy))
         .route("/api/v1/namespaces/{ns}/services/{name}/proxy/", any(service_proxy))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/", any(pod_proxy))
@@ -1247,6 +1350,7 @@ pub fn router(state: AppState) -> Router {
             );
     }
     app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }

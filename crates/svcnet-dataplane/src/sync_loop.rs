@@ -309,7 +309,11 @@ pub fn run<B: Backend>(
                     let took = now() - received;
                     st.initial_sync_ms = Some(took);
                     let ports = syncer.applied_model().map_or(0, |m| m.ports.len());
-                    tracing::info!(service_ports = ports, initial_sync_ms = took, "first sync programmed the whole model");
+                    tracing::info!(
+                        service_ports = ports,
+                        initial_sync_ms = took,
+                        "first sync programmed the whole model"
+                    );
                 }
                 match report.kind {
                     SyncKind::Full => st.full_syncs += 1,

@@ -199,7 +199,10 @@ async fn restart_first_agent(state: &Path, node: &str) -> Result<Value> {
     loop {
         let text = std::fs::read(&log).unwrap_or_default();
         let new = String::from_utf8_lossy(text.get(seen..).unwrap_or_default()).into_owned();
-        if let Some(line) = new.lines().find(|l| l.contains("first sync programmed the whole model")) {
+        if let Some(line) = new
+            .lines()
+            .find(|l| l.contains("first sync programmed the whole model"))
+        {
             let field = |name: &str| -> Option<u64> {
                 let rest = line.split(&format!("{name}=")).nth(1)?;
                 rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()

@@ -5,6 +5,7 @@
 #[path = "../common/api.rs"]
 mod api;
 mod delete_options;
+mod protocol;
 mod safety;
 
 use std::path::PathBuf;

@@ -71,7 +71,8 @@ pub fn resolve_service(store: &Store, namespace: &str, spec: &str) -> Reply<Sock
             .find(|sp| {
                 sp["name"].as_str() == Some(p) || sp["port"].as_u64().map(|n| n.to_string()).as_deref() == Some(p)
             })
-            .ok_or_else(|| Box::new(Status::not_found("", "services", &format!("{name}:{p}"))))?,
+            // upstream: 503, naming the port and the service
+            .ok_or_else(|| unavailable(format!("no service port {p} found for service {name:?}")))?,
     };
     let port_name = chosen["name"].as_str().unwrap_or("");
     let (slices, _) = objects::list(store, &ENDPOINT_SLICES, Some(namespace))?;

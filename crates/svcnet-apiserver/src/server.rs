@@ -746,6 +746,13 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
                 &name,
             )?;
             patch.apply(&mut current)?;
+            // a patch may not rename the object or take its metadata away
+            let patched_name = current["metadata"]["name"].as_str().unwrap_or("");
+            if patched_name != name {
+                return Err(Box::new(Status::bad_request(format!(
+                    "the name of the object ({patched_name}) does not match the name on the URL ({name})"
+                ))));
+            }
             field_validation::check(t.kind, directive, &current)?;
             match write(&state, &t, current, status_only).await {
                 Err(s) if s.code == 409 && !patch.pins_resource_version() && attempts < PATCH_ATTEMPTS => continue,

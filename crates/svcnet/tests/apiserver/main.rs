@@ -5,6 +5,7 @@
 #[path = "../common/api.rs"]
 mod api;
 mod delete_options;
+mod fidelity;
 mod protocol;
 mod safety;
 

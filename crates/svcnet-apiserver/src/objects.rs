@@ -121,10 +121,18 @@ fn invalid(kind: &Kind, name: &str, errs: Vec<FieldError>) -> Box<Status> {
     Box::new(Status::invalid(kind.group, kind.kind, name, &errs))
 }
 
-/// Upstream's defaults for workload specs that the controllers read.
+/// Upstream's defaults for Pods and for workload specs (their pod templates included).
 fn default_workload(kind: &Kind, obj: &mut Value) {
+    use svcnet_core::workloads::pod_defaults::default_pod_spec;
+    if kind.kind == "Pod" {
+        default_pod_spec(&mut obj["spec"]);
+        return;
+    }
     if kind.kind != "Deployment" && kind.kind != "ReplicaSet" || !obj["spec"].is_object() {
         return;
+    }
+    if obj["spec"]["template"]["spec"].is_object() {
+        default_pod_spec(&mut obj["spec"]["template"]["spec"]);
     }
     let spec = &mut obj["spec"];
     if spec["replicas"].is_null() {
@@ -235,6 +243,10 @@ pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: 
     }
     if kind.has_status {
         set_meta(&mut obj, "generation", json!(1));
+    }
+    if kind.kind == "Pod" {
+        // a new pod is Pending, whatever status the body carried
+        obj["status"] = svcnet_core::workloads::pod_defaults::initial_status(&obj["spec"]);
     }
     let k = key(kind, namespace, &name);
     store

@@ -71,3 +71,42 @@ fn a_json_patch_removing_metadata_is_refused_and_changes_nothing() {
     let stored: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stored["metadata"]["labels"]["keep"], "me");
 }
+
+#[test]
+fn pods_are_defaulted_and_pending_from_their_creation() {
+    let server = Server::start();
+    let (ok, text) = crate::kubectl(&server, &["run", "web", "--image=nginx", "--port=80"]);
+    assert!(ok, "{text}");
+    let (ok, pending) = crate::kubectl(
+        &server,
+        &["get", "pods", "--field-selector=status.phase=Pending", "-o", "name"],
+    );
+    assert!(ok && pending.trim() == "pod/web", "{pending}");
+    let (ok, described) = crate::kubectl(&server, &["describe", "pod", "web"]);
+    assert!(ok, "{described}");
+    assert!(described.contains("80/TCP"), "{described}");
+    assert!(described.contains("BestEffort"), "{described}");
+    let (_, body) = server.curl(&[&format!("{}/api/v1/namespaces/default/pods/web", server.url)]);
+    let pod: Value = serde_json::from_str(&body).unwrap();
+    for (field, want) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("schedulerName", json!("default-scheduler")),
+    ] {
+        assert_eq!(pod["spec"][field], want, "{field}: {body}");
+    }
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    // the official Python client reads the status straight from the create response
+    let script = "import sys; from kubernetes import client, config; config.load_kube_config(sys.argv[1]); \
+                  p = client.CoreV1Api().create_namespaced_pod('default', {'metadata': {'name': 'py'}, \
+                  'spec': {'containers': [{'name': 'c', 'image': 'agnhost:2.53', 'resources': \
+                  {'limits': {'cpu': '1', 'memory': '64Mi'}}}]}}); print(p.status.phase, p.status.qos_class)";
+    let out = std::process::Command::new(crate::venv_python())
+        .args(["-c", script])
+        .arg(&server.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Pending Guaranteed");
+}

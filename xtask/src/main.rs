@@ -116,7 +116,8 @@ fn test() -> Result<()> {
         "cargo",
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
     )?;
-    run("cargo", &["test", "--workspace"])?;
+    // every test binary runs to the end, so one failure does not hide others
+    run("cargo", &["test", "--workspace", "--no-fail-fast"])?;
     Ok(())
 }
 

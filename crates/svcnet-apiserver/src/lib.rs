@@ -39,6 +39,7 @@ pub mod server;
 pub mod strategic;
 pub mod table;
 pub mod workloads;
+pub mod write_options;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

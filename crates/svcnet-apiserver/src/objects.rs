@@ -12,6 +12,7 @@ use svcnet_store::{Key, Store, StoreError};
 
 use crate::finalizers;
 use crate::resources::Kind;
+use crate::write_options::WriteOptions;
 
 pub type Reply<T> = Result<T, Box<Status>>;
 
@@ -202,7 +203,20 @@ fn validate(kind: &Kind, obj: &Value) -> Reply<()> {
 }
 
 /// POST: stores a new object.
-pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: &mut dyn Ids) -> Reply<Value> {
+pub fn create(store: &Store, kind: &Kind, namespace: &str, obj: Value, ids: &mut dyn Ids) -> Reply<Value> {
+    create_with(store, kind, namespace, obj, ids, WriteOptions::default())
+}
+
+/// [`create`] with the request's options: a dry run does every check and stores nothing
+/// (the object is returned without a resourceVersion).
+pub fn create_with(
+    store: &Store,
+    kind: &Kind,
+    namespace: &str,
+    mut obj: Value,
+    ids: &mut dyn Ids,
+    options: WriteOptions,
+) -> Reply<Value> {
     prepare(kind, namespace, &mut obj)?;
     validate(kind, &obj)?;
     if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
@@ -249,6 +263,12 @@ pub fn create(store: &Store, kind: &Kind, namespace: &str, mut obj: Value, ids: 
         obj["status"] = svcnet_core::workloads::pod_defaults::initial_status(&obj["spec"]);
     }
     let k = key(kind, namespace, &name);
+    if options.dry_run {
+        if store.get(&k).map_err(internal)?.is_some() {
+            return Err(Box::new(Status::already_exists(kind.group, kind.plural, &name)));
+        }
+        return Ok(obj);
+    }
     store
         .write(|b| {
             set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
@@ -265,9 +285,33 @@ pub fn replace(
     kind: &Kind,
     namespace: &str,
     name: &str,
+    obj: Value,
+    status_only: bool,
+    ids: &mut dyn Ids,
+) -> Reply<Value> {
+    replace_with(
+        store,
+        kind,
+        namespace,
+        name,
+        obj,
+        status_only,
+        ids,
+        WriteOptions::default(),
+    )
+}
+
+/// [`replace`] with the request's options (a dry run does every check and writes nothing).
+#[allow(clippy::too_many_arguments)]
+pub fn replace_with(
+    store: &Store,
+    kind: &Kind,
+    namespace: &str,
+    name: &str,
     mut obj: Value,
     status_only: bool,
     ids: &mut dyn Ids,
+    options: WriteOptions,
 ) -> Reply<Value> {
     prepare(kind, namespace, &mut obj)?;
     if meta_str(&obj, "name").is_some_and(|n| n != name) {
@@ -287,7 +331,7 @@ pub fn replace(
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        return create(store, kind, namespace, obj, ids);
+        return create_with(store, kind, namespace, obj, ids, options);
     };
     let old: Value = serde_json::from_slice(&stored.value).map_err(internal)?;
     let expected = match meta_str(&obj, "resourceVersion").filter(|v| !v.is_empty()) {
@@ -327,6 +371,9 @@ pub fn replace(
                 }
             }
         }
+    }
+    if options.dry_run {
+        return Ok(if finished { old } else { obj });
     }
     store
         .write(|b| {

@@ -41,6 +41,8 @@ pub enum OpenError {
 
 pub type Reply<T> = Result<T, Box<Status>>;
 
+pub use crate::write_options::WriteOptions;
+
 /// Operating-system randomness for allocation and names.
 struct OsRandom(rand::rngs::StdRng);
 
@@ -223,7 +225,13 @@ impl Registry {
     }
 
     /// POST: creates a Service in `namespace`.
-    pub fn create_service(&self, namespace: &str, mut svc: Service) -> Reply<Service> {
+    pub fn create_service(&self, namespace: &str, svc: Service) -> Reply<Service> {
+        self.create_service_with(namespace, svc, WriteOptions::default())
+    }
+
+    /// [`create_service`](Self::create_service) with the request's options: a dry run plans
+    /// everything (name, allocation, validation, admission) and stores and allocates nothing.
+    pub fn create_service_with(&self, namespace: &str, mut svc: Service, options: WriteOptions) -> Reply<Service> {
         if svc
             .metadata
             .namespace
@@ -278,12 +286,25 @@ impl Registry {
             &name,
             |batch, svc| batch.create(&key(namespace, &name), &encode(svc)),
             svc,
+            options,
         )
     }
 
     /// PUT: replaces a Service (creating it when missing, as upstream does). A stale
     /// `resourceVersion` is a 409 Conflict.
-    pub fn update_service(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
+    pub fn update_service(&self, namespace: &str, name: &str, svc: Service) -> Reply<Service> {
+        self.update_service_with(namespace, name, svc, WriteOptions::default())
+    }
+
+    /// [`update_service`](Self::update_service) with the request's options (a dry run writes
+    /// and allocates nothing).
+    pub fn update_service_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut svc: Service,
+        options: WriteOptions,
+    ) -> Reply<Service> {
         if svc.metadata.name.as_deref().is_some_and(|n| n != name) {
             return Err(Box::new(Status::bad_request(
                 "the name of the object does not match the name on the URL",
@@ -293,7 +314,7 @@ impl Registry {
             Some(stored) => (decode(&stored.value)?, stored.revision),
             None => {
                 svc.metadata.resource_version = None;
-                return self.create_service(namespace, svc);
+                return self.create_service_with(namespace, svc, options);
             }
         };
         let (old, old_rev) = old;
@@ -308,6 +329,9 @@ impl Registry {
         svc.metadata.name = Some(name.to_owned());
         finalizers::carry(&old.metadata, &mut svc.metadata, "Service", "")?;
         if finalizers::done(&svc.metadata) {
+            if options.dry_run {
+                return Ok(old);
+            }
             // the last finalizer of a marked Service is gone: so is the Service
             return self.remove_service(namespace, name, expected.unwrap_or(old_rev));
         }
@@ -329,6 +353,7 @@ impl Registry {
             name,
             |batch, svc| batch.update(&key(namespace, name), &encode(svc), expected.or(Some(old_rev))),
             svc,
+            options,
         )
     }
 
@@ -343,7 +368,18 @@ impl Registry {
     }
 
     /// PUT on `/status`: the stored spec stays, status and metadata labels come from the request.
-    pub fn update_service_status(&self, namespace: &str, name: &str, mut svc: Service) -> Reply<Service> {
+    pub fn update_service_status(&self, namespace: &str, name: &str, svc: Service) -> Reply<Service> {
+        self.update_service_status_with(namespace, name, svc, WriteOptions::default())
+    }
+
+    /// [`update_service_status`](Self::update_service_status) with the request's options.
+    pub fn update_service_status_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut svc: Service,
+        options: WriteOptions,
+    ) -> Reply<Service> {
         let (old, revision) = self.load(namespace, name)?;
         prepare_status_update(&mut svc, &old);
         // the deletion mark, finalizers and owners do not change through /status, as upstream
@@ -362,6 +398,12 @@ impl Registry {
             .as_deref()
             .and_then(|v| v.parse().ok())
             .or(Some(revision));
+        if options.dry_run {
+            if expected != Some(revision) {
+                return Err(Box::new(Status::conflict("", SERVICES, name)));
+            }
+            return Ok(svc);
+        }
         self.store
             .write(|b| {
                 svc.metadata.resource_version = Some((b.revision() + 1).to_string());
@@ -422,8 +464,13 @@ impl Registry {
         name: &str,
         write: impl FnOnce(&mut svcnet_store::WriteBatch<'_>, &Service) -> svcnet_store::Result<svcnet_store::Stored>,
         mut svc: Service,
+        options: WriteOptions,
     ) -> Reply<Service> {
         let (next, snapshot) = after(&state.allocators, changes)?;
+        if options.dry_run {
+            // planned and checked against the allocators; nothing stored, nothing kept
+            return Ok(svc);
+        }
         self.store
             .write(|b| {
                 svc.metadata.resource_version = Some((b.revision() + 1).to_string());

@@ -27,6 +27,7 @@ use crate::registry::Registry;
 use crate::resources::{self, Kind};
 use crate::selection::Filter;
 use crate::table;
+use crate::write_options::WriteOptions;
 use crate::{delete_options, field_validation, gc, logs, namespaces, openapi, protobuf, proxy, scale};
 
 /// Largest accepted request body (upstream's default is 3 MiB).
@@ -114,13 +115,6 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         s.reason = "Unauthorized".into();
         s.code = 401;
         return status_response(&s);
-    }
-    // a dry run must never be mistaken for a write: DELETE honours it (with its other options),
-    // other writes refuse it until they support it
-    let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|q| q.0).unwrap_or_default();
-    let honoured = [axum::http::Method::GET, axum::http::Method::DELETE];
-    if query.get("dryRun").is_some_and(|v| !v.is_empty()) && !honoured.contains(request.method()) {
-        return status_response(&Status::bad_request("dryRun is not supported by this server"));
     }
     next.run(request).await
 }
@@ -621,6 +615,10 @@ async fn collection_post(
     if t.kind.namespaced && t.namespace.is_none() {
         return not_found_response();
     }
+    let options = match write_options(&request, "CreateOptions") {
+        Ok(o) => o,
+        Err(s) => return status_response(&s),
+    };
     let body = match read_json(t.kind, request).await {
         Ok(b) => b,
         Err(s) => return status_response(&s),
@@ -629,14 +627,24 @@ async fn collection_post(
     let registry = state.registry.clone();
     if *t.kind == resources::SERVICES {
         let r = match as_service(body) {
-            Ok(svc) => blocking(move || registry.create_service(&ns, svc)).await,
+            Ok(svc) => blocking(move || registry.create_service_with(&ns, svc, options)).await,
             Err(s) => Err(s),
         };
         return reply(r, StatusCode::CREATED);
     }
     let kind = t.kind;
     reply(
-        blocking(move || objects::create(registry.store(), kind, &ns, body, &mut objects::RandomIds::new())).await,
+        blocking(move || {
+            objects::create_with(
+                registry.store(),
+                kind,
+                &ns,
+                body,
+                &mut objects::RandomIds::new(),
+                options,
+            )
+        })
+        .await,
         StatusCode::CREATED,
     )
 }
@@ -682,15 +690,25 @@ async fn put(state: AppState, p: HashMap<String, String>, request: Request, stat
     if status_only && !t.kind.has_status {
         return not_found_response();
     }
+    let options = match write_options(&request, "UpdateOptions") {
+        Ok(o) => o,
+        Err(s) => return status_response(&s),
+    };
     match read_json(t.kind, request).await {
-        Ok(body) => reply(write(&state, &t, body, status_only).await, StatusCode::OK),
+        Ok(body) => reply(write(&state, &t, body, status_only, options).await, StatusCode::OK),
         Err(s) => status_response(&s),
     }
 }
 
 /// Replaces an object (or its status) with `body`: Services through the registry, the rest
 /// through the generic layer.
-async fn write(state: &AppState, t: &Target, body: Value, status_only: bool) -> Result<Value, Box<Status>> {
+async fn write(
+    state: &AppState,
+    t: &Target,
+    body: Value,
+    status_only: bool,
+    options: WriteOptions,
+) -> Result<Value, Box<Status>> {
     let (ns, name) = (
         t.namespace.clone().unwrap_or_default(),
         t.name.clone().unwrap_or_default(),
@@ -699,15 +717,15 @@ async fn write(state: &AppState, t: &Target, body: Value, status_only: bool) -> 
     if *t.kind == resources::SERVICES {
         let svc = as_service(body)?;
         let svc = if status_only {
-            blocking(move || registry.update_service_status(&ns, &name, svc)).await?
+            blocking(move || registry.update_service_status_with(&ns, &name, svc, options)).await?
         } else {
-            blocking(move || registry.update_service(&ns, &name, svc)).await?
+            blocking(move || registry.update_service_with(&ns, &name, svc, options)).await?
         };
         return serde_json::to_value(svc).map_err(|e| Box::new(Status::internal(&e.to_string())));
     }
     let kind = t.kind;
     blocking(move || {
-        objects::replace(
+        objects::replace_with(
             registry.store(),
             kind,
             &ns,
@@ -715,9 +733,15 @@ async fn write(state: &AppState, t: &Target, body: Value, status_only: bool) -> 
             body,
             status_only,
             &mut objects::RandomIds::new(),
+            options,
         )
     })
     .await
+}
+
+/// The write options in a request's query (`kind`: the options object named in errors).
+fn write_options(request: &Request, kind: &str) -> Result<WriteOptions, Box<Status>> {
+    WriteOptions::from_query(&delete_options::query_pairs(request.uri()), kind)
 }
 
 /// PATCH: a JSON patch (RFC 6902), JSON merge patch (RFC 7386) or strategic merge patch applied to the stored object,
@@ -731,6 +755,7 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
     }
     let result = async {
         let directive = field_validation_of(&request)?;
+        let options = write_options(&request, "PatchOptions")?;
         let (content_type, body) = read_body(request).await?;
         let patch = Patch::parse(&content_type, parse_json(&body)?)?;
         let name = t.name.clone().unwrap_or_default();
@@ -754,7 +779,7 @@ async fn patch(state: AppState, p: HashMap<String, String>, request: Request, st
                 ))));
             }
             field_validation::check(t.kind, directive, &current)?;
-            match write(&state, &t, current, status_only).await {
+            match write(&state, &t, current, status_only, options).await {
                 Err(s) if s.code == 409 && !patch.pins_resource_version() && attempts < PATCH_ATTEMPTS => continue,
                 written => return written,
             }
@@ -795,10 +820,13 @@ async fn scale_put(
 ) -> Response {
     let result = async {
         let t = scale_target(&p)?;
+        let options = write_options(&request, "UpdateOptions")?;
         let (content_type, body) = read_body(request).await?;
         let wanted = object_json(&content_type, &body)?;
         let obj = scale::apply_scale(current(&state, &t)?, &wanted)?;
-        write(&state, &t, obj, false).await.map(|o| scale::to_scale(&o))
+        write(&state, &t, obj, false, options)
+            .await
+            .map(|o| scale::to_scale(&o))
     }
     .await;
     reply(result, StatusCode::OK)
@@ -811,13 +839,14 @@ async fn scale_patch(
 ) -> Response {
     let result = async {
         let t = scale_target(&p)?;
+        let options = write_options(&request, "PatchOptions")?;
         let (content_type, body) = read_body(request).await?;
         let patch = Patch::parse(&content_type, parse_json(&body)?)?;
         for _ in 0..PATCH_ATTEMPTS {
             let obj = current(&state, &t)?;
             let mut wanted = scale::to_scale(&obj);
             patch.apply(&mut wanted)?;
-            match write(&state, &t, scale::apply_scale(obj, &wanted)?, false).await {
+            match write(&state, &t, scale::apply_scale(obj, &wanted)?, false, options).await {
                 Err(s) if s.code == 409 && !patch.pins_resource_version() => continue,
                 written => return written.map(|o| scale::to_scale(&o)),
             }

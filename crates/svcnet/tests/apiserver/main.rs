@@ -5,6 +5,7 @@
 #[path = "../common/api.rs"]
 mod api;
 mod delete_options;
+mod dry_run;
 mod fidelity;
 mod protocol;
 mod safety;
@@ -181,10 +182,10 @@ fn kubectl_creates_and_applies_manifests_with_server_side_validation() {
         &["get", "service", "web", "-o", "jsonpath={.spec.selector.app}"],
     );
     assert!(ok && text == "web", "the refused apply changed the service: {text}");
-    // a dry run is refused rather than mistaken for a write
+    // a dry run shows the result and changes nothing
     write("tier: dry", 81, "selector");
     let (ok, text) = kubectl(&server, &["apply", "--dry-run=server", "-f", path]);
-    assert!(!ok && text.contains("dryRun is not supported"), "{text}");
+    assert!(ok && text.contains("(server dry run)"), "{text}");
     let (ok, text) = kubectl(
         &server,
         &["get", "service", "web", "-o", "jsonpath={.metadata.labels.tier}"],

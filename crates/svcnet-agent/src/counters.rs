@@ -283,7 +283,9 @@ mod tests {
         let svc: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"namespace": "default", "name": "demo"},
             "spec": {"type": "NodePort", "clusterIP": "10.96.40.109", "clusterIPs": ["10.96.40.109"],
-                     "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]},
+                     "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
+                     "externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster",
+                     "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30080}]},
         }))
         .unwrap();
         let ports = svcnet_dataplane::model::service_ports(&svc).expect("a proxied service");

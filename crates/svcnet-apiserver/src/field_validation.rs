@@ -57,12 +57,6 @@ fn missing(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Option<Value> {
-    serde_json::from_value::<T>(v.clone())
-        .ok()
-        .and_then(|t| serde_json::to_value(t).ok())
-}
-
 /// The fields of `object` that type `T` does not define; `Err` if it does not decode as `T`.
 pub fn unknown_fields_of<T: serde::de::DeserializeOwned + serde::Serialize>(
     object: &Value,
@@ -77,19 +71,7 @@ pub fn unknown_fields_of<T: serde::de::DeserializeOwned + serde::Serialize>(
 /// The fields of `object` its kind does not define (empty if it cannot be decoded at all:
 /// decoding errors are reported by the write itself).
 pub fn unknown_fields(kind: &Kind, object: &Value) -> Vec<String> {
-    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, discovery::v1 as discovery};
-    let known = match kind.kind {
-        "Service" => round_trip::<core::Service>(object),
-        "Pod" => round_trip::<core::Pod>(object),
-        "Node" => round_trip::<core::Node>(object),
-        "Namespace" => round_trip::<core::Namespace>(object),
-        "Endpoints" => round_trip::<core::Endpoints>(object),
-        "Event" => round_trip::<core::Event>(object),
-        "EndpointSlice" => round_trip::<discovery::EndpointSlice>(object),
-        "Deployment" => round_trip::<apps::Deployment>(object),
-        "ReplicaSet" => round_trip::<apps::ReplicaSet>(object),
-        _ => None,
-    };
+    let known = crate::kinds::of(kind).and_then(|strategy| (strategy.decode)(object).ok());
     let mut out = Vec::new();
     if let Some(known) = known {
         missing(object, &known, "", &mut out);

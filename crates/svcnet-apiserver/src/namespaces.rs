@@ -48,6 +48,29 @@ pub fn admit_create(store: &Store, kind: &Kind, namespace: &str, name: &str) -> 
 
 /// DELETE of a namespace: marks it Terminating (the rounds empty and remove it); the system
 /// namespaces are refused with 403.
+/// Every active namespace has a ServiceAccount `default`, as upstream's serviceaccounts
+/// controller makes sure (recreated when deleted). Returns how many were created.
+fn ensure_default_service_accounts(store: &Store, namespaces: &[Value]) -> Reply<usize> {
+    let (accounts, _) = objects::list(store, &crate::resources::SERVICE_ACCOUNTS, None)?;
+    let has_default = |ns: &str| {
+        accounts
+            .iter()
+            .any(|a| a["metadata"]["namespace"] == ns && a["metadata"]["name"] == "default")
+    };
+    let mut created = 0;
+    for ns in namespaces.iter().filter(|n| !is_terminating(n)) {
+        let name = ns["metadata"]["name"].as_str().unwrap_or("");
+        if name.is_empty() || has_default(name) {
+            continue;
+        }
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        let mut ids = objects::RandomIds::new();
+        created +=
+            usize::from(objects::create(store, &crate::resources::SERVICE_ACCOUNTS, name, account, &mut ids).is_ok());
+    }
+    Ok(created)
+}
+
 /// 403 for the system namespaces, which may not be deleted.
 pub fn check_deletable(name: &str) -> Reply<()> {
     if SYSTEM.contains(&name) {
@@ -79,7 +102,7 @@ pub fn delete(store: &Store, name: &str) -> Reply<Value> {
 pub fn reconcile(registry: &Registry) -> Reply<usize> {
     let store = registry.store();
     let (namespaces, _) = objects::list(store, &NAMESPACES, None)?;
-    let mut writes = 0;
+    let mut writes = ensure_default_service_accounts(store, &namespaces)?;
     for ns in namespaces.iter().filter(|n| is_terminating(n)) {
         let name = ns["metadata"]["name"].as_str().unwrap_or("");
         let mut remaining = 0;

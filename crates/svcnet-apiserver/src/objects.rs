@@ -2,7 +2,6 @@
 //! (everything but Services, whose writes go through the registry): system metadata, name
 //! checks, optimistic concurrency, and the status subresource split.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use svcnet_core::field::{FieldError, FieldPath};
@@ -122,79 +121,27 @@ fn invalid(kind: &Kind, name: &str, errs: Vec<FieldError>) -> Box<Status> {
     Box::new(Status::invalid(kind.group, kind.kind, name, &errs))
 }
 
-/// Upstream's defaults for Pods and for workload specs (their pod templates included).
+/// The kind's defaults (its registration's), applied on every write.
 fn default_workload(kind: &Kind, obj: &mut Value) {
-    use svcnet_core::workloads::pod_defaults::default_pod_spec;
-    if kind.kind == "Pod" {
-        default_pod_spec(&mut obj["spec"]);
-        return;
-    }
-    if kind.kind != "Deployment" && kind.kind != "ReplicaSet" || !obj["spec"].is_object() {
-        return;
-    }
-    if obj["spec"]["template"]["spec"].is_object() {
-        default_pod_spec(&mut obj["spec"]["template"]["spec"]);
-    }
-    let spec = &mut obj["spec"];
-    if spec["replicas"].is_null() {
-        spec["replicas"] = json!(1);
-    }
-    if kind.kind == "Deployment" {
-        default_strategy(&mut spec["strategy"]);
-        for (field, value) in [("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)] {
-            if spec[field].is_null() {
-                spec[field] = json!(value);
-            }
-        }
+    if let Some(strategy) = crate::kinds::of(kind) {
+        (strategy.defaults)(obj);
     }
 }
 
-/// Upstream's Deployment strategy defaults: an empty strategy (`strategy: {}`, as kubectl
-/// create sends) is a rolling update with 25% unavailable and 25% surge. Anything but an
-/// object is left for validation (indexing it would panic).
-fn default_strategy(strategy: &mut Value) {
-    if !(strategy.is_object() || strategy.is_null()) {
-        return;
-    }
-    if strategy["type"].as_str().is_none_or(str::is_empty) {
-        strategy["type"] = json!("RollingUpdate");
-    }
-    let rolling = &strategy["rollingUpdate"];
-    if strategy["type"] == "RollingUpdate" && (rolling.is_object() || rolling.is_null()) {
-        for field in ["maxUnavailable", "maxSurge"] {
-            if strategy["rollingUpdate"][field].is_null() {
-                strategy["rollingUpdate"][field] = json!("25%");
-            }
-        }
-    }
-}
-
-/// The kind-specific checks of a new or replaced object (workload specs so far).
+/// The kind-specific checks of a new or replaced object: it decodes as its kind (a body that
+/// is not the kind's shape, `strategy: "x"`, is refused as upstream's decoder does), then its
+/// registration's rules.
 fn validate(kind: &Kind, obj: &Value) -> Reply<()> {
-    use svcnet_core::workloads::validate::validate_spec;
-    if kind.kind != "Deployment" && kind.kind != "ReplicaSet" {
+    let Some(strategy) = crate::kinds::of(kind) else {
         return Ok(());
-    }
-    // a body that is not the kind's shape (`strategy: "x"`) is refused as upstream's decoder does
-    let decoded = if kind.kind == "Deployment" {
-        serde_json::from_value::<Deployment>(obj.clone()).err()
-    } else {
-        serde_json::from_value::<ReplicaSet>(obj.clone()).err()
     };
-    if let Some(e) = decoded {
+    if let Err(e) = (strategy.decode)(obj) {
         return Err(Box::new(Status::bad_request(format!(
             "unable to decode the {}: {e}",
             kind.kind
         ))));
     }
-    let spec = &obj["spec"];
-    let errs = validate_spec(
-        spec["replicas"]
-            .as_i64()
-            .map(|r| r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
-        serde_json::from_value(spec["selector"].clone()).ok().as_ref(),
-        serde_json::from_value(spec["template"].clone()).ok().as_ref(),
-    );
+    let errs = (strategy.validate)(obj);
     if errs.is_empty() {
         Ok(())
     } else {
@@ -586,22 +533,22 @@ mod tests {
     #[test]
     fn an_empty_strategy_becomes_upstreams_rolling_update() {
         let mut strategy = json!({});
-        default_strategy(&mut strategy);
+        crate::kinds::defaults::strategy(&mut strategy);
         assert_eq!(
             strategy,
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
         );
         let mut recreate = json!({"type": "Recreate"});
-        default_strategy(&mut recreate);
+        crate::kinds::defaults::strategy(&mut recreate);
         assert_eq!(recreate, json!({"type": "Recreate"}));
         let mut partial = json!({"rollingUpdate": {"maxSurge": 2}});
-        default_strategy(&mut partial);
+        crate::kinds::defaults::strategy(&mut partial);
         assert_eq!(
             partial["rollingUpdate"],
             json!({"maxSurge": 2, "maxUnavailable": "25%"})
         );
         let mut bad = json!("x");
-        default_strategy(&mut bad);
+        crate::kinds::defaults::strategy(&mut bad);
         assert_eq!(bad, json!("x"));
     }
 }

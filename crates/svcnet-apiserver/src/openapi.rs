@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Value, json};
 
@@ -65,26 +64,9 @@ pub fn root() -> Value {
 }
 
 /// Registers `T`'s schema (and everything it refers to) and returns its name.
-fn define<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
-    generator.subschema_for::<T>();
-    T::schema_name().into_owned()
-}
-
 /// The schema name of a served kind, its schema registered in `generator`.
 fn define_kind(generator: &mut SchemaGenerator, kind: &Kind) -> Option<String> {
-    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, discovery::v1 as discovery};
-    Some(match (kind.group, kind.kind) {
-        ("", "Namespace") => define::<core::Namespace>(generator),
-        ("", "Service") => define::<core::Service>(generator),
-        ("", "Pod") => define::<core::Pod>(generator),
-        ("", "Node") => define::<core::Node>(generator),
-        ("", "Endpoints") => define::<core::Endpoints>(generator),
-        ("", "Event") => define::<core::Event>(generator),
-        ("discovery.k8s.io", "EndpointSlice") => define::<discovery::EndpointSlice>(generator),
-        ("apps", "Deployment") => define::<apps::Deployment>(generator),
-        ("apps", "ReplicaSet") => define::<apps::ReplicaSet>(generator),
-        _ => return None,
-    })
+    crate::kinds::of(kind).map(|strategy| (strategy.schema)(generator))
 }
 
 /// `components.schemas` for `kinds`: their schemas and every schema they refer to, in

@@ -16,6 +16,8 @@ pub struct Kind {
     pub has_status: bool,
     /// Whether `/scale` is a subresource (an autoscaling/v1 Scale over `spec.replicas`).
     pub has_scale: bool,
+    /// Answered on create and never stored (the self-subject reviews).
+    pub create_only: bool,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ pub const NAMESPACES: Kind = Kind {
     short_names: &["ns"],
     has_status: true,
     has_scale: false,
+    create_only: false,
 };
 pub const SERVICES: Kind = Kind {
     group: "",
@@ -58,6 +61,7 @@ pub const SERVICES: Kind = Kind {
     short_names: &["svc"],
     has_status: true,
     has_scale: false,
+    create_only: false,
 };
 pub const PODS: Kind = Kind {
     group: "",
@@ -69,6 +73,7 @@ pub const PODS: Kind = Kind {
     short_names: &["po"],
     has_status: true,
     has_scale: false,
+    create_only: false,
 };
 pub const NODES: Kind = Kind {
     group: "",
@@ -80,6 +85,7 @@ pub const NODES: Kind = Kind {
     short_names: &["no"],
     has_status: true,
     has_scale: false,
+    create_only: false,
 };
 pub const ENDPOINTS: Kind = Kind {
     group: "",
@@ -91,6 +97,7 @@ pub const ENDPOINTS: Kind = Kind {
     short_names: &["ep"],
     has_status: false,
     has_scale: false,
+    create_only: false,
 };
 pub const EVENTS: Kind = Kind {
     group: "",
@@ -102,6 +109,7 @@ pub const EVENTS: Kind = Kind {
     short_names: &["ev"],
     has_status: false,
     has_scale: false,
+    create_only: false,
 };
 pub const ENDPOINT_SLICES: Kind = Kind {
     group: "discovery.k8s.io",
@@ -113,6 +121,7 @@ pub const ENDPOINT_SLICES: Kind = Kind {
     short_names: &[],
     has_status: false,
     has_scale: false,
+    create_only: false,
 };
 
 pub const DEPLOYMENTS: Kind = Kind {
@@ -125,6 +134,7 @@ pub const DEPLOYMENTS: Kind = Kind {
     short_names: &["deploy"],
     has_status: true,
     has_scale: true,
+    create_only: false,
 };
 pub const REPLICA_SETS: Kind = Kind {
     group: "apps",
@@ -136,9 +146,101 @@ pub const REPLICA_SETS: Kind = Kind {
     short_names: &["rs"],
     has_status: true,
     has_scale: true,
+    create_only: false,
 };
 
-pub const ALL: [&Kind; 9] = [
+/// A stored kind with no subresources.
+const fn plain(
+    group: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+) -> Kind {
+    Kind {
+        group,
+        version: "v1",
+        plural,
+        singular,
+        kind,
+        namespaced,
+        short_names,
+        has_status: false,
+        has_scale: false,
+        create_only: false,
+    }
+}
+
+/// A workload kind: namespaced, with `/status` (and `/scale` when `scale`).
+const fn workload(
+    group: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    short_names: &'static [&'static str],
+    scale: bool,
+) -> Kind {
+    Kind {
+        has_status: true,
+        has_scale: scale,
+        ..plain(group, plural, singular, kind, true, short_names)
+    }
+}
+
+/// A review: created, answered, never stored.
+const fn review(group: &'static str, plural: &'static str, singular: &'static str, kind: &'static str) -> Kind {
+    Kind {
+        create_only: true,
+        ..plain(group, plural, singular, kind, false, &[])
+    }
+}
+
+pub const DAEMON_SETS: Kind = workload("apps", "daemonsets", "daemonset", "DaemonSet", &["ds"], false);
+pub const STATEFUL_SETS: Kind = workload("apps", "statefulsets", "statefulset", "StatefulSet", &["sts"], true);
+pub const JOBS: Kind = workload("batch", "jobs", "job", "Job", &[], false);
+pub const CONFIG_MAPS: Kind = plain("", "configmaps", "configmap", "ConfigMap", true, &["cm"]);
+pub const SECRETS: Kind = plain("", "secrets", "secret", "Secret", true, &[]);
+pub const SERVICE_ACCOUNTS: Kind = plain("", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"]);
+pub const ROLES: Kind = plain("rbac.authorization.k8s.io", "roles", "role", "Role", true, &[]);
+pub const CLUSTER_ROLES: Kind = plain(
+    "rbac.authorization.k8s.io",
+    "clusterroles",
+    "clusterrole",
+    "ClusterRole",
+    false,
+    &[],
+);
+pub const ROLE_BINDINGS: Kind = plain(
+    "rbac.authorization.k8s.io",
+    "rolebindings",
+    "rolebinding",
+    "RoleBinding",
+    true,
+    &[],
+);
+pub const CLUSTER_ROLE_BINDINGS: Kind = plain(
+    "rbac.authorization.k8s.io",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    "ClusterRoleBinding",
+    false,
+    &[],
+);
+pub const SELF_SUBJECT_ACCESS_REVIEWS: Kind = review(
+    "authorization.k8s.io",
+    "selfsubjectaccessreviews",
+    "selfsubjectaccessreview",
+    "SelfSubjectAccessReview",
+);
+pub const SELF_SUBJECT_REVIEWS: Kind = review(
+    "authentication.k8s.io",
+    "selfsubjectreviews",
+    "selfsubjectreview",
+    "SelfSubjectReview",
+);
+
+pub const ALL: [&Kind; 21] = [
     &NAMESPACES,
     &SERVICES,
     &PODS,
@@ -148,6 +250,18 @@ pub const ALL: [&Kind; 9] = [
     &ENDPOINT_SLICES,
     &DEPLOYMENTS,
     &REPLICA_SETS,
+    &DAEMON_SETS,
+    &STATEFUL_SETS,
+    &JOBS,
+    &CONFIG_MAPS,
+    &SECRETS,
+    &SERVICE_ACCOUNTS,
+    &ROLES,
+    &CLUSTER_ROLES,
+    &ROLE_BINDINGS,
+    &CLUSTER_ROLE_BINDINGS,
+    &SELF_SUBJECT_ACCESS_REVIEWS,
+    &SELF_SUBJECT_REVIEWS,
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {

@@ -244,12 +244,12 @@ async fn api_versions() -> Response {
 }
 
 async fn api_groups() -> Response {
-    let mut groups: Vec<&str> = resources::ALL
-        .iter()
-        .map(|k| k.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    groups.dedup();
+    let mut groups: Vec<&str> = Vec::new();
+    for group in resources::ALL.iter().map(|k| k.group).filter(|g| !g.is_empty()) {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|g| {
@@ -280,14 +280,25 @@ fn resource_list(group: &str, version: &str) -> Response {
         .filter(|k| k.group == group && k.version == version)
     {
         // `kubectl get all` means upstream's "all" category: workloads and services only
-        let categories: &[&str] = if ["pods", "services", "deployments", "replicasets"].contains(&k.plural) {
+        let categories: &[&str] = if [
+            "pods",
+            "services",
+            "deployments",
+            "replicasets",
+            "daemonsets",
+            "statefulsets",
+            "jobs",
+        ]
+        .contains(&k.plural)
+        {
             &["all"]
         } else {
             &[]
         };
         resources.push(
             json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
-            "kind": k.kind, "verbs": verbs, "shortNames": k.short_names, "categories": categories}),
+            "kind": k.kind, "verbs": if k.create_only { &["create"][..] } else { &verbs[..] },
+            "shortNames": k.short_names, "categories": categories}),
         );
         if k.has_status {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "",
@@ -623,6 +634,9 @@ async fn collection_post(
         Ok(b) => b,
         Err(s) => return status_response(&s),
     };
+    if t.kind.create_only {
+        return reply(crate::reviews::answer(t.kind, body), StatusCode::CREATED);
+    }
     let ns = t.namespace.unwrap_or_default();
     let registry = state.registry.clone();
     if *t.kind == resources::SERVICES {
@@ -1272,6 +1286,25 @@ async fn not_found() -> Response {
     not_found_response()
 }
 
+/// Reviews (create-only kinds) take POST on their collection and nothing else (405).
+async fn create_only(request: Request, next: Next) -> Response {
+    let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+    let kind = match segments.as_slice() {
+        ["apis", group, version, plural, rest @ ..] => {
+            resources::find(group, version, plural).map(|k| (k, rest.is_empty()))
+        }
+        _ => None,
+    };
+    match kind {
+        Some((kind, collection))
+            if kind.create_only && !(collection && request.method() == axum::http::Method::POST) =>
+        {
+            method_not_allowed(request).await
+        }
+        _ => next.run(request).await,
+    }
+}
+
 async fn method_not_allowed(request: Request) -> Response {
     drain(request).await;
     let mut s = Status::bad_request("the server does not allow this method on the requested resource");
@@ -1387,6 +1420,7 @@ pub fn router(state: AppState) -> Router {
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(create_only))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }

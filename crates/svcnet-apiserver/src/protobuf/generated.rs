@@ -4,6 +4,66 @@ use super::json::{ToJson, field, inline};
 use k8s_pb as pb;
 use serde_json::{Map, Value};
 
+impl ToJson for pb::api::apps::v1::DaemonSet {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::DaemonSetCondition {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "status", &self.status);
+        field(&mut object, "lastTransitionTime", &self.last_transition_time);
+        field(&mut object, "reason", &self.reason);
+        field(&mut object, "message", &self.message);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::DaemonSetSpec {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "selector", &self.selector);
+        field(&mut object, "template", &self.template);
+        field(&mut object, "updateStrategy", &self.update_strategy);
+        field(&mut object, "minReadySeconds", &self.min_ready_seconds);
+        field(&mut object, "revisionHistoryLimit", &self.revision_history_limit);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::DaemonSetStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "currentNumberScheduled", &self.current_number_scheduled);
+        field(&mut object, "numberMisscheduled", &self.number_misscheduled);
+        field(&mut object, "desiredNumberScheduled", &self.desired_number_scheduled);
+        field(&mut object, "numberReady", &self.number_ready);
+        field(&mut object, "observedGeneration", &self.observed_generation);
+        field(&mut object, "updatedNumberScheduled", &self.updated_number_scheduled);
+        field(&mut object, "numberAvailable", &self.number_available);
+        field(&mut object, "numberUnavailable", &self.number_unavailable);
+        field(&mut object, "collisionCount", &self.collision_count);
+        field(&mut object, "conditions", &self.conditions);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::DaemonSetUpdateStrategy {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "rollingUpdate", &self.rolling_update);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::api::apps::v1::Deployment {
     fn to_json(&self) -> Value {
         let mut object = Map::new();
@@ -114,11 +174,225 @@ impl ToJson for pb::api::apps::v1::ReplicaSetStatus {
     }
 }
 
+impl ToJson for pb::api::apps::v1::RollingUpdateDaemonSet {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "maxUnavailable", &self.max_unavailable);
+        field(&mut object, "maxSurge", &self.max_surge);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::api::apps::v1::RollingUpdateDeployment {
     fn to_json(&self) -> Value {
         let mut object = Map::new();
         field(&mut object, "maxUnavailable", &self.max_unavailable);
         field(&mut object, "maxSurge", &self.max_surge);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::RollingUpdateStatefulSetStrategy {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "partition", &self.partition);
+        field(&mut object, "maxUnavailable", &self.max_unavailable);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSet {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSetCondition {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "status", &self.status);
+        field(&mut object, "lastTransitionTime", &self.last_transition_time);
+        field(&mut object, "reason", &self.reason);
+        field(&mut object, "message", &self.message);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSetOrdinals {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "start", &self.start);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSetPersistentVolumeClaimRetentionPolicy {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "whenDeleted", &self.when_deleted);
+        field(&mut object, "whenScaled", &self.when_scaled);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSetSpec {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "replicas", &self.replicas);
+        field(&mut object, "selector", &self.selector);
+        field(&mut object, "template", &self.template);
+        field(&mut object, "volumeClaimTemplates", &self.volume_claim_templates);
+        field(&mut object, "serviceName", &self.service_name);
+        field(&mut object, "podManagementPolicy", &self.pod_management_policy);
+        field(&mut object, "updateStrategy", &self.update_strategy);
+        field(&mut object, "revisionHistoryLimit", &self.revision_history_limit);
+        field(&mut object, "minReadySeconds", &self.min_ready_seconds);
+        field(
+            &mut object,
+            "persistentVolumeClaimRetentionPolicy",
+            &self.persistent_volume_claim_retention_policy,
+        );
+        field(&mut object, "ordinals", &self.ordinals);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSetStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "observedGeneration", &self.observed_generation);
+        field(&mut object, "replicas", &self.replicas);
+        field(&mut object, "readyReplicas", &self.ready_replicas);
+        field(&mut object, "currentReplicas", &self.current_replicas);
+        field(&mut object, "updatedReplicas", &self.updated_replicas);
+        field(&mut object, "currentRevision", &self.current_revision);
+        field(&mut object, "updateRevision", &self.update_revision);
+        field(&mut object, "collisionCount", &self.collision_count);
+        field(&mut object, "conditions", &self.conditions);
+        field(&mut object, "availableReplicas", &self.available_replicas);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::apps::v1::StatefulSetUpdateStrategy {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "rollingUpdate", &self.rolling_update);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authentication::v1::ExtraValue {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "items", &self.items);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authentication::v1::SelfSubjectReview {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authentication::v1::SelfSubjectReviewStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "userInfo", &self.user_info);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authentication::v1::UserInfo {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "username", &self.username);
+        field(&mut object, "uid", &self.uid);
+        field(&mut object, "groups", &self.groups);
+        field(&mut object, "extra", &self.extra);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::FieldSelectorAttributes {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "rawSelector", &self.raw_selector);
+        field(&mut object, "requirements", &self.requirements);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::LabelSelectorAttributes {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "rawSelector", &self.raw_selector);
+        field(&mut object, "requirements", &self.requirements);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::NonResourceAttributes {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "path", &self.path);
+        field(&mut object, "verb", &self.verb);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::ResourceAttributes {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "namespace", &self.namespace);
+        field(&mut object, "verb", &self.verb);
+        field(&mut object, "group", &self.group);
+        field(&mut object, "version", &self.version);
+        field(&mut object, "resource", &self.resource);
+        field(&mut object, "subresource", &self.subresource);
+        field(&mut object, "name", &self.name);
+        field(&mut object, "fieldSelector", &self.field_selector);
+        field(&mut object, "labelSelector", &self.label_selector);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::SelfSubjectAccessReview {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::SelfSubjectAccessReviewSpec {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "resourceAttributes", &self.resource_attributes);
+        field(&mut object, "nonResourceAttributes", &self.non_resource_attributes);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::authorization::v1::SubjectAccessReviewStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "allowed", &self.allowed);
+        field(&mut object, "denied", &self.denied);
+        field(&mut object, "reason", &self.reason);
+        field(&mut object, "evaluationError", &self.evaluation_error);
         Value::Object(object)
     }
 }
@@ -146,6 +420,133 @@ impl ToJson for pb::api::autoscaling::v1::ScaleStatus {
         let mut object = Map::new();
         field(&mut object, "replicas", &self.replicas);
         field(&mut object, "selector", &self.selector);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::Job {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::JobCondition {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "status", &self.status);
+        field(&mut object, "lastProbeTime", &self.last_probe_time);
+        field(&mut object, "lastTransitionTime", &self.last_transition_time);
+        field(&mut object, "reason", &self.reason);
+        field(&mut object, "message", &self.message);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::JobSpec {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "parallelism", &self.parallelism);
+        field(&mut object, "completions", &self.completions);
+        field(&mut object, "activeDeadlineSeconds", &self.active_deadline_seconds);
+        field(&mut object, "podFailurePolicy", &self.pod_failure_policy);
+        field(&mut object, "successPolicy", &self.success_policy);
+        field(&mut object, "backoffLimit", &self.backoff_limit);
+        field(&mut object, "backoffLimitPerIndex", &self.backoff_limit_per_index);
+        field(&mut object, "maxFailedIndexes", &self.max_failed_indexes);
+        field(&mut object, "selector", &self.selector);
+        field(&mut object, "manualSelector", &self.manual_selector);
+        field(&mut object, "template", &self.template);
+        field(&mut object, "ttlSecondsAfterFinished", &self.ttl_seconds_after_finished);
+        field(&mut object, "completionMode", &self.completion_mode);
+        field(&mut object, "suspend", &self.suspend);
+        field(&mut object, "podReplacementPolicy", &self.pod_replacement_policy);
+        field(&mut object, "managedBy", &self.managed_by);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::JobStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "conditions", &self.conditions);
+        field(&mut object, "startTime", &self.start_time);
+        field(&mut object, "completionTime", &self.completion_time);
+        field(&mut object, "active", &self.active);
+        field(&mut object, "succeeded", &self.succeeded);
+        field(&mut object, "failed", &self.failed);
+        field(&mut object, "terminating", &self.terminating);
+        field(&mut object, "completedIndexes", &self.completed_indexes);
+        field(&mut object, "failedIndexes", &self.failed_indexes);
+        field(&mut object, "uncountedTerminatedPods", &self.uncounted_terminated_pods);
+        field(&mut object, "ready", &self.ready);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::PodFailurePolicy {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "rules", &self.rules);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::PodFailurePolicyOnExitCodesRequirement {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "containerName", &self.container_name);
+        field(&mut object, "operator", &self.operator);
+        field(&mut object, "values", &self.values);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::PodFailurePolicyOnPodConditionsPattern {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::PodFailurePolicyRule {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "action", &self.action);
+        field(&mut object, "onExitCodes", &self.on_exit_codes);
+        field(&mut object, "onPodConditions", &self.on_pod_conditions);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::SuccessPolicy {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "rules", &self.rules);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::SuccessPolicyRule {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "succeededIndexes", &self.succeeded_indexes);
+        field(&mut object, "succeededCount", &self.succeeded_count);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::batch::v1::UncountedTerminatedPods {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "succeeded", &self.succeeded);
+        field(&mut object, "failed", &self.failed);
         Value::Object(object)
     }
 }
@@ -273,6 +674,17 @@ impl ToJson for pb::api::core::v1::ClusterTrustBundleProjection {
         field(&mut object, "labelSelector", &self.label_selector);
         field(&mut object, "optional", &self.optional);
         field(&mut object, "path", &self.path);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::core::v1::ConfigMap {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "immutable", &self.immutable);
+        field(&mut object, "data", &self.data);
+        field(&mut object, "binaryData", &self.binary_data);
         Value::Object(object)
     }
 }
@@ -943,6 +1355,19 @@ impl ToJson for pb::api::core::v1::LocalObjectReference {
     }
 }
 
+impl ToJson for pb::api::core::v1::ModifyVolumeStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(
+            &mut object,
+            "targetVolumeAttributesClassName",
+            &self.target_volume_attributes_class_name,
+        );
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::api::core::v1::Namespace {
     fn to_json(&self) -> Value {
         let mut object = Map::new();
@@ -1209,6 +1634,29 @@ impl ToJson for pb::api::core::v1::ObjectReference {
     }
 }
 
+impl ToJson for pb::api::core::v1::PersistentVolumeClaim {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::core::v1::PersistentVolumeClaimCondition {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "type", &self.r#type);
+        field(&mut object, "status", &self.status);
+        field(&mut object, "lastProbeTime", &self.last_probe_time);
+        field(&mut object, "lastTransitionTime", &self.last_transition_time);
+        field(&mut object, "reason", &self.reason);
+        field(&mut object, "message", &self.message);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::api::core::v1::PersistentVolumeClaimSpec {
     fn to_json(&self) -> Value {
         let mut object = Map::new();
@@ -1225,6 +1673,29 @@ impl ToJson for pb::api::core::v1::PersistentVolumeClaimSpec {
             "volumeAttributesClassName",
             &self.volume_attributes_class_name,
         );
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::core::v1::PersistentVolumeClaimStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "phase", &self.phase);
+        field(&mut object, "accessModes", &self.access_modes);
+        field(&mut object, "capacity", &self.capacity);
+        field(&mut object, "conditions", &self.conditions);
+        field(&mut object, "allocatedResources", &self.allocated_resources);
+        field(
+            &mut object,
+            "allocatedResourceStatuses",
+            &self.allocated_resource_statuses,
+        );
+        field(
+            &mut object,
+            "currentVolumeAttributesClassName",
+            &self.current_volume_attributes_class_name,
+        );
+        field(&mut object, "modifyVolumeStatus", &self.modify_volume_status);
         Value::Object(object)
     }
 }
@@ -1732,6 +2203,18 @@ impl ToJson for pb::api::core::v1::SeccompProfile {
     }
 }
 
+impl ToJson for pb::api::core::v1::Secret {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "immutable", &self.immutable);
+        field(&mut object, "data", &self.data);
+        field(&mut object, "stringData", &self.string_data);
+        field(&mut object, "type", &self.r#type);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::api::core::v1::SecretEnvSource {
     fn to_json(&self) -> Value {
         let mut object = Map::new();
@@ -1801,6 +2284,21 @@ impl ToJson for pb::api::core::v1::Service {
         field(&mut object, "metadata", &self.metadata);
         field(&mut object, "spec", &self.spec);
         field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::core::v1::ServiceAccount {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "secrets", &self.secrets);
+        field(&mut object, "imagePullSecrets", &self.image_pull_secrets);
+        field(
+            &mut object,
+            "automountServiceAccountToken",
+            &self.automount_service_account_token,
+        );
         Value::Object(object)
     }
 }
@@ -2231,6 +2729,86 @@ impl ToJson for pb::api::events::v1::EventSeries {
     }
 }
 
+impl ToJson for pb::api::rbac::v1::AggregationRule {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "clusterRoleSelectors", &self.cluster_role_selectors);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::ClusterRole {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "rules", &self.rules);
+        field(&mut object, "aggregationRule", &self.aggregation_rule);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::ClusterRoleBinding {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "subjects", &self.subjects);
+        field(&mut object, "roleRef", &self.role_ref);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::PolicyRule {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "verbs", &self.verbs);
+        field(&mut object, "apiGroups", &self.api_groups);
+        field(&mut object, "resources", &self.resources);
+        field(&mut object, "resourceNames", &self.resource_names);
+        field(&mut object, "nonResourceURLs", &self.non_resource_ur_ls);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::Role {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "rules", &self.rules);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::RoleBinding {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "subjects", &self.subjects);
+        field(&mut object, "roleRef", &self.role_ref);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::RoleRef {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "apiGroup", &self.api_group);
+        field(&mut object, "kind", &self.kind);
+        field(&mut object, "name", &self.name);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::rbac::v1::Subject {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "kind", &self.kind);
+        field(&mut object, "apiGroup", &self.api_group);
+        field(&mut object, "name", &self.name);
+        field(&mut object, "namespace", &self.namespace);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::apimachinery::pkg::apis::meta::v1::Condition {
     fn to_json(&self) -> Value {
         let mut object = Map::new();
@@ -2257,6 +2835,16 @@ impl ToJson for pb::apimachinery::pkg::apis::meta::v1::DeleteOptions {
             "ignoreStoreReadErrorWithClusterBreakingPotential",
             &self.ignore_store_read_error_with_cluster_breaking_potential,
         );
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "key", &self.key);
+        field(&mut object, "operator", &self.operator);
+        field(&mut object, "values", &self.values);
         Value::Object(object)
     }
 }

@@ -11,7 +11,7 @@ use k8s_pb as pb;
 use prost::Message;
 use serde_json::Value;
 
-use json::ToJson;
+pub(crate) use json::ToJson;
 
 /// The media type of Kubernetes' protobuf encoding.
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
@@ -43,22 +43,17 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     let api_version = type_meta.api_version.unwrap_or_default();
     let kind = type_meta.kind.unwrap_or_default();
     let raw = unknown.raw.unwrap_or_default();
+    // the served kinds through their registrations; request-only bodies here
     let decoded = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Namespace") => object::<pb::api::core::v1::Namespace>(&raw),
-        ("v1", "Service") => object::<pb::api::core::v1::Service>(&raw),
-        ("v1", "Pod") => object::<pb::api::core::v1::Pod>(&raw),
-        ("v1", "Node") => object::<pb::api::core::v1::Node>(&raw),
-        ("v1", "Endpoints") => object::<pb::api::core::v1::Endpoints>(&raw),
-        ("v1", "Event") => object::<pb::api::core::v1::Event>(&raw),
-        ("discovery.k8s.io/v1", "EndpointSlice") => object::<pb::api::discovery::v1::EndpointSlice>(&raw),
-        ("apps/v1", "Deployment") => object::<pb::api::apps::v1::Deployment>(&raw),
-        ("apps/v1", "ReplicaSet") => object::<pb::api::apps::v1::ReplicaSet>(&raw),
         ("autoscaling/v1", "Scale") => object::<pb::api::autoscaling::v1::Scale>(&raw),
         ("events.k8s.io/v1", "Event") => object::<pb::api::events::v1::Event>(&raw),
         ("v1" | "meta.k8s.io/v1", "DeleteOptions") => {
             object::<pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>(&raw)
         }
-        _ => return Err(DecodeError::UnknownKind { api_version, kind }),
+        _ => match crate::kinds::by_type(&api_version, &kind) {
+            Some(strategy) => (strategy.from_protobuf)(&raw),
+            None => return Err(DecodeError::UnknownKind { api_version, kind }),
+        },
     };
     let decoded = decoded.map_err(|source| DecodeError::Object {
         kind: kind.clone(),

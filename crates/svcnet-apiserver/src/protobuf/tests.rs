@@ -169,11 +169,11 @@ fn a_service_keeps_its_ports_and_ips() {
 fn bad_bodies_are_errors_not_panics() {
     assert!(matches!(decode(b"{}"), Err(DecodeError::NoPrefix)));
     assert!(matches!(decode(b"k8s\0\xff\xff\xff"), Err(DecodeError::Envelope(_))));
-    let unknown_kind = envelope("batch/v1", "Job", Vec::new());
-    let err = decode(&unknown_kind).expect_err("Job is not served");
+    let unknown_kind = envelope("batch/v1", "CronJob", Vec::new());
+    let err = decode(&unknown_kind).expect_err("CronJob is not served");
     assert_eq!(
         err.to_string(),
-        "no protobuf decoding for apiVersion \"batch/v1\", kind \"Job\""
+        "no protobuf decoding for apiVersion \"batch/v1\", kind \"CronJob\""
     );
     let truncated = envelope("apps/v1", "Deployment", deployment().encode_to_vec()[..20].to_vec());
     assert!(matches!(decode(&truncated), Err(DecodeError::Object { .. })));

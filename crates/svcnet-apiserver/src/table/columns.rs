@@ -214,8 +214,36 @@ pub fn layout(kind: &str) -> Vec<Column> {
             }),
             col("Name", 1, name),
         ],
+        "ConfigMap" => vec![
+            col("Name", 0, name),
+            col("Data", 0, data_count),
+            col("Age", 0, age_cell),
+        ],
+        "Secret" => vec![
+            col("Name", 0, name),
+            col("Type", 0, |v, _| v["type"].as_str().unwrap_or("").to_owned()),
+            col("Data", 0, data_count),
+            col("Age", 0, age_cell),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            col("Name", 0, name),
+            col("Role", 0, |v, _| {
+                format!(
+                    "{}/{}",
+                    v["roleRef"]["kind"].as_str().unwrap_or(""),
+                    v["roleRef"]["name"].as_str().unwrap_or("")
+                )
+            }),
+            col("Age", 0, age_cell),
+        ],
         _ => vec![col("Name", 0, name), col("Age", 0, age_cell)],
     }
+}
+
+/// Entries in `data` and `binaryData` (ConfigMaps, Secrets).
+fn data_count(v: &Value, _: Timestamp) -> String {
+    let count = |field: &str| v[field].as_object().map_or(0, |m| m.len());
+    (count("data") + count("binaryData")).to_string()
 }
 
 /// An event's first and last sighting as ages: `firstTimestamp` or else `eventTime`;

@@ -7,6 +7,7 @@ mod api;
 mod delete_options;
 mod dry_run;
 mod fidelity;
+mod kinds;
 mod protocol;
 mod safety;
 

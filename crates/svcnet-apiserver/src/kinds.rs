@@ -1,0 +1,320 @@
+//! One registration per served kind ([`Strategy`]): everything the server does differently
+//! for a kind lives here, so the HTTP handlers, OpenAPI, field validation, protobuf decoding
+//! and the generic write path dispatch once instead of branching on kind names. Adding a kind
+//! is a [`Kind`](crate::resources::Kind) in `resources.rs` plus one entry in [`STRATEGIES`]
+//! (and its protobuf root in `xtask/src/protobuf.rs`).
+//!
+//! Services are the exception that proves the rule: their writes go through the Service
+//! registry (allocation), which the generic path hands them to.
+
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, discovery::v1 as discovery};
+use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz, rbac::v1 as rbac};
+use k8s_pb as pb;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use svcnet_core::field::FieldError;
+use svcnet_core::workloads::pod_defaults::default_pod_spec;
+
+use crate::protobuf::ToJson;
+use crate::resources::{self, Kind};
+
+/// What is particular to one kind.
+pub struct Strategy {
+    pub kind: &'static Kind,
+    /// Registers the kind's OpenAPI schema in `generator`; returns the schema's name.
+    pub schema: fn(&mut SchemaGenerator) -> String,
+    /// The object as the kind's type reads and writes it (unknown fields dropped), or why it
+    /// does not decode.
+    pub decode: fn(&Value) -> Result<Value, String>,
+    /// The object from the bytes of a protobuf body, as JSON.
+    pub from_protobuf: fn(&[u8]) -> Result<Value, prost::DecodeError>,
+    /// Upstream's defaults, applied on every write.
+    pub defaults: fn(&mut Value),
+    /// The kind's own rules (beyond names and decoding), as field errors.
+    pub validate: fn(&Value) -> Vec<FieldError>,
+}
+
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
+    generator.subschema_for::<T>();
+    T::schema_name().into_owned()
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
+    let typed = serde_json::from_value::<T>(v.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+fn protobuf_of<P: prost::Message + Default + ToJson>(raw: &[u8]) -> Result<Value, prost::DecodeError> {
+    P::decode(raw).map(|message| message.to_json())
+}
+
+fn no_defaults(_: &mut Value) {}
+
+fn no_rules(_: &Value) -> Vec<FieldError> {
+    Vec::new()
+}
+
+/// A kind whose Rust type is `T` and protobuf message `P`, with `defaults` and `validate`.
+const fn typed<T, P>(kind: &'static Kind, defaults: fn(&mut Value), validate: fn(&Value) -> Vec<FieldError>) -> Strategy
+where
+    T: JsonSchema + DeserializeOwned + Serialize,
+    P: prost::Message + Default + ToJson,
+{
+    Strategy {
+        kind,
+        schema: schema_of::<T>,
+        decode: round_trip::<T>,
+        from_protobuf: protobuf_of::<P>,
+        defaults,
+        validate,
+    }
+}
+
+/// Every served kind's registration.
+pub static STRATEGIES: [Strategy; 21] = [
+    typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, no_defaults, no_rules),
+    typed::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules),
+    typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, no_rules),
+    typed::<core::Node, pb::api::core::v1::Node>(&resources::NODES, no_defaults, no_rules),
+    typed::<core::Endpoints, pb::api::core::v1::Endpoints>(&resources::ENDPOINTS, no_defaults, no_rules),
+    typed::<core::Event, pb::api::core::v1::Event>(&resources::EVENTS, no_defaults, no_rules),
+    typed::<discovery::EndpointSlice, pb::api::discovery::v1::EndpointSlice>(
+        &resources::ENDPOINT_SLICES,
+        no_defaults,
+        no_rules,
+    ),
+    typed::<apps::Deployment, pb::api::apps::v1::Deployment>(
+        &resources::DEPLOYMENTS,
+        defaults::deployment,
+        rules::replicated,
+    ),
+    typed::<apps::ReplicaSet, pb::api::apps::v1::ReplicaSet>(
+        &resources::REPLICA_SETS,
+        defaults::replica_set,
+        rules::replicated,
+    ),
+    typed::<apps::DaemonSet, pb::api::apps::v1::DaemonSet>(&resources::DAEMON_SETS, defaults::template, no_rules),
+    typed::<apps::StatefulSet, pb::api::apps::v1::StatefulSet>(&resources::STATEFUL_SETS, defaults::template, no_rules),
+    typed::<batch::Job, pb::api::batch::v1::Job>(&resources::JOBS, defaults::template, no_rules),
+    typed::<core::ConfigMap, pb::api::core::v1::ConfigMap>(&resources::CONFIG_MAPS, no_defaults, no_rules),
+    typed::<core::Secret, pb::api::core::v1::Secret>(&resources::SECRETS, defaults::secret, no_rules),
+    typed::<core::ServiceAccount, pb::api::core::v1::ServiceAccount>(
+        &resources::SERVICE_ACCOUNTS,
+        no_defaults,
+        no_rules,
+    ),
+    typed::<rbac::Role, pb::api::rbac::v1::Role>(&resources::ROLES, no_defaults, no_rules),
+    typed::<rbac::ClusterRole, pb::api::rbac::v1::ClusterRole>(&resources::CLUSTER_ROLES, no_defaults, no_rules),
+    typed::<rbac::RoleBinding, pb::api::rbac::v1::RoleBinding>(&resources::ROLE_BINDINGS, no_defaults, rules::binding),
+    typed::<rbac::ClusterRoleBinding, pb::api::rbac::v1::ClusterRoleBinding>(
+        &resources::CLUSTER_ROLE_BINDINGS,
+        no_defaults,
+        rules::binding,
+    ),
+    typed::<authz::SelfSubjectAccessReview, pb::api::authorization::v1::SelfSubjectAccessReview>(
+        &resources::SELF_SUBJECT_ACCESS_REVIEWS,
+        no_defaults,
+        no_rules,
+    ),
+    typed::<authn::SelfSubjectReview, pb::api::authentication::v1::SelfSubjectReview>(
+        &resources::SELF_SUBJECT_REVIEWS,
+        no_defaults,
+        no_rules,
+    ),
+];
+
+/// The registration of `kind`.
+pub fn of(kind: &Kind) -> Option<&'static Strategy> {
+    STRATEGIES.iter().find(|s| s.kind == kind)
+}
+
+/// The registration for a body's `apiVersion` and `kind`.
+pub fn by_type(api_version: &str, kind: &str) -> Option<&'static Strategy> {
+    STRATEGIES
+        .iter()
+        .find(|s| s.kind.kind == kind && s.kind.api_version() == api_version)
+}
+
+/// Upstream's defaulting per kind.
+pub(crate) mod defaults {
+    use serde_json::{Value, json};
+
+    use super::default_pod_spec;
+
+    pub fn pod(obj: &mut Value) {
+        default_pod_spec(&mut obj["spec"]);
+    }
+
+    /// A workload's pod template.
+    pub fn template(obj: &mut Value) {
+        if obj["spec"]["template"]["spec"].is_object() {
+            default_pod_spec(&mut obj["spec"]["template"]["spec"]);
+        }
+    }
+
+    fn replicas(obj: &mut Value) {
+        if obj["spec"].is_object() && obj["spec"]["replicas"].is_null() {
+            obj["spec"]["replicas"] = json!(1);
+        }
+    }
+
+    pub fn replica_set(obj: &mut Value) {
+        replicas(obj);
+        template(obj);
+    }
+
+    pub fn deployment(obj: &mut Value) {
+        replica_set(obj);
+        let spec = &mut obj["spec"];
+        if !spec.is_object() {
+            return;
+        }
+        strategy(&mut spec["strategy"]);
+        for (field, value) in [("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)] {
+            if spec[field].is_null() {
+                spec[field] = json!(value);
+            }
+        }
+    }
+
+    /// Upstream's Deployment strategy defaults: an empty strategy (`strategy: {}`, as kubectl
+    /// create sends) is a rolling update with 25% unavailable and 25% surge. Anything but an
+    /// object is left for validation (indexing it would panic).
+    pub fn strategy(strategy: &mut Value) {
+        if !(strategy.is_object() || strategy.is_null()) {
+            return;
+        }
+        if strategy["type"].as_str().is_none_or(str::is_empty) {
+            strategy["type"] = json!("RollingUpdate");
+        }
+        let rolling = &strategy["rollingUpdate"];
+        if strategy["type"] == "RollingUpdate" && (rolling.is_object() || rolling.is_null()) {
+            for field in ["maxUnavailable", "maxSurge"] {
+                if strategy["rollingUpdate"][field].is_null() {
+                    strategy["rollingUpdate"][field] = json!("25%");
+                }
+            }
+        }
+    }
+
+    /// `type: Opaque` by default, and `stringData` folded into `data` (base64), as upstream's
+    /// conversion does: `stringData` is never stored.
+    pub fn secret(obj: &mut Value) {
+        use base64::Engine;
+        if !obj.is_object() {
+            return;
+        }
+        if obj["type"].as_str().is_none_or(str::is_empty) {
+            obj["type"] = json!("Opaque");
+        }
+        let Some(string_data) = obj.get("stringData").and_then(Value::as_object).cloned() else {
+            return;
+        };
+        if !(obj["data"].is_object() || obj["data"].is_null()) {
+            return;
+        }
+        for (key, value) in string_data {
+            if let Some(text) = value.as_str() {
+                obj["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+            }
+        }
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("stringData");
+        }
+    }
+}
+
+/// The kinds' own validation rules.
+mod rules {
+    use serde_json::Value;
+    use svcnet_core::field::{FieldError, FieldPath};
+
+    /// Deployments and ReplicaSets: replicas ≥ 0, a selector matching the template's labels,
+    /// containers given (the core's checks).
+    pub fn replicated(obj: &Value) -> Vec<FieldError> {
+        let spec = &obj["spec"];
+        svcnet_core::workloads::validate::validate_spec(
+            spec["replicas"]
+                .as_i64()
+                .map(|r| r.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+            serde_json::from_value(spec["selector"].clone()).ok().as_ref(),
+            serde_json::from_value(spec["template"].clone()).ok().as_ref(),
+        )
+    }
+
+    /// A binding names a role of a kind it may bind (upstream's messages).
+    pub fn binding(obj: &Value) -> Vec<FieldError> {
+        let role = &obj["roleRef"];
+        let path = FieldPath::new("roleRef");
+        let mut errors = Vec::new();
+        if role["apiGroup"] != "rbac.authorization.k8s.io" {
+            let value = role["apiGroup"].as_str().unwrap_or("");
+            errors.push(FieldError::not_supported(
+                path.child("apiGroup"),
+                value,
+                &["rbac.authorization.k8s.io"],
+            ));
+        }
+        let cluster_only = obj["kind"] == "ClusterRoleBinding";
+        let kinds: &[&str] = if cluster_only {
+            &["ClusterRole"]
+        } else {
+            &["Role", "ClusterRole"]
+        };
+        let kind = role["kind"].as_str().unwrap_or("");
+        if !kinds.contains(&kind) {
+            errors.push(FieldError::not_supported(path.child("kind"), kind, kinds));
+        }
+        if role["name"].as_str().is_none_or(str::is_empty) {
+            errors.push(FieldError::required(path.child("name"), ""));
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_served_kind_has_exactly_one_registration() {
+        for kind in resources::ALL {
+            let count = STRATEGIES.iter().filter(|s| s.kind == kind).count();
+            assert_eq!(count, 1, "{}", kind.kind);
+        }
+        assert_eq!(STRATEGIES.len(), resources::ALL.len());
+    }
+
+    #[test]
+    fn secrets_fold_string_data_into_data() {
+        let mut secret = json!({"stringData": {"user": "admin"}, "data": {"a": "Yg=="}});
+        (of(&resources::SECRETS).unwrap().defaults)(&mut secret);
+        assert_eq!(
+            secret,
+            json!({"type": "Opaque", "data": {"a": "Yg==", "user": "YWRtaW4="}})
+        );
+    }
+
+    #[test]
+    fn bindings_must_name_a_role_they_may_bind() {
+        let binding = json!({"kind": "ClusterRoleBinding", "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"}});
+        let errors = (of(&resources::CLUSTER_ROLE_BINDINGS).unwrap().validate)(&binding);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].body(),
+            "Unsupported value: \"Role\": supported values: \"ClusterRole\""
+        );
+        let fine = json!({"kind": "RoleBinding", "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"}});
+        assert!((of(&resources::ROLE_BINDINGS).unwrap().validate)(&fine).is_empty());
+    }
+
+    #[test]
+    fn secrets_with_bad_base64_do_not_decode() {
+        let bad =
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "not base64!"}});
+        assert!((of(&resources::SECRETS).unwrap().decode)(&bad).is_err());
+    }
+}

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use svcnet_core::workloads::controller_uid;
-use svcnet_core::workloads::deployment::plan_deployment;
+use svcnet_core::workloads::deployment::{REVISION, plan_deployment};
 use svcnet_core::workloads::replicaset::{plan_replicaset, slow_start_batches};
 use svcnet_store::Store;
 
@@ -51,6 +51,30 @@ fn set_status(store: &Store, kind: &crate::resources::Kind, stored: &Value, stat
     usize::from(objects::replace(store, kind, ns, name, obj, true, ids).is_ok())
 }
 
+/// Sets annotation `key` of a stored object to `value` (a metadata-only write: the
+/// generation stays); 1 if written.
+fn annotate(
+    store: &Store,
+    kind: &crate::resources::Kind,
+    ns: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+    ids: &mut dyn Ids,
+) -> usize {
+    let Ok(mut object) = objects::get(store, kind, ns, name) else {
+        return 0;
+    };
+    if object["metadata"]["annotations"][key] == value {
+        return 0;
+    }
+    if !object["metadata"]["annotations"].is_object() {
+        object["metadata"]["annotations"] = json!({});
+    }
+    object["metadata"]["annotations"][key] = json!(value);
+    usize::from(objects::replace(store, kind, ns, name, object, false, ids).is_ok())
+}
+
 /// One round; returns how many writes it made.
 pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
     let (deployments_raw, _) = objects::list(store, &DEPLOYMENTS, None)?;
@@ -80,6 +104,16 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
             // being deleted (finalizers pending): status only, as upstream
             plan.create = None;
             plan.scale.clear();
+            plan.revise.clear();
+            plan.delete.clear();
+            plan.deployment_revision = None;
+        }
+        for (name, revision) in &plan.revise {
+            writes += annotate(store, &REPLICA_SETS, ns, name, REVISION, revision, ids);
+        }
+        for name in &plan.delete {
+            let deleted = gc::delete_with(store, &REPLICA_SETS, ns, name, gc::Propagation::Background, ids);
+            writes += usize::from(deleted.is_ok());
         }
         if let Some(rs) = plan.create {
             let v = serde_json::to_value(&rs).expect("JSON");
@@ -104,6 +138,10 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
         }
         let status = serde_json::to_value(&plan.status).expect("JSON");
         writes += set_status(store, &DEPLOYMENTS, raw, status, ids);
+        if let Some(revision) = &plan.deployment_revision {
+            let name = d.metadata.name.as_deref().unwrap_or("");
+            writes += annotate(store, &DEPLOYMENTS, ns, name, REVISION, revision, ids);
+        }
     }
     let (sets_raw, _) = objects::list(store, &REPLICA_SETS, None)?;
     let sets: Vec<ReplicaSet> = typed(&sets_raw);

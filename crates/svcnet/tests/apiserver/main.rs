@@ -9,6 +9,7 @@ mod dry_run;
 mod fidelity;
 mod kinds;
 mod protocol;
+mod rollout;
 mod safety;
 
 use std::path::PathBuf;

@@ -30,6 +30,7 @@ pub mod namespaces;
 pub mod objects;
 pub mod openapi;
 pub mod paging;
+pub mod plain_http;
 pub mod protobuf;
 pub mod proxy;
 pub mod registry;

@@ -1452,7 +1452,9 @@ pub async fn serve_tls(
         axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem.as_bytes().to_vec(), key_pem.as_bytes().to_vec())
             .await?;
     listener.set_nonblocking(true)?;
-    axum_server::from_tcp_rustls(listener, config)
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(crate::plain_http::RefusePlainHttp);
+    axum_server::Server::from_tcp(listener)
+        .acceptor(acceptor)
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }

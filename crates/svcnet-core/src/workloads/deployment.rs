@@ -115,29 +115,34 @@ fn condition(
     })
 }
 
-/// An int-or-percent of `total`, rounded up or down; malformed values count as 0.
-fn scaled(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+/// An int-or-percent of `total`, rounded up or down; malformed values count as 0. Counts are
+/// i64 throughout the planner, so `replicas: 2147483647` cannot overflow a sum.
+fn scaled(value: Option<&IntOrString>, total: i64, round_up: bool) -> i64 {
     match value {
-        Some(IntOrString::Int(n)) => (*n).max(0),
+        Some(IntOrString::Int(n)) => i64::from(*n).max(0),
         Some(IntOrString::String(s)) => {
             let Some(percent) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
                 return 0;
             };
-            let numerator = percent.max(0) * i64::from(total);
-            let value = if round_up {
+            let numerator = percent.clamp(0, 100_000).saturating_mul(total);
+            if round_up {
                 (numerator + 99) / 100
             } else {
                 numerator / 100
-            };
-            i32::try_from(value).unwrap_or(i32::MAX)
+            }
         }
         None => 0,
     }
 }
 
+/// A count back in the API's int32.
+fn int32(n: i64) -> i32 {
+    i32::try_from(n.max(0)).unwrap_or(i32::MAX)
+}
+
 /// (maxSurge, maxUnavailable) of a rolling update for `desired` replicas, as upstream
 /// resolves them.
-pub fn surge_and_unavailable(d: &Deployment, desired: i32) -> (i32, i32) {
+pub fn surge_and_unavailable(d: &Deployment, desired: i64) -> (i64, i64) {
     let rolling = d.spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
     let default = IntOrString::String("25%".into());
     let surge = scaled(rolling.map_or(Some(&default), |r| r.max_surge.as_ref()), desired, true);
@@ -157,30 +162,32 @@ fn is_recreate(d: &Deployment) -> bool {
 }
 
 /// Desired, ready/available and present counts of a ReplicaSet.
-fn wanted(rs: &ReplicaSet) -> i32 {
-    rs.spec.replicas.unwrap_or(0)
+fn wanted(rs: &ReplicaSet) -> i64 {
+    i64::from(rs.spec.replicas.unwrap_or(0))
 }
 
-fn available(rs: &ReplicaSet) -> i32 {
-    rs.status
-        .as_ref()
-        .and_then(|s| s.available_replicas.or(s.ready_replicas))
-        .unwrap_or(0)
+fn available(rs: &ReplicaSet) -> i64 {
+    let status = rs.status.as_ref();
+    i64::from(
+        status
+            .and_then(|s| s.available_replicas.or(s.ready_replicas))
+            .unwrap_or(0),
+    )
 }
 
-fn present(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().map_or(0, |s| s.replicas)
+fn present(rs: &ReplicaSet) -> i64 {
+    i64::from(rs.status.as_ref().map_or(0, |s| s.replicas))
 }
 
 /// The sizes of `olds` after a rolling update's scale-down step (oldest first).
 fn scale_down_olds(
-    olds: &mut [(String, i32, i32)],
-    new_wanted: i32,
-    new_available: i32,
-    desired: i32,
-    unavailable: i32,
+    olds: &mut [(String, i64, i64)],
+    new_wanted: i64,
+    new_available: i64,
+    desired: i64,
+    unavailable: i64,
 ) {
-    let all: i32 = olds.iter().map(|o| o.1).sum::<i32>() + new_wanted;
+    let all: i64 = olds.iter().map(|o| o.1).sum::<i64>() + new_wanted;
     let min_available = desired - unavailable;
     let new_unavailable = (new_wanted - new_available).max(0);
     let mut budget = all - min_available - new_unavailable;
@@ -193,7 +200,7 @@ fn scale_down_olds(
         old.1 -= unhealthy;
         budget -= unhealthy;
     }
-    let available_now: i32 = olds.iter().map(|o| o.1.min(o.2)).sum::<i32>() + new_available;
+    let available_now: i64 = olds.iter().map(|o| o.1.min(o.2)).sum::<i64>() + new_available;
     let mut left = (available_now - min_available).max(0);
     for old in olds.iter_mut() {
         let cut = old.1.min(left);
@@ -205,7 +212,7 @@ fn scale_down_olds(
 /// What `d` needs, given the ReplicaSets it controls (`owned`) and the time for conditions.
 pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> DeploymentPlan {
     let spec = &d.spec;
-    let desired = spec.replicas.unwrap_or(1).max(0);
+    let desired = i64::from(spec.replicas.unwrap_or(1).max(0));
     let hash = template_hash(&spec.template);
     let new_name = format!("{}-{hash}", d.metadata.name.as_deref().unwrap_or(""));
     let paused = spec.paused == Some(true);
@@ -219,8 +226,8 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
     let max_old_revision = olds.iter().map(|rs| revision_of(rs)).max().unwrap_or(0);
     let (surge, unavailable) = surge_and_unavailable(d, desired);
     let recreate = is_recreate(d);
-    let old_total: i32 = olds.iter().map(|rs| wanted(rs)).sum();
-    let old_present: i32 = olds.iter().map(|rs| present(rs)).sum();
+    let old_total: i64 = olds.iter().map(|rs| wanted(rs)).sum();
+    let old_present: i64 = olds.iter().map(|rs| present(rs)).sum();
 
     // the new ReplicaSet: its revision and size
     let mut new_revision = current.map(revision_of).unwrap_or(0);
@@ -231,7 +238,8 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
         if let Some(rs) = newest
             && wanted(rs) != desired
         {
-            plan.scale.push((rs.metadata.name.clone().unwrap_or_default(), desired));
+            plan.scale
+                .push((rs.metadata.name.clone().unwrap_or_default(), int32(desired)));
         }
     } else {
         if current.is_none() || new_revision <= max_old_revision {
@@ -252,7 +260,7 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
         let waiting_for_olds = recreate && (old_total > 0 || old_present > 0);
         match current {
             None if !waiting_for_olds => {
-                plan.create = Some(new_replicaset(d, &hash, target, new_revision));
+                plan.create = Some(new_replicaset(d, &hash, int32(target), new_revision));
                 new_size = Some(target);
             }
             None => {}
@@ -261,13 +269,13 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
                     plan.revise.push((new_name.clone(), new_revision.to_string()));
                 }
                 if wanted(rs) != target {
-                    plan.scale.push((new_name.clone(), target));
+                    plan.scale.push((new_name.clone(), int32(target)));
                     new_size = Some(target);
                 }
             }
         }
         // the old ReplicaSets
-        let mut sizes: Vec<(String, i32, i32)> = olds
+        let mut sizes: Vec<(String, i64, i64)> = olds
             .iter()
             .map(|rs| (rs.metadata.name.clone().unwrap_or_default(), wanted(rs), available(rs)))
             .collect();
@@ -279,7 +287,7 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
         }
         for ((name, size, _), rs) in sizes.into_iter().zip(&olds) {
             if size != wanted(rs) {
-                plan.scale.push((name, size));
+                plan.scale.push((name, int32(size)));
             }
         }
         if plan.create.is_some() || current.is_some() {
@@ -301,9 +309,9 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
     }
 
     // status, as upstream's calculateStatus
-    let sum = |f: &dyn Fn(&ReplicaSet) -> i32| owned.iter().map(f).sum::<i32>();
+    let sum = |f: &dyn Fn(&ReplicaSet) -> i64| owned.iter().map(f).sum::<i64>();
     let replicas = sum(&present);
-    let ready = sum(&|rs| rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0));
+    let ready = sum(&|rs| rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0).into());
     let available_count = sum(&available);
     let total_wanted = sum(&wanted);
     let updated = current.map_or(0, present);
@@ -339,11 +347,11 @@ pub fn plan_deployment(d: &Deployment, owned: &[ReplicaSet], now: Timestamp) -> 
         )
     };
     plan.status = DeploymentStatus {
-        replicas: Some(replicas),
-        updated_replicas: Some(updated),
-        ready_replicas: Some(ready),
-        available_replicas: Some(available_count),
-        unavailable_replicas: Some((total_wanted - available_count).max(0)),
+        replicas: Some(int32(replicas)),
+        updated_replicas: Some(int32(updated)),
+        ready_replicas: Some(int32(ready)),
+        available_replicas: Some(int32(available_count)),
+        unavailable_replicas: Some(int32(total_wanted - available_count)),
         observed_generation: d.metadata.generation,
         conditions: Some(vec![
             condition(previous, "Available", is_available, reason, message, now),
@@ -451,7 +459,7 @@ mod tests {
                 .collect();
             settle(&mut sets, plan, |n, size| before.get(n).copied().unwrap_or(0).min(size));
             let total: i32 = sets.iter().map(|rs| rs.spec.replicas.unwrap()).sum();
-            let available: i32 = sets.iter().map(available).sum();
+            let available: i64 = sets.iter().map(available).sum();
             assert!(total <= 5, "maxSurge 25% of 4 is 1: {total} pods");
             assert!(available >= 3, "maxUnavailable 25% of 4 is 1: {available} available");
             rounds += 1;
@@ -551,6 +559,23 @@ mod tests {
             "the current ReplicaSet and one old one: {:?}",
             sets.iter().map(name).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn the_largest_replica_count_plans_without_overflow() {
+        let d = deployment(i32::MAX, "a");
+        let plan = plan_deployment(&d, &[], at(0));
+        assert_eq!(plan.create.unwrap().spec.replicas, Some(i32::MAX));
+        let mut old = deployment(i32::MAX, "a");
+        old.spec.template.spec.as_mut().unwrap().containers[0].image = Some("old".into());
+        let olds = vec![with_status(
+            plan_deployment(&old, &[], at(0)).create.unwrap(),
+            i32::MAX,
+            i32::MAX,
+        )];
+        let plan = plan_deployment(&d, &olds, at(1));
+        assert!(plan.create.is_some());
+        assert_eq!(plan.status.unavailable_replicas, Some(0));
     }
 
     #[test]

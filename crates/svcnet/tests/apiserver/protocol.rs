@@ -128,3 +128,20 @@ fn json_bodies_end_with_a_newline_as_upstreams_do() {
     let (_, error) = server.curl(&[&format!("{}/api/v1/namespaces/default/services/none", server.url)]);
     assert!(error.ends_with("}\n"), "{error:?}");
 }
+
+#[test]
+fn plain_http_on_the_tls_port_gets_a_400() {
+    let server = Server::start();
+    let plain = server.url.replace("https://", "http://");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", &format!("{plain}/version")])
+        .output()
+        .expect("curl is needed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    assert_eq!(code, "400", "{text}");
+    assert_eq!(body.trim(), "Client sent an HTTP request to an HTTPS server.");
+    // and TLS clients are served as before on the same port
+    let (code, _) = server.curl(&[&format!("{}/version", server.url)]);
+    assert_eq!(code, 200);
+}

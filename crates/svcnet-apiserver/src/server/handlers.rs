@@ -1,0 +1,557 @@
+//! The resource handlers: get, list, create, replace, status, scale, patch and delete, each
+//! dispatching once on the kind (Services to the registry, the rest to the generic layer).
+
+use super::*;
+
+/// Where a request points, from the path parameters of any route.
+pub(super) struct Target {
+    kind: &'static Kind,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+/// `None` when the path names no served resource (404).
+pub(super) fn target(p: &HashMap<String, String>) -> Option<Target> {
+    let group = p.get("group").map_or("", String::as_str);
+    let version = p.get("version").map_or("v1", String::as_str);
+    let resource = p.get("resource").map_or("", String::as_str);
+    let kind = resources::find(group, version, resource)?;
+    let namespace = p.get("ns").cloned();
+    // a namespaced resource needs its namespace (except for lists across namespaces), a
+    // cluster-scoped one must not have one
+    if namespace.is_some() && !kind.namespaced {
+        return None;
+    }
+    let name = p.get("name").cloned();
+    if kind.namespaced && name.is_some() && namespace.is_none() {
+        return None;
+    }
+    Some(Target { kind, namespace, name })
+}
+
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Box<Status>> + Send + 'static,
+) -> Result<T, Box<Status>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Box::new(Status::internal(&e.to_string()))))
+}
+
+pub(super) async fn collection_get(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let filter = match Filter::from_query(t.kind, &q) {
+        Ok(f) => f,
+        Err(s) => return status_response(&s),
+    };
+    if parse_bool(q.get("watch")) {
+        let as_table = wants_table(&headers);
+        return watch(state, t.kind, t.namespace, filter, &q, as_table);
+    }
+    let after = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => match Continue::decode(token) {
+            Ok(c) => Some(c),
+            Err(s) => return status_response(&s),
+        },
+        None => None,
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 0,
+        Some(Ok(l)) => l,
+        Some(Err(_)) => return status_response(&Status::bad_request("invalid limit")),
+    };
+    let page = if filter.is_empty() && limit > 0 {
+        // no selector: the store reads just the page, in key order, after the token's position
+        let resume = after.as_ref().map(|c| (c.namespace.as_str(), c.name.as_str()));
+        match objects::list_page(state.registry.store(), t.kind, t.namespace.as_deref(), resume, limit) {
+            Ok((stored, remaining, rev)) => {
+                let rev = after.as_ref().map_or(rev, |c| c.revision);
+                let items: Vec<Value> = match stored.iter().map(|s| objects::decode(&s.value, s.revision)).collect() {
+                    Ok(items) => items,
+                    Err(s) => return status_response(&s),
+                };
+                let next = (remaining > 0).then(|| {
+                    let last = &stored[stored.len() - 1].key;
+                    Continue {
+                        revision: rev,
+                        namespace: last.namespace.clone(),
+                        name: last.name.clone(),
+                    }
+                });
+                (paging::Page { items, next, remaining }, rev)
+            }
+            Err(s) => return status_response(&s),
+        }
+    } else {
+        let (items, rev) = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
+            Ok(listed) => listed,
+            Err(s) => return status_response(&s),
+        };
+        let items: Vec<Value> = items.into_iter().filter(|i| filter.matches(i)).collect();
+        // A continued list reports the first page's revision (see `paging`).
+        let rev = after.as_ref().map_or(rev, |c| c.revision);
+        (paging::page(items, limit, after.as_ref(), rev), rev)
+    };
+    let (page, rev) = page;
+    let include = table::Include::from_query(q.get("includeObject").map(String::as_str));
+    let mut body = if wants_table(&headers) {
+        table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp(), include)
+    } else {
+        json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+               "metadata": {"resourceVersion": rev.to_string()}, "items": page.items})
+    };
+    if let Some(next) = &page.next {
+        body["metadata"]["continue"] = json!(next.encode());
+        body["metadata"]["remainingItemCount"] = json!(page.remaining);
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+pub(super) fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(table::wants_table)
+}
+
+pub(super) async fn collection_post(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if t.kind.namespaced && t.namespace.is_none() {
+        return not_found_response();
+    }
+    let options = match write_options(&request, "CreateOptions") {
+        Ok(o) => o,
+        Err(s) => return status_response(&s),
+    };
+    let body = match read_json(t.kind, request).await {
+        Ok(b) => b,
+        Err(s) => return status_response(&s),
+    };
+    if t.kind.create_only {
+        return reply(crate::reviews::answer(t.kind, body), StatusCode::CREATED);
+    }
+    let ns = t.namespace.unwrap_or_default();
+    let registry = state.registry.clone();
+    if *t.kind == resources::SERVICES {
+        let r = match as_service(body) {
+            Ok(svc) => blocking(move || registry.create_service_with(&ns, svc, options)).await,
+            Err(s) => Err(s),
+        };
+        return reply(r, StatusCode::CREATED);
+    }
+    let kind = t.kind;
+    reply(
+        blocking(move || {
+            objects::create_with(
+                registry.store(),
+                kind,
+                &ns,
+                body,
+                &mut objects::RandomIds::new(),
+                options,
+            )
+        })
+        .await,
+        StatusCode::CREATED,
+    )
+}
+
+pub(super) async fn item_get(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let name = t.name.unwrap_or_default();
+    let got = objects::get(
+        state.registry.store(),
+        t.kind,
+        t.namespace.as_deref().unwrap_or(""),
+        &name,
+    );
+    match got {
+        Ok(object) if wants_table(&headers) => {
+            let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
+            json_response(
+                StatusCode::OK,
+                &table::table(
+                    t.kind,
+                    std::slice::from_ref(&object),
+                    &rv,
+                    objects::now_timestamp(),
+                    table::Include::from_query(q.get("includeObject").map(String::as_str)),
+                ),
+            )
+        }
+        other => reply(other, StatusCode::OK),
+    }
+}
+
+pub(super) async fn put(state: AppState, p: HashMap<String, String>, request: Request, status_only: bool) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if status_only && !t.kind.has_status {
+        return not_found_response();
+    }
+    let options = match write_options(&request, "UpdateOptions") {
+        Ok(o) => o,
+        Err(s) => return status_response(&s),
+    };
+    match read_json(t.kind, request).await {
+        Ok(body) => reply(write(&state, &t, body, status_only, options).await, StatusCode::OK),
+        Err(s) => status_response(&s),
+    }
+}
+
+/// Replaces an object (or its status) with `body`: Services through the registry, the rest
+/// through the generic layer.
+pub(super) async fn write(
+    state: &AppState,
+    t: &Target,
+    body: Value,
+    status_only: bool,
+    options: WriteOptions,
+) -> Result<Value, Box<Status>> {
+    let (ns, name) = (
+        t.namespace.clone().unwrap_or_default(),
+        t.name.clone().unwrap_or_default(),
+    );
+    let registry = state.registry.clone();
+    if *t.kind == resources::SERVICES {
+        let svc = as_service(body)?;
+        let svc = if status_only {
+            blocking(move || registry.update_service_status_with(&ns, &name, svc, options)).await?
+        } else {
+            blocking(move || registry.update_service_with(&ns, &name, svc, options)).await?
+        };
+        return serde_json::to_value(svc).map_err(|e| Box::new(Status::internal(&e.to_string())));
+    }
+    let kind = t.kind;
+    blocking(move || {
+        objects::replace_with(
+            registry.store(),
+            kind,
+            &ns,
+            &name,
+            body,
+            status_only,
+            &mut objects::RandomIds::new(),
+            options,
+        )
+    })
+    .await
+}
+
+/// The write options in a request's query (`kind`: the options object named in errors).
+pub(super) fn write_options(request: &Request, kind: &str) -> Result<WriteOptions, Box<Status>> {
+    WriteOptions::from_query(&delete_options::query_pairs(request.uri()), kind)
+}
+
+/// PATCH: a JSON patch (RFC 6902), JSON merge patch (RFC 7386) or strategic merge patch applied to the stored object,
+/// then written as a replace (so conflicts and validation apply as for PUT).
+pub(super) async fn patch(
+    state: AppState,
+    p: HashMap<String, String>,
+    request: Request,
+    status_only: bool,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    if status_only && !t.kind.has_status {
+        return not_found_response();
+    }
+    let result = async {
+        let directive = field_validation_of(&request)?;
+        let options = write_options(&request, "PatchOptions")?;
+        let (content_type, body) = read_body(request).await?;
+        let patch = Patch::parse(&content_type, parse_json(&body)?)?;
+        let name = t.name.clone().unwrap_or_default();
+        // Like upstream, a patch that does not name a resourceVersion is re-applied to the
+        // newer object when another write got in between, instead of failing with 409.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut current = objects::get(
+                state.registry.store(),
+                t.kind,
+                t.namespace.as_deref().unwrap_or(""),
+                &name,
+            )?;
+            patch.apply(&mut current)?;
+            // a patch may not rename the object or take its metadata away
+            let patched_name = current["metadata"]["name"].as_str().unwrap_or("");
+            if patched_name != name {
+                return Err(Box::new(Status::bad_request(format!(
+                    "the name of the object ({patched_name}) does not match the name on the URL ({name})"
+                ))));
+            }
+            field_validation::check(t.kind, directive, &current)?;
+            match write(&state, &t, current, status_only, options).await {
+                Err(s) if s.code == 409 && !patch.pins_resource_version() && attempts < PATCH_ATTEMPTS => continue,
+                written => return written,
+            }
+        }
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// The object behind a `/scale` request (404 unless its kind has the subresource).
+pub(super) fn scale_target(p: &HashMap<String, String>) -> Result<Target, Box<Status>> {
+    match target(p) {
+        Some(t) if t.kind.has_scale => Ok(t),
+        _ => Err(Box::new(not_found_status())),
+    }
+}
+
+pub(super) fn current(state: &AppState, t: &Target) -> Result<Value, Box<Status>> {
+    objects::get(
+        state.registry.store(),
+        t.kind,
+        t.namespace.as_deref().unwrap_or(""),
+        t.name.as_deref().unwrap_or(""),
+    )
+}
+
+pub(super) async fn scale_get(State(state): State<AppState>, Path(p): Path<HashMap<String, String>>) -> Response {
+    let result = scale_target(&p)
+        .and_then(|t| current(&state, &t))
+        .map(|obj| scale::to_scale(&obj));
+    reply(result, StatusCode::OK)
+}
+
+pub(super) async fn scale_put(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let t = scale_target(&p)?;
+        let options = write_options(&request, "UpdateOptions")?;
+        let (content_type, body) = read_body(request).await?;
+        let wanted = object_json(&content_type, &body)?;
+        let obj = scale::apply_scale(current(&state, &t)?, &wanted)?;
+        write(&state, &t, obj, false, options)
+            .await
+            .map(|o| scale::to_scale(&o))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+pub(super) async fn scale_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let t = scale_target(&p)?;
+        let options = write_options(&request, "PatchOptions")?;
+        let (content_type, body) = read_body(request).await?;
+        let patch = Patch::parse(&content_type, parse_json(&body)?)?;
+        for _ in 0..PATCH_ATTEMPTS {
+            let obj = current(&state, &t)?;
+            let mut wanted = scale::to_scale(&obj);
+            patch.apply(&mut wanted)?;
+            match write(&state, &t, scale::apply_scale(obj, &wanted)?, false, options).await {
+                Err(s) if s.code == 409 && !patch.pins_resource_version() => continue,
+                written => return written.map(|o| scale::to_scale(&o)),
+            }
+        }
+        Err(Box::new(Status::conflict(
+            t.kind.group,
+            t.kind.plural,
+            t.name.as_deref().unwrap_or(""),
+        )))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+pub(super) async fn item_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    patch(state, p, request, false).await
+}
+
+pub(super) async fn status_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    patch(state, p, request, true).await
+}
+
+/// DELETE on a collection: removes every object the selectors match, each with the request's
+/// DeleteOptions (a dry run removes nothing); returns them as a list.
+pub(super) async fn collection_delete(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let query = delete_options::query_pairs(request.uri());
+    let q = delete_options::query_map(&query);
+    let filter = match Filter::from_query(t.kind, &q) {
+        Ok(f) => f,
+        Err(s) => return status_response(&s),
+    };
+    let (content_type, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(s) => return status_response(&s),
+    };
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match object_json(&content_type, &body) {
+            Ok(v) => v,
+            Err(s) => return status_response(&s),
+        }
+    };
+    let options = match delete_options::parse(&query, &body) {
+        Ok(o) => o,
+        Err(s) => return status_response(&s),
+    };
+    let items = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
+        Ok((items, _)) => items,
+        Err(s) => return status_response(&s),
+    };
+    let options = Arc::new(options);
+    let mut deleted = Vec::new();
+    for item in items.into_iter().filter(|i| filter.matches(i)) {
+        let ns = item["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let name = item["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        let (registry, kind, options) = (state.registry.clone(), t.kind, options.clone());
+        match blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await {
+            Ok(v) => deleted.push(v),
+            // gone meanwhile, or (deleting every namespace) one that may not be deleted
+            Err(s) if s.code == 404 => {}
+            Err(s) if s.code == 403 && *t.kind == resources::NAMESPACES => {}
+            Err(s) => return status_response(&s),
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+                "metadata": {}, "items": deleted}),
+    )
+}
+
+pub(super) async fn item_put(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    put(state, p, request, false).await
+}
+
+pub(super) async fn status_put(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    put(state, p, request, true).await
+}
+
+pub(super) async fn item_delete(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let Some(t) = target(&p) else {
+        return not_found_response();
+    };
+    let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
+    let registry = state.registry.clone();
+    // options come in the query or in a DeleteOptions body; every one is honoured or refused
+    let query = delete_options::query_pairs(request.uri());
+    let (content_type, body) = match read_body(request).await {
+        Ok(read) => read,
+        Err(s) => return status_response(&s),
+    };
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match object_json(&content_type, &body) {
+            Ok(v) => v,
+            Err(s) => return status_response(&s),
+        }
+    };
+    let options = match delete_options::parse(&query, &body) {
+        Ok(o) => o,
+        Err(s) => return status_response(&s),
+    };
+    let kind = t.kind;
+    reply(
+        blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await,
+        StatusCode::OK,
+    )
+}
+
+/// Deletes one object of `kind` with `options`: preconditions checked first; a dry run stops
+/// after every check and returns the object as it is, writing nothing.
+pub(super) fn delete_one(
+    registry: &Registry,
+    kind: &'static Kind,
+    ns: &str,
+    name: &str,
+    options: &delete_options::DeleteOptions,
+) -> Result<Value, Box<Status>> {
+    if options.dry_run || options.has_preconditions() {
+        let current = objects::get(registry.store(), kind, ns, name)?;
+        options.check(&current, kind.group, kind.plural)?;
+        if options.dry_run {
+            if *kind == resources::NAMESPACES {
+                namespaces::check_deletable(name)?;
+            }
+            return Ok(current);
+        }
+    }
+    if *kind == resources::PODS {
+        return objects::delete_pod(
+            registry.store(),
+            ns,
+            name,
+            options.grace_period_seconds,
+            options.uid.as_deref(),
+        )
+        .map(|(v, _)| v);
+    }
+    if *kind == resources::SERVICES {
+        return registry
+            .delete_service(ns, name)
+            .map(|s| serde_json::to_value(s).unwrap_or_default());
+    }
+    if *kind == resources::NAMESPACES {
+        return namespaces::delete(registry.store(), name);
+    }
+    gc::delete_with(
+        registry.store(),
+        kind,
+        ns,
+        name,
+        options.propagation,
+        &mut objects::RandomIds::new(),
+    )
+}

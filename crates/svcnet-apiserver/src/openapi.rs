@@ -90,25 +90,122 @@ fn schemas(kinds: &[&Kind]) -> serde_json::Map<String, Value> {
     definitions
 }
 
-fn parameters() -> Value {
-    json!([
-        { "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true },
-          "description": "Ignore, Warn (default) or Strict: how unknown fields in the body are handled" },
-        { "name": "fieldManager", "in": "query", "schema": { "type": "string", "uniqueItems": true } },
-    ])
+fn query(name: &str, type_: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "schema": { "type": type_, "uniqueItems": true }, "description": description })
 }
 
+fn path_parameter(name: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "uniqueItems": true },
+            "description": description })
+}
+
+/// The query parameters of an operation, by what it does.
+fn parameters(action: &str) -> Vec<Value> {
+    let dry_run = query("dryRun", "string", "All: every check runs and nothing is persisted");
+    let writes = || {
+        vec![
+            dry_run.clone(),
+            query("fieldManager", "string", "the name of the actor making the change"),
+            query(
+                "fieldValidation",
+                "string",
+                "Ignore, Warn (default) or Strict: how unknown fields in the body are handled",
+            ),
+        ]
+    };
+    match action {
+        "post" | "put" | "patch" => writes(),
+        "list" => vec![
+            query("labelSelector", "string", "only objects whose labels match"),
+            query("fieldSelector", "string", "only objects whose fields match"),
+            query(
+                "limit",
+                "integer",
+                "at most this many objects, with a continue token for the rest",
+            ),
+            query("continue", "string", "the token of the next page"),
+            query("resourceVersion", "string", "the revision to list or watch from"),
+            query("watch", "boolean", "stream changes instead of listing"),
+            query("allowWatchBookmarks", "boolean", "send BOOKMARK events"),
+            query(
+                "sendInitialEvents",
+                "boolean",
+                "a watch starts with the current objects",
+            ),
+            query("timeoutSeconds", "integer", "end the list or watch after this long"),
+        ],
+        "delete" | "deletecollection" => vec![
+            dry_run,
+            query("gracePeriodSeconds", "integer", "seconds before the object is deleted"),
+            query("propagationPolicy", "string", "Foreground, Background or Orphan"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The schema reference of `kind`, if it has one.
+fn schema_ref(kind: &Kind) -> Option<Value> {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let name = define_kind(&mut generator, kind)?;
+    Some(json!({ "$ref": format!("#/components/schemas/{name}") }))
+}
+
+/// Media types a PATCH body may have, as upstream declares them.
+const PATCH_TYPES: [&str; 3] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+];
+
 fn operation(kind: &Kind, action: &str, with_body: bool) -> Value {
+    operation_on(kind, action, with_body, "")
+}
+
+/// An operation on `kind` or on its subresource `sub` (`Status`), with a unique operationId.
+fn operation_on(kind: &Kind, action: &str, with_body: bool, sub: &str) -> Value {
+    let schema = schema_ref(kind).unwrap_or_else(|| json!({ "type": "object" }));
+    let ok = json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });
     let mut op = json!({
-        "operationId": format!("{action}{}", kind.kind),
+        "operationId": format!("{action}{}{sub}", kind.kind),
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": { "group": kind.group, "version": kind.version, "kind": kind.kind },
-        "responses": { "200": { "description": "OK" } },
+        "parameters": parameters(action),
+        "responses": { "200": ok },
     });
+    if action == "list" {
+        op["responses"]["200"] = json!({ "description": "OK" });
+    }
     if with_body {
-        op["parameters"] = parameters();
+        let content: serde_json::Map<String, Value> = if action == "patch" {
+            PATCH_TYPES
+                .iter()
+                .map(|t| ((*t).to_owned(), json!({ "schema": { "type": "object" } })))
+                .collect()
+        } else {
+            [("application/json".to_owned(), json!({ "schema": schema }))]
+                .into_iter()
+                .collect()
+        };
+        op["requestBody"] = json!({ "required": true, "content": content });
+    }
+    if action == "post" {
+        op["responses"]["201"] = op["responses"]["200"].clone();
     }
     op
+}
+
+/// `paths` entries' own parameters: the path's placeholders.
+fn path_item(base_namespaced: bool, named: bool, operations: Value) -> Value {
+    let mut parameters = Vec::new();
+    if named {
+        parameters.push(path_parameter("name", "the object's name"));
+    }
+    if base_namespaced {
+        parameters.push(path_parameter("namespace", "the object's namespace"));
+    }
+    let mut item = operations;
+    item["parameters"] = Value::Array(parameters);
+    item
 }
 
 /// The document of one group-version (`None` if nothing is served there).
@@ -126,21 +223,42 @@ fn build_group_version(gv: &str) -> Value {
         } else {
             format!("/{gv}/{}", kind.plural)
         };
+        let ns = kind.namespaced;
+        if kind.create_only {
+            paths.insert(
+                base,
+                path_item(ns, false, json!({ "post": operation(kind, "post", true) })),
+            );
+            continue;
+        }
         paths.insert(
             base.clone(),
-            json!({ "get": operation(kind, "list", false), "post": operation(kind, "post", true),
-                    "delete": operation(kind, "deletecollection", false) }),
+            path_item(
+                ns,
+                false,
+                json!({ "get": operation(kind, "list", false), "post": operation(kind, "post", true),
+                        "delete": operation(kind, "deletecollection", false) }),
+            ),
         );
         paths.insert(
             format!("{base}/{{name}}"),
-            json!({ "get": operation(kind, "get", false), "put": operation(kind, "put", true),
-                    "patch": operation(kind, "patch", true), "delete": operation(kind, "delete", false) }),
+            path_item(
+                ns,
+                true,
+                json!({ "get": operation(kind, "get", false), "put": operation(kind, "put", true),
+                        "patch": operation(kind, "patch", true), "delete": operation(kind, "delete", false) }),
+            ),
         );
         if kind.has_status {
             paths.insert(
                 format!("{base}/{{name}}/status"),
-                json!({ "get": operation(kind, "get", false), "put": operation(kind, "put", true),
-                        "patch": operation(kind, "patch", true) }),
+                path_item(
+                    ns,
+                    true,
+                    json!({ "get": operation_on(kind, "get", false, "Status"),
+                            "put": operation_on(kind, "put", true, "Status"),
+                            "patch": operation_on(kind, "patch", true, "Status") }),
+                ),
             );
         }
     }
@@ -170,7 +288,27 @@ mod tests {
         let doc = group_version("api/v1").unwrap();
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
-        assert_eq!(patch["parameters"][0]["name"], "fieldValidation");
+        let names: Vec<&str> = patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"fieldValidation") && names.contains(&"dryRun"),
+            "{names:?}"
+        );
+        let item = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["parameters"];
+        assert_eq!(
+            item.as_array().unwrap().len(),
+            2,
+            "name and namespace are declared: {item}"
+        );
+        let body = &doc["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"]["requestBody"];
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.Pod"
+        );
         assert!(doc["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
         assert!(group_version("apis/nope/v1").is_none());
     }

@@ -29,6 +29,7 @@ pub mod logs;
 pub mod namespaces;
 pub mod objects;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod paging;
 pub mod plain_http;
 pub mod protobuf;

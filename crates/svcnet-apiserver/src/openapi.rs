@@ -49,6 +49,11 @@ fn documents() -> &'static BTreeMap<String, (Value, String)> {
     })
 }
 
+/// Every group-version's document, by its path (`api/v1`, `apis/apps/v1`).
+pub fn documents_by_group_version() -> impl Iterator<Item = (&'static String, &'static Value)> {
+    documents().iter().map(|(gv, (doc, _))| (gv, doc))
+}
+
 /// `/openapi/v3`: where each group-version's document is.
 pub fn root() -> Value {
     let paths: serde_json::Map<String, Value> = documents()

@@ -115,6 +115,10 @@ pub(super) async fn openapi_root() -> Response {
     json_response(StatusCode::OK, &openapi::root())
 }
 
+pub(super) async fn openapi_v2() -> Response {
+    json_response(StatusCode::OK, crate::openapi_v2::document())
+}
+
 pub(super) async fn openapi_group_version(Path(gv): Path<String>) -> Response {
     match openapi::group_version(&gv) {
         Some(doc) => json_response(StatusCode::OK, doc),

@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy", any(pod_proxy))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", any(pod_proxy))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*group_version}", get(openapi_group_version));
     for prefix in ["/api/{version}", "/apis/{group}/{version}"] {

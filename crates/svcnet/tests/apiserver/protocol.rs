@@ -146,7 +146,7 @@ fn plain_http_on_the_tls_port_gets_a_400() {
     assert_eq!(code, 200);
 }
 
-/// Every OpenAPI v3 document the server lists passes an independent OpenAPI validator
+/// Every OpenAPI v3 document the server lists, and the v2 document, pass an independent validator
 /// (`openapi-spec-validator`), so tools can generate requests from them: path parameters
 /// declared, request bodies typed, operation ids unique.
 #[test]
@@ -159,8 +159,12 @@ fn openapi_documents_are_valid_openapi() {
     assert!(paths.len() >= 7, "{body}");
     let script =
         "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))";
-    for (gv, entry) in paths {
-        let url = format!("{}{}", server.url, entry["serverRelativeURL"].as_str().unwrap());
+    let documents = paths
+        .iter()
+        .map(|(gv, entry)| (gv.clone(), entry["serverRelativeURL"].as_str().unwrap().to_owned()))
+        .chain([("v2".to_owned(), "/openapi/v2".to_owned())]);
+    for (gv, path) in documents {
+        let url = format!("{}{path}", server.url);
         let (code, doc) = server.curl(&[&url]);
         assert_eq!(code, 200, "{gv}: {doc}");
         let file = server.dir.path().join("doc.json");

@@ -48,10 +48,47 @@ pub struct UpOptions {
     pub api: SocketAddr,
 }
 
+/// Holds the exclusive right to start lab `name` (a lock file beside its state directory),
+/// so two `lab up` of one name at the same moment cannot clean up each other's lab: the
+/// second is told the name is taken. Released when dropped (the lock goes with the file
+/// descriptor, also when the process dies).
+struct StartLock {
+    _file: std::fs::File,
+}
+
+impl StartLock {
+    fn take(name: &str) -> Result<Self> {
+        let state = state_dir(name);
+        let parent = state.parent().context("the lab state directory has a parent")?;
+        std::fs::create_dir_all(parent)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(parent.join(format!("{name}.lock")))?;
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            bail!("lab {name:?} is being started by another `svcnet lab up`; the name is taken");
+        }
+        Ok(StartLock { _file: file })
+    }
+}
+
+/// Fails with a clear message when the API server's address cannot be bound.
+fn check_api_address(api: SocketAddr) -> Result<()> {
+    match std::net::TcpListener::bind(api) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            bail!("the API server's address {api} is in use: pick another with --api-listen")
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {api} for the API server")),
+    }
+}
+
 /// Starts the daemon, waits until the cluster is ready, and deploys the demo if asked.
 pub fn up(opts: &UpOptions) -> Result<ExitCode> {
     let plan = LabPlan::new(&opts.name, opts.nodes)?;
     require_root()?;
+    let _starting = StartLock::take(&opts.name)?;
     let state = state_dir(&opts.name);
     if running_daemon(&state).is_some() {
         bail!(
@@ -59,6 +96,7 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             opts.name
         );
     }
+    check_api_address(opts.api)?;
     // a crashed lab of the same name leaves namespaces and files behind
     supervisor::kill_leftovers(&state);
     let stale = topology::remove_all(&opts.name);

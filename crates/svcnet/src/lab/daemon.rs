@@ -73,8 +73,18 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
         let _ = ready_tx.send((addr, kubeconfig));
     }));
     let (addr, kubeconfig) = tokio::select! {
-        r = ready_rx => r.context("the API server did not start")?,
-        r = &mut apiserver => bail!("the API server stopped: {:?}", r),
+        r = ready_rx => match r {
+            Ok(ready) => ready,
+            // it stopped before it was ready: say why
+            Err(_) => match apiserver.await {
+                Ok(Err(e)) => bail!("the API server did not start: {e}"),
+                other => bail!("the API server did not start: {other:?}"),
+            },
+        },
+        r = &mut apiserver => match r {
+            Ok(Err(e)) => bail!("the API server did not start: {e}"),
+            other => bail!("the API server stopped: {other:?}"),
+        },
     };
     let client = client_for(&kubeconfig).await?;
     let (shutdown_tx, shutdown) = watch::channel(false);

@@ -29,6 +29,11 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// A lab name of this test run that no other lab of it uses (stale ones are swept by pid).
+pub fn fresh_name() -> String {
+    format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
 /// Takes down labs of earlier test runs that died without cleaning up.
 fn remove_stale_labs() {
     let out = Command::new("ip")
@@ -91,7 +96,7 @@ impl Lab {
     pub fn up_with_path(nodes: usize, extra: &[&str], path: Option<&std::path::Path>) -> (Self, String) {
         assert!(rustix_is_root(), "lab tests need root (network namespaces, nftables)");
         remove_stale_labs();
-        let name = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = fresh_name();
         let lab = Lab {
             kubeconfig: PathBuf::from(format!("/run/svcnet-lab/{name}/apiserver/kubeconfig")),
             name,

@@ -3,6 +3,7 @@
 //! of reference §8 that need traffic.
 
 mod names;
+mod sandbox;
 mod scale;
 mod support;
 

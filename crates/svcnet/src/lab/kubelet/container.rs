@@ -3,7 +3,44 @@
 //! upstream's test image agnhost, whose `netexec`, `serve-hostname` and `pause` run built-in
 //! equivalents (this binary's `agnhost` subcommands).
 
-use k8s_openapi::api::core::v1::Container;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext};
+
+/// The user and group a container runs as when its pod asks for none: `nobody`. The lab runs
+/// as root; a pasted manifest must not.
+pub const UNPRIVILEGED: u32 = 65534;
+
+/// The (uid, gid) a container's processes run as: `runAsUser`/`runAsGroup` of the container,
+/// else of the pod, else [`UNPRIVILEGED`] (root only when asked for with `runAsUser: 0`).
+pub fn identity(container: &Container, pod: Option<&PodSecurityContext>) -> (u32, u32) {
+    let own = container.security_context.as_ref();
+    let id = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
+    let uid = id(own.and_then(|c| c.run_as_user))
+        .or_else(|| id(pod.and_then(|p| p.run_as_user)))
+        .unwrap_or(UNPRIVILEGED);
+    let gid = id(own.and_then(|c| c.run_as_group))
+        .or_else(|| id(pod.and_then(|p| p.run_as_group)))
+        .unwrap_or(if uid == 0 { 0 } else { UNPRIVILEGED });
+    (uid, gid)
+}
+
+/// Whether any user may run the program at `path`: every directory above it searchable and
+/// the file executable by others.
+pub fn runnable_by_anyone(path: &Path) -> bool {
+    let others_may = |p: &Path, bits: u32| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & bits == bits);
+    others_may(path, 0o005)
+        && path
+            .ancestors()
+            .skip(1)
+            .all(|dir| dir.as_os_str().is_empty() || others_may(dir, 0o001))
+}
+
+/// Whether `container` runs this binary's built-in agnhost (rather than a command of its own).
+pub fn is_built_in(container: &Container) -> bool {
+    is_agnhost(container.image.as_deref().unwrap_or(""))
+}
 
 /// How long a built-in server runs before it exits by itself (the kubelet restarts it per
 /// the pod's restart policy): a week.
@@ -160,6 +197,19 @@ mod tests {
         assert!(err.contains("give a command"), "{err}");
         let err = argv(&container("agnhost", &[], &["porter"]), "p", "x").unwrap_err();
         assert!(err.contains("\"porter\" is not built in"), "{err}");
+    }
+
+    #[test]
+    fn containers_run_unprivileged_unless_asked() {
+        let plain = container("busybox", &["sleep"], &["1"]);
+        assert_eq!(identity(&plain, None), (UNPRIVILEGED, UNPRIVILEGED));
+        let pod: PodSecurityContext = serde_json::from_value(serde_json::json!({"runAsUser": 0})).unwrap();
+        assert_eq!(identity(&plain, Some(&pod)), (0, 0));
+        let mut own = plain.clone();
+        own.security_context =
+            Some(serde_json::from_value(serde_json::json!({"runAsUser": 1000, "runAsGroup": 2000})).unwrap());
+        assert_eq!(identity(&own, Some(&pod)), (1000, 2000));
+        assert!(runnable_by_anyone(Path::new("/bin/sh")));
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
         pod.set_up("eth0")?;
         pod.add_route(host(gateway), None, Some("eth0"))?;
         pod.add_route("0.0.0.0/0".parse()?, Some(gateway.into()), Some("eth0"))?;
+        // unprivileged containers may listen on low ports in their own namespace, as container
+        // runtimes allow (pods run as nobody unless they ask for root)
+        crate::netns::set_sysctl(pod_netns, "net/ipv4/ip_unprivileged_port_start", "0")?;
         Ok(())
     })();
     if result.is_err() {

@@ -182,7 +182,17 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             {
                 c.restart_at = None;
                 let first = matches!(c.run.state, RunState::Waiting { .. });
-                match spawn(&ctx.log_dir, &namespace, &name, &c.run.name, &netns, words, &c.spec) {
+                let who = run_as(&ctx.exe, &c.spec, spec.security_context.as_ref());
+                match spawn(
+                    &ctx.log_dir,
+                    &namespace,
+                    &name,
+                    &c.run.name,
+                    &netns,
+                    words,
+                    &c.spec,
+                    who,
+                ) {
                     Ok(child) => {
                         c.child = Some(child);
                         if !first {
@@ -325,6 +335,29 @@ pub async fn remove(api: &Api<Pod>, name: &str, uid: &str) {
     }
 }
 
+/// Who a container runs as: its pod's choice, unprivileged by default. The built-in agnhost is
+/// this binary; where no other user may run it (a checkout under a private home), it keeps the
+/// lab's user, and says so.
+fn run_as(
+    exe: &str,
+    container: &Container,
+    pod: Option<&k8s_openapi::api::core::v1::PodSecurityContext>,
+) -> (u32, u32) {
+    let wanted = super::container::identity(container, pod);
+    if wanted.0 != 0
+        && super::container::is_built_in(container)
+        && !super::container::runnable_by_anyone(std::path::Path::new(exe))
+    {
+        tracing::warn!(
+            exe,
+            "other users cannot run this binary here: the built-in agnhost runs as root"
+        );
+        return (0, 0);
+    }
+    wanted
+}
+
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     log_dir: &std::path::Path,
     namespace: &str,
@@ -333,6 +366,7 @@ fn spawn(
     netns: &str,
     words: &[String],
     spec: &Container,
+    (uid, gid): (u32, u32),
 ) -> anyhow::Result<tokio::process::Child> {
     let log_path: PathBuf = crate::lab::hooks::LogFiles::path(log_dir, namespace, pod, container);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
@@ -349,9 +383,10 @@ fn spawn(
             cmd.env(&var.name, value);
         }
     }
-    if let Some(dir) = &spec.working_dir {
-        cmd.current_dir(dir);
-    }
+    // never the kubelet's own directory (the checkout): the container's, else the root
+    cmd.current_dir(spec.working_dir.as_deref().unwrap_or("/"));
+    // as its user (unprivileged unless the pod asks for root); supplementary groups dropped
+    cmd.uid(uid).gid(gid);
     Ok(crate::netns::spawn_async_in(netns, &mut cmd)?)
 }
 

@@ -1,0 +1,43 @@
+//! A pod's processes run as an unprivileged user unless the pod asks for root, from `/` rather
+//! than the lab's own directory: a pasted manifest cannot write to the machine's system files.
+
+use std::time::Duration;
+
+use crate::support::{Lab, wait_for};
+
+fn pod(name: &str, security_context: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+  {security_context}
+  containers:
+    - name: sh
+      image: busybox
+      command: [sh, -c, '{script}']
+"
+    )
+}
+
+#[test]
+fn pods_run_unprivileged_unless_they_ask_for_root() {
+    let lab = Lab::up(1);
+    let script = "echo uid=$(id -u) cwd=$(pwd); touch /etc/svcnet-sandbox-probe && echo wrote || echo refused";
+    lab.apply(&pod("plain", "", script));
+    lab.apply(&pod("root", "securityContext: {runAsUser: 0}", "echo uid=$(id -u)"));
+    let logs = |name: &str| {
+        wait_for(&format!("{name}'s output"), Duration::from_secs(30), || {
+            let (ok, out) = lab.kubectl(&["logs", name]);
+            (ok && out.contains("uid=") && (name == "root" || out.contains("wrote") || out.contains("refused")))
+                .then_some(out)
+        })
+    };
+    let plain = logs("plain");
+    assert!(plain.contains("uid=65534 cwd=/"), "{plain}");
+    assert!(plain.contains("refused"), "an unprivileged pod wrote to /etc: {plain}");
+    assert!(!std::path::Path::new("/etc/svcnet-sandbox-probe").exists());
+    let root = logs("root");
+    assert!(root.contains("uid=0"), "{root}");
+}

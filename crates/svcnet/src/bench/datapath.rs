@@ -95,6 +95,9 @@ struct Case {
     rates: Vec<f64>,
     connect_p50s: Vec<f64>,
     connect_p99s: Vec<f64>,
+    /// Connections or requests that failed (they are not in the latencies).
+    failed: u64,
+    requests: u64,
 }
 
 /// Milliseconds to 0.1 µs.
@@ -115,6 +118,8 @@ impl Case {
             .push(stats["connect_ms"]["p50"].as_f64().unwrap_or(0.0));
         self.connect_p99s
             .push(stats["connect_ms"]["p99"].as_f64().unwrap_or(0.0));
+        self.failed += stats["errors"].as_u64().unwrap_or(0);
+        self.requests += stats["requests"].as_u64().unwrap_or(0);
     }
 
     fn json(&self) -> Value {
@@ -124,6 +129,8 @@ impl Case {
                 "p50_median": round4(median(&self.connect_p50s)),
                 "p99_median": round4(median(&self.connect_p99s)),
             },
+            "requests": self.requests,
+            "failed": self.failed,
         })
     }
 }

@@ -48,8 +48,12 @@ pub struct Options {
 const LOAD_CONCURRENCY: usize = 16;
 /// How long the last Service may take to answer everywhere before the run fails.
 const CONVERGENCE_LIMIT: Duration = Duration::from_secs(300);
-/// The agents' minimum sync interval in the lab (`lab::supervisor::proxy_args`).
-const AGENT_MIN_SYNC_PERIOD_MS: u64 = 100;
+/// The agents' minimum sync interval, as the lab's supervisor starts them.
+fn agent_min_sync_period_ms(node: &crate::lab::plan::NodePlan) -> Option<u64> {
+    let args = crate::lab::supervisor::proxy_args(node, Path::new("kubeconfig"));
+    let at = args.iter().position(|a| a == "--min-sync-period-ms")?;
+    args.get(at + 1)?.parse().ok()
+}
 
 /// A lab of our own, taken down on drop (also on failure).
 struct BenchLab {
@@ -344,7 +348,7 @@ pub fn run(opts: &Options) -> Result<Value> {
             "per_node": nodes,
             "lab_daemon_api_server_and_kubelets": process_figures(&state.join("pid")),
             "restart": restart,
-            "agent_min_sync_period_ms": AGENT_MIN_SYNC_PERIOD_MS,
+            "agent_min_sync_period_ms": agent_min_sync_period_ms(&ready.plan.nodes[0]),
         }))
     })
 }

@@ -551,6 +551,46 @@ spec:
         (restarts >= 2).then_some(())
     });
     assert_eq!(lab.get(&["pod", "crashes"], "{.status.phase}"), "Running");
+    // between restarts it waits out its back-off as upstream shows it: CrashLoopBackOff, the
+    // previous run in lastState, and Warning BackOff events
+    let waiting = wait_for("CrashLoopBackOff", Duration::from_secs(30), || {
+        let reason = lab.get(
+            &["pod", "crashes"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        );
+        (reason == "CrashLoopBackOff").then_some(reason)
+    });
+    assert_eq!(waiting, "CrashLoopBackOff");
+    let last_code = lab.get(
+        &["pod", "crashes"],
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert!(!last_code.is_empty() && last_code != "0", "lastState: {last_code:?}");
+    let listed = lab.k(&["get", "pod", "crashes"]);
+    assert!(
+        listed.contains("CrashLoopBackOff") || listed.contains("Running"),
+        "{listed}"
+    );
+    let events = lab.k(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=crashes",
+        "-o",
+        "custom-columns=TYPE:.type,REASON:.reason",
+    ]);
+    for (kind, reason) in [
+        ("Warning", "BackOff"),
+        ("Normal", "Pulled"),
+        ("Normal", "Created"),
+        ("Normal", "Started"),
+    ] {
+        assert!(
+            events
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [kind, reason]),
+            "no {kind} {reason} event:\n{events}"
+        );
+    }
     // kubectl logs -f streams output as it is written (from the last line, 5 a second)...
     let follower = lab.kubectl_background(3, &["logs", "-f", "--tail=1", "ticker"]);
     let followed = String::from_utf8_lossy(&follower.wait_with_output().unwrap().stdout).into_owned();

@@ -41,3 +41,26 @@ fn pods_run_unprivileged_unless_they_ask_for_root() {
     let root = logs("root");
     assert!(root.contains("uid=0"), "{root}");
 }
+
+#[test]
+fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event() {
+    let lab = Lab::up(1);
+    lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: nginx, image: nginx}]\n");
+    let event = wait_for("a Failed warning", Duration::from_secs(30), || {
+        let events = lab.k(&[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=web,type=Warning",
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+            "--no-headers",
+        ]);
+        events.lines().find(|l| l.starts_with("Failed")).map(str::to_owned)
+    });
+    assert!(event.contains("images are not run in the lab"), "{event}");
+    let described = lab.k(&["describe", "pod", "web"]);
+    assert!(
+        described.contains("CreateContainerConfigError") && described.contains("Warning"),
+        "{described}"
+    );
+}

@@ -36,6 +36,8 @@ pub struct ContainerRun {
     pub ready: bool,
     /// Whether it will be started again (restart policy) once terminated.
     pub will_restart: bool,
+    /// How its previous run ended (`lastState`), once it has restarted or waits to.
+    pub last_termination: Option<RunState>,
 }
 
 pub struct PodRun<'a> {
@@ -65,12 +67,12 @@ fn phase(containers: &[ContainerRun]) -> &'static str {
     }
     let all_started = containers
         .iter()
-        .all(|c| c.restarts > 0 || !matches!(c.state, RunState::Waiting { .. }));
+        .all(|c| c.restarts > 0 || c.last_termination.is_some() || !matches!(c.state, RunState::Waiting { .. }));
     if all_started { "Running" } else { "Pending" }
 }
 
-fn container_status(c: &ContainerRun) -> ContainerStatus {
-    let state = match &c.state {
+fn container_state(state: &RunState) -> ContainerState {
+    match state {
         RunState::Waiting { reason, message } => ContainerState {
             waiting: Some(ContainerStateWaiting {
                 reason: Some(reason.clone()),
@@ -98,7 +100,10 @@ fn container_status(c: &ContainerRun) -> ContainerStatus {
             }),
             ..Default::default()
         },
-    };
+    }
+}
+
+fn container_status(c: &ContainerRun) -> ContainerStatus {
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone(),
@@ -106,7 +111,8 @@ fn container_status(c: &ContainerRun) -> ContainerStatus {
         ready: c.ready,
         restart_count: c.restarts,
         started: Some(matches!(c.state, RunState::Running { .. })),
-        state: Some(state),
+        state: Some(container_state(&c.state)),
+        last_state: Some(c.last_termination.as_ref().map(container_state).unwrap_or_default()),
         ..Default::default()
     }
 }
@@ -169,6 +175,7 @@ mod tests {
             restarts,
             ready,
             will_restart,
+            last_termination: None,
         }
     }
 

@@ -114,6 +114,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                     restarts: 0,
                     ready: false,
                     will_restart: policy != "Never",
+                    last_termination: None,
                 },
                 child: None,
                 restart_at: Some(Instant::now()),
@@ -139,6 +140,12 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             pod_ip = None;
         }
     }
+    for c in containers.iter().filter(|c| c.argv.is_none()) {
+        if let RunState::Waiting { message, .. } = &c.run.state {
+            let event = format!("Error: {message}");
+            crate::lab::events::warn(&ctx.client, &pod, "Failed", &event, "kubelet", Some(&ctx.node.name)).await;
+        }
+    }
     let mut sent: Option<PodStatus> = None;
     let mut backoff: BTreeMap<String, Duration> = BTreeMap::new();
     let stopping = loop {
@@ -162,7 +169,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                     _ => true,
                 };
                 c.run.will_restart = restart;
-                c.run.state = RunState::Terminated {
+                let terminated = RunState::Terminated {
                     exit_code: code,
                     started_at,
                     finished_at: now(),
@@ -171,6 +178,24 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                     let delay = backoff.get(&c.run.name).copied().unwrap_or(FIRST_BACKOFF);
                     backoff.insert(c.run.name.clone(), (delay * 2).min(MAX_BACKOFF));
                     c.restart_at = Some(now_instant + delay);
+                    // waiting out the back-off, as upstream's kubelet shows it
+                    c.run.last_termination = Some(terminated);
+                    c.run.state = RunState::Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: format!(
+                            "back-off {}s restarting failed container={} pod={name}_{namespace}({uid})",
+                            delay.as_secs(),
+                            c.run.name
+                        ),
+                    };
+                    let message = format!(
+                        "Back-off restarting failed container {} in pod {name}_{namespace}({uid})",
+                        c.run.name
+                    );
+                    crate::lab::events::warn(&ctx.client, &pod, "BackOff", &message, "kubelet", Some(&ctx.node.name))
+                        .await;
+                } else {
+                    c.run.state = terminated;
                 }
                 tracing::info!(pod = %name, container = %c.run.name, code, restart, "container exited");
             }
@@ -181,7 +206,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                 && let Some(words) = &c.argv
             {
                 c.restart_at = None;
-                let first = matches!(c.run.state, RunState::Waiting { .. });
+                let first = c.run.restarts == 0 && c.run.last_termination.is_none();
                 let who = run_as(&ctx.exe, &c.spec, spec.security_context.as_ref());
                 match spawn(
                     &ctx.log_dir,
@@ -198,6 +223,12 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                         if !first {
                             c.run.restarts += 1;
                         }
+                        let node = Some(ctx.node.name.as_str());
+                        let image = c.run.image.clone();
+                        let pulled = format!("Container image \"{image}\" already present on machine");
+                        crate::lab::events::record(&ctx.client, &pod, "Pulled", &pulled, "kubelet", node).await;
+                        let created = format!("Created container: {}", c.run.name);
+                        crate::lab::events::record(&ctx.client, &pod, "Created", &created, "kubelet", node).await;
                         let message = format!("Started container {}", c.run.name);
                         crate::lab::events::record(
                             &ctx.client,
@@ -224,9 +255,13 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                         c.run.ready = c.readiness.is_none();
                     }
                     Err(e) => {
+                        let message = format!("{e:#}");
+                        let event = format!("Error: failed to start container \"{}\": {message}", c.run.name);
+                        crate::lab::events::warn(&ctx.client, &pod, "Failed", &event, "kubelet", Some(&ctx.node.name))
+                            .await;
                         c.run.state = RunState::Waiting {
                             reason: "RunContainerError".into(),
-                            message: format!("{e:#}"),
+                            message,
                         };
                         c.restart_at = Some(now_instant + MAX_BACKOFF);
                     }

@@ -417,19 +417,7 @@ pub(super) async fn collection_delete(
         Ok(f) => f,
         Err(s) => return status_response(&s),
     };
-    let (content_type, body) = match read_body(request).await {
-        Ok(read) => read,
-        Err(s) => return status_response(&s),
-    };
-    let body: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        match object_json(&content_type, &body) {
-            Ok(v) => v,
-            Err(s) => return status_response(&s),
-        }
-    };
-    let options = match delete_options::parse(&query, &body) {
+    let options = match delete_options_of(&query, request).await {
         Ok(o) => o,
         Err(s) => return status_response(&s),
     };
@@ -486,19 +474,7 @@ pub(super) async fn item_delete(
     let registry = state.registry.clone();
     // options come in the query or in a DeleteOptions body; every one is honoured or refused
     let query = delete_options::query_pairs(request.uri());
-    let (content_type, body) = match read_body(request).await {
-        Ok(read) => read,
-        Err(s) => return status_response(&s),
-    };
-    let body: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        match object_json(&content_type, &body) {
-            Ok(v) => v,
-            Err(s) => return status_response(&s),
-        }
-    };
-    let options = match delete_options::parse(&query, &body) {
+    let options = match delete_options_of(&query, request).await {
         Ok(o) => o,
         Err(s) => return status_response(&s),
     };
@@ -507,6 +483,20 @@ pub(super) async fn item_delete(
         blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await,
         StatusCode::OK,
     )
+}
+
+/// A DELETE's options, from its `query` pairs and its (optional) DeleteOptions body.
+async fn delete_options_of(
+    query: &[(String, String)],
+    request: Request,
+) -> Result<delete_options::DeleteOptions, Box<Status>> {
+    let (content_type, body) = read_body(request).await?;
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        object_json(&content_type, &body)?
+    };
+    delete_options::parse(query, &body)
 }
 
 /// Deletes one object of `kind` with `options`: preconditions checked first; a dry run stops

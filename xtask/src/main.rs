@@ -6,12 +6,15 @@
 //! - `demo`: installs what the lab needs, builds svcnet and runs `svcnet lab up --demo` (the
 //!   README's main command); a demo lab already running is replaced.
 //! - `gen-protobuf [--check]`: writes (or checks) the API server's protobuf-to-JSON code.
+//! - `upstream`: builds upstream's etcd, kube-apiserver, kube-controller-manager and
+//!   kube-proxy from their Go modules into `target/upstream/bin` (reused while unchanged).
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 mod protobuf;
+mod upstream;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,8 +23,9 @@ fn main() -> Result<()> {
         Some("prereqs") => prereqs(),
         Some("demo") => demo(),
         Some("gen-protobuf") => protobuf::generate(args.get(1).is_some_and(|a| a == "--check")),
+        Some("upstream") => upstream::build().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test|prereqs|demo|gen-protobuf [--check]>");
+            eprintln!("usage: cargo xtask <test|prereqs|demo|gen-protobuf [--check]|upstream>");
             bail!("unknown or missing command")
         }
     }

@@ -1,0 +1,76 @@
+//! `cargo xtask upstream`: builds upstream's etcd, kube-apiserver, kube-controller-manager and
+//! kube-proxy from their published Go modules (pinned in `upstream/go.mod` and `go.sum`) into
+//! `target/upstream/bin`, with the Go module and build caches under `target/upstream` too.
+//! Nothing of upstream is vendored or committed. A build is reused while the pinned versions
+//! (`go.sum`) are unchanged; the first one takes minutes on two cores.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The packages built, and the name each binary gets.
+const COMMANDS: &[(&str, &str)] = &[
+    ("go.etcd.io/etcd/server/v3", "etcd"),
+    ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
+    ("k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager"),
+    ("k8s.io/kubernetes/cmd/kube-proxy", "kube-proxy"),
+];
+
+/// A stable tag for the pinned versions (FNV-1a of `go.sum`).
+fn pins_tag(go_sum: &Path) -> Result<String> {
+    let bytes = std::fs::read(go_sum).with_context(|| format!("reading {}", go_sum.display()))?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Builds (or reuses) the upstream binaries; returns their directory.
+pub fn build() -> Result<PathBuf> {
+    let root = std::env::current_dir()?;
+    let module = root.join("upstream");
+    let work = root.join("target/upstream");
+    let bin = work.join("bin");
+    let stamp = bin.join(".pins");
+    let tag = pins_tag(&module.join("go.sum"))?;
+    let built = COMMANDS.iter().all(|(_, name)| bin.join(name).exists());
+    if built && std::fs::read_to_string(&stamp).is_ok_and(|t| t == tag) {
+        eprintln!("xtask: upstream binaries in {} are current", bin.display());
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&bin)?;
+    let go = |args: &[&str]| -> Result<()> {
+        eprintln!("xtask: go {}", args.join(" "));
+        let status = Command::new("go")
+            .args(args)
+            .current_dir(&module)
+            .env("GOMODCACHE", work.join("gomod"))
+            .env("GOCACHE", work.join("gocache"))
+            .env("GOFLAGS", "-mod=readonly")
+            .status()
+            .context("running go (the Go toolchain is needed for the upstream binaries)")?;
+        if !status.success() {
+            bail!("go {} failed: {status}", args.join(" "));
+        }
+        Ok(())
+    };
+    let out = format!("{}/", bin.display());
+    let mut args = vec!["build", "-o", out.as_str()];
+    args.extend(COMMANDS.iter().map(|(package, _)| *package));
+    go(&args)?;
+    // a package path ending in a major version names its binary after the element before it
+    let etcd = bin.join("server");
+    if etcd.exists() {
+        std::fs::rename(&etcd, bin.join("etcd"))?;
+    }
+    for (_, name) in COMMANDS {
+        if !bin.join(name).exists() {
+            bail!("go build made no {name} in {}", bin.display());
+        }
+    }
+    std::fs::write(&stamp, tag)?;
+    eprintln!("xtask: upstream binaries built in {}", bin.display());
+    Ok(bin)
+}

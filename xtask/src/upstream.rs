@@ -13,7 +13,10 @@ use anyhow::{Context, Result, bail};
 const COMMANDS: &[(&str, &str)] = &[
     ("go.etcd.io/etcd/server/v3", "etcd"),
     ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
-    ("k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager"),
+    (
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-controller-manager",
+    ),
     ("k8s.io/kubernetes/cmd/kube-proxy", "kube-proxy"),
 ];
 

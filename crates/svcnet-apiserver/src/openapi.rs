@@ -84,6 +84,9 @@ fn schemas(kinds: &[&Kind]) -> serde_json::Map<String, Value> {
         .filter_map(|kind| define_kind(&mut generator, kind).map(|name| (name, *kind)))
         .collect();
     let mut definitions = generator.take_definitions(true);
+    for (name, schema) in definitions.iter_mut() {
+        annotate_patch_lists(name, schema);
+    }
     for (name, kind) in named {
         if let Some(Value::Object(schema)) = definitions.get_mut(&name) {
             schema.insert(
@@ -93,6 +96,42 @@ fn schemas(kinds: &[&Kind]) -> serde_json::Map<String, Value> {
         }
     }
     definitions
+}
+
+/// The strategic-merge key and list-map keys of a list property, as upstream's types declare
+/// them (`patchMergeKey`, `listMapKey`); the server's strategic merge uses the same keys.
+fn patch_meta(definition: &str, property: &str) -> Option<(&'static str, &'static [&'static str])> {
+    let type_name = definition.rsplit('.').next().unwrap_or(definition);
+    match (type_name, property) {
+        ("ServiceSpec", "ports") => Some(("port", &["port", "protocol"])),
+        ("Container" | "EphemeralContainer", "ports") => Some(("containerPort", &["containerPort", "protocol"])),
+        ("Container" | "EphemeralContainer", "env") => Some(("name", &["name"])),
+        ("PodSpec", "containers" | "initContainers" | "ephemeralContainers" | "volumes") => Some(("name", &["name"])),
+        ("NodeStatus", "addresses") => Some(("type", &["type"])),
+        ("ObjectMeta", "ownerReferences") => Some(("uid", &["uid"])),
+        (_, "conditions") => Some(("type", &["type"])),
+        _ => None,
+    }
+}
+
+/// Marks the list properties of `schema` that merge by key, so clients (kubectl apply)
+/// compute strategic merge patches that delete what they remove, as with upstream's schemas.
+fn annotate_patch_lists(definition: &str, schema: &mut Value) {
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (property, value) in properties.iter_mut() {
+        let Some((key, map_keys)) = patch_meta(definition, property) else {
+            continue;
+        };
+        if value["type"] != "array" {
+            continue;
+        }
+        value["x-kubernetes-patch-merge-key"] = json!(key);
+        value["x-kubernetes-patch-strategy"] = json!("merge");
+        value["x-kubernetes-list-type"] = json!("map");
+        value["x-kubernetes-list-map-keys"] = json!(map_keys);
+    }
 }
 
 fn query(name: &str, type_: &str, description: &str) -> Value {
@@ -333,6 +372,9 @@ mod tests {
             spec_ref.contains("#/components/schemas/io.k8s.api.core.v1.ServiceSpec"),
             "{spec_ref}"
         );
+        let ports = &schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-patch-merge-key"], "port");
+        assert_eq!(ports["x-kubernetes-list-map-keys"], json!(["port", "protocol"]));
         let cluster_ip = &schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["clusterIP"];
         assert!(
             cluster_ip["description"]

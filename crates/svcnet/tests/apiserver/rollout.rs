@@ -16,6 +16,12 @@ fn run(server: &Server, args: &[&str]) -> String {
     text
 }
 
+/// The Deployment's revision annotation.
+fn revision(server: &Server) -> String {
+    let jsonpath = "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}";
+    run(server, &["get", "deployment", "web", "-o", jsonpath])
+}
+
 /// Marks every pod Running and Ready; returns how many active pods there are.
 fn kubelet_round(server: &Server) -> usize {
     let (_, body) = server.curl(&[&format!("{}/api/v1/namespaces/default/pods", server.url)]);
@@ -85,19 +91,7 @@ fn rollouts_respect_surge_and_revisions_undo() {
         .filter(|w| w.parse::<u32>().is_ok())
         .collect();
     assert!(revisions.len() >= 2 && revisions.last() == Some(&"3"), "{history}");
-    assert_eq!(
-        run(
-            &server,
-            &[
-                "get",
-                "deployment",
-                "web",
-                "-o",
-                "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
-            ]
-        ),
-        "3"
-    );
+    assert_eq!(revision(&server), "3");
     run(&server, &["rollout", "undo", "deployment/web"]);
     roll(&server);
     let image = run(
@@ -111,19 +105,7 @@ fn rollouts_respect_surge_and_revisions_undo() {
         ],
     );
     assert_eq!(image, "agnhost:2.54");
-    assert_eq!(
-        run(
-            &server,
-            &[
-                "get",
-                "deployment",
-                "web",
-                "-o",
-                "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
-            ]
-        ),
-        "4"
-    );
+    assert_eq!(revision(&server), "4");
 }
 
 #[test]

@@ -15,6 +15,12 @@ pub trait PodLogs: Send + Sync {
     /// Everything `container` of the pod has written so far.
     fn read(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>>;
 
+    /// What the previous run of `container` wrote (`previous=true`), if it has restarted.
+    fn read_previous(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>> {
+        let _ = (namespace, pod, container);
+        Err(std::io::ErrorKind::NotFound.into())
+    }
+
     /// What `container` has written from byte `offset` on (for `follow`).
     fn read_from(&self, namespace: &str, pod: &str, container: &str, offset: u64) -> std::io::Result<Vec<u8>> {
         let all = self.read(namespace, pod, container)?;

@@ -19,6 +19,19 @@ pub(super) async fn pod_log(
         };
         let (ns2, name2, c2) = (ns.clone(), name.clone(), container.clone());
         let reader = source.clone();
+        let number = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
+        if q.get("previous").is_some_and(|v| v == "true" || v == "1") {
+            // the run before the current one; never followed
+            let text = tokio::task::spawn_blocking(move || reader.read_previous(&ns2, &name2, &c2))
+                .await
+                .map_err(|e| Box::new(Status::internal(&e.to_string())))?
+                .map_err(|_| {
+                    Box::new(Status::bad_request(format!(
+                        "previous terminated container \"{container}\" in pod \"{name}\" not found"
+                    )))
+                })?;
+            return Ok(Body::from(logs::cut(&text, number("tailLines"), number("limitBytes"))));
+        }
         let text = tokio::task::spawn_blocking(move || reader.read(&ns2, &name2, &c2))
             .await
             .map_err(|e| Box::new(Status::internal(&e.to_string())))?
@@ -27,7 +40,6 @@ pub(super) async fn pod_log(
                     "container \"{container}\" in pod \"{name}\" is waiting to start: no output yet"
                 )))
             })?;
-        let number = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
         let first = logs::cut(&text, number("tailLines"), number("limitBytes"));
         let follow = q.get("follow").is_some_and(|v| v == "true" || v == "1");
         if !follow || number("limitBytes").is_some_and(|limit| first.len() >= limit) {

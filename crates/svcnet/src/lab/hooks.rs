@@ -33,11 +33,20 @@ impl LogFiles {
     pub fn path(dir: &std::path::Path, namespace: &str, pod: &str, container: &str) -> std::path::PathBuf {
         dir.join(format!("{namespace}_{pod}_{container}.log"))
     }
+
+    /// Where the previous run's output goes when a container restarts.
+    pub fn previous_path(dir: &std::path::Path, namespace: &str, pod: &str, container: &str) -> std::path::PathBuf {
+        dir.join(format!("{namespace}_{pod}_{container}.previous.log"))
+    }
 }
 
 impl svcnet_apiserver::logs::PodLogs for LogFiles {
     fn read(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(Self::path(&self.dir, namespace, pod, container))
+    }
+
+    fn read_previous(&self, namespace: &str, pod: &str, container: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(Self::previous_path(&self.dir, namespace, pod, container))
     }
 
     fn read_from(&self, namespace: &str, pod: &str, container: &str, offset: u64) -> std::io::Result<Vec<u8>> {

@@ -561,6 +561,11 @@ spec:
         (reason == "CrashLoopBackOff").then_some(reason)
     });
     assert_eq!(waiting, "CrashLoopBackOff");
+    // each run logs on its own; the one before is there for --previous
+    let previous = lab.k(&["logs", "crashes", "--previous"]);
+    assert!(!previous.trim().is_empty(), "no previous run's output");
+    let (ok, text) = lab.kubectl(&["logs", "ticker", "--previous"]);
+    assert!(!ok && text.contains("previous terminated container"), "{text}");
     let last_code = lab.get(
         &["pod", "crashes"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",

@@ -208,6 +208,13 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                 c.restart_at = None;
                 let first = c.run.restarts == 0 && c.run.last_termination.is_none();
                 let who = run_as(&ctx.exe, &c.spec, spec.security_context.as_ref());
+                if !first {
+                    // each run logs on its own; the one before stays for `logs --previous`
+                    let log = crate::lab::hooks::LogFiles::path(&ctx.log_dir, &namespace, &name, &c.run.name);
+                    let previous =
+                        crate::lab::hooks::LogFiles::previous_path(&ctx.log_dir, &namespace, &name, &c.run.name);
+                    let _ = std::fs::rename(log, previous);
+                }
                 match spawn(
                     &ctx.log_dir,
                     &namespace,
@@ -289,6 +296,19 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                     r.failures += 1;
                     r.successes = 0;
                     if r.failures >= r.plan.failure_threshold {
+                        if c.run.ready || r.failures == r.plan.failure_threshold {
+                            // once per fall, as upstream's kubelet reports a failing probe
+                            let message = format!("Readiness probe failed: {} did not answer", c.run.name);
+                            crate::lab::events::warn(
+                                &ctx.client,
+                                &pod,
+                                "Unhealthy",
+                                &message,
+                                "kubelet",
+                                Some(&ctx.node.name),
+                            )
+                            .await;
+                        }
                         c.run.ready = false;
                     }
                 }

@@ -179,6 +179,9 @@ enum BenchCommand {
         /// Endpoints in all, spread over one EndpointSlice per service.
         #[arg(long, default_value_t = 100000)]
         endpoints: u32,
+        /// Watches on all Services open during the load (node agents).
+        #[arg(long, default_value_t = 1)]
+        watchers: u32,
     },
     /// Node agents end to end in a lab: load, convergence, programming latency on every
     /// node, each agent's memory and CPU.
@@ -339,12 +342,19 @@ pub fn run() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
-        Command::Bench(BenchCommand::Apiserver { services, endpoints }) => {
-            crate::bench::apiserver::run(&crate::bench::apiserver::Options { services, endpoints }).map(|v| {
-                println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Bench(BenchCommand::Apiserver {
+            services,
+            endpoints,
+            watchers,
+        }) => crate::bench::apiserver::run(&crate::bench::apiserver::Options {
+            services,
+            endpoints,
+            watchers,
+        })
+        .map(|v| {
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            ExitCode::SUCCESS
+        }),
         Command::Bench(BenchCommand::Programming {
             services,
             endpoints_per_service,

@@ -26,6 +26,8 @@ use crate::lab::daemon::client_for;
 pub struct Options {
     pub services: u32,
     pub endpoints: u32,
+    /// Watches on all Services open during the load (as many node agents would have).
+    pub watchers: u32,
 }
 
 const CONCURRENCY: usize = 16;
@@ -102,22 +104,36 @@ pub fn run(opts: &Options) -> Result<Value> {
     let server = start_server()?;
     let pid = server.child.id();
     let runtime = tokio::runtime::Runtime::new()?;
-    let (services_rate, slices_rate, watch_latency, delivered_before_ack) = runtime.block_on(async {
+    let (services_rate, slices_rate, watch_latency, delivered_before_ack, watches_lost) = runtime.block_on(async {
         let client: Client = client_for(&server.kubeconfig).await?;
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
         let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-        // a watch on all Services records when each creation reaches it
-        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let watch_seen = seen.clone();
-        let mut stream = services.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
-        let watcher = tokio::spawn(async move {
-            while let Some(Ok(event)) = stream.next().await {
-                if let WatchEvent::Added(s) = event {
-                    let name = s.metadata.name.unwrap_or_default();
-                    watch_seen.lock().expect("seen").insert(name, Instant::now());
+        // watches on all Services record when each creation reaches each of them; a watch
+        // that ends early or errs (410 Expired: it fell behind) is counted as lost
+        let watchers = opts.watchers.max(1) as usize;
+        let seen: Vec<Arc<Mutex<HashMap<String, Instant>>>> = (0..watchers).map(|_| Arc::default()).collect();
+        let lost = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for watch_seen in &seen {
+            let watch_seen = watch_seen.clone();
+            let lost = lost.clone();
+            let mut stream = services.watch(&WatchParams::default().timeout(290), "0").await?.boxed();
+            tasks.push(tokio::spawn(async move {
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(WatchEvent::Added(s)) => {
+                            let name = s.metadata.name.unwrap_or_default();
+                            watch_seen.lock().expect("seen").insert(name, Instant::now());
+                        }
+                        Ok(WatchEvent::Error(_)) | Err(_) => {
+                            lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                        Ok(_) => {}
+                    }
                 }
-            }
-        });
+            }));
+        }
         // each creation's (request sent, acknowledged) times
         let acked: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
         let started = Instant::now();
@@ -157,27 +173,30 @@ pub fn run(opts: &Options) -> Result<Value> {
         let slices_rate = f64::from(opts.services) / started.elapsed().as_secs_f64();
         // let the watch catch up, then pair acknowledgements with deliveries
         tokio::time::sleep(Duration::from_secs(1)).await;
-        watcher.abort();
-        let seen = seen.lock().expect("seen");
+        tasks.iter().for_each(|t| t.abort());
         let acked = acked.lock().expect("acked");
         // from the request to the event: never negative, as an event may arrive before the
         // acknowledgement does (those are counted, not clamped to zero)
-        let latency: Vec<Duration> = acked
-            .iter()
-            .filter_map(|(name, (sent, _))| Some(seen.get(name)?.duration_since(*sent)))
-            .collect();
-        let before_ack = acked
-            .iter()
-            .filter(|(name, (_, ack))| seen.get(*name).is_some_and(|s| s < ack))
-            .count();
-        if latency.len() < acked.len() {
-            bail!(
-                "the watch missed {} of {} creations",
-                acked.len() - latency.len(),
-                acked.len()
+        let mut latency: Vec<Duration> = Vec::new();
+        let mut before_ack = 0;
+        for seen in &seen {
+            let seen = seen.lock().expect("seen");
+            latency.extend(
+                acked
+                    .iter()
+                    .filter_map(|(name, (sent, _))| Some(seen.get(name)?.duration_since(*sent))),
             );
+            before_ack += acked
+                .iter()
+                .filter(|(name, (_, ack))| seen.get(*name).is_some_and(|s| s < ack))
+                .count();
         }
-        anyhow::Ok((services_rate, slices_rate, latency, before_ack))
+        let expected = acked.len() * watchers;
+        if latency.len() < expected {
+            bail!("the watches missed {} of {expected} events", expected - latency.len());
+        }
+        let lost = lost.load(std::sync::atomic::Ordering::Relaxed);
+        anyhow::Ok((services_rate, slices_rate, latency, before_ack, lost))
     })?;
     let (peak, rss) = super::process::memory_mib(pid);
     // kubectl as users run it (pages of 500, which its client-side limit of 5 requests a
@@ -217,6 +236,8 @@ pub fn run(opts: &Options) -> Result<Value> {
         "concurrency": CONCURRENCY,
         "create_services_per_s": round(services_rate),
         "create_endpointslices_per_s": round(slices_rate),
+        "watchers": opts.watchers.max(1),
+        "watches_lost": watches_lost,
         "watch_events_before_acknowledgement": delivered_before_ack,
         "watch_delivery_ms": {
             "p50": percentile_ms(&watch_latency, 50.0),

@@ -124,35 +124,25 @@ pub(super) async fn collection_post(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     request: Request,
-) -> Response {
-    let Some(t) = target(&p) else {
-        return not_found_response();
-    };
+) -> Answer {
+    let t = target(&p).ok_or_else(no_such_resource)?;
     if t.kind.namespaced && t.namespace.is_none() {
-        return not_found_response();
+        return Err(no_such_resource());
     }
-    let options = match write_options(&request, "CreateOptions") {
-        Ok(o) => o,
-        Err(s) => return status_response(&s),
-    };
-    let body = match read_json(t.kind, request).await {
-        Ok(b) => b,
-        Err(s) => return status_response(&s),
-    };
+    let options = write_options(&request, "CreateOptions")?;
+    let body = read_json(t.kind, request).await?;
     if t.kind.create_only {
-        return reply(crate::reviews::answer(t.kind, body), StatusCode::CREATED);
+        return Ok(reply(crate::reviews::answer(t.kind, body), StatusCode::CREATED));
     }
     let ns = t.namespace.unwrap_or_default();
     let registry = state.registry.clone();
     if *t.kind == resources::SERVICES {
-        let r = match as_service(body) {
-            Ok(svc) => blocking(move || registry.create_service_with(&ns, svc, options)).await,
-            Err(s) => Err(s),
-        };
-        return reply(r, StatusCode::CREATED);
+        let svc = as_service(body)?;
+        let created = blocking(move || registry.create_service_with(&ns, svc, options)).await;
+        return Ok(reply(created, StatusCode::CREATED));
     }
     let kind = t.kind;
-    reply(
+    Ok(reply(
         blocking(move || {
             objects::create_with(
                 registry.store(),
@@ -165,7 +155,7 @@ pub(super) async fn collection_post(
         })
         .await,
         StatusCode::CREATED,
-    )
+    ))
 }
 
 pub(super) async fn item_get(
@@ -202,21 +192,17 @@ pub(super) async fn item_get(
     }
 }
 
-pub(super) async fn put(state: AppState, p: HashMap<String, String>, request: Request, status_only: bool) -> Response {
-    let Some(t) = target(&p) else {
-        return not_found_response();
-    };
+pub(super) async fn put(state: AppState, p: HashMap<String, String>, request: Request, status_only: bool) -> Answer {
+    let t = target(&p).ok_or_else(no_such_resource)?;
     if status_only && !t.kind.has_status {
-        return not_found_response();
+        return Err(no_such_resource());
     }
-    let options = match write_options(&request, "UpdateOptions") {
-        Ok(o) => o,
-        Err(s) => return status_response(&s),
-    };
-    match read_json(t.kind, request).await {
-        Ok(body) => reply(write(&state, &t, body, status_only, options).await, StatusCode::OK),
-        Err(s) => status_response(&s),
-    }
+    let options = write_options(&request, "UpdateOptions")?;
+    let body = read_json(t.kind, request).await?;
+    Ok(reply(
+        write(&state, &t, body, status_only, options).await,
+        StatusCode::OK,
+    ))
 }
 
 /// Replaces an object (or its status) with `body`: Services through the registry, the rest
@@ -407,24 +393,12 @@ pub(super) async fn collection_delete(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     request: Request,
-) -> Response {
-    let Some(t) = target(&p) else {
-        return not_found_response();
-    };
+) -> Answer {
+    let t = target(&p).ok_or_else(no_such_resource)?;
     let query = delete_options::query_pairs(request.uri());
-    let q = delete_options::query_map(&query);
-    let filter = match Filter::from_query(t.kind, &q) {
-        Ok(f) => f,
-        Err(s) => return status_response(&s),
-    };
-    let options = match delete_options_of(&query, request).await {
-        Ok(o) => o,
-        Err(s) => return status_response(&s),
-    };
-    let items = match objects::list(state.registry.store(), t.kind, t.namespace.as_deref()) {
-        Ok((items, _)) => items,
-        Err(s) => return status_response(&s),
-    };
+    let filter = Filter::from_query(t.kind, &delete_options::query_map(&query))?;
+    let options = delete_options_of(&query, request).await?;
+    let (items, _) = objects::list(state.registry.store(), t.kind, t.namespace.as_deref())?;
     let options = Arc::new(options);
     let mut deleted = Vec::new();
     for item in items.into_iter().filter(|i| filter.matches(i)) {
@@ -436,21 +410,21 @@ pub(super) async fn collection_delete(
             // gone meanwhile, or (deleting every namespace) one that may not be deleted
             Err(s) if s.code == 404 => {}
             Err(s) if s.code == 403 && *t.kind == resources::NAMESPACES => {}
-            Err(s) => return status_response(&s),
+            Err(s) => return Err(s.into()),
         }
     }
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         &json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
                 "metadata": {}, "items": deleted}),
-    )
+    ))
 }
 
 pub(super) async fn item_put(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     request: Request,
-) -> Response {
+) -> Answer {
     put(state, p, request, false).await
 }
 
@@ -458,7 +432,7 @@ pub(super) async fn status_put(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     request: Request,
-) -> Response {
+) -> Answer {
     put(state, p, request, true).await
 }
 
@@ -466,23 +440,16 @@ pub(super) async fn item_delete(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     request: Request,
-) -> Response {
-    let Some(t) = target(&p) else {
-        return not_found_response();
-    };
+) -> Answer {
+    let t = target(&p).ok_or_else(no_such_resource)?;
     let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
     let registry = state.registry.clone();
     // options come in the query or in a DeleteOptions body; every one is honoured or refused
     let query = delete_options::query_pairs(request.uri());
-    let options = match delete_options_of(&query, request).await {
-        Ok(o) => o,
-        Err(s) => return status_response(&s),
-    };
+    let options = delete_options_of(&query, request).await?;
     let kind = t.kind;
-    reply(
-        blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await,
-        StatusCode::OK,
-    )
+    let deleted = blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await?;
+    Ok(json_response(StatusCode::OK, &deleted))
 }
 
 /// A DELETE's options, from its `query` pairs and its (optional) DeleteOptions body.

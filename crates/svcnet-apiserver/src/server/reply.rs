@@ -50,3 +50,27 @@ pub(super) async fn method_not_allowed(request: Request) -> Response {
     s.code = 405;
     status_response(&s)
 }
+
+/// An error answer: any `Box<Status>` converts into it, so handlers returning
+/// `Result<Response, ApiError>` use `?`, and it renders as the Status body.
+pub(super) struct ApiError(Box<Status>);
+
+impl From<Box<Status>> for ApiError {
+    fn from(status: Box<Status>) -> Self {
+        ApiError(status)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        status_response(&self.0)
+    }
+}
+
+/// What a handler answers.
+pub(super) type Answer = Result<Response, ApiError>;
+
+/// 404 for a path that names no served resource, as an error for `?`.
+pub(super) fn no_such_resource() -> ApiError {
+    ApiError(Box::new(not_found_status()))
+}

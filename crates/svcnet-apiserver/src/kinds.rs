@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use svcnet_core::field::FieldError;
-use svcnet_core::workloads::pod_defaults::default_pod_spec;
+use svcnet_core::workloads::pod_defaults::{admit_pod_spec, default_pod_spec};
 
 use crate::protobuf::ToJson;
 use crate::resources::{self, Kind};
@@ -141,10 +141,14 @@ pub fn by_type(api_version: &str, kind: &str) -> Option<&'static Strategy> {
 pub(crate) mod defaults {
     use serde_json::{Value, json};
 
-    use super::default_pod_spec;
+    use super::{admit_pod_spec, default_pod_spec};
 
     pub fn pod(obj: &mut Value) {
-        default_pod_spec(&mut obj["spec"]);
+        // `get_mut`: indexing a `&mut Value` would insert a null spec into a body without one
+        if let Some(spec) = obj.get_mut("spec") {
+            default_pod_spec(spec);
+            admit_pod_spec(spec);
+        }
     }
 
     /// A workload's pod template.
@@ -167,10 +171,9 @@ pub(crate) mod defaults {
 
     pub fn deployment(obj: &mut Value) {
         replica_set(obj);
-        let spec = &mut obj["spec"];
-        if !spec.is_object() {
+        let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
             return;
-        }
+        };
         strategy(&mut spec["strategy"]);
         for (field, value) in [("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)] {
             if spec[field].is_null() {

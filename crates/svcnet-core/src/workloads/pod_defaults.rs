@@ -17,8 +17,8 @@ fn default(object: &mut Value, field: &str, value: Value) {
     }
 }
 
-/// Fills upstream's defaults into a PodSpec (`spec`), in place. Anything but an object is
-/// left for validation.
+/// Fills upstream's API defaults into a PodSpec (`spec`), in place: what every PodSpec gets,
+/// pod templates included. Anything but an object is left for validation.
 pub fn default_pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
@@ -29,16 +29,26 @@ pub fn default_pod_spec(spec: &mut Value) {
     default(spec, "schedulerName", json!("default-scheduler"));
     default(spec, "securityContext", json!({}));
     default(spec, "enableServiceLinks", json!(true));
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        // `get_mut`, never `[..]` on a `&mut Value`: indexing would insert a null
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            containers.iter_mut().for_each(default_container);
+        }
+    }
+}
+
+/// What upstream's default admission adds to a Pod (never to a pod template): the default
+/// service account, priority 0 with its preemption policy, and the not-ready/unreachable
+/// tolerations.
+pub fn admit_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
     default(spec, "priority", json!(0));
     default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     default(spec, "serviceAccountName", json!("default"));
     let account = spec["serviceAccountName"].clone();
     default(spec, "serviceAccount", account);
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        if let Some(containers) = spec[list].as_array_mut() {
-            containers.iter_mut().for_each(default_container);
-        }
-    }
     default_tolerations(spec);
 }
 
@@ -84,22 +94,21 @@ fn default_container(container: &mut Value) {
     let policy = image_pull_policy(container["image"].as_str().unwrap_or(""));
     default(container, "imagePullPolicy", json!(policy));
     default(container, "resources", json!({}));
-    if let Some(ports) = container["ports"].as_array_mut() {
+    if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports.iter_mut().filter(|p| p.is_object()) {
             default(port, "protocol", json!("TCP"));
         }
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        let p = &mut container[probe];
-        if !p.is_object() {
+        let Some(p) = container.get_mut(probe).filter(|p| p.is_object()) else {
             continue;
-        }
+        };
         default(p, "timeoutSeconds", json!(1));
         default(p, "periodSeconds", json!(10));
         default(p, "successThreshold", json!(1));
         default(p, "failureThreshold", json!(3));
-        if p["httpGet"].is_object() {
-            default(&mut p["httpGet"], "scheme", json!("HTTP"));
+        if let Some(get) = p.get_mut("httpGet").filter(|g| g.is_object()) {
+            default(get, "scheme", json!("HTTP"));
         }
     }
 }
@@ -155,6 +164,9 @@ mod tests {
         let mut spec = json!({"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}],
                                               "readinessProbe": {"httpGet": {"port": 80}}}]});
         default_pod_spec(&mut spec);
+        let template = spec.clone();
+        assert!(template.get("tolerations").is_none() && template.get("serviceAccountName").is_none());
+        admit_pod_spec(&mut spec);
         assert_eq!(spec["restartPolicy"], "Always");
         assert_eq!(spec["dnsPolicy"], "ClusterFirst");
         assert_eq!(spec["terminationGracePeriodSeconds"], 30);
@@ -170,12 +182,26 @@ mod tests {
     }
 
     #[test]
+    fn absent_fields_stay_absent() {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x:1"}]});
+        default_pod_spec(&mut spec);
+        for field in ["initContainers", "ephemeralContainers"] {
+            assert!(spec.get(field).is_none(), "{field}: {spec}");
+        }
+        let c = &spec["containers"][0];
+        for field in ["ports", "livenessProbe", "readinessProbe", "startupProbe"] {
+            assert!(c.get(field).is_none(), "{field}: {c}");
+        }
+    }
+
+    #[test]
     fn given_values_are_kept() {
         let mut spec = json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
                               "tolerations": [{"operator": "Exists"}],
                               "containers": [{"name": "c", "image": "x:1.2", "imagePullPolicy": "Never",
                                               "ports": [{"containerPort": 53, "protocol": "UDP"}]}]});
         default_pod_spec(&mut spec);
+        admit_pod_spec(&mut spec);
         assert_eq!(spec["restartPolicy"], "Never");
         assert_eq!(spec["terminationGracePeriodSeconds"], 0);
         assert_eq!(

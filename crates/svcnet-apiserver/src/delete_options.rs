@@ -4,8 +4,6 @@
 //! deprecated `orphanDependents`; contradictory or unknown values are a 422 Status naming the
 //! field, as upstream's `ValidateDeleteOptions`.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 use svcnet_core::field::{FieldError, FieldPath};
 use svcnet_core::status::Status;
@@ -94,22 +92,6 @@ pub fn parse(query: &[(String, String)], body: &Value) -> Reply<DeleteOptions> {
         uid: precondition("uid"),
         resource_version: precondition("resourceVersion"),
     })
-}
-
-/// Query pairs of a URI in order (repeated names kept).
-pub fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map(|q| q.0)
-        .unwrap_or_default()
-}
-
-/// The query as a map (first value of each name), for handlers that take single values.
-pub fn query_map(pairs: &[(String, String)]) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for (k, v) in pairs {
-        map.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    map
 }
 
 impl DeleteOptions {
@@ -216,11 +198,5 @@ mod tests {
         );
         let options = parse(&[], &json!({"preconditions": {"uid": "u", "resourceVersion": "7"}})).unwrap();
         assert!(options.check(&object, "", "services").is_ok());
-    }
-
-    #[test]
-    fn query_pairs_keep_repeats() {
-        let uri: axum::http::Uri = "/x?dryRun=All&dryRun=All&limit=2".parse().unwrap();
-        assert_eq!(query_pairs(&uri).len(), 3);
     }
 }

@@ -163,3 +163,32 @@ impl Patch {
         Ok(())
     }
 }
+
+/// Query pairs of a request in order (repeated names kept: `dryRun` may repeat).
+pub(super) fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+/// The query as a map (first value of each name), for parameters that take one value.
+pub(super) fn query_map(pairs: &[(String, String)]) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in pairs {
+        map.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_keep_repeats_and_the_map_the_first() {
+        let uri: axum::http::Uri = "/x?dryRun=All&dryRun=Other&limit=2".parse().unwrap();
+        let pairs = query_pairs(&uri);
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(query_map(&pairs)["dryRun"], "All");
+    }
+}

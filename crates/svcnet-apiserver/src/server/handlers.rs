@@ -246,7 +246,7 @@ pub(super) async fn write(
 
 /// The write options in a request's query (`kind`: the options object named in errors).
 pub(super) fn write_options(request: &Request, kind: &str) -> Result<WriteOptions, Box<Status>> {
-    WriteOptions::from_query(&delete_options::query_pairs(request.uri()), kind)
+    WriteOptions::from_query(&query_pairs(request.uri()), kind)
 }
 
 /// PATCH: a JSON patch (RFC 6902), JSON merge patch (RFC 7386) or strategic merge patch applied to the stored object,
@@ -395,8 +395,8 @@ pub(super) async fn collection_delete(
     request: Request,
 ) -> Answer {
     let t = target(&p).ok_or_else(no_such_resource)?;
-    let query = delete_options::query_pairs(request.uri());
-    let filter = Filter::from_query(t.kind, &delete_options::query_map(&query))?;
+    let query = query_pairs(request.uri());
+    let filter = Filter::from_query(t.kind, &query_map(&query))?;
     let options = delete_options_of(&query, request).await?;
     let (items, _) = objects::list(state.registry.store(), t.kind, t.namespace.as_deref())?;
     let options = Arc::new(options);
@@ -445,7 +445,7 @@ pub(super) async fn item_delete(
     let (ns, name) = (t.namespace.unwrap_or_default(), t.name.unwrap_or_default());
     let registry = state.registry.clone();
     // options come in the query or in a DeleteOptions body; every one is honoured or refused
-    let query = delete_options::query_pairs(request.uri());
+    let query = query_pairs(request.uri());
     let options = delete_options_of(&query, request).await?;
     let kind = t.kind;
     let deleted = blocking(move || delete_one(&registry, kind, &ns, &name, &options)).await?;

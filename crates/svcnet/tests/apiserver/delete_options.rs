@@ -26,6 +26,11 @@ fn identities(server: &Server, what: &str) -> String {
     )
 }
 
+/// DELETE `url` with `body` as its DeleteOptions; returns (code, body).
+fn delete_with(server: &Server, url: &str, body: &str) -> (u16, String) {
+    server.curl(&["-X", "DELETE", url, "-H", "Content-Type: application/json", "-d", body])
+}
+
 fn message(status: &str) -> String {
     let status: Value = serde_json::from_str(status).unwrap_or_else(|e| panic!("{e}: {status}"));
     status["message"].as_str().unwrap_or_default().to_owned()
@@ -67,15 +72,7 @@ fn server_side_dry_run_deletes_nothing() {
     }
     // DELETE on the collection itself, with the dry run in the body as client libraries send it
     let url = format!("{}/api/v1/namespaces/default/services", server.url);
-    let (code, text) = server.curl(&[
-        "-X",
-        "DELETE",
-        &url,
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"dryRun":["All"]}"#,
-    ]);
+    let (code, text) = delete_with(&server, &url, r#"{"dryRun":["All"]}"#);
     assert_eq!(code, 200, "{text}");
     assert_eq!(identities(&server, kinds), before, "a dry run changed objects");
     let after = run(
@@ -118,7 +115,7 @@ fn unknown_dry_run_values_and_contradictory_options_are_refused() {
             "orphanDependents and deletionPropagation cannot be both set",
         ),
     ] {
-        let (code, text) = server.curl(&["-X", "DELETE", &url, "-H", "Content-Type: application/json", "-d", body]);
+        let (code, text) = delete_with(&server, &url, body);
         assert_eq!(code, 422, "{text}");
         assert!(message(&text).contains(want), "{text}");
     }
@@ -155,15 +152,7 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
             ),
         ] {
             let body = json!({"preconditions": precondition}).to_string();
-            let (code, text) = server.curl(&[
-                "-X",
-                "DELETE",
-                &url,
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                &body,
-            ]);
+            let (code, text) = delete_with(&server, &url, &body);
             assert_eq!(code, 409, "{text}");
             assert_eq!(
                 message(&text),
@@ -172,15 +161,7 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
             assert_eq!(server.curl(&[&url]).0, 200, "{path} was deleted");
         }
         let body = json!({"preconditions": {"uid": uid, "resourceVersion": rv}}).to_string();
-        let (code, text) = server.curl(&[
-            "-X",
-            "DELETE",
-            &url,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body,
-        ]);
+        let (code, text) = delete_with(&server, &url, &body);
         assert_eq!(code, 200, "{text}");
     }
 }

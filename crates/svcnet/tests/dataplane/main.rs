@@ -672,17 +672,6 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
     assert!(!metrics.contains("svcnet_proxy_service_ports 0\n"), "{metrics}");
 }
 
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
 /// While the API server is away the agent backs off (little CPU, one log line per watch),
 /// leaves the programmed rules alone (established and new connections keep working), and
 /// picks changes up again once the server is back.
@@ -726,9 +715,9 @@ fn agent_backs_off_while_the_api_server_is_away() {
 
     let held = world::hold(&client, &target, 9000);
     api.kill();
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = svcnet::bench::process::cpu_seconds(pid);
     std::thread::sleep(Duration::from_secs(8));
-    let cpu_away = cpu_seconds(pid) - cpu_before;
+    let cpu_away = svcnet::bench::process::cpu_seconds(pid) - cpu_before;
     assert_eq!(
         w.get(&client, &target, "/hostname"),
         "pod1",

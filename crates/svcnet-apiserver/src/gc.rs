@@ -158,7 +158,7 @@ pub fn collect(store: &Store, deployments: &[Value], sets: &[Value], pods: &[Val
             usize::from(objects::delete(store, &REPLICA_SETS, str_at(rs, "namespace"), str_at(rs, "name")).is_ok());
     }
     for pod in pods.iter().filter(|p| controller_gone(p, "ReplicaSet", &set_uids)) {
-        let deleted = objects::delete_pod(store, str_at(pod, "namespace"), str_at(pod, "name"), None, None);
+        let deleted = objects::delete_pod(store, str_at(pod, "namespace"), str_at(pod, "name"), None);
         writes += usize::from(deleted.is_ok());
     }
     for (kind, owners) in [(&DEPLOYMENTS, deployments), (&REPLICA_SETS, sets)] {
@@ -194,7 +194,7 @@ fn advance_foreground(store: &Store, kind: &Kind, owner: &Value, ids: &mut dyn I
         let deleted = if kind == &DEPLOYMENTS {
             delete_with(store, &REPLICA_SETS, ns, dep_name, Propagation::Foreground, ids).is_ok()
         } else {
-            objects::delete_pod(store, ns, dep_name, None, None).is_ok()
+            objects::delete_pod(store, ns, dep_name, None).is_ok()
         };
         writes += usize::from(deleted);
     }

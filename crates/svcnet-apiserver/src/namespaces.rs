@@ -114,7 +114,7 @@ pub fn reconcile(registry: &Registry) -> Reply<usize> {
                 let deleted = if *kind == SERVICES {
                     registry.delete_service(name, object).is_ok()
                 } else if *kind == PODS {
-                    objects::delete_pod(store, name, object, None, None).is_ok()
+                    objects::delete_pod(store, name, object, None).is_ok()
                 } else {
                     objects::delete(store, kind, name, object).is_ok()
                 };

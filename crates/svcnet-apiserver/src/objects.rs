@@ -369,25 +369,9 @@ fn carry_deletion(kind: &Kind, old: &Value, obj: &mut Value) -> Reply<bool> {
 /// only marked (`deletionTimestamp` = now + grace, `deletionGracePeriodSeconds`) and its
 /// kubelet removes it once its containers stopped; a grace of 0, an unbound or a finished pod
 /// goes at once. A shorter grace can cut a running one short. Returns the object and whether
-/// it is gone.
-pub fn delete_pod(
-    store: &Store,
-    namespace: &str,
-    name: &str,
-    grace: Option<i64>,
-    uid_precondition: Option<&str>,
-) -> Reply<(Value, bool)> {
+/// it is gone. (A request's preconditions are checked before, for every kind alike.)
+pub fn delete_pod(store: &Store, namespace: &str, name: &str, grace: Option<i64>) -> Reply<(Value, bool)> {
     let pod = get(store, &crate::resources::PODS, namespace, name)?;
-    if let Some(want) = uid_precondition
-        && meta_str(&pod, "uid") != Some(want)
-    {
-        let mut s = Status::conflict("", "pods", name);
-        s.message = format!(
-            "Operation cannot be fulfilled on pods \"{name}\": Precondition failed: UID in precondition: {want}, UID in object meta: {}",
-            meta_str(&pod, "uid").unwrap_or("")
-        );
-        return Err(Box::new(s));
-    }
     let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
     let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
     let grace = grace

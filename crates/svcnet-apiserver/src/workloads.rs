@@ -176,7 +176,7 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids) -> Reply<usize> {
             }
         }
         for name in plan.delete {
-            if objects::delete_pod(store, ns, &name, None, None).is_ok() {
+            if objects::delete_pod(store, ns, &name, None).is_ok() {
                 writes += 1;
                 let message = format!("Deleted pod: {name}");
                 events::record(store, ids, raw, "SuccessfulDelete", &message, REPLICASET_CONTROLLER);

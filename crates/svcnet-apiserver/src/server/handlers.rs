@@ -486,14 +486,7 @@ pub(super) fn delete_one(
         }
     }
     if *kind == resources::PODS {
-        return objects::delete_pod(
-            registry.store(),
-            ns,
-            name,
-            options.grace_period_seconds,
-            options.uid.as_deref(),
-        )
-        .map(|(v, _)| v);
+        return objects::delete_pod(registry.store(), ns, name, options.grace_period_seconds).map(|(v, _)| v);
     }
     if *kind == resources::SERVICES {
         return registry

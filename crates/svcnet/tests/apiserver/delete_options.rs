@@ -130,8 +130,10 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
         &server,
         &["create", "deployment", "web", "--image=agnhost", "--replicas=0"],
     );
+    run(&server, &["run", "solo", "--image=agnhost", "--restart=Never"]);
     for (path, plural) in [
         ("/api/v1/namespaces/default/services/a", "services \"a\""),
+        ("/api/v1/namespaces/default/pods/solo", "pods \"solo\""),
         (
             "/apis/apps/v1/namespaces/default/deployments/web",
             "deployments.apps \"web\"",

@@ -40,6 +40,18 @@ fn dry_run_values(query: &[(String, String)], body: &Value) -> Vec<String> {
     values
 }
 
+/// Upstream's one error for `dryRun` values other than `All`: on the whole list, shown as JSON.
+pub fn dry_run_error(values: &[String]) -> Option<FieldError> {
+    values.iter().any(|v| v != DRY_RUN_ALL).then(|| {
+        let shown = serde_json::to_string(values).unwrap_or_default();
+        FieldError::not_supported(
+            FieldPath::new("dryRun"),
+            svcnet_core::field::BadValue::Raw(shown),
+            &[DRY_RUN_ALL],
+        )
+    })
+}
+
 /// Parses the options; `query` is the request's query pairs in order, `body` its DeleteOptions
 /// (or `Null`). The query wins where both give a value, as upstream's decoding of parameters
 /// into the body's object.
@@ -47,14 +59,8 @@ pub fn parse(query: &[(String, String)], body: &Value) -> Reply<DeleteOptions> {
     let first = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let mut errors = Vec::new();
     let dry_run = dry_run_values(query, body);
-    for (i, value) in dry_run.iter().enumerate() {
-        if value != DRY_RUN_ALL {
-            errors.push(FieldError::not_supported(
-                FieldPath::new("dryRun").index(i),
-                value.as_str(),
-                &[DRY_RUN_ALL],
-            ));
-        }
+    if let Some(error) = dry_run_error(&dry_run) {
+        errors.push(error);
     }
     let grace_period_seconds = match first("gracePeriodSeconds") {
         Some(text) => Some(text.parse::<i64>().map_err(|_| {
@@ -95,20 +101,20 @@ pub fn parse(query: &[(String, String)], body: &Value) -> Reply<DeleteOptions> {
 }
 
 impl DeleteOptions {
-    /// Checks the preconditions against the stored `object` (409 Conflict with upstream's
-    /// message when one fails). `resource` is the plural, `group` its API group.
-    pub fn check(&self, object: &Value, group: &str, resource: &str) -> Reply<()> {
+    /// Checks the preconditions against the stored `object` of kind `kind` (409 Conflict with
+    /// upstream's message when one fails).
+    pub fn check(&self, object: &Value, kind: &crate::resources::Kind) -> Reply<()> {
         let meta = &object["metadata"];
         let name = meta["name"].as_str().unwrap_or("");
-        let failed = |what: &str, want: &str, have: &str| {
-            let mut s = Status::conflict(group, resource, name);
-            let qualified = if group.is_empty() {
-                resource.to_owned()
+        let failed = |what: &str, want: &str, have: &str, consequence: &str| {
+            let mut s = Status::conflict(kind.group, kind.kind, name);
+            let qualified = if kind.group.is_empty() {
+                kind.kind.to_owned()
             } else {
-                format!("{resource}.{group}")
+                format!("{}.{}", kind.kind, kind.group)
             };
             s.message = format!(
-                "Operation cannot be fulfilled on {qualified} {}: Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}",
+                "Operation cannot be fulfilled on {qualified} {}: the {what} in the precondition ({want}) does not match the {what} in record ({have}). The object might have been {consequence}",
                 svcnet_core::field::go_quote(name)
             );
             Err(Box::new(s))
@@ -116,13 +122,13 @@ impl DeleteOptions {
         if let Some(want) = &self.uid {
             let have = meta["uid"].as_str().unwrap_or("");
             if want != have {
-                return failed("UID", want, have);
+                return failed("UID", want, have, "deleted and then recreated");
             }
         }
         if let Some(want) = &self.resource_version {
             let have = meta["resourceVersion"].as_str().unwrap_or("");
             if want != have {
-                return failed("ResourceVersion", want, have);
+                return failed("ResourceVersion", want, have, "modified");
             }
         }
         Ok(())
@@ -156,7 +162,7 @@ mod tests {
         assert_eq!(err.code, 422);
         assert_eq!(
             err.message,
-            "DeleteOptions.meta.k8s.io \"\" is invalid: dryRun[0]: Unsupported value: \"Some\": supported values: \"All\""
+            "DeleteOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: [\"Some\"]: supported values: \"All\""
         );
     }
 
@@ -182,21 +188,21 @@ mod tests {
     fn preconditions_fail_with_a_conflict_naming_both_values() {
         let options = parse(&[], &json!({"preconditions": {"resourceVersion": "1"}})).unwrap();
         let object = json!({"metadata": {"name": "a", "uid": "u", "resourceVersion": "7"}});
-        let err = options.check(&object, "", "services").unwrap_err();
+        let err = options.check(&object, &crate::resources::SERVICES).unwrap_err();
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
-            "Operation cannot be fulfilled on services \"a\": Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: 7"
+            "Operation cannot be fulfilled on Service \"a\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record (7). The object might have been modified"
         );
         let options = parse(&[], &json!({"preconditions": {"uid": "other"}})).unwrap();
+        let err = options.check(&object, &crate::resources::DEPLOYMENTS).unwrap_err();
         assert!(
-            options
-                .check(&object, "apps", "deployments")
-                .unwrap_err()
-                .message
-                .contains("deployments.apps")
+            err.message
+                .starts_with("Operation cannot be fulfilled on Deployment.apps \"a\": the UID"),
+            "{}",
+            err.message
         );
         let options = parse(&[], &json!({"preconditions": {"uid": "u", "resourceVersion": "7"}})).unwrap();
-        assert!(options.check(&object, "", "services").is_ok());
+        assert!(options.check(&object, &crate::resources::SERVICES).is_ok());
     }
 }

@@ -2,7 +2,6 @@
 //! PatchOptions): `dryRun`, honoured by every kind's write path, or refused when its value is
 //! not upstream's one (`All`).
 
-use svcnet_core::field::{FieldError, FieldPath};
 use svcnet_core::status::Status;
 
 /// How a write is carried out.
@@ -17,19 +16,13 @@ impl WriteOptions {
     /// From a request's query pairs; `options_kind` names the options object in errors
     /// (`CreateOptions`, `UpdateOptions`, `PatchOptions`).
     pub fn from_query(query: &[(String, String)], options_kind: &str) -> Result<Self, Box<Status>> {
-        let values: Vec<&str> = query
+        let values: Vec<String> = query
             .iter()
             .filter(|(k, _)| k == "dryRun")
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.clone())
             .collect();
-        let errors: Vec<FieldError> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v != "All")
-            .map(|(i, v)| FieldError::not_supported(FieldPath::new("dryRun").index(i), *v, &["All"]))
-            .collect();
-        if !errors.is_empty() {
-            return Err(Box::new(Status::invalid("meta.k8s.io", options_kind, "", &errors)));
+        if let Some(error) = crate::delete_options::dry_run_error(&values) {
+            return Err(Box::new(Status::invalid("meta.k8s.io", options_kind, "", &[error])));
         }
         Ok(WriteOptions {
             dry_run: !values.is_empty(),
@@ -61,7 +54,7 @@ mod tests {
         assert_eq!(err.code, 422);
         assert_eq!(
             err.message,
-            "PatchOptions.meta.k8s.io \"\" is invalid: dryRun[0]: Unsupported value: \"Server\": supported values: \"All\""
+            "PatchOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: [\"Server\"]: supported values: \"All\""
         );
     }
 }

@@ -283,6 +283,11 @@ pub(super) async fn patch(
             patch.apply(&mut current)?;
             // a patch may not rename the object or take its metadata away
             let patched_name = current["metadata"]["name"].as_str().unwrap_or("");
+            if patched_name.is_empty() {
+                return Err(Box::new(Status::bad_request(format!(
+                    "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+                ))));
+            }
             if patched_name != name {
                 return Err(Box::new(Status::bad_request(format!(
                     "the name of the object ({patched_name}) does not match the name on the URL ({name})"
@@ -477,7 +482,7 @@ pub(super) fn delete_one(
 ) -> Result<Value, Box<Status>> {
     if options.dry_run || options.has_preconditions() {
         let current = objects::get(registry.store(), kind, ns, name)?;
-        options.check(&current, kind.group, kind.plural)?;
+        options.check(&current, kind)?;
         if options.dry_run {
             if *kind == resources::NAMESPACES {
                 namespaces::check_deletable(name)?;

@@ -108,7 +108,7 @@ fn unknown_dry_run_values_and_contradictory_options_are_refused() {
     for (body, want) in [
         (
             r#"{"dryRun":["Some"]}"#,
-            "dryRun[0]: Unsupported value: \"Some\": supported values: \"All\"",
+            "dryRun: Unsupported value: [\"Some\"]: supported values: \"All\"",
         ),
         (
             r#"{"orphanDependents":true,"propagationPolicy":"Background"}"#,
@@ -132,11 +132,11 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
     );
     run(&server, &["run", "solo", "--image=agnhost", "--restart=Never"]);
     for (path, plural) in [
-        ("/api/v1/namespaces/default/services/a", "services \"a\""),
-        ("/api/v1/namespaces/default/pods/solo", "pods \"solo\""),
+        ("/api/v1/namespaces/default/services/a", "Service \"a\""),
+        ("/api/v1/namespaces/default/pods/solo", "Pod \"solo\""),
         (
             "/apis/apps/v1/namespaces/default/deployments/web",
-            "deployments.apps \"web\"",
+            "Deployment.apps \"web\"",
         ),
     ] {
         let url = format!("{}{path}", server.url);
@@ -146,11 +146,15 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
         for (precondition, want) in [
             (
                 json!({"resourceVersion": "1"}),
-                format!("ResourceVersion in precondition: 1, ResourceVersion in object meta: {rv}"),
+                format!(
+                    "the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+                ),
             ),
             (
                 json!({"uid": "not-it"}),
-                format!("UID in precondition: not-it, UID in object meta: {uid}"),
+                format!(
+                    "the UID in the precondition (not-it) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+                ),
             ),
         ] {
             let body = json!({"preconditions": precondition}).to_string();
@@ -158,7 +162,7 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
             assert_eq!(code, 409, "{text}");
             assert_eq!(
                 message(&text),
-                format!("Operation cannot be fulfilled on {plural}: Precondition failed: {want}")
+                format!("Operation cannot be fulfilled on {plural}: {want}")
             );
             assert_eq!(server.curl(&[&url]).0, 200, "{path} was deleted");
         }

@@ -65,7 +65,7 @@ fn a_json_patch_removing_metadata_is_refused_and_changes_nothing() {
     assert_eq!(code, 400, "{body}");
     assert_eq!(
         message(&body),
-        "the name of the object () does not match the name on the URL (a)"
+        "the name of the object (a based on URL) was undeterminable: name must be provided"
     );
     let (_, body) = server.curl(&[&url]);
     let stored: Value = serde_json::from_str(&body).unwrap();

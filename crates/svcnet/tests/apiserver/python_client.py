@@ -196,7 +196,7 @@ def terminating_endpoint():
 
 
 wait_for(terminating_endpoint, "the endpoint of the terminating pod marked terminating")
-expect_error(409, 'Precondition failed: UID in precondition: nope, UID in object meta: ' + marked.metadata.uid,
+expect_error(409, 'the UID in the precondition (nope) does not match the UID in record (' + marked.metadata.uid + ')',
              v1.delete_namespaced_pod, "demo-1", "default",
              body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid="nope")))
 v1.delete_namespaced_pod("demo-1", "default", grace_period_seconds=0)

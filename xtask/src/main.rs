@@ -1,7 +1,8 @@
 //! Developer commands: `cargo xtask <command>`.
 //!
-//! - `test`: installs what the tests need on a fresh machine, then runs formatting, lint and
-//!   every test of the workspace. This is the README's test command and what CI runs.
+//! - `test`: installs what the tests need on a fresh machine (packages, a Python virtualenv,
+//!   upstream's binaries built from Go modules), then runs formatting, lint and every test of
+//!   the workspace. This is the README's test command and what CI runs.
 //! - `prereqs`: only the installation step.
 //! - `demo`: installs what the lab needs, builds svcnet and runs `svcnet lab up --demo` (the
 //!   README's main command); a demo lab already running is replaced.
@@ -122,6 +123,8 @@ fn python_client() -> Result<()> {
 
 fn test() -> Result<()> {
     prereqs()?;
+    // the lab's tests run each scenario on upstream's control plane too
+    upstream::build()?;
     run("cargo", &["fmt", "--all", "--check"])?;
     protobuf::generate(true)?;
     run(

@@ -142,12 +142,42 @@ pub fn ensure(dir: &Path, server_url: &str, hosts: &[String]) -> io::Result<Cred
     Ok(creds)
 }
 
+/// A key pair for signing ServiceAccount tokens, created once in `dir`: `sa.key` (private) and
+/// `sa.pub` (its public key, which verifies the tokens). What an upstream kube-apiserver run
+/// beside ours (the lab's upstream control plane) signs with. Returns both paths.
+pub fn service_account_key(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    private_dir(dir)?;
+    let (private, public) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if !private.exists() || !public.exists() {
+        let key = KeyPair::generate().map_err(rcgen_error)?;
+        write_file(&private, key.serialize_pem().as_bytes(), PRIVATE_FILE)?;
+        write_file(&public, key.public_key_pem().as_bytes(), PUBLIC_FILE)?;
+    }
+    Ok((private, public))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_service_account_key_is_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = service_account_key(dir.path()).unwrap();
+        assert_eq!((mode(&private), mode(&public)), (0o600, 0o644));
+        let first = fs::read_to_string(&private).unwrap();
+        assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"), "{first}");
+        assert!(
+            fs::read_to_string(&public)
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+        service_account_key(dir.path()).unwrap();
+        assert_eq!(fs::read_to_string(&private).unwrap(), first);
     }
 
     #[test]

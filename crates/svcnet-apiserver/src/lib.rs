@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod binding;
 pub mod controller;
 pub mod credentials;
 pub mod delete_options;

@@ -336,6 +336,30 @@ pub fn replace_with(
     Ok(obj)
 }
 
+/// Stores `obj` as it is over the stored object at `revision` (a Conflict if it changed
+/// since): for subresources that change what plain updates may not, such as a pod's binding.
+pub fn overwrite(
+    store: &Store,
+    kind: &Kind,
+    namespace: &str,
+    name: &str,
+    mut obj: Value,
+    revision: u64,
+    options: WriteOptions,
+) -> Reply<Value> {
+    if options.dry_run {
+        return Ok(obj);
+    }
+    let k = key(kind, namespace, name);
+    store
+        .write(|b| {
+            set_meta(&mut obj, "resourceVersion", json!((b.revision() + 1).to_string()));
+            b.update(&k, &serde_json::to_vec(&obj).expect("JSON"), Some(revision))
+        })
+        .map_err(|e| store_error(kind, e, name))?;
+    Ok(obj)
+}
+
 /// The object's metadata, typed (default where it does not decode).
 fn object_meta(obj: &Value) -> ObjectMeta {
     serde_json::from_value(obj["metadata"].clone()).unwrap_or_default()

@@ -111,6 +111,13 @@ enum LabCommand {
         /// Where the API server listens (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         api_listen: std::net::SocketAddr,
+        /// svcnet's API server, or upstream's etcd, kube-apiserver and kube-controller-manager
+        /// (built by `cargo xtask upstream`).
+        #[arg(long, value_enum, default_value = "svcnet")]
+        control_plane: crate::lab::control_plane::ControlPlane,
+        /// Where upstream's binaries are [default: target/upstream/bin beside this binary].
+        #[arg(long)]
+        upstream_bin: Option<std::path::PathBuf>,
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
@@ -148,6 +155,10 @@ enum LabCommand {
         nodes: usize,
         #[arg(long)]
         api_listen: std::net::SocketAddr,
+        #[arg(long, value_enum)]
+        control_plane: crate::lab::control_plane::ControlPlane,
+        #[arg(long)]
+        upstream_bin: std::path::PathBuf,
     },
 }
 
@@ -495,17 +506,24 @@ fn run_proxy(config: Option<PathBuf>, mut options: svcnet_agent::Options) -> any
 
 fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
     use crate::lab::commands;
+    use crate::lab::daemon::DaemonOptions;
     match command {
         LabCommand::Up {
             name,
             nodes,
             demo,
             api_listen,
+            control_plane,
+            upstream_bin,
         } => commands::up(&commands::UpOptions {
             name,
             nodes,
             demo,
-            api: api_listen,
+            daemon: DaemonOptions {
+                api: api_listen,
+                control_plane,
+                upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
+            },
         }),
         LabCommand::Down { name } => commands::down(&name),
         LabCommand::Status { name } => commands::status(&name),
@@ -520,6 +538,16 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             name,
             nodes,
             api_listen,
-        } => commands::daemon(&name, nodes, api_listen),
+            control_plane,
+            upstream_bin,
+        } => commands::daemon(
+            &name,
+            nodes,
+            DaemonOptions {
+                api: api_listen,
+                control_plane,
+                upstream_bin,
+            },
+        ),
     }
 }

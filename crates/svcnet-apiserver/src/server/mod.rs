@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
             any(service_proxy),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/binding", post(pod_binding))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy", any(pod_proxy))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", any(pod_proxy))
         .route("/openapi/v2", get(openapi_v2))

@@ -1,4 +1,4 @@
-//! The `pods/log` and services/pods `proxy` subresources.
+//! The `pods/log`, `pods/binding` and services/pods `proxy` subresources.
 
 use super::*;
 
@@ -174,4 +174,37 @@ pub(super) async fn proxy_to(
         Ok(response) => response,
         Err(s) => status_response(&s),
     }
+}
+
+/// POST `pods/{name}/binding`: assigns the pod to a node (retried when the pod changed meanwhile).
+pub(super) async fn pod_binding(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let options = write_options(&request, "CreateOptions")?;
+        let (content_type, body) = read_body(request).await?;
+        let wanted = object_json(&content_type, &body)?;
+        let registry = state.registry.clone();
+        blocking(move || {
+            let store = registry.store();
+            for _ in 0..PATCH_ATTEMPTS {
+                let pod = objects::get(store, &resources::PODS, &ns, &name)?;
+                let revision = pod["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let bound = crate::binding::assign(pod, &wanted, &name, &objects::now())?;
+                match objects::overwrite(store, &resources::PODS, &ns, &name, bound, revision, options) {
+                    Err(s) if s.code == 409 => continue,
+                    written => return written.map(|_| crate::binding::success()),
+                }
+            }
+            Err(Box::new(Status::conflict("", "pods", &name)))
+        })
+        .await
+    }
+    .await;
+    reply(result, StatusCode::CREATED)
 }

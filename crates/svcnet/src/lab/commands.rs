@@ -11,10 +11,12 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::ListParams;
 
-use super::daemon::{self, Ready, client_for, read_ready};
+use super::control_plane::{self, ControlPlane};
+use super::daemon::{self, DaemonOptions, Ready, client_for, read_ready};
 use super::plan::{LabPlan, check_name, state_dir};
 use super::shell::is_root;
 use super::{demo, supervisor, topology};
+use clap::ValueEnum;
 
 fn pid_path(state: &Path) -> std::path::PathBuf {
     state.join("pid")
@@ -45,7 +47,7 @@ pub struct UpOptions {
     pub name: String,
     pub nodes: usize,
     pub demo: bool,
-    pub api: SocketAddr,
+    pub daemon: DaemonOptions,
 }
 
 /// Holds the exclusive right to start lab `name` (a lock file beside its state directory),
@@ -54,6 +56,12 @@ pub struct UpOptions {
 /// descriptor, also when the process dies).
 struct StartLock {
     _file: std::fs::File,
+}
+
+/// Beside the lab's state directory, so it outlives a `down` that removes the directory.
+fn lock_path(name: &str) -> std::path::PathBuf {
+    let state = state_dir(name);
+    state.with_file_name(format!("{name}.lock"))
 }
 
 impl StartLock {
@@ -65,12 +73,27 @@ impl StartLock {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(parent.join(format!("{name}.lock")))?;
+            .open(lock_path(name))?;
         if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             bail!("lab {name:?} is being started by another `svcnet lab up`; the name is taken");
         }
         Ok(StartLock { _file: file })
     }
+
+    /// Removes lab `name`'s lock file unless an `up` holds it.
+    fn remove_if_free(name: &str) {
+        if let Ok(lock) = Self::take(name) {
+            let _ = std::fs::remove_file(lock_path(name));
+            drop(lock);
+        }
+    }
+}
+
+/// Kills the processes a crashed daemon of this lab left running: node agents and upstream's
+/// control plane (their pid files are in `state`).
+fn kill_leftovers(state: &Path) {
+    supervisor::kill_leftovers(&supervisor::pid_dir(state), state);
+    supervisor::kill_leftovers(&control_plane::upstream::pid_dir(state), state);
 }
 
 /// Fails with a clear message when the API server's address cannot be bound.
@@ -96,9 +119,9 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             opts.name
         );
     }
-    check_api_address(opts.api)?;
+    check_api_address(opts.daemon.api)?;
     // a crashed lab of the same name leaves namespaces and files behind
-    supervisor::kill_leftovers(&state);
+    kill_leftovers(&state);
     let stale = topology::remove_all(&opts.name);
     if stale > 0 {
         eprintln!("removed {stale} namespaces a previous lab {:?} left behind", opts.name);
@@ -115,7 +138,13 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             "--nodes",
             &opts.nodes.to_string(),
         ])
-        .args(["--api-listen", &opts.api.to_string()])
+        .args(["--api-listen", &opts.daemon.api.to_string()])
+        .args([
+            "--control-plane",
+            opts.daemon.control_plane.to_possible_value().expect("named").get_name(),
+        ])
+        .arg("--upstream-bin")
+        .arg(&opts.daemon.upstream_bin)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -123,7 +152,12 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
         .spawn()
         .context("starting the lab daemon")?;
     std::fs::write(pid_path(&state), child.id().to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // upstream's API server takes a while to bootstrap
+    let patience = match opts.daemon.control_plane {
+        ControlPlane::Svcnet => Duration::from_secs(60),
+        ControlPlane::Upstream => Duration::from_secs(180),
+    };
+    let deadline = Instant::now() + patience;
     let ready = loop {
         if let Some(r) = read_ready(&state) {
             break r;
@@ -135,7 +169,7 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             );
         }
         if Instant::now() > deadline {
-            bail!("the lab was not up within 60 s:\n{}", log_tail(&state));
+            bail!("the lab was not up within {patience:?}:\n{}", log_tail(&state));
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -251,9 +285,10 @@ pub fn down(name: &str) -> Result<ExitCode> {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
-    supervisor::kill_leftovers(&state);
+    kill_leftovers(&state);
     let removed = topology::remove_all(name);
     let _ = std::fs::remove_dir_all(&state);
+    StartLock::remove_if_free(name);
     println!("lab {name:?} is down ({removed} leftover namespaces removed)");
     Ok(ExitCode::SUCCESS)
 }
@@ -356,11 +391,11 @@ pub fn external(name: &str, command: &[String]) -> Result<ExitCode> {
 }
 
 /// `svcnet lab daemon`: what `up` starts in the background.
-pub fn daemon(name: &str, nodes: usize, api: SocketAddr) -> Result<ExitCode> {
+pub fn daemon(name: &str, nodes: usize, options: DaemonOptions) -> Result<ExitCode> {
     let plan = LabPlan::new(name, nodes)?;
     require_root()?;
     let state = state_dir(name);
     std::fs::create_dir_all(&state)?;
-    daemon::run(plan, &state, api)?;
+    daemon::run(plan, &state, options)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
 //! The lab daemon (`svcnet lab daemon`, started by `up`): builds the namespaces, then runs the
-//! API server, the scheduler, and per node a kubelet and the node agent's proxy (a process of
+//! control plane (see [`control_plane`]), the scheduler, and per node a kubelet and the node agent's proxy (a process of
 //! its own, see [`supervisor`](super::supervisor)), until SIGTERM
 //! or SIGINT; then stops every pod and removes every namespace it made.
 
@@ -14,8 +14,9 @@ use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::control_plane::{self, ControlPlane};
 use super::kubelet::{self, NodeContext, sandbox::IpPool};
-use super::plan::{LabPlan, SERVICE_CIDR};
+use super::plan::LabPlan;
 use super::{scheduler, supervisor, topology};
 
 /// What a running lab tells the other commands (`<state>/ready.json`).
@@ -24,6 +25,18 @@ pub struct Ready {
     pub api_server: String,
     pub kubeconfig: PathBuf,
     pub plan: LabPlan,
+    #[serde(default)]
+    pub control_plane: ControlPlane,
+}
+
+/// How the daemon runs its lab.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Where the API server listens (port 0: any free port).
+    pub api: SocketAddr,
+    pub control_plane: ControlPlane,
+    /// Upstream's binaries, for `ControlPlane::Upstream`.
+    pub upstream_bin: PathBuf,
 }
 
 pub fn ready_path(state: &Path) -> PathBuf {
@@ -40,9 +53,9 @@ pub async fn client_for(kubeconfig: &Path) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// Runs lab `plan` with its state in `state` and the API server on `api`.
-pub fn run(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
-    let result = tokio::runtime::Runtime::new()?.block_on(serve(plan.clone(), state, api));
+/// Runs lab `plan` with its state in `state`.
+pub fn run(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()> {
+    let result = tokio::runtime::Runtime::new()?.block_on(serve(plan.clone(), state, options));
     // whatever happened, nothing is left behind
     let removed = topology::remove_all(&plan.name);
     let _ = std::fs::remove_file(ready_path(state));
@@ -50,42 +63,23 @@ pub fn run(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
     result
 }
 
-async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
+async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()> {
     let build_plan = plan.clone();
     tokio::task::spawn_blocking(move || topology::build(&build_plan))
         .await?
         .context("building the lab's network")?;
     let plan = Arc::new(plan);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let config = svcnet_apiserver::Config {
-        data_dir: state.join("apiserver"),
-        listen: api,
-        service_cidrs: vec![SERVICE_CIDR.parse()?],
-        node_ports: svcnet_core::alloc::PortRange::DEFAULT,
-        dialer: Some(Arc::new(super::hooks::NodeDialer {
-            netns: plan.nodes[0].netns.clone(),
-        })),
-        pod_logs: Some(Arc::new(super::hooks::LogFiles {
-            dir: state.join("pods"),
-        })),
-    };
-    let mut apiserver = tokio::spawn(svcnet_apiserver::run(config, move |addr, kubeconfig| {
-        let _ = ready_tx.send((addr, kubeconfig));
-    }));
-    let (addr, kubeconfig) = tokio::select! {
-        r = ready_rx => match r {
-            Ok(ready) => ready,
-            // it stopped before it was ready: say why
-            Err(_) => match apiserver.await {
-                Ok(Err(e)) => bail!("the API server did not start: {e}"),
-                other => bail!("the API server did not start: {other:?}"),
-            },
-        },
-        r = &mut apiserver => match r {
-            Ok(Err(e)) => bail!("the API server did not start: {e}"),
-            other => bail!("the API server stopped: {other:?}"),
-        },
-    };
+    let started = options
+        .control_plane
+        .start(control_plane::Settings {
+            plan: &plan,
+            state,
+            api: options.api,
+            upstream_bin: options.upstream_bin.clone(),
+        })
+        .await?;
+    let (kubeconfig, proxy_kubeconfig) = (started.kubeconfig.clone(), started.proxy_kubeconfig.clone());
+    let mut control = started.running;
     let client = client_for(&kubeconfig).await?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let log_dir = state.join("pods");
@@ -111,7 +105,7 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
         tokio::spawn(supervisor::supervise(
             exe.clone(),
             node.clone(),
-            kubeconfig.clone(),
+            proxy_kubeconfig.clone(),
             state.to_owned(),
             shutdown.clone(),
         ));
@@ -119,9 +113,10 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
     tokio::spawn(scheduler::run(client.clone()));
     wait_for_nodes(&client, plan.nodes.len()).await?;
     let ready = Ready {
-        api_server: format!("https://{addr}"),
+        api_server: started.api_server,
         kubeconfig,
         plan: (*plan).clone(),
+        control_plane: options.control_plane,
     };
     std::fs::write(ready_path(state), serde_json::to_vec_pretty(&ready)?)?;
     tracing::info!(api = %ready.api_server, "lab is up");
@@ -130,7 +125,7 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
-        r = &mut apiserver => tracing::error!(result = ?r, "the API server stopped"),
+        why = control.stopped() => tracing::error!("{why}"),
     }
     tracing::info!("stopping the lab");
     let _ = shutdown_tx.send(true);
@@ -138,6 +133,7 @@ async fn serve(plan: LabPlan, state: &Path, api: SocketAddr) -> Result<()> {
     for k in kubelets {
         let _ = tokio::time::timeout(Duration::from_secs(10), k).await;
     }
+    control.stop().await;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
@@ -58,47 +58,100 @@ async fn schedule(client: &Client, pod: &Pod) -> Result<Option<String>, kube::Er
     };
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or("");
+    // a Binding, as upstream's scheduler binds: a pod's spec is otherwise immutable
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": { "name": name, "namespace": ns, "uid": pod.metadata.uid },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": node },
+    });
     Api::<Pod>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": { "nodeName": node } })),
-        )
+        .create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding)
         .await?;
     let message = format!("Successfully assigned {ns}/{name} to {node}");
     crate::lab::events::record(client, pod, "Scheduled", &message, "default-scheduler", None).await;
     Ok(Some(node.to_owned()))
 }
 
+fn unscheduled(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_none_or(str::is_empty)
+}
+
+/// Pods waiting for a retry: those no node fitted or whose binding failed.
+type Waiting = BTreeMap<(String, String), Pod>;
+
+fn key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn try_schedule(client: &Client, pod: Pod, waiting: &mut Waiting) {
+    match schedule(client, &pod).await {
+        Ok(Some(node)) => {
+            tracing::info!(pod = ?pod.metadata.name, %node, "scheduled");
+            waiting.remove(&key(&pod));
+        }
+        Ok(None) => {
+            if waiting.insert(key(&pod), pod.clone()).is_none() {
+                tracing::warn!(pod = ?pod.metadata.name, "no ready node fits");
+            }
+        }
+        // gone, or bound by someone else meanwhile
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+            waiting.remove(&key(&pod));
+        }
+        Err(e) => {
+            tracing::warn!(pod = ?pod.metadata.name, error = %e, "cannot bind; retrying");
+            waiting.insert(key(&pod), pod);
+        }
+    }
+}
+
+/// How often pods that could not be bound are tried again (upstream requeues them too).
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+
 /// Binds pending pods until the stream of pods ends.
 pub async fn run(client: Client) {
     let pods: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().fields("spec.nodeName=");
     let mut events = watcher(pods, cfg).boxed();
-    while let Some(event) = events.next().await {
+    let mut waiting = Waiting::new();
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            _ = retry.tick() => {
+                for pod in std::mem::take(&mut waiting).into_values() {
+                    try_schedule(&client, pod, &mut waiting).await;
+                }
+                continue;
+            }
+        };
         let pod = match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
-            Ok(_) => continue,
-            Err(e) => {
+            None => return,
+            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => pod,
+            Some(Ok(watcher::Event::Delete(pod))) => {
+                waiting.remove(&key(&pod));
+                continue;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "scheduler watch error");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if pod.metadata.deletion_timestamp.is_some()
-            || pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .is_some_and(|n| !n.is_empty())
-        {
-            continue;
-        }
-        // a pod no node fits waits; it is retried when it changes (upstream requeues too)
-        match schedule(&client, &pod).await {
-            Ok(Some(node)) => tracing::info!(pod = ?pod.metadata.name, %node, "scheduled"),
-            Ok(None) => tracing::warn!(pod = ?pod.metadata.name, "no ready node fits"),
-            Err(e) => tracing::warn!(pod = ?pod.metadata.name, error = %e, "cannot bind"),
+        if unscheduled(&pod) {
+            try_schedule(&client, pod, &mut waiting).await;
+        } else {
+            waiting.remove(&key(&pod));
         }
     }
 }

@@ -96,9 +96,10 @@ pub async fn supervise(
     }
 }
 
-/// Kills proxies a crashed daemon of this lab left running (their pid files are in `state`).
-pub fn kill_leftovers(state: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(pid_dir(state)) else {
+/// Kills the processes whose pid files are in `pids` that a crashed daemon of the lab with
+/// state directory `state` left running (a pid counts only if its command line names `state`).
+pub fn kill_leftovers(pids: &Path, state: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(pids) else {
         return 0;
     };
     let mut killed = 0;
@@ -111,9 +112,8 @@ pub fn kill_leftovers(state: &Path) -> usize {
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        // only our own proxy of this lab, never a recycled pid
-        if cmdline.contains("proxy")
-            && cmdline.contains(&*state.to_string_lossy())
+        // only our own process of this lab, never a recycled pid
+        if cmdline.contains(&*state.to_string_lossy())
             && let Some(pid) = rustix::process::Pid::from_raw(pid)
         {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Lab, distinct, wait_for};
+use support::{ControlPlane, Lab, distinct, wait_for};
 
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
@@ -50,11 +50,35 @@ fn hostnames_from_client(lab: &Lab, target: &str, n: u32) -> String {
     lab.ask_from_pod("client", &[target, "--count", &n.to_string(), "--timeout-ms", "1000"])
 }
 
-#[test]
-fn demo_shows_clusterip_and_nodeport_traffic() {
+/// Each scenario, as one test per control plane (`<scenario>::svcnet`, `<scenario>::upstream`):
+/// the node agent, kubelets and scheduler must behave alike on svcnet's API server and on
+/// upstream's kube-apiserver and kube-controller-manager.
+macro_rules! on_both_control_planes {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn svcnet() {
+                super::$scenario(super::ControlPlane::Svcnet);
+            }
+            #[test]
+            fn upstream() {
+                super::$scenario(super::ControlPlane::Upstream);
+            }
+        }
+    )*};
+}
+
+on_both_control_planes!(
+    demo_shows_clusterip_and_nodeport_traffic,
+    nodeport_clusterip_protocols_and_endpoints,
+    session_affinity_and_local_external_traffic_policy,
+    connections_survive_pod_deletion_and_agent_restart_and_down_leaves_nothing,
+);
+
+fn demo_shows_clusterip_and_nodeport_traffic(control_plane: ControlPlane) {
     // the lab needs none of the network tools: it talks netlink itself
     let path = Lab::path_without(&["ip", "nft", "conntrack", "sysctl"]);
-    let (lab, printed) = Lab::up_with_path(2, &["--demo"], Some(path.path()));
+    let (lab, printed) = Lab::up_with_path_on(2, &["--demo"], Some(path.path()), control_plane);
     for line in [
         "ClusterIP from pod client: demo-",
         "NodePort on node-1 from the external host: demo-",
@@ -89,9 +113,78 @@ fn demo_shows_clusterip_and_nodeport_traffic() {
     assert_eq!(lab.get(&["deployment", "demo"], "{.status.readyReplicas}"), "3");
 }
 
+/// Logs and the proxy subresources need the API server to reach the lab's pods and their
+/// output: svcnet's API server does (through the lab's hooks); upstream's would need kubelet
+/// servers the lab does not run, which the README says.
 #[test]
-fn nodeport_clusterip_protocols_and_endpoints() {
+fn logs_and_proxies_reach_pods_through_the_api_server() {
     let lab = Lab::up(2);
+    lab.apply(&deployment("web", 2, ""));
+    lab.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: tcp, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80, targetPort: 8080}]
+",
+    );
+    lab.wait_ready_pods("app=web", 2);
+    let web_pod = lab.get(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    // kubectl logs shows a container's output
+    let logs = lab.k(&["logs", &web_pod]);
+    assert!(logs.contains(&format!("netexec {web_pod} serving")), "{logs}");
+    let (ok, text) = lab.kubectl(&["logs", &web_pod, "-c", "nope"]);
+    assert!(
+        !ok && text.contains(&format!("container nope is not valid for pod {web_pod}")),
+        "{text}"
+    );
+
+    // the API server's service and pod proxies reach pods through the lab
+    let via_proxy = lab.k(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/web:tcp/proxy/hostname",
+    ]);
+    assert!(via_proxy.starts_with("web-"), "{via_proxy}");
+    // and so does `kubectl proxy`, the way users reach a service from their machine
+    let (proxy, port) = lab.kubectl_proxy(30);
+    let through_kubectl_proxy = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!(
+            "http://127.0.0.1:{port}/api/v1/namespaces/default/services/web:tcp/proxy/hostname"
+        ))
+        .output()
+        .unwrap();
+    support::stop(proxy);
+    let answer = String::from_utf8_lossy(&through_kubectl_proxy.stdout).into_owned();
+    assert!(answer.starts_with("web-"), "{answer}");
+    let pod_ip = lab.get(&["pod", via_proxy.trim()], "{.status.podIP}");
+    let echoed = lab.k(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/pods/{}:8080/proxy/echo?msg=hi",
+            via_proxy.trim()
+        ),
+    ]);
+    assert_eq!(echoed, "hi", "pod proxy to {pod_ip}");
+    let (ok, text) = lab.kubectl(&["get", "--raw", "/api/v1/namespaces/default/services/empty/proxy/"]);
+    assert!(
+        !ok && text.contains(r#"no endpoints available for service "empty""#),
+        "{text}"
+    );
+}
+
+fn nodeport_clusterip_protocols_and_endpoints(control_plane: ControlPlane) {
+    let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 2, ""));
     lab.apply(CLIENT_POD);
     lab.apply(
@@ -169,9 +262,8 @@ spec:
     let outside = lab.ask_from_outside(&[&target, "--timeout-ms", "1000"]);
     assert!(outside.starts_with("ERROR"), "{outside}");
 
-    // kubectl logs shows a container's output
+    // describe tells a pod's story from the scheduler's and kubelet's events
     let web_pod = lab.get(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
-    // and describe tells its story from the scheduler's and kubelet's events
     let described = lab.k(&["describe", "pod", &web_pod]);
     let events = described.split("Events:").nth(1).unwrap_or("");
     assert!(
@@ -179,48 +271,6 @@ spec:
             && events.contains("default-scheduler")
             && events.contains("Started container netexec"),
         "{described}"
-    );
-    let logs = lab.k(&["logs", &web_pod]);
-    assert!(logs.contains(&format!("netexec {web_pod} serving")), "{logs}");
-    let (ok, text) = lab.kubectl(&["logs", &web_pod, "-c", "nope"]);
-    assert!(
-        !ok && text.contains(&format!("container nope is not valid for pod {web_pod}")),
-        "{text}"
-    );
-
-    // the API server's service and pod proxies reach pods through the lab
-    let via_proxy = lab.k(&[
-        "get",
-        "--raw",
-        "/api/v1/namespaces/default/services/web:tcp/proxy/hostname",
-    ]);
-    assert!(via_proxy.starts_with("web-"), "{via_proxy}");
-    // and so does `kubectl proxy`, the way users reach a service from their machine
-    let (proxy, port) = lab.kubectl_proxy(30);
-    let through_kubectl_proxy = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .arg(format!(
-            "http://127.0.0.1:{port}/api/v1/namespaces/default/services/web:tcp/proxy/hostname"
-        ))
-        .output()
-        .unwrap();
-    support::stop(proxy);
-    let answer = String::from_utf8_lossy(&through_kubectl_proxy.stdout).into_owned();
-    assert!(answer.starts_with("web-"), "{answer}");
-    let pod_ip = lab.get(&["pod", via_proxy.trim()], "{.status.podIP}");
-    let echoed = lab.k(&[
-        "get",
-        "--raw",
-        &format!(
-            "/api/v1/namespaces/default/pods/{}:8080/proxy/echo?msg=hi",
-            via_proxy.trim()
-        ),
-    ]);
-    assert_eq!(echoed, "hi", "pod proxy to {pod_ip}");
-    let (ok, text) = lab.kubectl(&["get", "--raw", "/api/v1/namespaces/default/services/empty/proxy/"]);
-    assert!(
-        !ok && text.contains(r#"no endpoints available for service "empty""#),
-        "{text}"
     );
 
     // no endpoints: refused at once (not a timeout)
@@ -282,9 +332,8 @@ spec:
     assert!(seen.iter().all(|h| h.starts_with("made-")), "{seen:?}");
 }
 
-#[test]
-fn session_affinity_and_local_external_traffic_policy() {
-    let lab = Lab::up(2);
+fn session_affinity_and_local_external_traffic_policy(control_plane: ControlPlane) {
+    let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 3, ""));
     lab.apply(&deployment(
         "local",
@@ -390,9 +439,8 @@ fn backends_in_conntrack(lab: &Lab, node: &str, node_port: u16) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn connections_survive_pod_deletion_and_agent_restart_and_down_leaves_nothing() {
-    let lab = Lab::up(2);
+fn connections_survive_pod_deletion_and_agent_restart_and_down_leaves_nothing(control_plane: ControlPlane) {
+    let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 3, ""));
     lab.apply(
         "apiVersion: v1

@@ -57,6 +57,36 @@ fn remove_stale_labs() {
     }
 }
 
+/// Which control plane a lab runs (`lab up --control-plane`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlPlane {
+    Svcnet,
+    /// Upstream's binaries, which `cargo xtask upstream` builds (`cargo xtask test` does first).
+    Upstream,
+}
+
+impl ControlPlane {
+    fn args(self) -> Vec<String> {
+        match self {
+            ControlPlane::Svcnet => vec![],
+            ControlPlane::Upstream => {
+                let bin = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/upstream/bin"));
+                assert!(
+                    bin.join("kube-apiserver").exists(),
+                    "upstream's binaries are not in {}: `cargo xtask upstream` builds them (`cargo xtask test` does)",
+                    bin.display()
+                );
+                vec![
+                    "--control-plane".into(),
+                    "upstream".into(),
+                    "--upstream-bin".into(),
+                    bin.to_string_lossy().into_owned(),
+                ]
+            }
+        }
+    }
+}
+
 pub struct Lab {
     pub name: String,
     pub kubeconfig: PathBuf,
@@ -65,6 +95,10 @@ pub struct Lab {
 impl Lab {
     pub fn up(nodes: usize) -> Self {
         Self::up_with(nodes, &[]).0
+    }
+
+    pub fn up_on(nodes: usize, control_plane: ControlPlane) -> Self {
+        Self::up_with_path_on(nodes, &[], None, control_plane).0
     }
 
     /// A directory standing in for `$PATH` with every program on it except `without`
@@ -94,16 +128,31 @@ impl Lab {
 
     /// `up_with`, the lab's processes finding programs on `path` instead of `$PATH`.
     pub fn up_with_path(nodes: usize, extra: &[&str], path: Option<&std::path::Path>) -> (Self, String) {
+        Self::up_with_path_on(nodes, extra, path, ControlPlane::Svcnet)
+    }
+
+    /// `up_with_path` on `control_plane`.
+    pub fn up_with_path_on(
+        nodes: usize,
+        extra: &[&str],
+        path: Option<&std::path::Path>,
+        control_plane: ControlPlane,
+    ) -> (Self, String) {
         assert!(rustix_is_root(), "lab tests need root (network namespaces, nftables)");
         remove_stale_labs();
         let name = fresh_name();
+        let kubeconfig = match control_plane {
+            ControlPlane::Svcnet => format!("/run/svcnet-lab/{name}/apiserver/kubeconfig"),
+            ControlPlane::Upstream => format!("/run/svcnet-lab/{name}/upstream/kubeconfig"),
+        };
         let lab = Lab {
-            kubeconfig: PathBuf::from(format!("/run/svcnet-lab/{name}/apiserver/kubeconfig")),
+            kubeconfig: PathBuf::from(kubeconfig),
             name,
         };
         let mut up = Command::new(SVCNET);
         up.args(["lab", "up", "--name", &lab.name, "--nodes", &nodes.to_string()])
-            .args(extra);
+            .args(extra)
+            .args(control_plane.args());
         if let Some(path) = path {
             up.env("PATH", path);
         }
@@ -237,6 +286,17 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // what the cluster looked like when the test failed, for whoever reads the log
+            let (_, pods) = self.kubectl(&["get", "pods", "-A", "-o", "wide"]);
+            let log = std::fs::read_to_string(self.state_dir().join("lab.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- lab {} at the failure ---\n{pods}", self.name);
+            eprintln!("--- the end of its lab.log ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         let _ = Command::new(SVCNET)
             .args(["lab", "down", "--name", &self.name])
             .output();

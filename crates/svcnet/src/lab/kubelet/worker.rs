@@ -383,12 +383,27 @@ pub async fn remove(api: &Api<Pod>, name: &str, uid: &str) {
         }),
         ..Default::default()
     };
-    match api.delete(name, &params).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => tracing::warn!(pod = %name, error = %e, "cannot remove the deleted pod"),
+    // a failed removal would leave the pod terminating for ever: retry, as a kubelet does
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1.. {
+        match api.delete(name, &params).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
+            Err(e) if attempt < REMOVE_ATTEMPTS => {
+                tracing::warn!(pod = %name, error = %e, attempt, "cannot remove the deleted pod yet");
+            }
+            Err(e) => {
+                tracing::error!(pod = %name, error = %e, "giving up removing the deleted pod");
+                return;
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
+
+/// How often [`remove`] tries before it gives up (about a minute).
+const REMOVE_ATTEMPTS: u32 = 16;
 
 /// Who a container runs as: its pod's choice, unprivileged by default. The built-in agnhost is
 /// this binary; where no other user may run it (a checkout under a private home), it keeps the

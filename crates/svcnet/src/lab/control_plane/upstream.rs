@@ -1,0 +1,382 @@
+//! Upstream's control plane for a lab: etcd, kube-apiserver and kube-controller-manager as
+//! child processes of the lab daemon, all on loopback, their data, credentials, logs and pid
+//! files under `<state>/upstream` (private). kube-apiserver authorizes with RBAC; the admin
+//! (kubectl, the lab's kubelets and scheduler) is in `system:masters`, and every node's
+//! `svcnet proxy` holds a token of the ServiceAccount that `deploy/svcnet-proxy.yaml` creates,
+//! bound to that manifest's ClusterRole: the agent gets exactly what the manifest grants.
+//!
+//! The controller manager runs the controllers a Service lab needs: EndpointSlices (and their
+//! mirroring), Endpoints, Deployments and ReplicaSets, namespaces, garbage collection and
+//! ServiceAccounts (pods need their namespace's `default` account).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use svcnet_apiserver::credentials;
+
+use super::{Running, Settings, Started};
+use crate::lab::daemon::client_for;
+use crate::lab::plan::SERVICE_CIDR;
+
+/// The manifest users apply to run `svcnet proxy` on their cluster.
+const PROXY_MANIFEST: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/svcnet-proxy.yaml"));
+/// Where the manifest puts the agent's ServiceAccount.
+const PROXY_NAMESPACE: &str = "kube-system";
+const PROXY_ACCOUNT: &str = "svcnet-proxy";
+/// How long the agents' token is valid (a lab lives for hours, not weeks).
+const PROXY_TOKEN_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The binaries, in the order they start.
+pub const BINARIES: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+
+/// The controllers the lab's Services need (upstream's names).
+const CONTROLLERS: &str = "endpointslice-controller,endpointslice-mirroring-controller,\
+endpoints-controller,deployment-controller,replicaset-controller,namespace-controller,\
+garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,\
+root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,service-cidr-controller";
+
+/// Where `cargo xtask upstream` puts the binaries, seen from this executable
+/// (`target/<profile>/svcnet` → `target/upstream/bin`).
+pub fn default_bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("upstream/bin")))
+        .unwrap_or_else(|| PathBuf::from("target/upstream/bin"))
+}
+
+/// The processes of a running upstream control plane.
+pub struct Processes {
+    children: Vec<(&'static str, tokio::process::Child)>,
+    pid_dir: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl Processes {
+    fn spawn(&mut self, name: &'static str, program: &Path, args: &[String]) -> Result<()> {
+        let log = std::fs::File::create(self.log_dir.join(format!("{name}.log")))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        if let Some(pid) = child.id() {
+            std::fs::create_dir_all(&self.pid_dir)?;
+            std::fs::write(self.pid_dir.join(format!("{name}.pid")), pid.to_string())?;
+        }
+        self.children.push((name, child));
+        Ok(())
+    }
+
+    /// The last lines `name` logged.
+    fn log_tail(&self, name: &str) -> String {
+        let log = std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Fails naming the first process that exited, with its last words.
+    fn check_alive(&mut self) -> Result<()> {
+        for (name, child) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                let name = *name;
+                bail!("{name} exited ({status}):\n{}", self.log_tail(name));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn stopped(&mut self) -> String {
+        loop {
+            if let Err(e) = self.check_alive() {
+                return format!("the upstream control plane stopped: {e:#}");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// SIGTERM to each, last started first; SIGKILL to any still running after 10 s.
+    pub async fn stop(mut self) {
+        while let Some((name, mut child)) = self.children.pop() {
+            if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+            let _ = std::fs::remove_file(self.pid_dir.join(format!("{name}.pid")));
+        }
+    }
+}
+
+/// A free TCP port on `ip` (the kernel's choice; nothing else of ours takes it meanwhile).
+fn free_port(ip: std::net::IpAddr) -> Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+/// The pid files of a lab's upstream processes (for `down` after a crashed daemon).
+pub fn pid_dir(state: &Path) -> PathBuf {
+    state.join("upstream/pids")
+}
+
+pub async fn start(settings: Settings<'_>) -> Result<Started> {
+    let bin = &settings.upstream_bin;
+    for name in BINARIES {
+        if !bin.join(name).exists() {
+            bail!(
+                "{} is missing: build upstream's binaries with `cargo xtask upstream`, or name their directory with --upstream-bin",
+                bin.join(name).display()
+            );
+        }
+    }
+    let dir = settings.state.join("upstream");
+    credentials::private_dir(&dir)?;
+    let ip = settings.api.ip();
+    let api = SocketAddr::new(
+        ip,
+        match settings.api.port() {
+            0 => free_port(ip)?,
+            port => port,
+        },
+    );
+    let url = format!("https://{api}");
+    let hosts = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|h| (*h).to_owned())
+    .chain([ip.to_string(), first_service_ip()])
+    .collect::<Vec<_>>();
+    let creds = credentials::ensure(&dir, &url, &hosts)?;
+    let (sa_key, sa_pub) = credentials::service_account_key(&dir)?;
+    let tokens = dir.join("tokens.csv");
+    credentials::write_file(
+        &tokens,
+        format!("{},admin,svcnet-lab-admin,system:masters\n", creds.token).as_bytes(),
+        credentials::PRIVATE_FILE,
+    )?;
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let mut processes = Processes {
+        children: Vec::new(),
+        pid_dir: pid_dir(settings.state),
+        log_dir: dir.clone(),
+    };
+
+    let etcd_url = format!("http://{ip}:{}", free_port(ip)?);
+    let peer_url = format!("http://{ip}:{}", free_port(ip)?);
+    processes.spawn(
+        "etcd",
+        &bin.join("etcd"),
+        &[
+            format!("--data-dir={}", path(&dir.join("etcd"))),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=default={peer_url}"),
+            "--log-level=warn".to_owned(),
+        ],
+    )?;
+    processes.spawn(
+        "kube-apiserver",
+        &bin.join("kube-apiserver"),
+        &[
+            format!("--etcd-servers={etcd_url}"),
+            format!("--bind-address={ip}"),
+            // the lab's API server is on loopback, which pods cannot reach and the endpoint
+            // reconciler refuses: the `kubernetes` Service gets no endpoints
+            format!("--advertise-address={ip}"),
+            "--endpoint-reconciler-type=none".to_owned(),
+            format!("--secure-port={}", api.port()),
+            format!("--tls-cert-file={}", path(&dir.join("apiserver.crt"))),
+            format!("--tls-private-key-file={}", path(&dir.join("apiserver.key"))),
+            format!("--client-ca-file={}", path(&dir.join("ca.crt"))),
+            format!("--token-auth-file={}", path(&tokens)),
+            "--authorization-mode=RBAC".to_owned(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            format!("--service-account-key-file={}", path(&sa_pub)),
+            format!("--service-account-signing-key-file={}", path(&sa_key)),
+            format!("--cert-dir={}", path(&dir.join("certs"))),
+        ],
+    )?;
+    wait_ready(&creds.kubeconfig, &mut processes).await?;
+    processes.spawn(
+        "kube-controller-manager",
+        &bin.join("kube-controller-manager"),
+        &[
+            format!("--kubeconfig={}", path(&creds.kubeconfig)),
+            format!("--controllers={CONTROLLERS}"),
+            "--leader-elect=false".to_owned(),
+            "--secure-port=0".to_owned(),
+            format!("--service-account-private-key-file={}", path(&sa_key)),
+            format!("--root-ca-file={}", path(&dir.join("ca.crt"))),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        ],
+    )?;
+    let client = client_for(&creds.kubeconfig).await?;
+    wait_for_default_account(&client, &mut processes).await?;
+    let proxy_kubeconfig = proxy_credentials(&client, &dir, &url).await?;
+    Ok(Started {
+        api_server: url,
+        kubeconfig: creds.kubeconfig,
+        proxy_kubeconfig,
+        running: Running::Upstream(processes),
+    })
+}
+
+/// The first address of the service range: the `kubernetes` Service's.
+fn first_service_ip() -> String {
+    let net: ipnet::Ipv4Net = SERVICE_CIDR.parse().expect("the lab's service CIDR");
+    std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string()
+}
+
+/// Waits until kube-apiserver reports ready (it bootstraps RBAC roles and system namespaces).
+async fn wait_ready(kubeconfig: &Path, processes: &mut Processes) -> Result<()> {
+    let client = client_for(kubeconfig).await?;
+    for _ in 0..600 {
+        processes.check_alive()?;
+        let request = http::Request::get("/readyz").body(Vec::new())?;
+        if client.request_text(request).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "kube-apiserver was not ready within 120 s:\n{}",
+        processes.log_tail("kube-apiserver")
+    )
+}
+
+/// Pods cannot be created before their namespace's `default` ServiceAccount exists (upstream's
+/// admission); the controller manager creates it.
+async fn wait_for_default_account(client: &Client, processes: &mut Processes) -> Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    for _ in 0..600 {
+        processes.check_alive()?;
+        if accounts.get_opt("default").await.ok().flatten().is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "the controller manager did not create the default ServiceAccount within 120 s:\n{}",
+        processes.log_tail("kube-controller-manager")
+    )
+}
+
+/// The objects of the proxy manifest that give the agent its identity and permissions.
+fn manifest_rbac() -> Result<(ServiceAccount, ClusterRole, ClusterRoleBinding)> {
+    use serde::Deserialize;
+    let (mut account, mut role, mut binding) = (None, None, None);
+    for document in serde_yaml_ng::Deserializer::from_str(PROXY_MANIFEST) {
+        let value = serde_json::Value::deserialize(document)?;
+        match value["kind"].as_str() {
+            Some("ServiceAccount") => account = Some(serde_json::from_value(value)?),
+            Some("ClusterRole") => role = Some(serde_json::from_value(value)?),
+            Some("ClusterRoleBinding") => binding = Some(serde_json::from_value(value)?),
+            _ => {}
+        }
+    }
+    match (account, role, binding) {
+        (Some(a), Some(r), Some(b)) => Ok((a, r, b)),
+        _ => bail!("deploy/svcnet-proxy.yaml lacks its ServiceAccount, ClusterRole or ClusterRoleBinding"),
+    }
+}
+
+async fn create<K>(api: Api<K>, object: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies the manifest's ServiceAccount, ClusterRole and binding, asks for a token of that
+/// account, and writes the agents' kubeconfig with it.
+async fn proxy_credentials(client: &Client, dir: &Path, url: &str) -> Result<PathBuf> {
+    let (account, role, binding) = manifest_rbac()?;
+    let namespace = account.metadata.namespace.as_deref().unwrap_or(PROXY_NAMESPACE);
+    let name = account
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| PROXY_ACCOUNT.to_owned());
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    create(accounts.clone(), &account)
+        .await
+        .context("creating the agent's ServiceAccount")?;
+    create(Api::all(client.clone()), &role)
+        .await
+        .context("creating the agent's ClusterRole")?;
+    create(Api::all(client.clone()), &binding)
+        .await
+        .context("binding the agent's ClusterRole")?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(PROXY_TOKEN_SECONDS),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request(&name, &PostParams::default(), &request)
+        .await
+        .context("asking for the agent's token")?
+        .status
+        .and_then(|s| s.token)
+        .context("the token request was answered without a token")?;
+    let kubeconfig = dir.join("proxy-kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {url}\n    certificate-authority: {}\nusers:\n- name: {namespace}:{name}\n  user:\n    token: {token}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: {namespace}:{name}\ncurrent-context: lab\n",
+        dir.join("ca.crt").display()
+    );
+    credentials::write_file(&kubeconfig, text.as_bytes(), credentials::PRIVATE_FILE)?;
+    Ok(kubeconfig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_gives_the_agent_an_account_a_role_and_a_binding_between_them() {
+        let (account, role, binding) = manifest_rbac().unwrap();
+        assert_eq!(account.metadata.name.as_deref(), Some(PROXY_ACCOUNT));
+        assert_eq!(binding.role_ref.name, role.metadata.name.clone().unwrap());
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", PROXY_ACCOUNT, Some(PROXY_NAMESPACE))
+        );
+    }
+
+    #[test]
+    fn the_kubernetes_service_address_is_the_range_s_first() {
+        assert_eq!(first_service_ip(), "10.96.0.1");
+    }
+}

@@ -118,6 +118,9 @@ enum LabCommand {
         /// Where upstream's binaries are [default: target/upstream/bin beside this binary].
         #[arg(long)]
         upstream_bin: Option<std::path::PathBuf>,
+        /// The proxy on every node: `svcnet proxy`, or upstream's kube-proxy (nftables mode).
+        #[arg(long, value_enum, default_value = "svcnet")]
+        proxy: crate::lab::supervisor::NodeProxy,
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
@@ -159,6 +162,8 @@ enum LabCommand {
         control_plane: crate::lab::control_plane::ControlPlane,
         #[arg(long)]
         upstream_bin: std::path::PathBuf,
+        #[arg(long, value_enum)]
+        proxy: crate::lab::supervisor::NodeProxy,
     },
 }
 
@@ -515,6 +520,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             api_listen,
             control_plane,
             upstream_bin,
+            proxy,
         } => commands::up(&commands::UpOptions {
             name,
             nodes,
@@ -523,6 +529,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 api: api_listen,
                 control_plane,
                 upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
+                proxy,
             },
         }),
         LabCommand::Down { name } => commands::down(&name),
@@ -540,6 +547,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             api_listen,
             control_plane,
             upstream_bin,
+            proxy,
         } => commands::daemon(
             &name,
             nodes,
@@ -547,6 +555,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 api: api_listen,
                 control_plane,
                 upstream_bin,
+                proxy,
             },
         ),
     }

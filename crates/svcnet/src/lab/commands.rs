@@ -120,6 +120,15 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
         );
     }
     check_api_address(opts.daemon.api)?;
+    if opts.daemon.proxy == supervisor::NodeProxy::KubeProxy {
+        let kube_proxy = opts.daemon.upstream_bin.join("kube-proxy");
+        if !kube_proxy.exists() {
+            bail!(
+                "{} is missing: build upstream's binaries with `cargo xtask upstream`, or name their directory with --upstream-bin",
+                kube_proxy.display()
+            );
+        }
+    }
     // a crashed lab of the same name leaves namespaces and files behind
     kill_leftovers(&state);
     let stale = topology::remove_all(&opts.name);
@@ -145,6 +154,10 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
         ])
         .arg("--upstream-bin")
         .arg(&opts.daemon.upstream_bin)
+        .args([
+            "--proxy",
+            opts.daemon.proxy.to_possible_value().expect("named").get_name(),
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use super::control_plane::{self, ControlPlane};
 use super::kubelet::{self, NodeContext, sandbox::IpPool};
 use super::plan::LabPlan;
-use super::{scheduler, supervisor, topology};
+use super::supervisor::NodeProxy;
+use super::{api_relay, scheduler, supervisor, topology};
 
 /// What a running lab tells the other commands (`<state>/ready.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +36,9 @@ pub struct DaemonOptions {
     /// Where the API server listens (port 0: any free port).
     pub api: SocketAddr,
     pub control_plane: ControlPlane,
-    /// Upstream's binaries, for `ControlPlane::Upstream`.
+    /// Upstream's binaries, for `ControlPlane::Upstream` and `NodeProxy::KubeProxy`.
     pub upstream_bin: PathBuf,
+    pub proxy: NodeProxy,
 }
 
 pub fn ready_path(state: &Path) -> PathBuf {
@@ -78,7 +80,9 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             upstream_bin: options.upstream_bin.clone(),
         })
         .await?;
-    let (kubeconfig, proxy_kubeconfig) = (started.kubeconfig.clone(), started.proxy_kubeconfig.clone());
+    let kubeconfig = started.kubeconfig.clone();
+    let proxy_kubeconfig = options.proxy.kubeconfig(&started).to_owned();
+    let api_address = started.address;
     let mut control = started.running;
     let client = client_for(&kubeconfig).await?;
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -102,10 +106,18 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
                 tracing::error!(node = %name, error = %format!("{e:#}"), "kubelet stopped");
             }
         }));
+        let launch = options
+            .proxy
+            .launch(&exe, &options.upstream_bin, node, &proxy_kubeconfig);
+        if launch.in_node_namespace {
+            // a proxy inside the node's namespace reaches the API server through a relay
+            let listener = api_relay::bind(&node.netns, api_address)
+                .with_context(|| format!("relaying the API server into {}", node.netns))?;
+            tokio::spawn(api_relay::serve(listener, api_address));
+        }
         tokio::spawn(supervisor::supervise(
-            exe.clone(),
+            launch,
             node.clone(),
-            proxy_kubeconfig.clone(),
             state.to_owned(),
             shutdown.clone(),
         ));

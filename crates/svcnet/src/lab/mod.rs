@@ -12,11 +12,13 @@
 //!   events both record about pods.
 //! - [`control_plane`]: svcnet's API server, or upstream's etcd, kube-apiserver and
 //!   kube-controller-manager (`up --control-plane upstream`).
+//! - [`api_relay`]: the API server inside a node's namespace, for kube-proxy.
 //! - [`daemon`]: runs everything until told to stop; [`supervisor`]: keeps each node's proxy
 //!   process running; [`commands`]: the CLI verbs.
 //! - [`demo`]: the demo app `up --demo` deploys; [`hooks`]: how the API server reaches pods
 //!   (proxy) and their output (logs).
 
+pub mod api_relay;
 pub mod commands;
 pub mod control_plane;
 pub mod daemon;

@@ -1,17 +1,79 @@
-//! Each node's proxy runs as its own `svcnet proxy` process, as it would on a real node, so it
-//! can be killed and restarted on its own; the supervisor restarts it a second after it exits.
+//! Each node's proxy runs as its own process (`svcnet proxy`, or upstream's kube-proxy with
+//! `lab up --proxy kube-proxy`), as it would on a real node, so it can be killed and restarted
+//! on its own; the supervisor restarts it a second after it exits.
 //! Pid files let `down` find proxies a crashed daemon left behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::plan::{CLUSTER_CIDR, NodePlan, SERVICE_CIDR};
 
 pub fn pid_dir(state: &Path) -> PathBuf {
     state.join("proxies")
+}
+
+/// Which proxy runs on every node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeProxy {
+    /// `svcnet proxy`, from the root namespace programming the node's (`--netns`).
+    #[default]
+    Svcnet,
+    /// Upstream's kube-proxy in nftables mode, inside the node's namespace.
+    KubeProxy,
+}
+
+/// How a node's proxy process is started.
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Started inside the node's namespace (else in the root namespace).
+    pub in_node_namespace: bool,
+}
+
+impl NodeProxy {
+    /// The kubeconfig of the identity the control plane made for this kind of proxy.
+    pub fn kubeconfig(self, started: &super::control_plane::Started) -> &Path {
+        match self {
+            NodeProxy::Svcnet => &started.proxy_kubeconfig,
+            NodeProxy::KubeProxy => &started.kube_proxy_kubeconfig,
+        }
+    }
+
+    pub fn launch(self, exe: &str, upstream_bin: &Path, node: &NodePlan, kubeconfig: &Path) -> Launch {
+        match self {
+            NodeProxy::Svcnet => Launch {
+                program: PathBuf::from(exe),
+                args: proxy_args(node, kubeconfig),
+                in_node_namespace: false,
+            },
+            NodeProxy::KubeProxy => Launch {
+                program: upstream_bin.join("kube-proxy"),
+                args: kube_proxy_args(node, kubeconfig),
+                in_node_namespace: true,
+            },
+        }
+    }
+}
+
+/// kube-proxy's arguments for `node`: nftables mode, and no conntrack sysctls (the table size
+/// is the machine's, not a node's).
+pub fn kube_proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--hostname-override={}", node.name),
+        "--proxy-mode=nftables".to_owned(),
+        format!("--cluster-cidr={CLUSTER_CIDR}"),
+        "--conntrack-max-per-core=0".to_owned(),
+        "--conntrack-tcp-timeout-established=0".to_owned(),
+        "--conntrack-tcp-timeout-close-wait=0".to_owned(),
+        "--metrics-bind-address=127.0.0.1:10249".to_owned(),
+        "--healthz-bind-address=0.0.0.0:10256".to_owned(),
+    ]
 }
 
 /// The proxy's arguments for `node`.
@@ -37,14 +99,8 @@ pub fn proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
     .to_vec()
 }
 
-/// Runs `exe proxy ...` for `node` until `shutdown`, restarting it whenever it exits.
-pub async fn supervise(
-    exe: String,
-    node: NodePlan,
-    kubeconfig: PathBuf,
-    state: PathBuf,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Runs `launch` for `node` until `shutdown`, restarting it whenever it exits.
+pub async fn supervise(launch: Launch, node: NodePlan, state: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let pid_file = pid_dir(&state).join(format!("{}.pid", node.name));
     let log_path = state.join(format!("proxy-{}.log", node.name));
     loop {
@@ -59,14 +115,19 @@ pub async fn supervise(
             Ok(c) => (Stdio::from(c), Stdio::from(log)),
             Err(_) => (Stdio::null(), Stdio::null()),
         };
-        let mut child = match tokio::process::Command::new(&exe)
-            .args(proxy_args(&node, &kubeconfig))
+        let mut command = tokio::process::Command::new(&launch.program);
+        command
+            .args(&launch.args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-        {
+            .kill_on_drop(true);
+        let spawned = if launch.in_node_namespace {
+            crate::netns::spawn_async_in(&node.netns, &mut command)
+        } else {
+            command.spawn()
+        };
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(node = %node.name, error = %e, "cannot start the proxy");

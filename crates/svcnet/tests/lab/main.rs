@@ -50,9 +50,10 @@ fn hostnames_from_client(lab: &Lab, target: &str, n: u32) -> String {
     lab.ask_from_pod("client", &[target, "--count", &n.to_string(), "--timeout-ms", "1000"])
 }
 
-/// Each scenario, as one test per control plane (`<scenario>::svcnet`, `<scenario>::upstream`):
-/// the node agent, kubelets and scheduler must behave alike on svcnet's API server and on
-/// upstream's kube-apiserver and kube-controller-manager.
+/// Each scenario, as one test per setup: `<scenario>::svcnet` (svcnet's control plane and
+/// proxy), `<scenario>::upstream` (upstream's kube-apiserver and kube-controller-manager,
+/// svcnet's proxy) and `<scenario>::kube_proxy` (all upstream: kube-proxy in nftables mode on
+/// every node). The scenarios describe Kubernetes behaviour, so they hold for every setup.
 macro_rules! on_both_control_planes {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -63,6 +64,10 @@ macro_rules! on_both_control_planes {
             #[test]
             fn upstream() {
                 super::$scenario(super::ControlPlane::Upstream);
+            }
+            #[test]
+            fn kube_proxy() {
+                super::$scenario(super::ControlPlane::UpstreamWithKubeProxy);
             }
         }
     )*};
@@ -76,8 +81,13 @@ on_both_control_planes!(
 );
 
 fn demo_shows_clusterip_and_nodeport_traffic(control_plane: ControlPlane) {
-    // the lab needs none of the network tools: it talks netlink itself
-    let path = Lab::path_without(&["ip", "nft", "conntrack", "sysctl"]);
+    // the lab needs none of the network tools: it talks netlink itself (upstream's kube-proxy
+    // runs the nft program, so it stays for that setup)
+    let without: &[&str] = match control_plane {
+        ControlPlane::UpstreamWithKubeProxy => &["ip", "conntrack", "sysctl"],
+        _ => &["ip", "nft", "conntrack", "sysctl"],
+    };
+    let path = Lab::path_without(without);
     let (lab, printed) = Lab::up_with_path_on(2, &["--demo"], Some(path.path()), control_plane);
     for line in [
         "ClusterIP from pod client: demo-",

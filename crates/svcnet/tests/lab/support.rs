@@ -57,18 +57,25 @@ fn remove_stale_labs() {
     }
 }
 
-/// Which control plane a lab runs (`lab up --control-plane`).
+/// Which control plane and node proxy a lab runs (`lab up --control-plane`, `--proxy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlPlane {
     Svcnet,
     /// Upstream's binaries, which `cargo xtask upstream` builds (`cargo xtask test` does first).
     Upstream,
+    /// Upstream's control plane with upstream's kube-proxy on every node instead of ours.
+    UpstreamWithKubeProxy,
 }
 
 impl ControlPlane {
     fn args(self) -> Vec<String> {
         match self {
             ControlPlane::Svcnet => vec![],
+            ControlPlane::UpstreamWithKubeProxy => {
+                let mut args = ControlPlane::Upstream.args();
+                args.extend(["--proxy".into(), "kube-proxy".into()]);
+                args
+            }
             ControlPlane::Upstream => {
                 let bin = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/upstream/bin"));
                 assert!(
@@ -143,7 +150,9 @@ impl Lab {
         let name = fresh_name();
         let kubeconfig = match control_plane {
             ControlPlane::Svcnet => format!("/run/svcnet-lab/{name}/apiserver/kubeconfig"),
-            ControlPlane::Upstream => format!("/run/svcnet-lab/{name}/upstream/kubeconfig"),
+            ControlPlane::Upstream | ControlPlane::UpstreamWithKubeProxy => {
+                format!("/run/svcnet-lab/{name}/upstream/kubeconfig")
+            }
         };
         let lab = Lab {
             kubeconfig: PathBuf::from(kubeconfig),

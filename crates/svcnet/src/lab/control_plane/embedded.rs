@@ -51,7 +51,9 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
     };
     Ok(Started {
         api_server: format!("https://{addr}"),
+        address: addr,
         proxy_kubeconfig: kubeconfig.clone(),
+        kube_proxy_kubeconfig: kubeconfig.clone(),
         kubeconfig,
         running: Running::Embedded(Embedded { task }),
     })

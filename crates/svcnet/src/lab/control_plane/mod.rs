@@ -42,10 +42,14 @@ pub struct Settings<'a> {
 pub struct Started {
     /// `https://address:port`
     pub api_server: String,
+    /// Where it listens.
+    pub address: std::net::SocketAddr,
     /// The admin's kubeconfig (kubectl, kubelets, scheduler).
     pub kubeconfig: PathBuf,
     /// The kubeconfig of every node's `svcnet proxy`.
     pub proxy_kubeconfig: PathBuf,
+    /// The kubeconfig of every node's kube-proxy (`--proxy kube-proxy`).
+    pub kube_proxy_kubeconfig: PathBuf,
     pub running: Running,
 }
 

@@ -4,6 +4,8 @@
 //! (kubectl, the lab's kubelets and scheduler) is in `system:masters`, and every node's
 //! `svcnet proxy` holds a token of the ServiceAccount that `deploy/svcnet-proxy.yaml` creates,
 //! bound to that manifest's ClusterRole: the agent gets exactly what the manifest grants.
+//! Upstream's kube-proxy (`lab up --proxy kube-proxy`) gets the identity kubeadm gives it: the
+//! ServiceAccount `kube-system/kube-proxy` bound to `system:node-proxier`.
 //!
 //! The controller manager runs the controllers a Service lab needs: EndpointSlices (and their
 //! mirroring), Endpoints, Deployments and ReplicaSets, namespaces, garbage collection and
@@ -234,8 +236,11 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
     let client = client_for(&creds.kubeconfig).await?;
     wait_for_default_account(&client, &mut processes).await?;
     let proxy_kubeconfig = proxy_credentials(&client, &dir, &url).await?;
+    let kube_proxy_kubeconfig = kube_proxy_credentials(&client, &dir, &url).await?;
     Ok(Started {
+        kube_proxy_kubeconfig,
         api_server: url,
+        address: api,
         kubeconfig: creds.kubeconfig,
         proxy_kubeconfig,
         running: Running::Upstream(processes),
@@ -312,18 +317,21 @@ where
     }
 }
 
-/// Applies the manifest's ServiceAccount, ClusterRole and binding, asks for a token of that
-/// account, and writes the agents' kubeconfig with it.
+/// Applies the manifest's ServiceAccount, ClusterRole and binding, and writes the agents'
+/// kubeconfig with a token of that account.
 async fn proxy_credentials(client: &Client, dir: &Path, url: &str) -> Result<PathBuf> {
     let (account, role, binding) = manifest_rbac()?;
-    let namespace = account.metadata.namespace.as_deref().unwrap_or(PROXY_NAMESPACE);
+    let namespace = account
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| PROXY_NAMESPACE.to_owned());
     let name = account
         .metadata
         .name
         .clone()
         .unwrap_or_else(|| PROXY_ACCOUNT.to_owned());
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    create(accounts.clone(), &account)
+    create(Api::namespaced(client.clone(), &namespace), &account)
         .await
         .context("creating the agent's ServiceAccount")?;
     create(Api::all(client.clone()), &role)
@@ -332,6 +340,39 @@ async fn proxy_credentials(client: &Client, dir: &Path, url: &str) -> Result<Pat
     create(Api::all(client.clone()), &binding)
         .await
         .context("binding the agent's ClusterRole")?;
+    account_kubeconfig(client, &dir.join("proxy-kubeconfig"), url, &namespace, &name).await
+}
+
+/// kube-proxy's identity as kubeadm gives it: ServiceAccount `kube-system/kube-proxy` bound to
+/// upstream's `system:node-proxier` role; writes its kubeconfig.
+async fn kube_proxy_credentials(client: &Client, dir: &Path, url: &str) -> Result<PathBuf> {
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "kube-proxy", "namespace": "kube-system" },
+    }))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "svcnet-lab:kube-proxy" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-proxier" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "kube-proxy", "namespace": "kube-system" }],
+    }))?;
+    create(Api::namespaced(client.clone(), "kube-system"), &account)
+        .await
+        .context("creating kube-proxy's ServiceAccount")?;
+    create(Api::all(client.clone()), &binding)
+        .await
+        .context("binding kube-proxy's role")?;
+    account_kubeconfig(
+        client,
+        &dir.join("kube-proxy-kubeconfig"),
+        url,
+        "kube-system",
+        "kube-proxy",
+    )
+    .await
+}
+
+/// Asks for a token of ServiceAccount `namespace/name` and writes a kubeconfig with it to `path`.
+async fn account_kubeconfig(client: &Client, path: &Path, url: &str, namespace: &str, name: &str) -> Result<PathBuf> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             expiration_seconds: Some(PROXY_TOKEN_SECONDS),
@@ -340,19 +381,19 @@ async fn proxy_credentials(client: &Client, dir: &Path, url: &str) -> Result<Pat
         ..Default::default()
     };
     let token = accounts
-        .create_token_request(&name, &PostParams::default(), &request)
+        .create_token_request(name, &PostParams::default(), &request)
         .await
-        .context("asking for the agent's token")?
+        .with_context(|| format!("asking for a token of {namespace}/{name}"))?
         .status
         .and_then(|s| s.token)
         .context("the token request was answered without a token")?;
-    let kubeconfig = dir.join("proxy-kubeconfig");
+    let ca = path.with_file_name("ca.crt");
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {url}\n    certificate-authority: {}\nusers:\n- name: {namespace}:{name}\n  user:\n    token: {token}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: {namespace}:{name}\ncurrent-context: lab\n",
-        dir.join("ca.crt").display()
+        ca.display()
     );
-    credentials::write_file(&kubeconfig, text.as_bytes(), credentials::PRIVATE_FILE)?;
-    Ok(kubeconfig)
+    credentials::write_file(path, text.as_bytes(), credentials::PRIVATE_FILE)?;
+    Ok(path.to_owned())
 }
 
 #[cfg(test)]

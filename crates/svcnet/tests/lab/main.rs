@@ -285,7 +285,10 @@ spec:
 
     // no endpoints: refused at once (not a timeout)
     let empty = format!("{}:80", cluster_ip(&lab, "empty"));
-    assert_eq!(hostnames_from_client(&lab, &empty, 1), "ERROR refused");
+    // (once the proxy programmed the service: kube-proxy syncs at most once a second)
+    wait_for("a service without endpoints to refuse", Duration::from_secs(10), || {
+        (hostnames_from_client(&lab, &empty, 1) == "ERROR refused").then_some(())
+    });
     // publishNotReadyAddresses routes to a pod that is not ready; without it, refused
     let published = format!("{}:80", cluster_ip(&lab, "unready-published"));
     let answer = wait_for(

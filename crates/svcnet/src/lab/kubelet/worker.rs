@@ -77,10 +77,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         tracing::error!(pod = %name, "the node's pod CIDR is full");
         return;
     };
-    let sandbox_result = {
-        let (node_ns, pod_ns) = (ctx.node.netns.clone(), netns.clone());
-        tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip)).await
-    };
+    let sandbox_result = create_sandbox(&ctx.node.netns, &netns, ip, &name).await;
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
     let mut pod_ip = Some(IpAddr::V4(ip));
@@ -369,6 +366,34 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     }
     if stopping.remove {
         remove(&api, &name, &uid).await;
+    }
+}
+
+/// How often creating a pod's network is tried before the pod is reported as failing to start
+/// (a kubelet retries sandboxes too; under load a namespace or link operation can fail once).
+const SANDBOX_ATTEMPTS: u32 = 5;
+
+/// Creates the pod's network namespace and link, retrying with back-off.
+async fn create_sandbox(
+    node_netns: &str,
+    pod_netns: &str,
+    ip: std::net::Ipv4Addr,
+    pod: &str,
+) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+    let mut wait = Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (node_ns, pod_ns) = (node_netns.to_owned(), pod_netns.to_owned());
+        let result = tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip)).await;
+        match result {
+            Ok(Err(e)) if attempt < SANDBOX_ATTEMPTS => {
+                tracing::warn!(pod, attempt, error = %format!("{e:#}"), "cannot create the pod's network yet");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            done => return done,
+        }
     }
 }
 

@@ -137,15 +137,9 @@ metadata: {name: web}
 spec:
   selector: {app: web}
   ports: [{name: tcp, port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty}
-spec:
-  selector: {app: nothing}
-  ports: [{port: 80, targetPort: 8080}]
 ",
     );
+    lab.apply(EMPTY_SERVICE);
     lab.wait_ready_pods("app=web", 2);
     let web_pod = lab.get(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
     // kubectl logs shows a container's output
@@ -193,9 +187,19 @@ spec:
     );
 }
 
+/// A Service that selects no pod.
+const EMPTY_SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata: {name: empty}
+spec:
+  selector: {app: nothing}
+  ports: [{port: 80, targetPort: 8080}]
+";
+
 fn nodeport_clusterip_protocols_and_endpoints(control_plane: ControlPlane) {
     let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 2, ""));
+    lab.apply(EMPTY_SERVICE);
     lab.apply(CLIENT_POD);
     lab.apply(
         "apiVersion: v1
@@ -207,13 +211,6 @@ spec:
   ports:
     - {name: tcp, port: 80, targetPort: 8080, protocol: TCP, nodePort: 30080}
     - {name: udp, port: 80, targetPort: 8080, protocol: UDP, nodePort: 30080}
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty}
-spec:
-  selector: {app: nothing}
-  ports: [{port: 80, targetPort: 8080}]
 ---
 apiVersion: v1
 kind: Pod
@@ -260,6 +257,14 @@ spec:
 
     // the NodePort from outside through both nodes, TCP and UDP
     for node_ip in ["10.240.0.11", "10.240.0.12"] {
+        // each node's proxy programs the service on its own schedule (kube-proxy at most once
+        // a second): wait until this node answers, then require every answer right
+        wait_for(&format!("the NodePort on {node_ip}"), Duration::from_secs(10), || {
+            (!lab
+                .ask_from_outside(&[&format!("{node_ip}:30080")])
+                .starts_with("ERROR"))
+            .then_some(())
+        });
         let tcp = lab.ask_from_outside(&[&format!("{node_ip}:30080"), "--count", "3"]);
         assert!(
             tcp.lines().count() == 3 && tcp.lines().all(|l| l.starts_with("web-")),
@@ -301,7 +306,11 @@ spec:
     );
     assert_eq!(answer, "never-ready");
     let unready = format!("{}:80", cluster_ip(&lab, "unready"));
-    assert_eq!(hostnames_from_client(&lab, &unready, 1), "ERROR refused");
+    wait_for(
+        "a service whose only pod is not ready to refuse",
+        Duration::from_secs(10),
+        || (hostnames_from_client(&lab, &unready, 1) == "ERROR refused").then_some(()),
+    );
 
     // scaling changes the endpoints: new pods get traffic, removed ones stop getting it
     lab.k(&["scale", "deployment", "web", "--replicas=4"]);

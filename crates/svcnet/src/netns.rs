@@ -32,6 +32,7 @@ pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> io::Result<T> + Send) -
 /// a bind mount of it on `/run/netns/NAME`.
 pub fn create(name: &str) -> io::Result<()> {
     std::fs::create_dir_all(NETNS_DIR)?;
+    make_dir_a_shared_mount()?;
     let path = path_of(name);
     std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
     let made = std::thread::scope(|s| {
@@ -49,6 +50,25 @@ pub fn create(name: &str) -> io::Result<()> {
         let _ = std::fs::remove_file(&path);
     }
     made
+}
+
+/// Makes `/run/netns` a shared mount of its own, as `ip netns add` does before its first
+/// namespace, while it holds no namespace. Otherwise the first `ip netns add` after ours binds
+/// the directory over itself: our mounts are copied above and stay below, where deleting by
+/// path cannot reach them, and the namespaces could never be removed.
+fn make_dir_a_shared_mount() -> io::Result<()> {
+    use rustix::mount::{MountPropagationFlags, mount_bind_recursive, mount_change};
+    let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
+    match mount_change(NETNS_DIR, shared) {
+        Ok(()) => Ok(()),
+        // not a mount point yet; make it one only while it is empty (else leave it as it is)
+        Err(rustix::io::Errno::INVAL) if std::fs::read_dir(NETNS_DIR)?.next().is_none() => {
+            mount_bind_recursive(NETNS_DIR, NETNS_DIR)?;
+            Ok(mount_change(NETNS_DIR, shared)?)
+        }
+        Err(rustix::io::Errno::INVAL) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes a named namespace (it lives on while processes or sockets still use it).

@@ -302,6 +302,13 @@ pub fn down(name: &str) -> Result<ExitCode> {
     let removed = topology::remove_all(name);
     let _ = std::fs::remove_dir_all(&state);
     StartLock::remove_if_free(name);
+    let stuck = super::shell::namespaces_with_prefix(&super::plan::netns_prefix(name));
+    if !stuck.is_empty() {
+        bail!(
+            "lab {name:?} is stopped but these network namespaces could not be removed (see the warnings above): {}",
+            stuck.join(" ")
+        );
+    }
     println!("lab {name:?} is down ({removed} leftover namespaces removed)");
     Ok(ExitCode::SUCCESS)
 }

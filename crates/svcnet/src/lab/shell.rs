@@ -69,10 +69,17 @@ pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Kills every process in a namespace, then deletes it. Errors are ignored: this is cleanup.
-pub fn remove_namespace(netns: &str) {
+/// Kills every process in a namespace, then deletes it; says whether it is gone (a failure is
+/// logged with its reason: this is cleanup, it goes on).
+pub fn remove_namespace(netns: &str) -> bool {
     crate::netns::kill_all_in(netns);
-    let _ = crate::netns::delete(netns);
+    match crate::netns::delete(netns) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(netns, error = %e, "cannot remove the network namespace");
+            false
+        }
+    }
 }
 
 /// Whether this process runs as root.

@@ -64,13 +64,10 @@ pub fn build(plan: &LabPlan) -> Result<()> {
 }
 
 /// Removes every namespace of lab `name` and kills the processes in them; returns how many
-/// namespaces there were. Works whether or not the lab's daemon is still running.
+/// it removed (one it could not remove is logged with the reason). Works whether or not the lab's daemon is still running.
 pub fn remove_all(name: &str) -> usize {
     let mut found = namespaces_with_prefix(&netns_prefix(name));
     // pods first, so their veths go before the nodes they hang off
     found.sort_by_key(|n| !n.contains("-pod-"));
-    for netns in &found {
-        remove_namespace(netns);
-    }
-    found.len()
+    found.iter().filter(|netns| remove_namespace(netns)).count()
 }

@@ -61,3 +61,33 @@ fn an_api_address_in_use_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{address} is in use")), "{stderr}");
 }
+
+/// `ip netns add` after the lab's namespaces exist (someone exploring the machine) must not
+/// leave them where `lab down` cannot remove them: the first `ip netns add` binds
+/// `/run/netns` over itself unless it already is a mount, which the lab makes it.
+#[test]
+fn a_namespace_added_with_ip_afterwards_does_not_strand_the_lab_s() {
+    let lab = Lab::up(1);
+    let other = format!("svt-{}-ipadd", std::process::id());
+    struct Other(String);
+    impl Drop for Other {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &other])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _other = Other(other);
+    let said = lab.down();
+    assert!(said.contains("is down"), "{said}");
+    let left: Vec<String> = svcnet::netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("svl-{}-", lab.name)))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}

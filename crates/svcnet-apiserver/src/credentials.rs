@@ -133,13 +133,18 @@ pub fn ensure(dir: &Path, server_url: &str, hosts: &[String]) -> io::Result<Cred
         token: fs::read_to_string(dir.join("token"))?.trim().to_owned(),
         kubeconfig: dir.join("kubeconfig"),
     };
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: svcnet\n  cluster:\n    server: {server_url}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: svcnet\n  context:\n    cluster: svcnet\n    user: admin\n    namespace: default\ncurrent-context: svcnet\n",
-        ca_path.display(),
-        creds.token
-    );
-    write_file(&creds.kubeconfig, kubeconfig.as_bytes(), PRIVATE_FILE)?;
+    write_kubeconfig(&creds.kubeconfig, server_url, &ca_path, "admin", &creds.token)?;
     Ok(creds)
+}
+
+/// Writes (privately) a kubeconfig for `user` holding bearer `token`, trusting the CA at
+/// `ca_path` for `server_url`, in namespace `default`.
+pub fn write_kubeconfig(path: &Path, server_url: &str, ca_path: &Path, user: &str, token: &str) -> io::Result<()> {
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: svcnet\n  cluster:\n    server: {server_url}\n    certificate-authority: {}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: svcnet\n  context:\n    cluster: svcnet\n    user: {user}\n    namespace: default\ncurrent-context: svcnet\n",
+        ca_path.display(),
+    );
+    write_file(path, kubeconfig.as_bytes(), PRIVATE_FILE)
 }
 
 /// A key pair for signing ServiceAccount tokens, created once in `dir`: `sa.key` (private) and

@@ -325,7 +325,12 @@ fn ready_lab(name: &str) -> Result<Ready> {
 /// The lab's nodes and pods.
 pub fn status(name: &str) -> Result<ExitCode> {
     let ready = ready_lab(name)?;
-    println!("lab {name:?}: API server {}", ready.api_server);
+    let control_plane = ready.control_plane.to_possible_value().expect("named");
+    println!(
+        "lab {name:?}: API server {} ({} control plane)",
+        ready.api_server,
+        control_plane.get_name()
+    );
     println!("kubeconfig: {}", ready.kubeconfig.display());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

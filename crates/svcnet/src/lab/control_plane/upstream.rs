@@ -387,12 +387,8 @@ async fn account_kubeconfig(client: &Client, path: &Path, url: &str, namespace: 
         .status
         .and_then(|s| s.token)
         .context("the token request was answered without a token")?;
-    let ca = path.with_file_name("ca.crt");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: {url}\n    certificate-authority: {}\nusers:\n- name: {namespace}:{name}\n  user:\n    token: {token}\ncontexts:\n- name: lab\n  context:\n    cluster: lab\n    user: {namespace}:{name}\ncurrent-context: lab\n",
-        ca.display()
-    );
-    credentials::write_file(path, text.as_bytes(), credentials::PRIVATE_FILE)?;
+    let user = format!("{namespace}:{name}");
+    credentials::write_kubeconfig(path, url, &path.with_file_name("ca.crt"), &user, &token)?;
     Ok(path.to_owned())
 }
 

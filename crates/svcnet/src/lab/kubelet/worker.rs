@@ -119,23 +119,17 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             }
         })
         .collect();
-    match sandbox_result {
-        Ok(Ok(())) => {}
-        other => {
-            let message = match other {
-                Ok(Err(e)) => format!("{e:#}"),
-                _ => "sandbox task failed".into(),
+    if let Err(e) = sandbox_result {
+        let message = format!("{e:#}");
+        tracing::error!(pod = %name, %message, "cannot create the pod's network");
+        for c in &mut containers {
+            c.run.state = RunState::Waiting {
+                reason: "CreatePodSandboxError".into(),
+                message: message.clone(),
             };
-            tracing::error!(pod = %name, %message, "cannot create the pod's network");
-            for c in &mut containers {
-                c.run.state = RunState::Waiting {
-                    reason: "CreatePodSandboxError".into(),
-                    message: message.clone(),
-                };
-                c.restart_at = None;
-            }
-            pod_ip = None;
+            c.restart_at = None;
         }
+        pod_ip = None;
     }
     for c in containers.iter().filter(|c| c.argv.is_none()) {
         if let RunState::Waiting { message, .. } = &c.run.state {
@@ -369,36 +363,47 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     }
 }
 
-/// How often creating a pod's network is tried before the pod is reported as failing to start
-/// (a kubelet retries sandboxes too; under load a namespace or link operation can fail once).
-const SANDBOX_ATTEMPTS: u32 = 5;
-
-/// Creates the pod's network namespace and link, retrying with back-off.
-async fn create_sandbox(
-    node_netns: &str,
-    pod_netns: &str,
-    ip: std::net::Ipv4Addr,
+/// Runs `operation` until it succeeds or has failed `attempts` times, waiting 200 ms after the
+/// first failure and twice as long after each next one (at most 5 s); each failure but the last
+/// is logged as `what` for `pod`.
+async fn retrying<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    attempts: u32,
     pod: &str,
-) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+    what: &str,
+    mut operation: impl FnMut() -> F,
+) -> Result<T, E> {
     let mut wait = Duration::from_millis(200);
-    let mut attempt = 0;
+    let mut attempt = 1;
     loop {
-        attempt += 1;
-        let (node_ns, pod_ns) = (node_netns.to_owned(), pod_netns.to_owned());
-        let result = tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip)).await;
-        match result {
-            Ok(Err(e)) if attempt < SANDBOX_ATTEMPTS => {
-                tracing::warn!(pod, attempt, error = %format!("{e:#}"), "cannot create the pod's network yet");
+        match operation().await {
+            Err(e) if attempt < attempts => {
+                tracing::warn!(pod, attempt, error = %e, "{what}; retrying");
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                attempt += 1;
             }
             done => return done,
         }
     }
 }
 
+/// Creates the pod's network namespace and link. Tried 5 times (a kubelet retries sandboxes
+/// too; under load a namespace or link operation can fail once).
+async fn create_sandbox(node_netns: &str, pod_netns: &str, ip: std::net::Ipv4Addr, pod: &str) -> anyhow::Result<()> {
+    retrying(5, pod, "cannot create the pod's network", || {
+        let (node_ns, pod_ns) = (node_netns.to_owned(), pod_netns.to_owned());
+        async move {
+            tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip))
+                .await
+                .map_err(|e| anyhow::anyhow!("the sandbox task failed: {e}"))?
+        }
+    })
+    .await
+}
+
 /// Removes a pod whose deletion was requested, now that nothing of it runs (grace 0, and
-/// only this pod: a new one of the same name is left alone).
+/// only this pod: a new one of the same name is left alone). Tried for about a minute: a
+/// failed removal would leave the pod terminating for ever.
 pub async fn remove(api: &Api<Pod>, name: &str, uid: &str) {
     let params = kube::api::DeleteParams {
         grace_period_seconds: Some(0),
@@ -408,27 +413,18 @@ pub async fn remove(api: &Api<Pod>, name: &str, uid: &str) {
         }),
         ..Default::default()
     };
-    // a failed removal would leave the pod terminating for ever: retry, as a kubelet does
-    let mut wait = Duration::from_millis(200);
-    for attempt in 1.. {
+    let removed = retrying(16, name, "cannot remove the deleted pod", || async {
         match api.delete(name, &params).await {
-            Ok(_) => return,
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return,
-            Err(e) if attempt < REMOVE_ATTEMPTS => {
-                tracing::warn!(pod = %name, error = %e, attempt, "cannot remove the deleted pod yet");
-            }
-            Err(e) => {
-                tracing::error!(pod = %name, error = %e, "giving up removing the deleted pod");
-                return;
-            }
+            // gone already, or a new pod of the name: nothing of ours is left
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            other => other.map(|_| ()),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+    })
+    .await;
+    if let Err(e) = removed {
+        tracing::error!(pod = %name, error = %e, "giving up removing the deleted pod");
     }
 }
-
-/// How often [`remove`] tries before it gives up (about a minute).
-const REMOVE_ATTEMPTS: u32 = 16;
 
 /// Who a container runs as: its pod's choice, unprivileged by default. The built-in agnhost is
 /// this binary; where no other user may run it (a checkout under a private home), it keeps the

@@ -198,6 +198,13 @@ enum BenchCommand {
         /// Watches on all Services open during the load (node agents).
         #[arg(long, default_value_t = 1)]
         watchers: u32,
+        /// The servers measured, one after the other (`svcnet,upstream`: kube-apiserver with
+        /// etcd beside ours).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "svcnet")]
+        servers: Vec<crate::bench::apiserver::ServerKind>,
+        /// Where upstream's binaries are [default: target/upstream/bin beside this binary].
+        #[arg(long)]
+        upstream_bin: Option<std::path::PathBuf>,
     },
     /// Node agents end to end in a lab: load, convergence, programming latency on every
     /// node, each agent's memory and CPU.
@@ -210,6 +217,15 @@ enum BenchCommand {
         nodes: usize,
         #[arg(long, default_value_t = 100)]
         samples: u32,
+        /// The lab's control plane (`upstream`: kube-apiserver and kube-controller-manager).
+        #[arg(long, value_enum, default_value = "svcnet")]
+        control_plane: crate::lab::control_plane::ControlPlane,
+        /// The proxies measured, one after the other (e.g. `svcnet,kube-proxy`).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "svcnet")]
+        proxies: Vec<crate::lab::supervisor::NodeProxy>,
+        /// Where upstream's binaries are [default: target/upstream/bin beside this binary].
+        #[arg(long)]
+        upstream_bin: Option<std::path::PathBuf>,
     },
     /// Packet cost: connection rate and first-packet latency through a ClusterIP.
     Datapath {
@@ -362,10 +378,14 @@ pub fn run() -> ExitCode {
             services,
             endpoints,
             watchers,
+            servers,
+            upstream_bin,
         }) => crate::bench::apiserver::run(&crate::bench::apiserver::Options {
             services,
             endpoints,
             watchers,
+            servers,
+            upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
         })
         .map(|v| {
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
@@ -376,11 +396,17 @@ pub fn run() -> ExitCode {
             endpoints_per_service,
             nodes,
             samples,
+            control_plane,
+            proxies,
+            upstream_bin,
         }) => crate::bench::programming::run(&crate::bench::programming::Options {
             services,
             endpoints_per_service,
             nodes,
             samples,
+            control_plane,
+            proxies,
+            upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
         })
         .map(|v| {
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));

@@ -1,5 +1,6 @@
-//! `svcnet bench apiserver`: the API server under load. A fresh `svcnet apiserver` process
-//! (its own data directory, a free loopback port) gets `services` Services and, for them,
+//! `svcnet bench apiserver`: the API server under load, svcnet's and (`--servers
+//! svcnet,upstream`) upstream's kube-apiserver with etcd side by side in one run. A fresh
+//! server (its own data directory, a free loopback port) gets `services` Services and, for them,
 //! EndpointSlices holding `endpoints` endpoints in all, written by 16 concurrent clients.
 //! Printed: create rates, watch delivery latency (create request sent → event received by
 //! a watch on all Services), `kubectl get services -A` wall time with everything loaded, and
@@ -20,6 +21,8 @@ use kube::api::{PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use clap::ValueEnum;
+
 use super::percentile_ms;
 use crate::lab::daemon::client_for;
 
@@ -28,30 +31,59 @@ pub struct Options {
     pub endpoints: u32,
     /// Watches on all Services open during the load (as many node agents would have).
     pub watchers: u32,
+    /// Measured one after the other, in this order.
+    pub servers: Vec<ServerKind>,
+    /// Upstream's binaries.
+    pub upstream_bin: PathBuf,
 }
+
+/// Which API server is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerKind {
+    /// `svcnet apiserver` (its store embedded).
+    Svcnet,
+    /// kube-apiserver with etcd, built by `cargo xtask upstream`.
+    Upstream,
+}
+
+/// The service range both servers get (large enough for 100k Services).
+const SERVICE_CIDR: &str = "10.96.0.0/12";
 
 const CONCURRENCY: usize = 16;
 
-/// The server process, killed on drop.
+/// A server under test, stopped on drop (also on failure).
 struct Server {
-    child: Child,
     kubeconfig: PathBuf,
+    /// Its processes whose memory is reported, by name.
+    processes: Vec<(&'static str, u32)>,
+    _running: Running,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
+enum Running {
+    Svcnet(Child),
+    /// Held so that its processes live as long as the server (they are killed as they drop).
+    Upstream {
+        _processes: crate::lab::control_plane::upstream::Processes,
+    },
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // upstream's children are killed as they drop
+        if let Running::Svcnet(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-fn start_server() -> Result<Server> {
+fn start_svcnet() -> Result<Server> {
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["apiserver", "--data-dir"])
         .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--service-cluster-ip-range", "10.96.0.0/12"])
+        .args(["--listen", "127.0.0.1:0", "--service-cluster-ip-range", SERVICE_CIDR])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -60,8 +92,30 @@ fn start_server() -> Result<Server> {
     let kubeconfig = lines.next().context("server did not start")??;
     let kubeconfig = PathBuf::from(kubeconfig.strip_prefix("kubeconfig: ").context("kubeconfig line")?);
     Ok(Server {
-        child,
         kubeconfig,
+        processes: vec![("svcnet-apiserver", child.id())],
+        _running: Running::Svcnet(child),
+        _dir: dir,
+    })
+}
+
+/// etcd and kube-apiserver (call inside a runtime: their processes are tokio's).
+async fn start_upstream(bin: &std::path::Path) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let server = crate::lab::control_plane::upstream::start_api_server(
+        bin,
+        &dir.path().join("upstream"),
+        dir.path().join("pids"),
+        "127.0.0.1:0".parse()?,
+        SERVICE_CIDR,
+    )
+    .await?;
+    Ok(Server {
+        kubeconfig: server.kubeconfig,
+        processes: server.processes.pids(),
+        _running: Running::Upstream {
+            _processes: server.processes,
+        },
         _dir: dir,
     })
 }
@@ -97,13 +151,38 @@ fn slice(i: u32, endpoints: u32, offset: u32) -> EndpointSlice {
     .expect("slice")
 }
 
+/// Each server measured in turn; with more than one, their ratios to the first.
 pub fn run(opts: &Options) -> Result<Value> {
     if opts.services == 0 {
         bail!("--services must be at least 1");
     }
-    let server = start_server()?;
-    let pid = server.child.id();
+    let mut runs: Vec<(String, Value)> = Vec::new();
+    for kind in &opts.servers {
+        let name = kind
+            .to_possible_value()
+            .map(|p| p.get_name().to_owned())
+            .unwrap_or_default();
+        runs.push((name, run_one(opts, *kind)?));
+    }
+    super::side_by_side(
+        "API servers side by side: writes, watch delivery, kubectl get, memory",
+        runs,
+        &[
+            ("create_services_per_s", "/create_services_per_s"),
+            ("create_endpointslices_per_s", "/create_endpointslices_per_s"),
+            ("watch_delivery_p99", "/watch_delivery_ms/p99"),
+            ("kubectl_get_p50", "/kubectl_get_services_all/p50_ms"),
+            ("peak_memory", "/server_memory_mib/peak"),
+        ],
+    )
+}
+
+fn run_one(opts: &Options, kind: ServerKind) -> Result<Value> {
     let runtime = tokio::runtime::Runtime::new()?;
+    let server = match kind {
+        ServerKind::Svcnet => start_svcnet()?,
+        ServerKind::Upstream => runtime.block_on(start_upstream(&opts.upstream_bin))?,
+    };
     let (services_rate, slices_rate, watch_latency, delivered_before_ack, watches_lost) = runtime.block_on(async {
         let client: Client = client_for(&server.kubeconfig).await?;
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
@@ -198,7 +277,21 @@ pub fn run(opts: &Options) -> Result<Value> {
         let lost = lost.load(std::sync::atomic::Ordering::Relaxed);
         anyhow::Ok((services_rate, slices_rate, latency, before_ack, lost))
     })?;
-    let (peak, rss) = super::process::memory_mib(pid);
+    // each process's figures, and their sums (upstream: kube-apiserver and etcd)
+    let memory: Vec<(&str, f64, f64)> = server
+        .processes
+        .iter()
+        .map(|(name, pid)| {
+            let (peak, rss) = super::process::memory_mib(*pid);
+            (*name, peak, rss)
+        })
+        .collect();
+    let peak: f64 = memory.iter().map(|m| m.1).sum();
+    let rss: f64 = memory.iter().map(|m| m.2).sum();
+    let by_process: serde_json::Map<String, Value> = memory
+        .iter()
+        .map(|(name, peak, rss)| ((*name).to_owned(), json!({ "peak": peak, "resident": rss })))
+        .collect();
     // kubectl as users run it (pages of 500, which its client-side limit of 5 requests a
     // second after a burst of 10 spaces out), and in one request, which shows the server's share
     let timed_get = |extra: &[&str]| -> Result<Value> {
@@ -246,6 +339,7 @@ pub fn run(opts: &Options) -> Result<Value> {
         },
         "kubectl_get_services_all": get,
         "kubectl_get_services_all_one_request": get_unchunked,
-        "server_memory_mib": { "peak": peak, "resident": rss },
+        "server": kind.to_possible_value().map(|p| p.get_name().to_owned()),
+        "server_memory_mib": { "peak": (peak * 10.0).round() / 10.0, "resident": (rss * 10.0).round() / 10.0, "by_process": by_process },
     }))
 }

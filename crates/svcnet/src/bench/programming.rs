@@ -1,5 +1,7 @@
-//! `svcnet bench programming`: the node agent end to end at cluster scale. A lab of `nodes`
-//! nodes, each with its own `svcnet proxy` programming its own namespace, is loaded with
+//! `svcnet bench programming`: node proxies end to end at cluster scale, `svcnet proxy` and
+//! (`--proxies svcnet,kube-proxy`) upstream's kube-proxy side by side in one run, on svcnet's
+//! or upstream's control plane. A lab of `nodes` nodes, each with its own proxy programming
+//! its own namespace, is loaded with
 //! `services` Services of `endpoints_per_service` endpoints each (Services without selectors
 //! and EndpointSlices the benchmark writes; the endpoints' addresses are not probed, so no
 //! pods are needed for them). Then:
@@ -34,25 +36,35 @@ use serde_json::{Value, json};
 
 use super::percentile_ms;
 use super::process::{cpu_seconds, memory_mib};
+use clap::ValueEnum;
+
+use crate::lab::control_plane::ControlPlane;
 use crate::lab::daemon::{Ready, client_for, read_ready};
 use crate::lab::plan::state_dir;
+use crate::lab::supervisor::NodeProxy;
 
 pub struct Options {
     pub services: u32,
     pub endpoints_per_service: u32,
     pub nodes: usize,
     pub samples: u32,
+    pub control_plane: ControlPlane,
+    /// Measured one after the other, each on a lab of its own, in this order.
+    pub proxies: Vec<NodeProxy>,
+    /// Upstream's binaries (for the upstream control plane and kube-proxy).
+    pub upstream_bin: std::path::PathBuf,
 }
 
 /// Concurrent writes while loading.
 const LOAD_CONCURRENCY: usize = 16;
 /// How long the last Service may take to answer everywhere before the run fails.
 const CONVERGENCE_LIMIT: Duration = Duration::from_secs(300);
-/// The agents' minimum sync interval, as the lab's supervisor starts them.
-fn agent_min_sync_period_ms(node: &crate::lab::plan::NodePlan) -> Option<u64> {
-    let args = crate::lab::supervisor::proxy_args(node, Path::new("kubeconfig"));
-    let at = args.iter().position(|a| a == "--min-sync-period-ms")?;
-    args.get(at + 1)?.parse().ok()
+/// How `value` is written on the command line.
+fn flag_value(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 /// A lab of our own, taken down on drop (also on failure).
@@ -61,12 +73,16 @@ struct BenchLab {
 }
 
 impl BenchLab {
-    fn up(nodes: usize) -> Result<(Self, Ready)> {
+    fn up(opts: &Options, proxy: NodeProxy) -> Result<(Self, Ready)> {
         let exe = std::env::current_exe()?;
         let name = format!("b{}", std::process::id());
         let lab = BenchLab { name };
         let out = Command::new(&exe)
-            .args(["lab", "up", "--name", &lab.name, "--nodes", &nodes.to_string()])
+            .args(["lab", "up", "--name", &lab.name, "--nodes", &opts.nodes.to_string()])
+            .args(["--control-plane", &flag_value(opts.control_plane)])
+            .args(["--proxy", &flag_value(proxy)])
+            .arg("--upstream-bin")
+            .arg(&opts.upstream_bin)
             .output()?;
         if !out.status.success() {
             bail!("lab up failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -179,6 +195,21 @@ fn process_figures(pid_file: &Path) -> Value {
     json!({ "pid": pid, "peak_rss_mib": peak, "rss_mib": rss, "cpu_seconds": cpu_seconds(pid) })
 }
 
+/// Peak RSS and CPU of each upstream control-plane process, when the lab runs them.
+fn upstream_figures(state: &Path) -> Value {
+    let dir = crate::lab::control_plane::upstream::pid_dir(state);
+    let figures: serde_json::Map<String, Value> = crate::lab::control_plane::upstream::BINARIES
+        .iter()
+        .map(|name| ((*name).to_owned(), process_figures(&dir.join(format!("{name}.pid")))))
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    if figures.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(figures)
+    }
+}
+
 fn latency_summary(samples: &[Duration]) -> Value {
     json!({
         "p50": percentile_ms(samples, 50.0),
@@ -188,10 +219,37 @@ fn latency_summary(samples: &[Duration]) -> Value {
     })
 }
 
-/// Kills (SIGKILL) `node`'s agent with everything loaded; its supervisor starts a new one a
-/// second later. Reports how long the new agent took from its lists' arrival to its first
-/// full sync (its own log line), and from the kill to that sync.
-async fn restart_first_agent(state: &Path, node: &str) -> Result<Value> {
+/// The log line a proxy writes when its first full sync is done, and what it reports there.
+fn first_sync_line(proxy: NodeProxy) -> &'static str {
+    match proxy {
+        NodeProxy::Svcnet => "first sync programmed the whole model",
+        NodeProxy::KubeProxy => "\"SyncProxyRules complete\" ipFamily=\"IPv4\"",
+    }
+}
+
+/// A number in `line` after `name=` (quotes and a unit suffix allowed: `elapsed="41.4ms"`).
+fn field_after(line: &str, name: &str) -> Option<f64> {
+    let rest = line.split(&format!("{name}=")).nth(1)?.trim_start_matches('"');
+    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let value: f64 = number.parse().ok()?;
+    let unit = &rest[number.len()..];
+    Some(if unit.starts_with("ms") {
+        value / 1000.0
+    } else if unit.starts_with("µs") {
+        value / 1e6
+    } else if unit.starts_with('s') {
+        value
+    } else {
+        // svcnet's `initial_sync_ms=1234`
+        value / 1000.0
+    })
+}
+
+/// Kills (SIGKILL) `node`'s proxy with everything loaded; its supervisor starts a new one a
+/// second later. Reports how long from the kill until the new proxy logged its first full
+/// sync, and the figures that line gives (svcnet: lists' arrival to programmed; kube-proxy:
+/// the sync itself).
+async fn restart_first_agent(state: &Path, node: &str, proxy: NodeProxy) -> Result<Value> {
     let pid_file = crate::lab::supervisor::pid_dir(state).join(format!("{node}.pid"));
     let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
     let log = state.join(format!("proxy-{node}.log"));
@@ -203,31 +261,44 @@ async fn restart_first_agent(state: &Path, node: &str) -> Result<Value> {
     loop {
         let text = std::fs::read(&log).unwrap_or_default();
         let new = String::from_utf8_lossy(text.get(seen..).unwrap_or_default()).into_owned();
-        if let Some(line) = new
-            .lines()
-            .find(|l| l.contains("first sync programmed the whole model"))
-        {
-            let field = |name: &str| -> Option<u64> {
-                let rest = line.split(&format!("{name}=")).nth(1)?;
-                rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-            };
+        if let Some(line) = new.lines().find(|l| l.contains(first_sync_line(proxy))) {
             return Ok(json!({
                 "node": node,
-                "lists_to_first_sync_seconds": field("initial_sync_ms").map(|ms| ms as f64 / 1000.0),
+                "lists_to_first_sync_seconds": field_after(line, "initial_sync_ms"),
+                "first_sync_seconds": field_after(line, "elapsed"),
                 "kill_to_first_sync_seconds": (killed.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
                 "supervisor_restart_delay_seconds": 1,
-                "service_ports": field("service_ports"),
             }));
         }
         if Instant::now() > deadline {
-            bail!("the restarted agent on {node} did not program within 300 s");
+            bail!("the restarted proxy on {node} did not program within 300 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
+/// Each proxy measured on a lab of its own; with more than one, their ratios to the first.
 pub fn run(opts: &Options) -> Result<Value> {
-    let (lab, ready) = BenchLab::up(opts.nodes)?;
+    let mut runs: Vec<(String, Value)> = Vec::new();
+    for proxy in &opts.proxies {
+        runs.push((flag_value(*proxy), run_one(opts, *proxy)?));
+    }
+    super::side_by_side(
+        "node proxies side by side, each on a lab of its own: API writes to traffic on every node",
+        runs,
+        &[
+            ("convergence", "/convergence_seconds"),
+            ("latency_p50", "/latency_ms/p50"),
+            ("latency_p99", "/latency_ms/p99"),
+            ("first_node_peak_rss", "/per_node/0/agent/peak_rss_mib"),
+            ("first_node_cpu_seconds", "/per_node/0/agent/cpu_seconds"),
+            ("restart_kill_to_first_sync", "/restart/kill_to_first_sync_seconds"),
+        ],
+    )
+}
+
+fn run_one(opts: &Options, proxy: NodeProxy) -> Result<Value> {
+    let (lab, ready) = BenchLab::up(opts, proxy)?;
     let netns: Vec<String> = ready.plan.nodes.iter().map(|n| n.netns.clone()).collect();
     let node_names: Vec<String> = ready.plan.nodes.iter().map(|n| n.name.clone()).collect();
     let state = state_dir(&lab.name);
@@ -325,14 +396,15 @@ pub fn run(opts: &Options) -> Result<Value> {
                 json!({
                     "node": node,
                     // a watch that fell behind (410 Expired) or broke is logged once as lost
-                    "watches_lost": log.matches("lost the watch").count(),
+                    // (svcnet's log; kube-proxy's informers relist without saying so)
+                    "watches_lost": (proxy == NodeProxy::Svcnet).then(|| log.matches("lost the watch").count()),
                     "latency_ms": latency_summary(samples),
                     "agent": process_figures(&crate::lab::supervisor::pid_dir(&state).join(format!("{node}.pid"))),
                 })
             })
             .collect();
         // after the agents' figures are taken: the restarted agent is a new process
-        let restart = restart_first_agent(&state, &node_names[0]).await?;
+        let restart = restart_first_agent(&state, &node_names[0], proxy).await?;
         let slowest_p99 = per_node.iter().map(|s| percentile_ms(s, 99.0)).fold(0.0, f64::max);
         let all: Vec<Duration> = per_node.iter().flatten().copied().collect();
         Ok(json!({
@@ -346,9 +418,12 @@ pub fn run(opts: &Options) -> Result<Value> {
             "latency_ms": latency_summary(&all),
             "slowest_node_p99_ms": slowest_p99,
             "per_node": nodes,
-            "lab_daemon_api_server_and_kubelets": process_figures(&state.join("pid")),
+            "lab_daemon_kubelets_and_svcnet_api_server": process_figures(&state.join("pid")),
             "restart": restart,
-            "agent_min_sync_period_ms": agent_min_sync_period_ms(&ready.plan.nodes[0]),
+            "proxy": proxy,
+            "control_plane": opts.control_plane,
+            "min_sync_period_ms": crate::lab::supervisor::MIN_SYNC_PERIOD_MS,
+            "upstream_control_plane_processes": upstream_figures(&state),
         }))
     })
 }

@@ -108,7 +108,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
         }));
         let launch = options
             .proxy
-            .launch(&exe, &options.upstream_bin, node, &proxy_kubeconfig);
+            .launch(&exe, &options.upstream_bin, node, &proxy_kubeconfig, state);
         if launch.in_node_namespace {
             // a proxy inside the node's namespace reaches the API server through a relay
             let listener = api_relay::bind(&node.netns, api_address)

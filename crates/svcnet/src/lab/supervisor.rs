@@ -33,6 +33,8 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Started inside the node's namespace (else in the root namespace).
     pub in_node_namespace: bool,
+    /// A configuration file to write (private) before each start: path and text.
+    pub config: Option<(PathBuf, String)>,
 }
 
 impl NodeProxy {
@@ -44,40 +46,63 @@ impl NodeProxy {
         }
     }
 
-    pub fn launch(self, exe: &str, upstream_bin: &Path, node: &NodePlan, kubeconfig: &Path) -> Launch {
+    /// How this proxy starts on `node` (`state`: the lab's state directory).
+    pub fn launch(self, exe: &str, upstream_bin: &Path, node: &NodePlan, kubeconfig: &Path, state: &Path) -> Launch {
         match self {
             NodeProxy::Svcnet => Launch {
                 program: PathBuf::from(exe),
                 args: proxy_args(node, kubeconfig),
                 in_node_namespace: false,
+                config: None,
             },
-            NodeProxy::KubeProxy => Launch {
-                program: upstream_bin.join("kube-proxy"),
-                args: kube_proxy_args(node, kubeconfig),
-                in_node_namespace: true,
-            },
+            NodeProxy::KubeProxy => {
+                let config = state.join(format!("kube-proxy-{}.yaml", node.name));
+                Launch {
+                    program: upstream_bin.join("kube-proxy"),
+                    args: vec![format!("--config={}", config.display())],
+                    in_node_namespace: true,
+                    config: Some((config, kube_proxy_config(node, kubeconfig))),
+                }
+            }
         }
     }
 }
 
-/// kube-proxy's arguments for `node`: nftables mode, and no conntrack sysctls (the table size
-/// is the machine's, not a node's).
-pub fn kube_proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
-    vec![
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--hostname-override={}", node.name),
-        "--proxy-mode=nftables".to_owned(),
-        format!("--cluster-cidr={CLUSTER_CIDR}"),
-        "--conntrack-max-per-core=0".to_owned(),
-        "--conntrack-tcp-timeout-established=0".to_owned(),
-        "--conntrack-tcp-timeout-close-wait=0".to_owned(),
-        "--metrics-bind-address=127.0.0.1:10249".to_owned(),
-        "--healthz-bind-address=0.0.0.0:10256".to_owned(),
-    ]
+/// Either proxy syncs at most this often in the lab (kube-proxy's default is 1 s).
+pub const MIN_SYNC_PERIOD_MS: u64 = 100;
+
+/// kube-proxy's configuration for `node`: nftables mode, the lab's minimum sync period, no
+/// conntrack sysctls (the table size is the machine's, not a node's), and its sync messages
+/// logged (verbosity 2).
+pub fn kube_proxy_config(node: &NodePlan, kubeconfig: &Path) -> String {
+    format!(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection:
+  kubeconfig: {kubeconfig}
+hostnameOverride: {node}
+clusterCIDR: {CLUSTER_CIDR}
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+nftables:
+  minSyncPeriod: {MIN_SYNC_PERIOD_MS}ms
+  syncPeriod: 30s
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 0.0.0.0:10256
+logging:
+  verbosity: 2
+",
+        kubeconfig = kubeconfig.display(),
+        node = node.name,
+    )
 }
 
-/// The proxy's arguments for `node`.
+/// `svcnet proxy`'s arguments for `node`.
 pub fn proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
+    let min_sync = MIN_SYNC_PERIOD_MS.to_string();
     [
         "proxy",
         "--kubeconfig",
@@ -91,7 +116,7 @@ pub fn proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
         "--service-cidr",
         SERVICE_CIDR,
         "--min-sync-period-ms",
-        "100",
+        &min_sync,
         "--status-bind-address",
         "127.0.0.1:0",
     ]
@@ -104,6 +129,16 @@ pub async fn supervise(launch: Launch, node: NodePlan, state: PathBuf, mut shutd
     let pid_file = pid_dir(&state).join(format!("{}.pid", node.name));
     let log_path = state.join(format!("proxy-{}.log", node.name));
     loop {
+        if let Some((path, text)) = &launch.config
+            && let Err(e) = svcnet_apiserver::credentials::write_file(
+                path,
+                text.as_bytes(),
+                svcnet_apiserver::credentials::PRIVATE_FILE,
+            )
+        {
+            tracing::error!(error = %e, path = %path.display(), "cannot write the proxy's configuration");
+            return;
+        }
         let log = match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
             Ok(f) => f,
             Err(e) => {

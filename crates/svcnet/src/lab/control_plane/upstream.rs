@@ -80,6 +80,14 @@ impl Processes {
         Ok(())
     }
 
+    /// The processes, by name and pid.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.children
+            .iter()
+            .filter_map(|(name, child)| Some((*name, child.id()?)))
+            .collect()
+    }
+
     /// The last lines `name` logged.
     fn log_tail(&self, name: &str) -> String {
         let log = std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default();
@@ -134,9 +142,9 @@ pub fn pid_dir(state: &Path) -> PathBuf {
     state.join("upstream/pids")
 }
 
-pub async fn start(settings: Settings<'_>) -> Result<Started> {
-    let bin = &settings.upstream_bin;
-    for name in BINARIES {
+/// Fails naming the first of `names` missing from `bin`.
+pub fn check_binaries(bin: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
         if !bin.join(name).exists() {
             bail!(
                 "{} is missing: build upstream's binaries with `cargo xtask upstream`, or name their directory with --upstream-bin",
@@ -144,12 +152,37 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
             );
         }
     }
-    let dir = settings.state.join("upstream");
-    credentials::private_dir(&dir)?;
-    let ip = settings.api.ip();
+    Ok(())
+}
+
+/// A running etcd and kube-apiserver.
+pub struct ApiServer {
+    pub processes: Processes,
+    /// The admin's (`system:masters`).
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub address: SocketAddr,
+    /// Signs and verifies ServiceAccount tokens.
+    pub service_account_key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// Starts etcd and kube-apiserver (RBAC, a static admin token) with data, credentials and
+/// logs in `dir` and pid files in `pids`, on `api` (port 0: a free one), for Services in
+/// `service_cidr`; returns once kube-apiserver is ready.
+pub async fn start_api_server(
+    bin: &Path,
+    dir: &Path,
+    pids: PathBuf,
+    api: SocketAddr,
+    service_cidr: &str,
+) -> Result<ApiServer> {
+    check_binaries(bin, &BINARIES[..2])?;
+    credentials::private_dir(dir)?;
+    let ip = api.ip();
     let api = SocketAddr::new(
         ip,
-        match settings.api.port() {
+        match api.port() {
             0 => free_port(ip)?,
             port => port,
         },
@@ -164,10 +197,10 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
     ]
     .iter()
     .map(|h| (*h).to_owned())
-    .chain([ip.to_string(), first_service_ip()])
+    .chain([ip.to_string(), first_service_ip(service_cidr)?])
     .collect::<Vec<_>>();
-    let creds = credentials::ensure(&dir, &url, &hosts)?;
-    let (sa_key, sa_pub) = credentials::service_account_key(&dir)?;
+    let creds = credentials::ensure(dir, &url, &hosts)?;
+    let (sa_key, sa_pub) = credentials::service_account_key(dir)?;
     let tokens = dir.join("tokens.csv");
     credentials::write_file(
         &tokens,
@@ -177,8 +210,8 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
     let mut processes = Processes {
         children: Vec::new(),
-        pid_dir: pid_dir(settings.state),
-        log_dir: dir.clone(),
+        pid_dir: pids,
+        log_dir: dir.to_owned(),
     };
 
     let etcd_url = format!("http://{ip}:{}", free_port(ip)?);
@@ -212,7 +245,7 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
             format!("--client-ca-file={}", path(&dir.join("ca.crt"))),
             format!("--token-auth-file={}", path(&tokens)),
             "--authorization-mode=RBAC".to_owned(),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--service-cluster-ip-range={service_cidr}"),
             "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
             format!("--service-account-key-file={}", path(&sa_pub)),
             format!("--service-account-signing-key-file={}", path(&sa_key)),
@@ -220,37 +253,60 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
         ],
     )?;
     wait_ready(&creds.kubeconfig, &mut processes).await?;
+    Ok(ApiServer {
+        processes,
+        kubeconfig: creds.kubeconfig,
+        url,
+        address: api,
+        service_account_key: sa_key,
+        ca: dir.join("ca.crt"),
+    })
+}
+
+pub async fn start(settings: Settings<'_>) -> Result<Started> {
+    let bin = &settings.upstream_bin;
+    check_binaries(bin, &BINARIES)?;
+    let dir = settings.state.join("upstream");
+    let ApiServer {
+        mut processes,
+        kubeconfig,
+        url,
+        address,
+        service_account_key: sa_key,
+        ca,
+    } = start_api_server(bin, &dir, pid_dir(settings.state), settings.api, SERVICE_CIDR).await?;
+    let path = |p: &Path| p.to_string_lossy().into_owned();
     processes.spawn(
         "kube-controller-manager",
         &bin.join("kube-controller-manager"),
         &[
-            format!("--kubeconfig={}", path(&creds.kubeconfig)),
+            format!("--kubeconfig={}", path(&kubeconfig)),
             format!("--controllers={CONTROLLERS}"),
             "--leader-elect=false".to_owned(),
             "--secure-port=0".to_owned(),
             format!("--service-account-private-key-file={}", path(&sa_key)),
-            format!("--root-ca-file={}", path(&dir.join("ca.crt"))),
+            format!("--root-ca-file={}", path(&ca)),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         ],
     )?;
-    let client = client_for(&creds.kubeconfig).await?;
+    let client = client_for(&kubeconfig).await?;
     wait_for_default_account(&client, &mut processes).await?;
     let proxy_kubeconfig = proxy_credentials(&client, &dir, &url).await?;
     let kube_proxy_kubeconfig = kube_proxy_credentials(&client, &dir, &url).await?;
     Ok(Started {
         kube_proxy_kubeconfig,
         api_server: url,
-        address: api,
-        kubeconfig: creds.kubeconfig,
+        address,
+        kubeconfig,
         proxy_kubeconfig,
         running: Running::Upstream(processes),
     })
 }
 
-/// The first address of the service range: the `kubernetes` Service's.
-fn first_service_ip() -> String {
-    let net: ipnet::Ipv4Net = SERVICE_CIDR.parse().expect("the lab's service CIDR");
-    std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string()
+/// The first address of `service_cidr`: the `kubernetes` Service's.
+fn first_service_ip(service_cidr: &str) -> Result<String> {
+    let net: ipnet::Ipv4Net = service_cidr.parse().context("an IPv4 service CIDR")?;
+    Ok(std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string())
 }
 
 /// Waits until kube-apiserver reports ready (it bootstraps RBAC roles and system namespaces).
@@ -414,6 +470,6 @@ mod tests {
 
     #[test]
     fn the_kubernetes_service_address_is_the_range_s_first() {
-        assert_eq!(first_service_ip(), "10.96.0.1");
+        assert_eq!(first_service_ip(SERVICE_CIDR).unwrap(), "10.96.0.1");
     }
 }

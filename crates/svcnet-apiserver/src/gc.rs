@@ -40,7 +40,7 @@ impl Propagation {
                 let error = svcnet_core::field::FieldError::not_supported(
                     svcnet_core::field::FieldPath::new("propagationPolicy"),
                     other,
-                    &["Foreground", "Background", "Orphan"],
+                    &["Foreground", "Background", "Orphan", "nil"],
                 );
                 Err(Box::new(Status::invalid("meta.k8s.io", "DeleteOptions", "", &[error])))
             }
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(e.code, 422);
         assert_eq!(
             e.message,
-            r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "orphan": supported values: "Foreground", "Background", "Orphan""#
+            r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "orphan": supported values: "Foreground", "Background", "Orphan", "nil""#
         );
     }
 

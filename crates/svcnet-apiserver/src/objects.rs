@@ -44,6 +44,26 @@ fn set_meta(obj: &mut Value, field: &str, value: Value) {
     obj["metadata"][field] = value;
 }
 
+/// A body of kind `given` (at `api_version`) sent where `kind` belongs, answered as upstream's
+/// decoder answers it.
+pub fn wrong_kind(kind: &Kind, given: &str, api_version: &str) -> Box<Status> {
+    let version = api_version
+        .rsplit('/')
+        .next()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(kind.version);
+    let internal_group = if kind.group.is_empty() {
+        "core"
+    } else {
+        kind.group.split('.').next().unwrap_or(kind.group)
+    };
+    Box::new(Status::bad_request(format!(
+        "{given} in version {version:?} cannot be handled as a {target}: converting ({version}.{given}) to \
+         ({internal_group}.{target}): unknown conversion",
+        target = kind.kind
+    )))
+}
+
 /// Decodes a stored object, stamping the revision it was stored at.
 pub fn decode(bytes: &[u8], revision: u64) -> Reply<Value> {
     let mut v: Value = serde_json::from_slice(bytes).map_err(internal)?;
@@ -96,10 +116,7 @@ fn prepare(kind: &Kind, namespace: &str, obj: &mut Value) -> Reply<()> {
     if let Some(k) = obj.get("kind").and_then(Value::as_str)
         && k != kind.kind
     {
-        return Err(Box::new(Status::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): kind {k:?}",
-            kind.kind
-        ))));
+        return Err(wrong_kind(kind, k, obj["apiVersion"].as_str().unwrap_or("")));
     }
     obj["kind"] = json!(kind.kind);
     obj["apiVersion"] = json!(kind.api_version());
@@ -202,8 +219,10 @@ pub fn create_with(
         m.remove("deletionTimestamp");
         m.remove("deletionGracePeriodSeconds");
     }
-    if kind.has_status {
+    if kind.tracks_generation {
         set_meta(&mut obj, "generation", json!(1));
+    } else if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("generation");
     }
     if kind.kind == "Pod" {
         // a new pod is Pending, whatever status the body carried
@@ -297,11 +316,15 @@ pub fn replace_with(
         keep_meta(&old, &mut obj, &["finalizers", "ownerReferences"]);
     }
     let finished = carry_deletion(kind, &old, &mut obj)?;
-    if kind.has_status {
-        // the generation counts changes of the desired state (spec), not of status or metadata
+    if kind.tracks_generation {
+        // the generation counts changes of the desired state, not of status or metadata
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-        let spec_changed = !status_only && obj.get("spec") != old.get("spec");
-        set_meta(&mut obj, "generation", json!(generation + i64::from(spec_changed)));
+        let changed = desired_state_changed(&old, &obj, kind, status_only);
+        set_meta(&mut obj, "generation", json!(generation + i64::from(changed)));
+    } else if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("generation");
+    }
+    if kind.has_status {
         if status_only {
             for (field, value) in old.as_object().into_iter().flatten() {
                 if field != "status" && field != "metadata" {
@@ -358,6 +381,18 @@ pub fn overwrite(
         })
         .map_err(|e| store_error(kind, e, name))?;
     Ok(obj)
+}
+
+/// Whether an update changes what the object asks for: its fields other than metadata and
+/// (where `/status` is separate) status. A status-only write never does.
+fn desired_state_changed(old: &Value, new: &Value, kind: &Kind, status_only: bool) -> bool {
+    if status_only {
+        return false;
+    }
+    let desired = |(k, _): &(&String, &Value)| *k != "metadata" && !(kind.has_status && *k == "status");
+    let empty = serde_json::Map::new();
+    let (old, new) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    !old.iter().filter(desired).eq(new.iter().filter(desired))
 }
 
 /// The object's metadata, typed (default where it does not decode).

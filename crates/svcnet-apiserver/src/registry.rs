@@ -270,7 +270,8 @@ impl Registry {
         let meta = &mut svc.metadata;
         meta.uid = Some(uid(&mut state.rng));
         meta.creation_timestamp = Some(Time(objects::now_timestamp()));
-        meta.generation = Some(1);
+        // Services carry no generation upstream (their strategy does not track one)
+        meta.generation = None;
         meta.deletion_timestamp = None;
         meta.deletion_grace_period_seconds = None;
         if svc.status.is_none() {
@@ -342,8 +343,7 @@ impl Registry {
         svc.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
         let planned = plan_write(Some(&old), svc, &state.allocators, &mut state.rng)?;
         let mut svc = planned.service;
-        let bump = svc.spec != old.spec;
-        svc.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + i64::from(bump));
+        svc.metadata.generation = None;
         if svc.status.is_none() {
             svc.status = old.status.clone();
         }

@@ -16,6 +16,9 @@ pub struct Kind {
     pub has_status: bool,
     /// Whether `/scale` is a subresource (an autoscaling/v1 Scale over `spec.replicas`).
     pub has_scale: bool,
+    /// Whether `metadata.generation` counts changes of the desired state (everything but
+    /// metadata and status), as upstream's strategy for the kind does.
+    pub tracks_generation: bool,
     /// Answered on create and never stored (the self-subject reviews).
     pub create_only: bool,
 }
@@ -49,6 +52,7 @@ pub const NAMESPACES: Kind = Kind {
     short_names: &["ns"],
     has_status: true,
     has_scale: false,
+    tracks_generation: false,
     create_only: false,
 };
 pub const SERVICES: Kind = Kind {
@@ -61,6 +65,7 @@ pub const SERVICES: Kind = Kind {
     short_names: &["svc"],
     has_status: true,
     has_scale: false,
+    tracks_generation: false,
     create_only: false,
 };
 pub const PODS: Kind = Kind {
@@ -73,6 +78,7 @@ pub const PODS: Kind = Kind {
     short_names: &["po"],
     has_status: true,
     has_scale: false,
+    tracks_generation: true,
     create_only: false,
 };
 pub const NODES: Kind = Kind {
@@ -85,6 +91,7 @@ pub const NODES: Kind = Kind {
     short_names: &["no"],
     has_status: true,
     has_scale: false,
+    tracks_generation: false,
     create_only: false,
 };
 pub const ENDPOINTS: Kind = Kind {
@@ -97,6 +104,7 @@ pub const ENDPOINTS: Kind = Kind {
     short_names: &["ep"],
     has_status: false,
     has_scale: false,
+    tracks_generation: false,
     create_only: false,
 };
 pub const EVENTS: Kind = Kind {
@@ -109,6 +117,7 @@ pub const EVENTS: Kind = Kind {
     short_names: &["ev"],
     has_status: false,
     has_scale: false,
+    tracks_generation: false,
     create_only: false,
 };
 pub const ENDPOINT_SLICES: Kind = Kind {
@@ -121,6 +130,7 @@ pub const ENDPOINT_SLICES: Kind = Kind {
     short_names: &[],
     has_status: false,
     has_scale: false,
+    tracks_generation: true,
     create_only: false,
 };
 
@@ -134,6 +144,7 @@ pub const DEPLOYMENTS: Kind = Kind {
     short_names: &["deploy"],
     has_status: true,
     has_scale: true,
+    tracks_generation: true,
     create_only: false,
 };
 pub const REPLICA_SETS: Kind = Kind {
@@ -146,6 +157,7 @@ pub const REPLICA_SETS: Kind = Kind {
     short_names: &["rs"],
     has_status: true,
     has_scale: true,
+    tracks_generation: true,
     create_only: false,
 };
 
@@ -168,6 +180,7 @@ const fn plain(
         short_names,
         has_status: false,
         has_scale: false,
+        tracks_generation: false,
         create_only: false,
     }
 }
@@ -184,6 +197,7 @@ const fn workload(
     Kind {
         has_status: true,
         has_scale: scale,
+        tracks_generation: true,
         ..plain(group, plural, singular, kind, true, short_names)
     }
 }

@@ -26,7 +26,11 @@ pub fn to_scale(obj: &Value) -> Value {
             "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
             "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
         },
-        "spec": { "replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1) },
+        // replicas is omitted when 0, as upstream's Scale (omitempty) shows it
+        "spec": match obj["spec"]["replicas"].as_i64().unwrap_or(1) {
+            0 => json!({}),
+            n => json!({ "replicas": n }),
+        },
         "status": { "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector_string(obj) },
     })
 }

@@ -56,7 +56,8 @@ fn create_sets_system_metadata_and_versions() {
     let name = meta.name.clone().unwrap();
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
     assert_eq!(meta.uid.as_ref().unwrap().len(), 36);
-    assert_eq!(meta.generation, Some(1));
+    // as upstream: Services carry no generation
+    assert_eq!(meta.generation, None);
     assert!(meta.creation_timestamp.is_some());
     let rv: u64 = meta.resource_version.as_ref().unwrap().parse().unwrap();
     assert_eq!(
@@ -139,7 +140,7 @@ fn updates_are_optimistic_and_keep_allocations() {
         created.spec.as_ref().unwrap().cluster_ip
     );
     assert_eq!(same.spec.as_ref().unwrap().ports, created.spec.as_ref().unwrap().ports);
-    assert_eq!(same.metadata.generation, Some(1), "no spec change, no new generation");
+    assert_eq!(same.metadata.generation, None);
     assert_eq!(same.metadata.uid, created.metadata.uid);
     // a stale resourceVersion is refused
     let mut stale = created.clone();
@@ -152,7 +153,7 @@ fn updates_are_optimistic_and_keep_allocations() {
     );
     stale.metadata.resource_version = same.metadata.resource_version.clone();
     let changed = r.update_service("default", "web", stale).unwrap();
-    assert_eq!(changed.metadata.generation, Some(2));
+    assert_eq!(changed.metadata.generation, None);
     // PUT of a missing Service creates it
     let put = r
         .update_service(
@@ -161,7 +162,7 @@ fn updates_are_optimistic_and_keep_allocations() {
             svc("metadata: {name: fresh}\nspec: {ports: [{port: 80}]}"),
         )
         .unwrap();
-    assert_eq!(put.metadata.generation, Some(1));
+    assert_eq!(put.metadata.generation, None);
 }
 
 #[test]

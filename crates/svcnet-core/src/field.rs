@@ -98,7 +98,8 @@ impl ErrorKind {
     }
 }
 
-/// An offending value, as Go's `fmt` would print the Go value upstream holds.
+/// An offending value, as upstream prints it: primitives as Go prints them, anything else
+/// (slices, maps, structs) as its JSON (apimachinery 1.37 does so).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BadValue {
     /// No value is shown.
@@ -109,13 +110,13 @@ pub enum BadValue {
     Str(String),
     /// Any integer: `80`.
     Int(i64),
-    /// A slice of strings printed with `%#v`: `[]string{"a", "b"}` (type name given), or
-    /// `[]string(nil)` when the slice is nil.
+    /// A slice of strings, shown as JSON: `["a","b"]`, or `null` when the slice is nil.
+    /// (`go_type` names its element type.)
     StrList {
         go_type: &'static str,
         items: Option<Vec<String>>,
     },
-    /// A value already rendered in Go syntax (structs).
+    /// A value already rendered (structs and maps as JSON).
     Raw(String),
 }
 
@@ -137,14 +138,8 @@ impl BadValue {
             BadValue::Omitted | BadValue::Null => "null".to_owned(),
             BadValue::Str(s) => go_quote(s),
             BadValue::Int(i) => i.to_string(),
-            BadValue::StrList { go_type, items: None } => format!("[]{go_type}(nil)"),
-            BadValue::StrList {
-                go_type,
-                items: Some(items),
-            } => {
-                let inner: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
-                format!("[]{go_type}{{{}}}", inner.join(", "))
-            }
+            BadValue::StrList { items: None, .. } => "null".to_owned(),
+            BadValue::StrList { items: Some(items), .. } => serde_json::to_string(items).expect("strings serialize"),
             BadValue::Raw(s) => s.clone(),
         }
     }
@@ -333,11 +328,11 @@ mod tests {
         let ips = vec!["10.0.0.10".to_owned(), "fd00::1".to_owned()];
         assert_eq!(
             FieldError::invalid(p.clone(), BadValue::strings(Some(&ips)), "d").body(),
-            r#"Invalid value: []string{"10.0.0.10", "fd00::1"}: d"#
+            r#"Invalid value: ["10.0.0.10","fd00::1"]: d"#
         );
         assert_eq!(
             FieldError::invalid(p, BadValue::strings(None), "d").body(),
-            "Invalid value: []string(nil): d"
+            "Invalid value: null: d"
         );
     }
 

@@ -96,9 +96,11 @@ pub(super) fn as_service(v: Value) -> Result<Service, Box<Status>> {
     if let Some(kind) = v.get("kind").and_then(Value::as_str)
         && kind != "Service"
     {
-        return Err(Box::new(Status::bad_request(format!(
-            "the object provided is unrecognized (must be of type Service): kind {kind:?}"
-        ))));
+        return Err(objects::wrong_kind(
+            &resources::SERVICES,
+            kind,
+            v["apiVersion"].as_str().unwrap_or(""),
+        ));
     }
     serde_json::from_value(v).map_err(|e| Box::new(Status::bad_request(format!("unable to decode the Service: {e}"))))
 }

@@ -103,8 +103,20 @@ pub(super) async fn collection_get(
     let mut body = if wants_table(&headers) {
         table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp(), include)
     } else {
+        // as upstream: a list names the kind once, its items do not
+        let items: Vec<Value> = page
+            .items
+            .into_iter()
+            .map(|mut item| {
+                if let Some(fields) = item.as_object_mut() {
+                    fields.remove("apiVersion");
+                    fields.remove("kind");
+                }
+                item
+            })
+            .collect();
         json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-               "metadata": {"resourceVersion": rev.to_string()}, "items": page.items})
+               "metadata": {"resourceVersion": rev.to_string()}, "items": items})
     };
     if let Some(next) = &page.next {
         body["metadata"]["continue"] = json!(next.encode());

@@ -183,7 +183,7 @@ mod tests {
         let r = range("10.0.0.0/24");
         assert_eq!(
             r.check_request("10.0.1.1".parse().unwrap()).unwrap_err().to_string(),
-            "the provided IP (10.0.1.1) is not in the valid range. The range of valid IPs is 10.0.0.0/24"
+            "the provided network does not match the current range"
         );
     }
 }

@@ -31,7 +31,8 @@ pub enum AllocError {
     Full,
     #[error("provided IP is already allocated")]
     IpAllocated,
-    #[error("the provided IP ({ip}) is not in the valid range. The range of valid IPs is {range}")]
+    /// (worded as upstream's IPAddress-based allocator, the default since 1.33)
+    #[error("the provided network does not match the current range")]
     IpNotInRange { ip: IpAddr, range: String },
     #[error("provided port is already allocated")]
     PortAllocated,

@@ -29,7 +29,7 @@ pub fn families_value(svc: &Service) -> BadValue {
     }
 }
 
-/// The cluster IPs as an error value (`[]string{...}` or `[]string(nil)`).
+/// The cluster IPs as an error value (their JSON; `null` when none).
 pub fn cluster_ips_value(svc: &Service) -> BadValue {
     BadValue::strings(spec(svc).cluster_ips.as_deref())
 }

@@ -16,7 +16,7 @@ use crate::names;
 
 const PROTOCOLS: [&str; 3] = ["SCTP", "TCP", "UDP"];
 const TYPES: [&str; 4] = [TYPE_CLUSTER_IP, TYPE_EXTERNAL_NAME, TYPE_LOAD_BALANCER, TYPE_NODE_PORT];
-const TRAFFIC_DISTRIBUTIONS: [&str; 3] = ["PreferClose", "PreferSameNode", "PreferSameZone"];
+const TRAFFIC_DISTRIBUTIONS: [&str; 3] = ["PreferClose", "PreferSameZone", "PreferSameNode"];
 /// The kubelet's port, which LoadBalancers may not expose.
 const KUBELET_PORT: i32 = 10250;
 /// Total size of all annotations (keys and values), in bytes.
@@ -30,7 +30,8 @@ pub fn validate_service(svc: &Service) -> ErrorList {
         } else {
             n.to_owned()
         };
-        names::dns1035_label(&n)
+        // a lowercase RFC 1123 label: upstream relaxed Service names from DNS-1035 (1.34+)
+        names::dns1123_label(&n)
     });
     let spec_path = FieldPath::new("spec");
     let sp = spec(svc);
@@ -253,12 +254,12 @@ pub fn validate_service_update(new: &Service, old: &Service) -> ErrorList {
     errs
 }
 
-/// Go's `%#v` of the `core.ServicePort` key upstream reports for duplicate ports.
+/// The `core.ServicePort` key upstream reports for duplicate ports, as its JSON (the internal
+/// type has no JSON tags: Go's field names).
 fn go_service_port_key(protocol: &str, port: i32) -> String {
     format!(
-        "core.ServicePort{{Name:\"\", Protocol:{}, AppProtocol:(*string)(nil), Port:{port}, \
-         TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}",
-        crate::field::go_quote(protocol)
+        r#"{{"Name":"","Protocol":{},"AppProtocol":null,"Port":{port},"TargetPort":0,"NodePort":0}}"#,
+        serde_json::Value::from(protocol)
     )
 }
 

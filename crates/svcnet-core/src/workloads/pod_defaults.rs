@@ -28,7 +28,6 @@ pub fn default_pod_spec(spec: &mut Value) {
     default(spec, "terminationGracePeriodSeconds", json!(30));
     default(spec, "schedulerName", json!("default-scheduler"));
     default(spec, "securityContext", json!({}));
-    default(spec, "enableServiceLinks", json!(true));
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         // `get_mut`, never `[..]` on a `&mut Value`: indexing would insert a null
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
@@ -37,13 +36,14 @@ pub fn default_pod_spec(spec: &mut Value) {
     }
 }
 
-/// What upstream's default admission adds to a Pod (never to a pod template): the default
-/// service account, priority 0 with its preemption policy, and the not-ready/unreachable
-/// tolerations.
+/// What a Pod gets on creation and a pod template does not (upstream's pod strategy and
+/// default admission): service links on, the default service account, priority 0 with its
+/// preemption policy, and the not-ready/unreachable tolerations.
 pub fn admit_pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
     }
+    default(spec, "enableServiceLinks", json!(true));
     default(spec, "priority", json!(0));
     default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     default(spec, "serviceAccountName", json!("default"));

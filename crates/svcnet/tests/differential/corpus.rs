@@ -1,0 +1,716 @@
+//! The requests replayed against both API servers, generated from tables so each field
+//! combination is one line: Services of every type with valid and invalid fields, type
+//! transitions, Pods, Deployments, EndpointSlices, the three patch types, dry run, delete
+//! options and list parameters. Pure: the same corpus every run.
+
+use serde_json::{Value, json};
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Unique and stable: how a difference is named.
+    pub id: String,
+    pub method: &'static str,
+    pub path: String,
+    pub content_type: &'static str,
+    pub body: Option<String>,
+}
+
+/// The namespace every case works in (created on both servers first).
+pub const NAMESPACE: &str = "diff";
+
+fn services_path() -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/services")
+}
+
+fn request(id: String, method: &'static str, path: String, body: Option<Value>) -> Request {
+    Request {
+        id,
+        method,
+        path,
+        content_type: "application/json",
+        body: body.map(|b| b.to_string()),
+    }
+}
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": name }, "spec": spec })
+}
+
+/// The Service types and the base spec each starts from.
+fn types() -> Vec<(&'static str, Value)> {
+    let port = json!([{ "port": 80, "targetPort": 8080 }]);
+    vec![
+        (
+            "clusterip",
+            json!({ "type": "ClusterIP", "selector": { "app": "a" }, "ports": port }),
+        ),
+        (
+            "nodeport",
+            json!({ "type": "NodePort", "selector": { "app": "a" }, "ports": port }),
+        ),
+        (
+            "loadbalancer",
+            json!({ "type": "LoadBalancer", "selector": { "app": "a" }, "ports": port }),
+        ),
+        (
+            "headless",
+            json!({ "clusterIP": "None", "selector": { "app": "a" }, "ports": port }),
+        ),
+        (
+            "externalname",
+            json!({ "type": "ExternalName", "externalName": "example.com" }),
+        ),
+    ]
+}
+
+/// Field variants laid over each type's base spec: (name, fields to set; null removes).
+fn variants() -> Vec<(&'static str, Value)> {
+    vec![
+        ("plain", json!({})),
+        ("port-zero", json!({ "ports": [{ "port": 0 }] })),
+        ("port-too-big", json!({ "ports": [{ "port": 70000 }] })),
+        (
+            "duplicate-ports",
+            json!({ "ports": [{ "name": "a", "port": 80 }, { "name": "b", "port": 80 }] }),
+        ),
+        ("unnamed-ports", json!({ "ports": [{ "port": 80 }, { "port": 81 }] })),
+        (
+            "two-protocols",
+            json!({ "ports": [{ "name": "t", "port": 53, "protocol": "TCP" }, { "name": "u", "port": 53, "protocol": "UDP" }] }),
+        ),
+        ("bad-protocol", json!({ "ports": [{ "port": 80, "protocol": "FOO" }] })),
+        ("sctp", json!({ "ports": [{ "port": 80, "protocol": "SCTP" }] })),
+        (
+            "named-target",
+            json!({ "ports": [{ "port": 80, "targetPort": "http" }] }),
+        ),
+        (
+            "bad-target-name",
+            json!({ "ports": [{ "port": 80, "targetPort": "HTTP_X" }] }),
+        ),
+        ("bad-port-name", json!({ "ports": [{ "name": "Web", "port": 80 }] })),
+        (
+            "app-protocol",
+            json!({ "ports": [{ "port": 80, "appProtocol": "kubernetes.io/h2c" }] }),
+        ),
+        (
+            "bad-app-protocol",
+            json!({ "ports": [{ "port": 80, "appProtocol": "not/a/valid/one" }] }),
+        ),
+        ("affinity", json!({ "sessionAffinity": "ClientIP" })),
+        (
+            "affinity-timeout",
+            json!({ "sessionAffinity": "ClientIP", "sessionAffinityConfig": { "clientIP": { "timeoutSeconds": 100 } } }),
+        ),
+        (
+            "affinity-timeout-zero",
+            json!({ "sessionAffinity": "ClientIP", "sessionAffinityConfig": { "clientIP": { "timeoutSeconds": 0 } } }),
+        ),
+        ("bad-affinity", json!({ "sessionAffinity": "Sticky" })),
+        ("etp-local", json!({ "externalTrafficPolicy": "Local" })),
+        ("bad-etp", json!({ "externalTrafficPolicy": "Nearby" })),
+        ("itp-local", json!({ "internalTrafficPolicy": "Local" })),
+        ("bad-itp", json!({ "internalTrafficPolicy": "Nearby" })),
+        ("require-dual", json!({ "ipFamilyPolicy": "RequireDualStack" })),
+        ("prefer-dual", json!({ "ipFamilyPolicy": "PreferDualStack" })),
+        ("bad-family-policy", json!({ "ipFamilyPolicy": "Sometimes" })),
+        ("ipv6-family", json!({ "ipFamilies": ["IPv6"] })),
+        ("cluster-ip", json!({ "clusterIP": "10.96.100.100" })),
+        ("cluster-ip-outside", json!({ "clusterIP": "192.168.1.1" })),
+        ("cluster-ip-garbage", json!({ "clusterIP": "ten.one" })),
+        ("node-port", json!({ "ports": [{ "port": 80, "nodePort": 30555 }] })),
+        (
+            "node-port-outside",
+            json!({ "ports": [{ "port": 80, "nodePort": 80 }] }),
+        ),
+        ("external-name-set", json!({ "externalName": "other.example.com" })),
+        ("bad-external-name", json!({ "externalName": "-bad-" })),
+        (
+            "lb-source-ranges",
+            json!({ "loadBalancerSourceRanges": ["10.0.0.0/8"] }),
+        ),
+        (
+            "bad-lb-source-ranges",
+            json!({ "loadBalancerSourceRanges": ["10.0.0.0/33"] }),
+        ),
+        ("lb-class", json!({ "loadBalancerClass": "example.com/lb" })),
+        ("no-lb-node-ports", json!({ "allocateLoadBalancerNodePorts": false })),
+        ("traffic-prefer-close", json!({ "trafficDistribution": "PreferClose" })),
+        ("traffic-same-node", json!({ "trafficDistribution": "PreferSameNode" })),
+        ("bad-traffic", json!({ "trafficDistribution": "Anywhere" })),
+        ("bad-selector", json!({ "selector": { "app": "not valid!" } })),
+        ("external-ips", json!({ "externalIPs": ["203.0.113.7"] })),
+        ("bad-external-ips", json!({ "externalIPs": ["nope"] })),
+        ("publish-unready", json!({ "publishNotReadyAddresses": true })),
+        ("health-check-port", json!({ "healthCheckNodePort": 31000 })),
+        ("no-ports", json!({ "ports": null })),
+    ]
+}
+
+fn overlay(base: &Value, fields: &Value) -> Value {
+    let mut spec = base.clone();
+    for (k, v) in fields.as_object().into_iter().flatten() {
+        if v.is_null() {
+            spec.as_object_mut().expect("a spec").remove(k);
+        } else {
+            spec[k] = v.clone();
+        }
+    }
+    spec
+}
+
+/// Creates of every type × variant, each read back when it exists.
+fn service_matrix() -> Vec<Request> {
+    let mut out = Vec::new();
+    for (type_name, base) in types() {
+        for (variant, fields) in variants() {
+            let name = format!("{type_name}-{variant}");
+            let body = service(&name, overlay(&base, &fields));
+            out.push(request(format!("create/{name}"), "POST", services_path(), Some(body)));
+        }
+    }
+    out.push(request(
+        "create/bad-name".into(),
+        "POST",
+        services_path(),
+        Some(service("Bad_Name", types()[0].1.clone())),
+    ));
+    out.push(request(
+        "create/duplicate".into(),
+        "POST",
+        services_path(),
+        Some(service("clusterip-plain", types()[0].1.clone())),
+    ));
+    out.push(request(
+        "create/name-mismatch-kind".into(),
+        "POST",
+        services_path(),
+        Some(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "x" } })),
+    ));
+    out
+}
+
+/// Type transitions: each Service is created as `from`, read, then replaced as `to`.
+fn transitions() -> Vec<Request> {
+    let all = types();
+    let spec_of = |t: &str| {
+        all.iter()
+            .find(|(n, _)| *n == t)
+            .map(|(_, s)| s.clone())
+            .expect("a type")
+    };
+    let pairs = [
+        ("clusterip", "nodeport"),
+        ("nodeport", "clusterip"),
+        ("clusterip", "loadbalancer"),
+        ("loadbalancer", "nodeport"),
+        ("nodeport", "loadbalancer"),
+        ("clusterip", "externalname"),
+        ("externalname", "clusterip"),
+        ("externalname", "nodeport"),
+        ("headless", "clusterip"),
+        ("clusterip", "headless"),
+        ("loadbalancer", "externalname"),
+    ];
+    let mut out = Vec::new();
+    for (from, to) in pairs {
+        let name = format!("move-{from}-to-{to}");
+        out.push(request(
+            format!("transition/{name}/create"),
+            "POST",
+            services_path(),
+            Some(service(&name, spec_of(from))),
+        ));
+        // a replace without resourceVersion (unconditional), the new type's whole spec
+        out.push(request(
+            format!("transition/{name}/replace"),
+            "PUT",
+            format!("{}/{name}", services_path()),
+            Some(service(&name, spec_of(to))),
+        ));
+        out.push(request(
+            format!("transition/{name}/get"),
+            "GET",
+            format!("{}/{name}", services_path()),
+            None,
+        ));
+    }
+    out
+}
+
+/// The three patch types on one Service, valid and not.
+fn patches() -> Vec<Request> {
+    let path = format!("{}/patched", services_path());
+    let patch = |id: &str, content_type: &'static str, body: Value| Request {
+        id: format!("patch/{id}"),
+        method: "PATCH",
+        path: path.clone(),
+        content_type,
+        body: Some(body.to_string()),
+    };
+    vec![
+        request(
+            "patch/create".into(),
+            "POST",
+            services_path(),
+            Some(service("patched", types()[1].1.clone())),
+        ),
+        patch(
+            "merge-label",
+            "application/merge-patch+json",
+            json!({ "metadata": { "labels": { "a": "b" } } }),
+        ),
+        patch(
+            "merge-bad-port",
+            "application/merge-patch+json",
+            json!({ "spec": { "ports": [{ "port": -1 }] } }),
+        ),
+        patch(
+            "strategic-add-port",
+            "application/strategic-merge-patch+json",
+            json!({ "spec": { "ports": [{ "name": "extra", "port": 81, "protocol": "TCP" }] } }),
+        ),
+        patch(
+            "strategic-name-first",
+            "application/strategic-merge-patch+json",
+            json!({ "spec": { "ports": [{ "name": "http", "port": 80, "protocol": "TCP" }] } }),
+        ),
+        patch(
+            "json-replace-type",
+            "application/json-patch+json",
+            json!([{ "op": "replace", "path": "/spec/type", "value": "ClusterIP" }]),
+        ),
+        patch(
+            "json-test-fails",
+            "application/json-patch+json",
+            json!([{ "op": "test", "path": "/spec/type", "value": "LoadBalancer" }]),
+        ),
+        patch(
+            "json-bad-path",
+            "application/json-patch+json",
+            json!([{ "op": "remove", "path": "/spec/nothing" }]),
+        ),
+        patch("json-not-a-list", "application/json-patch+json", json!({ "op": "add" })),
+        patch("unknown-type", "application/x-unknown", json!({})),
+        patch(
+            "rename",
+            "application/merge-patch+json",
+            json!({ "metadata": { "name": "other" } }),
+        ),
+        request("patch/get".into(), "GET", path.clone(), None),
+        Request {
+            id: "patch/missing".into(),
+            method: "PATCH",
+            path: format!("{}/absent", services_path()),
+            content_type: "application/merge-patch+json",
+            body: Some("{}".into()),
+        },
+    ]
+}
+
+/// Server-side dry run on each write, and delete options.
+fn dry_run_and_delete() -> Vec<Request> {
+    let item = |name: &str| format!("{}/{name}", services_path());
+    vec![
+        request(
+            "dryrun/create".into(),
+            "POST",
+            format!("{}?dryRun=All", services_path()),
+            Some(service("dry", types()[1].1.clone())),
+        ),
+        request("dryrun/not-created".into(), "GET", item("dry"), None),
+        request(
+            "dryrun/bad-value".into(),
+            "POST",
+            format!("{}?dryRun=Some", services_path()),
+            Some(service("dry", types()[0].1.clone())),
+        ),
+        request(
+            "dryrun/delete".into(),
+            "DELETE",
+            format!("{}?dryRun=All", item("clusterip-plain")),
+            None,
+        ),
+        request("dryrun/still-there".into(), "GET", item("clusterip-plain"), None),
+        request(
+            "delete/options-dry-run-body".into(),
+            "DELETE",
+            item("clusterip-plain"),
+            Some(json!({ "kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"] })),
+        ),
+        request(
+            "delete/precondition-uid".into(),
+            "DELETE",
+            item("clusterip-plain"),
+            Some(json!({ "kind": "DeleteOptions", "apiVersion": "v1", "preconditions": { "uid": "not-the-uid" } })),
+        ),
+        request(
+            "delete/precondition-rv".into(),
+            "DELETE",
+            item("clusterip-plain"),
+            Some(json!({ "kind": "DeleteOptions", "apiVersion": "v1", "preconditions": { "resourceVersion": "1" } })),
+        ),
+        request(
+            "delete/bad-propagation".into(),
+            "DELETE",
+            format!("{}?propagationPolicy=Sideways", item("clusterip-plain")),
+            None,
+        ),
+        request(
+            "delete/both-orphan-and-policy".into(),
+            "DELETE",
+            item("clusterip-plain"),
+            Some(
+                json!({ "kind": "DeleteOptions", "apiVersion": "v1", "orphanDependents": true, "propagationPolicy": "Foreground" }),
+            ),
+        ),
+        request(
+            "delete/negative-grace".into(),
+            "DELETE",
+            format!("{}?gracePeriodSeconds=-5", item("nodeport-plain")),
+            None,
+        ),
+        request("delete/missing".into(), "DELETE", item("absent"), None),
+        request(
+            "delete/foreground".into(),
+            "DELETE",
+            format!("{}?propagationPolicy=Background", item("nodeport-affinity")),
+            None,
+        ),
+        request("delete/gone".into(), "GET", item("nodeport-affinity"), None),
+    ]
+}
+
+/// Pods, Deployments and EndpointSlices, valid and not.
+fn workloads() -> Vec<Request> {
+    let pods = format!("/api/v1/namespaces/{NAMESPACE}/pods");
+    let deployments = format!("/apis/apps/v1/namespaces/{NAMESPACE}/deployments");
+    let slices = format!("/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices");
+    let pod = |name: &str, spec: Value| json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name, "labels": { "app": "a" } }, "spec": spec });
+    let container = json!([{ "name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53" }]);
+    let deployment = |name: &str, replicas: Value, labels: Value| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": name },
+            "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": "d" } },
+                      "template": { "metadata": { "labels": labels }, "spec": { "containers": container } } },
+        })
+    };
+    let slice = |name: &str, fields: Value| {
+        let mut s = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": { "name": name, "labels": { "kubernetes.io/service-name": "clusterip-plain" } },
+            "addressType": "IPv4",
+            "ports": [{ "name": "", "port": 8080, "protocol": "TCP" }],
+            "endpoints": [{ "addresses": ["10.244.1.5"], "conditions": { "ready": true } }],
+        });
+        for (k, v) in fields.as_object().into_iter().flatten() {
+            s[k] = v.clone();
+        }
+        s
+    };
+    let mut out = vec![
+        request(
+            "pod/valid".into(),
+            "POST",
+            pods.clone(),
+            Some(pod("p-valid", json!({ "containers": container }))),
+        ),
+        request("pod/get".into(), "GET", format!("{pods}/p-valid"), None),
+        request(
+            "pod/no-containers".into(),
+            "POST",
+            pods.clone(),
+            Some(pod("p-empty", json!({ "containers": [] }))),
+        ),
+        request(
+            "pod/no-image".into(),
+            "POST",
+            pods.clone(),
+            Some(pod("p-noimage", json!({ "containers": [{ "name": "c" }] }))),
+        ),
+        request(
+            "pod/bad-restart".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-restart",
+                json!({ "containers": container, "restartPolicy": "Sometimes" }),
+            )),
+        ),
+        request(
+            "pod/bad-name".into(),
+            "POST",
+            pods.clone(),
+            Some(pod("P_Bad", json!({ "containers": container }))),
+        ),
+        request(
+            "pod/bad-pull".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-pull",
+                json!({ "containers": [{ "name": "c", "image": "x", "imagePullPolicy": "Sometimes" }] }),
+            )),
+        ),
+        request(
+            "pod/duplicate-containers".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-dup",
+                json!({ "containers": [{ "name": "c", "image": "x" }, { "name": "c", "image": "y" }] }),
+            )),
+        ),
+        request(
+            "pod/bad-port".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-port",
+                json!({ "containers": [{ "name": "c", "image": "x", "ports": [{ "containerPort": 0 }] }] }),
+            )),
+        ),
+        request(
+            "pod/with-node".into(),
+            "POST",
+            pods.clone(),
+            Some(pod("p-node", json!({ "containers": container, "nodeName": "n1" }))),
+        ),
+        request(
+            "pod/binding-bound".into(),
+            "POST",
+            format!("{pods}/p-node/binding"),
+            Some(
+                json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "p-node" }, "target": { "kind": "Node", "name": "n2" } }),
+            ),
+        ),
+        request(
+            "pod/binding".into(),
+            "POST",
+            format!("{pods}/p-valid/binding"),
+            Some(
+                json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "p-valid" }, "target": { "kind": "Node", "name": "n1" } }),
+            ),
+        ),
+        request(
+            "pod/binding-wrong-name".into(),
+            "POST",
+            format!("{pods}/p-valid/binding"),
+            Some(
+                json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "other" }, "target": { "name": "n1" } }),
+            ),
+        ),
+        request(
+            "pod/binding-bad-target".into(),
+            "POST",
+            format!("{pods}/p-valid/binding"),
+            Some(
+                json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "p-valid" }, "target": { "kind": "Pod" } }),
+            ),
+        ),
+        request(
+            "deployment/valid".into(),
+            "POST",
+            deployments.clone(),
+            Some(deployment("d-valid", json!(0), json!({ "app": "d" }))),
+        ),
+        request("deployment/get".into(), "GET", format!("{deployments}/d-valid"), None),
+        request(
+            "deployment/selector-mismatch".into(),
+            "POST",
+            deployments.clone(),
+            Some(deployment("d-mismatch", json!(0), json!({ "app": "other" }))),
+        ),
+        request(
+            "deployment/negative-replicas".into(),
+            "POST",
+            deployments.clone(),
+            Some(deployment("d-negative", json!(-1), json!({ "app": "d" }))),
+        ),
+        request(
+            "deployment/scale-get".into(),
+            "GET",
+            format!("{deployments}/d-valid/scale"),
+            None,
+        ),
+        request(
+            "deployment/scale-put".into(),
+            "PUT",
+            format!("{deployments}/d-valid/scale"),
+            Some(
+                json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "d-valid" }, "spec": { "replicas": 0 } }),
+            ),
+        ),
+        request(
+            "slice/valid".into(),
+            "POST",
+            slices.clone(),
+            Some(slice("s-valid", json!({}))),
+        ),
+        request("slice/get".into(), "GET", format!("{slices}/s-valid"), None),
+        request(
+            "slice/bad-address-type".into(),
+            "POST",
+            slices.clone(),
+            Some(slice("s-type", json!({ "addressType": "IPv5" }))),
+        ),
+        request(
+            "slice/bad-address".into(),
+            "POST",
+            slices.clone(),
+            Some(slice(
+                "s-addr",
+                json!({ "endpoints": [{ "addresses": ["not-an-ip"] }] }),
+            )),
+        ),
+        request(
+            "slice/no-addresses".into(),
+            "POST",
+            slices.clone(),
+            Some(slice("s-none", json!({ "endpoints": [{ "addresses": [] }] }))),
+        ),
+        request(
+            "slice/bad-port".into(),
+            "POST",
+            slices.clone(),
+            Some(slice(
+                "s-port",
+                json!({ "ports": [{ "name": "", "port": 0, "protocol": "TCP" }] }),
+            )),
+        ),
+        request(
+            "slice/bad-protocol".into(),
+            "POST",
+            slices.clone(),
+            Some(slice(
+                "s-proto",
+                json!({ "ports": [{ "name": "", "port": 80, "protocol": "FOO" }] }),
+            )),
+        ),
+        request(
+            "slice/fqdn".into(),
+            "POST",
+            slices.clone(),
+            Some(slice(
+                "s-fqdn",
+                json!({ "addressType": "FQDN", "endpoints": [{ "addresses": ["example.com"] }] }),
+            )),
+        ),
+        request(
+            "slice/ipv6".into(),
+            "POST",
+            slices.clone(),
+            Some(slice(
+                "s-v6",
+                json!({ "addressType": "IPv6", "endpoints": [{ "addresses": ["fd00::5"] }] }),
+            )),
+        ),
+        request(
+            "slice/ipv6-in-v4".into(),
+            "POST",
+            slices.clone(),
+            Some(slice("s-mixed", json!({ "endpoints": [{ "addresses": ["fd00::5"] }] }))),
+        ),
+    ];
+    out.push(request(
+        "namespace/bad-name".into(),
+        "POST",
+        "/api/v1/namespaces".into(),
+        Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "Not_Valid" } })),
+    ));
+    out
+}
+
+/// List parameters.
+fn lists() -> Vec<Request> {
+    let list = |id: &str, query: &str| {
+        request(
+            format!("list/{id}"),
+            "GET",
+            format!("{}?{query}", services_path()),
+            None,
+        )
+    };
+    vec![
+        list("label-selector", "labelSelector=a%3Db"),
+        list("label-selector-set", "labelSelector=a%20in%20(b,c)"),
+        list("label-selector-bad", "labelSelector=a%3D%3D%3Db"),
+        list("field-selector-name", "fieldSelector=metadata.name%3Dclusterip-plain"),
+        list("field-selector-unsupported", "fieldSelector=spec.type%3DClusterIP"),
+        list("field-selector-bad", "fieldSelector=metadata.name"),
+        list("limit-bad", "limit=-1"),
+        list("continue-garbage", "limit=5&continue=garbage"),
+        list("resource-version-bad", "resourceVersion=abc"),
+        request(
+            "list/pods-by-node".into(),
+            "GET",
+            format!("/api/v1/namespaces/{NAMESPACE}/pods?fieldSelector=spec.nodeName%3Dn1"),
+            None,
+        ),
+        request(
+            "list/all-namespaces-missing-kind".into(),
+            "GET",
+            "/api/v1/nothings".into(),
+            None,
+        ),
+        request(
+            "list/unknown-group".into(),
+            "GET",
+            "/apis/nope.example.com/v1/things".into(),
+            None,
+        ),
+    ]
+}
+
+/// Malformed bodies.
+fn malformed() -> Vec<Request> {
+    let raw = |id: &str, content_type: &'static str, body: &str| Request {
+        id: format!("malformed/{id}"),
+        method: "POST",
+        path: services_path(),
+        content_type,
+        body: Some(body.into()),
+    };
+    vec![
+        raw("not-json", "application/json", "{not json"),
+        raw("empty", "application/json", ""),
+        raw("array", "application/json", "[]"),
+        raw(
+            "wrong-type",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"w"},"spec":{"ports":"eighty"}}"#,
+        ),
+        raw(
+            "unknown-field",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"u"},"spec":{"ports":[{"port":80}],"bogus":1}}"#,
+        ),
+        raw("bad-content-type", "text/plain", "hello"),
+        raw(
+            "namespace-mismatch",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"m","namespace":"other"},"spec":{"ports":[{"port":80}]}}"#,
+        ),
+    ]
+}
+
+/// The whole corpus, in the order it is replayed.
+pub fn corpus() -> Vec<Request> {
+    let mut all = service_matrix();
+    all.extend(transitions());
+    all.extend(patches());
+    all.extend(workloads());
+    all.extend(lists());
+    all.extend(malformed());
+    all.extend(dry_run_and_delete());
+    all
+}
+
+#[test]
+fn the_corpus_is_large_and_its_ids_unique() {
+    let all = corpus();
+    assert!(all.len() >= 300, "{} requests", all.len());
+    let ids: std::collections::BTreeSet<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), all.len());
+}

@@ -34,6 +34,9 @@ pub struct Strategy {
     pub defaults: fn(&mut Value),
     /// The kind's own rules (beyond names and decoding), as field errors.
     pub validate: fn(&Value) -> Vec<FieldError>,
+    /// What its objects' names must be: why a name is not (RFC 1123 subdomains unless the
+    /// kind says otherwise).
+    pub name: fn(&str) -> Vec<String>,
 }
 
 fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
@@ -69,21 +72,26 @@ where
         from_protobuf: protobuf_of::<P>,
         defaults,
         validate,
+        name: svcnet_core::names::dns1123_subdomain,
     }
 }
 
 /// Every served kind's registration.
 pub static STRATEGIES: [Strategy; 21] = [
-    typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, no_defaults, no_rules),
+    // namespace names are RFC 1123 labels
+    Strategy {
+        name: svcnet_core::names::dns1123_label,
+        ..typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, no_defaults, no_rules)
+    },
     typed::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules),
-    typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, no_rules),
+    typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, rules::pod),
     typed::<core::Node, pb::api::core::v1::Node>(&resources::NODES, no_defaults, no_rules),
     typed::<core::Endpoints, pb::api::core::v1::Endpoints>(&resources::ENDPOINTS, no_defaults, no_rules),
     typed::<core::Event, pb::api::core::v1::Event>(&resources::EVENTS, no_defaults, no_rules),
     typed::<discovery::EndpointSlice, pb::api::discovery::v1::EndpointSlice>(
         &resources::ENDPOINT_SLICES,
-        no_defaults,
-        no_rules,
+        defaults::endpoint_slice,
+        svcnet_core::endpoints::validate::validate_endpoint_slice,
     ),
     typed::<apps::Deployment, pb::api::apps::v1::Deployment>(
         &resources::DEPLOYMENTS,
@@ -148,6 +156,17 @@ pub(crate) mod defaults {
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
             admit_pod_spec(spec);
+        }
+    }
+
+    /// Every endpoint has conditions, if only `{}`.
+    pub fn endpoint_slice(obj: &mut Value) {
+        if let Some(endpoints) = obj.get_mut("endpoints").and_then(Value::as_array_mut) {
+            for endpoint in endpoints.iter_mut().filter(|e| e.is_object()) {
+                if endpoint["conditions"].is_null() {
+                    endpoint["conditions"] = json!({});
+                }
+            }
         }
     }
 
@@ -245,6 +264,11 @@ mod rules {
             serde_json::from_value(spec["selector"].clone()).ok().as_ref(),
             serde_json::from_value(spec["template"].clone()).ok().as_ref(),
         )
+    }
+
+    /// A Pod's spec (the core's checks).
+    pub fn pod(obj: &Value) -> Vec<FieldError> {
+        svcnet_core::workloads::pod_spec::validate_pod_spec(&obj["spec"], &FieldPath::new("spec"))
     }
 
     /// A binding names a role of a kind it may bind (upstream's messages).

@@ -203,7 +203,8 @@ pub fn create_with(
             vec![FieldError::required(path, "name or generateName is required")],
         ));
     }
-    let msgs = names::dns1123_subdomain(&name);
+    let name_rule = crate::kinds::of(kind).map_or(names::dns1123_subdomain as fn(&str) -> Vec<String>, |s| s.name);
+    let msgs = name_rule(&name);
     if !msgs.is_empty() {
         let errs = msgs
             .into_iter()

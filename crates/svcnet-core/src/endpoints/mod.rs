@@ -1,9 +1,11 @@
 //! Endpoint computation: which pod addresses back a Service, as EndpointSlices and as legacy
 //! Endpoints. Pure functions of (Service, Pods, Nodes, existing objects, time passed in).
+//! [`validate`] checks an EndpointSlice written through the API.
 
 pub mod legacy;
 pub mod pod;
 pub mod slices;
+pub mod validate;
 
 use std::collections::BTreeMap;
 

@@ -30,6 +30,10 @@ fn same_key(a: &Value, b: &Value, key: &[&str]) -> bool {
     })
 }
 
+/// Merges `patch` into the list `target` by the field's merge key, ordering the result as
+/// upstream does: the patch's elements in patch order and the live list's other elements in
+/// their order, interleaved by their places in the live list; where an element is new (no
+/// place in it), the patch's element comes first.
 fn merge_list(field: &str, target: &mut Vec<Value>, patch: &[Value]) -> bool {
     let Some(key) = patch
         .first()
@@ -38,16 +42,41 @@ fn merge_list(field: &str, target: &mut Vec<Value>, patch: &[Value]) -> bool {
     else {
         return false;
     };
+    let live = std::mem::take(target);
+    // (place in the live list, element) of what the patch names, in patch order
+    let mut patched: Vec<(Option<usize>, Value)> = Vec::new();
+    let mut named = vec![false; live.len()];
     for p in patch {
         let delete = p.get("$patch").and_then(Value::as_str) == Some("delete");
-        match target.iter().position(|t| same_key(t, p, key)) {
-            Some(i) if delete => {
-                target.remove(i);
-            }
-            Some(i) => apply(&mut target[i], p),
-            None if delete => {}
-            None => target.push(p.clone()),
+        let place = live.iter().position(|t| same_key(t, p, key));
+        if let Some(i) = place {
+            named[i] = true;
         }
+        match place {
+            _ if delete => {}
+            Some(i) => {
+                let mut element = live[i].clone();
+                apply(&mut element, p);
+                patched.push((Some(i), element));
+            }
+            None => patched.push((None, p.clone())),
+        }
+    }
+    let mut live_only = live.into_iter().enumerate().filter(|(i, _)| !named[*i]).peekable();
+    let mut patched = patched.into_iter().peekable();
+    loop {
+        let take_live = match (live_only.peek(), patched.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((live_place, _)), Some((patch_place, _))) => patch_place.is_some_and(|p| *live_place < p),
+        };
+        let next = if take_live {
+            live_only.next().map(|(_, v)| v)
+        } else {
+            patched.next().map(|(_, v)| v)
+        };
+        target.extend(next);
     }
     true
 }
@@ -96,6 +125,19 @@ pub fn apply(target: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn new_elements_go_before_the_live_list_s_others_as_upstream_orders_them() {
+        let mut svc = json!({ "spec": { "ports": [{ "port": 80 }, { "port": 90 }] } });
+        apply(
+            &mut svc,
+            &json!({ "spec": { "ports": [{ "port": 81 }, { "port": 90, "name": "b" }] } }),
+        );
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{ "port": 81 }, { "port": 80 }, { "port": 90, "name": "b" }])
+        );
+    }
 
     #[test]
     fn service_ports_merge_by_port_and_protocol() {

@@ -71,6 +71,13 @@ pub fn plan_write(
             }
         }
     }
+    // upstream drops an ExternalName Service's internalTrafficPolicy whenever it is read
+    // (it once defaulted the field there by mistake); storing it without the field reads alike
+    if new.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName")
+        && let Some(spec) = new.spec.as_mut()
+    {
+        spec.internal_traffic_policy = None;
+    }
     Ok(PlannedWrite {
         service: new,
         changes: txn.finish(),

@@ -61,11 +61,21 @@ pub(super) async fn collection_get(
         },
         None => None,
     };
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+    // as upstream: a limit of 0 or less lists everything
+    let limit = match q.get("limit").map(|l| l.parse::<i64>()) {
         None => 0,
-        Some(Ok(l)) => l,
+        Some(Ok(l)) => usize::try_from(l).unwrap_or(0),
         Some(Err(_)) => return status_response(&Status::bad_request("invalid limit")),
     };
+    if let Some(rv) = q.get("resourceVersion").filter(|v| !v.is_empty())
+        && rv.parse::<u64>().is_err()
+    {
+        return status_response(&Status::bad_request(format!(
+            "invalid resource version: resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
+            svcnet_core::field::go_quote(rv),
+            svcnet_core::field::go_quote(rv)
+        )));
+    }
     let page = if filter.is_empty() && limit > 0 {
         // no selector: the store reads just the page, in key order, after the token's position
         let resume = after.as_ref().map(|c| (c.namespace.as_str(), c.name.as_str()));

@@ -32,6 +32,8 @@ pub(super) fn not_found_status() -> Status {
     let mut s = Status::bad_request("the server could not find the requested resource");
     s.reason = "NotFound".into();
     s.code = 404;
+    // upstream's answer carries empty details
+    s.details = Some(Default::default());
     s
 }
 

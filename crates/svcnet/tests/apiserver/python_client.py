@@ -91,7 +91,8 @@ patched = v1.patch_namespaced_service("labelled", "default", {
     "spec": {"ports": [{"port": 80, "protocol": "TCP", "name": "web"}]}})
 assert patched.metadata.labels == {"tier": "front", "env": "test"}, patched.metadata.labels
 assert [(p.port, p.name) for p in patched.spec.ports] == [(80, "web")], patched.spec.ports
-expect_error(422, "spec.ports[1].port: Invalid value: 0", v1.patch_namespaced_service, "labelled", "default",
+# (the new port goes first, as kube-apiserver orders a strategic merge)
+expect_error(422, "spec.ports[0].port: Invalid value: 0", v1.patch_namespaced_service, "labelled", "default",
              {"spec": {"ports": [{"port": 0, "protocol": "TCP"}]}})
 assert [p.port for p in v1.read_namespaced_service("labelled", "default").spec.ports] == [80], "a rejected patch loses nothing"
 expect_error(409, "the object has been modified", v1.patch_namespaced_service, "labelled", "default",

@@ -234,6 +234,16 @@ enum BenchCommand {
         services: u32,
         #[arg(long, default_value_t = 2000)]
         requests: u32,
+        /// Measure these proxies in labs instead (`svcnet,kube-proxy`: side by side, each in a
+        /// one-node lab of its own, Services loaded through the API).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        proxies: Vec<crate::lab::supervisor::NodeProxy>,
+        /// The labs' control plane (with --proxies).
+        #[arg(long, value_enum, default_value = "svcnet")]
+        control_plane: crate::lab::control_plane::ControlPlane,
+        /// Where upstream's binaries are [default: target/upstream/bin beside this binary].
+        #[arg(long)]
+        upstream_bin: Option<std::path::PathBuf>,
     },
 }
 
@@ -412,8 +422,25 @@ pub fn run() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
             ExitCode::SUCCESS
         }),
-        Command::Bench(BenchCommand::Datapath { services, requests }) => {
-            crate::bench::datapath::run(&crate::bench::datapath::Options { services, requests }).map(|v| {
+        Command::Bench(BenchCommand::Datapath {
+            services,
+            requests,
+            proxies,
+            control_plane,
+            upstream_bin,
+        }) => {
+            let result = if proxies.is_empty() {
+                crate::bench::datapath::run(&crate::bench::datapath::Options { services, requests })
+            } else {
+                crate::bench::datapath_lab::run(&crate::bench::datapath_lab::Options {
+                    services,
+                    requests,
+                    control_plane,
+                    proxies,
+                    upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
+                })
+            };
+            result.map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
                 ExitCode::SUCCESS
             })

@@ -91,7 +91,7 @@ fn rig(nets: &mut Namespaces, suffix: &str) -> Result<Rig> {
 
 /// The per-round figures of one case and their medians.
 #[derive(Default)]
-struct Case {
+pub(super) struct Case {
     rates: Vec<f64>,
     connect_p50s: Vec<f64>,
     connect_p99s: Vec<f64>,
@@ -112,7 +112,7 @@ fn median(values: &[f64]) -> f64 {
 }
 
 impl Case {
-    fn add(&mut self, stats: &Value) {
+    pub(super) fn add(&mut self, stats: &Value) {
         self.rates.push(stats["rate_per_s"].as_f64().unwrap_or(0.0));
         self.connect_p50s
             .push(stats["connect_ms"]["p50"].as_f64().unwrap_or(0.0));
@@ -122,7 +122,7 @@ impl Case {
         self.requests += stats["requests"].as_u64().unwrap_or(0);
     }
 
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         json!({
             "rate_per_s": { "median": super::round3(median(&self.rates)), "rounds": self.rates },
             "connect_ms": {

@@ -3,7 +3,9 @@
 
 pub mod apiserver;
 pub mod datapath;
+pub mod datapath_lab;
 pub mod dataplane;
+pub mod lab;
 pub mod process;
 pub mod programming;
 pub mod synthetic;

@@ -23,7 +23,6 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -36,10 +35,10 @@ use serde_json::{Value, json};
 
 use super::percentile_ms;
 use super::process::{cpu_seconds, memory_mib};
-use clap::ValueEnum;
 
+use super::lab::{BenchLab, LabSetup, flag_value};
 use crate::lab::control_plane::ControlPlane;
-use crate::lab::daemon::{Ready, client_for, read_ready};
+use crate::lab::daemon::client_for;
 use crate::lab::plan::state_dir;
 use crate::lab::supervisor::NodeProxy;
 
@@ -56,51 +55,10 @@ pub struct Options {
 }
 
 /// Concurrent writes while loading.
-const LOAD_CONCURRENCY: usize = 16;
+pub(super) const LOAD_CONCURRENCY: usize = 16;
 /// How long the last Service may take to answer everywhere before the run fails.
 const CONVERGENCE_LIMIT: Duration = Duration::from_secs(300);
-/// How `value` is written on the command line.
-fn flag_value(value: impl ValueEnum) -> String {
-    value
-        .to_possible_value()
-        .map(|p| p.get_name().to_owned())
-        .unwrap_or_default()
-}
-
-/// A lab of our own, taken down on drop (also on failure).
-struct BenchLab {
-    name: String,
-}
-
-impl BenchLab {
-    fn up(opts: &Options, proxy: NodeProxy) -> Result<(Self, Ready)> {
-        let exe = std::env::current_exe()?;
-        let name = format!("b{}", std::process::id());
-        let lab = BenchLab { name };
-        let out = Command::new(&exe)
-            .args(["lab", "up", "--name", &lab.name, "--nodes", &opts.nodes.to_string()])
-            .args(["--control-plane", &flag_value(opts.control_plane)])
-            .args(["--proxy", &flag_value(proxy)])
-            .arg("--upstream-bin")
-            .arg(&opts.upstream_bin)
-            .output()?;
-        if !out.status.success() {
-            bail!("lab up failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let ready = read_ready(&state_dir(&lab.name)).context("the lab is not ready")?;
-        Ok((lab, ready))
-    }
-}
-
-impl Drop for BenchLab {
-    fn drop(&mut self) {
-        if let Ok(exe) = std::env::current_exe() {
-            let _ = Command::new(exe).args(["lab", "down", "--name", &self.name]).output();
-        }
-    }
-}
-
-fn service(name: &str) -> Service {
+pub(super) fn service(name: &str) -> Service {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service", "metadata": { "name": name },
         "spec": { "ports": [{ "port": 80, "targetPort": 8080 }] },
@@ -109,7 +67,7 @@ fn service(name: &str) -> Service {
 }
 
 /// An EndpointSlice for Service `name` with these endpoint addresses.
-fn slice(name: &str, endpoints: &[String]) -> EndpointSlice {
+pub(super) fn slice(name: &str, endpoints: &[String]) -> EndpointSlice {
     let endpoints: Vec<Value> = endpoints
         .iter()
         .map(|ip| json!({ "addresses": [ip], "conditions": { "ready": true } }))
@@ -129,7 +87,7 @@ fn slice(name: &str, endpoints: &[String]) -> EndpointSlice {
 
 /// `count` addresses for background Service `i` in 100.64.0.0/10, outside every range the
 /// lab uses: programmed, never probed.
-fn unprobed_endpoints(i: u32, count: u32) -> Vec<String> {
+pub(super) fn unprobed_endpoints(i: u32, count: u32) -> Vec<String> {
     (0..count)
         .map(|j| {
             let n = i * count + j;
@@ -298,7 +256,12 @@ pub fn run(opts: &Options) -> Result<Value> {
 }
 
 fn run_one(opts: &Options, proxy: NodeProxy) -> Result<Value> {
-    let (lab, ready) = BenchLab::up(opts, proxy)?;
+    let (lab, ready) = BenchLab::up(&LabSetup {
+        nodes: opts.nodes,
+        control_plane: opts.control_plane,
+        proxy,
+        upstream_bin: opts.upstream_bin.clone(),
+    })?;
     let netns: Vec<String> = ready.plan.nodes.iter().map(|n| n.netns.clone()).collect();
     let node_names: Vec<String> = ready.plan.nodes.iter().map(|n| n.name.clone()).collect();
     let state = state_dir(&lab.name);

@@ -1,6 +1,6 @@
 //! The requests replayed against both API servers, generated from tables so each field
 //! combination is one line: Services of every type with valid and invalid fields, type
-//! transitions, Pods, Deployments, EndpointSlices, the three patch types, dry run, delete
+//! transitions, single-field updates, Pods, Deployments, EndpointSlices, the three patch types, dry run, delete
 //! options and list parameters. Pure: the same corpus every run.
 
 use serde_json::{Value, json};
@@ -235,6 +235,109 @@ fn transitions() -> Vec<Request> {
             format!("{}/{name}", services_path()),
             None,
         ));
+    }
+    out
+}
+
+/// Updates of one field by merge patch, each on a Service of its own created just before.
+fn updates() -> Vec<Request> {
+    let all = types();
+    let spec_of = |t: &str| {
+        all.iter()
+            .find(|(n, _)| *n == t)
+            .map(|(_, s)| s.clone())
+            .expect("a type")
+    };
+    let cases: Vec<(&str, &str, Value)> = vec![
+        (
+            "change-cluster-ip",
+            "clusterip",
+            json!({ "spec": { "clusterIP": "10.96.200.200", "clusterIPs": ["10.96.200.200"] } }),
+        ),
+        (
+            "clear-cluster-ip",
+            "clusterip",
+            json!({ "spec": { "clusterIP": "", "clusterIPs": null } }),
+        ),
+        ("to-ipv6", "clusterip", json!({ "spec": { "ipFamilies": ["IPv6"] } })),
+        (
+            "require-dual",
+            "clusterip",
+            json!({ "spec": { "ipFamilyPolicy": "RequireDualStack" } }),
+        ),
+        (
+            "nodeport-to-clusterip",
+            "nodeport",
+            json!({ "spec": { "type": "ClusterIP" } }),
+        ),
+        (
+            "set-node-port",
+            "nodeport",
+            json!({ "spec": { "ports": [{ "port": 80, "targetPort": 8080, "nodePort": 30444 }] } }),
+        ),
+        (
+            "affinity-config-without-affinity",
+            "clusterip",
+            json!({ "spec": { "sessionAffinityConfig": { "clientIP": { "timeoutSeconds": 60 } } } }),
+        ),
+        (
+            "etp-local-on-clusterip",
+            "clusterip",
+            json!({ "spec": { "externalTrafficPolicy": "Local" } }),
+        ),
+        (
+            "add-lb-class",
+            "loadbalancer",
+            json!({ "spec": { "loadBalancerClass": "example.com/lb" } }),
+        ),
+        (
+            "change-selector",
+            "clusterip",
+            json!({ "spec": { "selector": { "app": "b" } } }),
+        ),
+        ("remove-ports", "clusterip", json!({ "spec": { "ports": null } })),
+        (
+            "headless-gets-ip",
+            "headless",
+            json!({ "spec": { "clusterIP": "10.96.201.201", "clusterIPs": ["10.96.201.201"] } }),
+        ),
+        (
+            "change-external-name",
+            "externalname",
+            json!({ "spec": { "externalName": "other.example.com" } }),
+        ),
+        (
+            "lb-no-node-ports",
+            "loadbalancer",
+            json!({ "spec": { "allocateLoadBalancerNodePorts": false } }),
+        ),
+        (
+            "lb-etp-local",
+            "loadbalancer",
+            json!({ "spec": { "externalTrafficPolicy": "Local" } }),
+        ),
+        (
+            "nodeport-to-externalname",
+            "nodeport",
+            json!({ "spec": { "type": "ExternalName", "externalName": "example.com" } }),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (case, from, patch) in cases {
+        let name = format!("upd-{case}");
+        out.push(request(
+            format!("update/{case}/create"),
+            "POST",
+            services_path(),
+            Some(service(&name, spec_of(from))),
+        ));
+        out.push(Request {
+            id: format!("update/{case}/patch"),
+            method: "PATCH",
+            path: format!("{}/{name}", services_path()),
+            content_type: "application/merge-patch+json",
+            body: Some(patch.to_string()),
+        });
     }
     out
 }
@@ -699,6 +802,7 @@ fn malformed() -> Vec<Request> {
 pub fn corpus() -> Vec<Request> {
     let mut all = service_matrix();
     all.extend(transitions());
+    all.extend(updates());
     all.extend(patches());
     all.extend(workloads());
     all.extend(lists());

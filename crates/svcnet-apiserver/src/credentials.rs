@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use time::{Duration, OffsetDateTime};
 
 pub struct Credentials {
@@ -98,6 +98,18 @@ fn create_authority(dir: &Path, now: OffsetDateTime) -> io::Result<()> {
 /// A serving certificate for `hosts`, valid from `now` for [`SERVING_VALIDITY`], signed by the
 /// CA key in `dir`. Returns (certificate, key) as PEM.
 fn issue_serving_certificate(dir: &Path, hosts: &[String], now: OffsetDateTime) -> io::Result<(String, String)> {
+    issue(dir, "svcnet-apiserver", hosts, &[], now)
+}
+
+/// A certificate named `common_name` for `hosts` with `usages` (none: any), valid from `now`
+/// for [`SERVING_VALIDITY`], signed by the CA key in `dir`. Returns (certificate, key) as PEM.
+fn issue(
+    dir: &Path,
+    common_name: &str,
+    hosts: &[String],
+    usages: &[ExtendedKeyUsagePurpose],
+    now: OffsetDateTime,
+) -> io::Result<(String, String)> {
     let ca_key = KeyPair::from_pem(&fs::read_to_string(dir.join("ca.key"))?).map_err(rcgen_error)?;
     // the issuer's name and key are what a signature names; the stored ca.crt stays the anchor
     let issuer = ca_params(now)
@@ -105,11 +117,25 @@ fn issue_serving_certificate(dir: &Path, hosts: &[String], now: OffsetDateTime) 
         .map_err(rcgen_error)?;
     let key = KeyPair::generate().map_err(rcgen_error)?;
     let mut params = CertificateParams::new(hosts.to_vec()).map_err(rcgen_error)?;
-    params.distinguished_name.push(DnType::CommonName, "svcnet-apiserver");
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.extended_key_usages = usages.to_vec();
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + SERVING_VALIDITY;
     let cert = params.signed_by(&key, &issuer, &ca_key).map_err(rcgen_error)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A certificate for `name` that both serves `hosts` and authenticates as a client, signed by
+/// the CA in `dir` (made by [`ensure`] first): for a store such as etcd that must accept only
+/// clients holding the CA's certificates. Written as `<name>.crt` (public) and `<name>.key`
+/// (private) in `dir`; returns their paths.
+pub fn issue_mutual_tls(dir: &Path, name: &str, hosts: &[String]) -> io::Result<(PathBuf, PathBuf)> {
+    let usages = [ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let (cert, key) = issue(dir, name, hosts, &usages, OffsetDateTime::now_utc())?;
+    let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    write_file(&cert_path, cert.as_bytes(), PUBLIC_FILE)?;
+    write_file(&key_path, key.as_bytes(), PRIVATE_FILE)?;
+    Ok((cert_path, key_path))
 }
 
 /// Loads the credentials in `dir`, creating the CA and token first if absent, issues a fresh
@@ -167,6 +193,19 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn mutual_tls_certificates_are_signed_and_their_keys_private() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path(), "https://127.0.0.1:1", &["localhost".into()]).unwrap();
+        let (cert, key) = issue_mutual_tls(dir.path(), "etcd", &["127.0.0.1".into()]).unwrap();
+        assert_eq!((mode(&cert), mode(&key)), (0o644, 0o600));
+        assert!(
+            fs::read_to_string(&cert)
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
     }
 
     #[test]

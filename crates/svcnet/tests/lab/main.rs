@@ -6,6 +6,7 @@ mod names;
 mod sandbox;
 mod scale;
 mod support;
+mod upstream;
 
 use std::time::Duration;
 

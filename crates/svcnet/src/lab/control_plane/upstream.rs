@@ -214,8 +214,13 @@ pub async fn start_api_server(
         log_dir: dir.to_owned(),
     };
 
-    let etcd_url = format!("http://{ip}:{}", free_port(ip)?);
-    let peer_url = format!("http://{ip}:{}", free_port(ip)?);
+    // etcd holds every object, Secrets included: it answers only clients with a certificate
+    // of the lab's CA (kube-apiserver), never another local user on loopback
+    let (etcd_cert, etcd_key) = credentials::issue_mutual_tls(dir, "etcd", &[ip.to_string(), "localhost".to_owned()])?;
+    let (client_cert, client_key) = credentials::issue_mutual_tls(dir, "etcd-client", &[])?;
+    let ca = dir.join("ca.crt");
+    let etcd_url = format!("https://{ip}:{}", free_port(ip)?);
+    let peer_url = format!("https://{ip}:{}", free_port(ip)?);
     processes.spawn(
         "etcd",
         &bin.join("etcd"),
@@ -226,6 +231,14 @@ pub async fn start_api_server(
             format!("--listen-peer-urls={peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
             format!("--initial-cluster=default={peer_url}"),
+            "--client-cert-auth".to_owned(),
+            format!("--trusted-ca-file={}", path(&ca)),
+            format!("--cert-file={}", path(&etcd_cert)),
+            format!("--key-file={}", path(&etcd_key)),
+            "--peer-client-cert-auth".to_owned(),
+            format!("--peer-trusted-ca-file={}", path(&ca)),
+            format!("--peer-cert-file={}", path(&etcd_cert)),
+            format!("--peer-key-file={}", path(&etcd_key)),
             "--log-level=warn".to_owned(),
         ],
     )?;
@@ -234,6 +247,9 @@ pub async fn start_api_server(
         &bin.join("kube-apiserver"),
         &[
             format!("--etcd-servers={etcd_url}"),
+            format!("--etcd-cafile={}", path(&ca)),
+            format!("--etcd-certfile={}", path(&client_cert)),
+            format!("--etcd-keyfile={}", path(&client_key)),
             format!("--bind-address={ip}"),
             // the lab's API server is on loopback, which pods cannot reach and the endpoint
             // reconciler refuses: the `kubernetes` Service gets no endpoints
@@ -259,7 +275,7 @@ pub async fn start_api_server(
         url,
         address: api,
         service_account_key: sa_key,
-        ca: dir.join("ca.crt"),
+        ca,
     })
 }
 

@@ -268,7 +268,7 @@ pub async fn start_api_server(
             format!("--cert-dir={}", path(&dir.join("certs"))),
         ],
     )?;
-    wait_ready(&creds.kubeconfig, &mut processes).await?;
+    wait_ready(&creds.kubeconfig, api, &mut processes).await?;
     Ok(ApiServer {
         processes,
         kubeconfig: creds.kubeconfig,
@@ -325,16 +325,29 @@ fn first_service_ip(service_cidr: &str) -> Result<String> {
     Ok(std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string())
 }
 
-/// Waits until kube-apiserver reports ready (it bootstraps RBAC roles and system namespaces).
-async fn wait_ready(kubeconfig: &Path, processes: &mut Processes) -> Result<()> {
+/// Waits until kube-apiserver reports ready (it bootstraps RBAC roles and system namespaces):
+/// first until it accepts connections (quietly), then `/readyz` every half second (each
+/// not-yet-ready answer is logged by the client).
+async fn wait_ready(kubeconfig: &Path, address: SocketAddr, processes: &mut Processes) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        processes.check_alive()?;
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "kube-apiserver did not listen within 120 s:\n{}",
+                processes.log_tail("kube-apiserver")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let client = client_for(kubeconfig).await?;
-    for _ in 0..600 {
+    while tokio::time::Instant::now() < deadline {
         processes.check_alive()?;
         let request = http::Request::get("/readyz").body(Vec::new())?;
         if client.request_text(request).await.is_ok() {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     bail!(
         "kube-apiserver was not ready within 120 s:\n{}",

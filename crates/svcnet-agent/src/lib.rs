@@ -396,7 +396,7 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
             } else {
                 let changes = t.take_changes();
                 if changes.node_changed {
-                    tracing::info!("the node's addresses changed; rebuilding the model");
+                    tracing::info!("the node's addresses or zone changed; rebuilding the model");
                     Some((Update::Model(t.full_model()), changes.change_times))
                 } else if changes.ports.is_empty() && changes.change_times.is_empty() {
                     None

@@ -49,7 +49,7 @@ struct TrackedSlice {
 pub struct Changes {
     /// Changed service ports by id; `None` removes one.
     pub ports: Vec<(String, Option<ServicePort>)>,
-    /// The node's addresses changed: the whole model must be rebuilt.
+    /// The node's addresses or zone changed: the whole model must be rebuilt.
     pub node_changed: bool,
     /// When the changes happened in the cluster (EndpointSlices' trigger times), for the
     /// network programming latency.
@@ -65,6 +65,7 @@ impl Changes {
 pub struct ChangeTracker {
     node_name: String,
     node_ips: Vec<IpAddr>,
+    node_zone: Option<String>,
     cluster_cidrs: Vec<IpNet>,
     service_cidrs: Vec<IpNet>,
     config: ProxyConfig,
@@ -89,6 +90,7 @@ impl ChangeTracker {
         ChangeTracker {
             node_name: node_name.to_owned(),
             node_ips: Vec::new(),
+            node_zone: None,
             cluster_cidrs,
             service_cidrs,
             config,
@@ -196,11 +198,14 @@ impl ChangeTracker {
         self.dirty.insert(service);
     }
 
-    /// This node's object (`None`: deleted). Only a change of its addresses matters.
+    /// This node's object (`None`: deleted). Only a change of its addresses or its zone
+    /// (which topology hints are read against) matters.
     pub fn set_node(&mut self, node: Option<&Node>) {
         let ips = node.map(node_addresses).unwrap_or_default();
-        if ips != self.node_ips {
+        let zone = node.and_then(node_zone);
+        if ips != self.node_ips || zone != self.node_zone {
             self.node_ips = ips;
+            self.node_zone = zone;
             self.node_changed = true;
         }
     }
@@ -310,6 +315,7 @@ impl ChangeTracker {
         ProxyModel {
             node_name: self.node_name.clone(),
             node_ips: self.node_ips.clone(),
+            node_zone: self.node_zone.clone(),
             cluster_cidrs: self.cluster_cidrs.clone(),
             service_cidrs: self.service_cidrs.clone(),
             config: self.config.clone(),
@@ -338,6 +344,16 @@ fn parse_time(text: &str) -> Option<SystemTime> {
     let t = text.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
     let nanos = u64::try_from(t.as_nanosecond()).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
+/// The node's `topology.kubernetes.io/zone` label, if set and not empty.
+pub fn node_zone(node: &Node) -> Option<String> {
+    node.metadata
+        .labels
+        .as_ref()?
+        .get("topology.kubernetes.io/zone")
+        .filter(|z| !z.is_empty())
+        .cloned()
 }
 
 /// The node's internal and external addresses, from its status.

@@ -43,6 +43,8 @@ enum Step {
     },
     Node {
         addresses: u8,
+        /// 0: no zone label, else zone `z{zone}`.
+        zone: u8,
     },
     /// A re-list of services (`true`) or slices that drops the objects whose mask bit is set.
     Relist {
@@ -62,7 +64,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (0..2usize, 0..6usize, proptest::option::weighted(0.9, 0..4usize), 0..3usize, proptest::collection::vec(endpoint, 0..4))
             .prop_map(|(ns, slice, svc, ports, endpoints)| Step::ApplySlice { ns, slice, svc, ports, endpoints }),
         1 => (0..2usize, 0..6usize).prop_map(|(ns, slice)| Step::DeleteSlice { ns, slice }),
-        1 => (0u8..3).prop_map(|addresses| Step::Node { addresses }),
+        1 => (0u8..3, 0u8..3).prop_map(|(addresses, zone)| Step::Node { addresses, zone }),
         1 => (any::<bool>(), any::<u8>()).prop_map(|(services, drop_mask)| Step::Relist { services, drop_mask }),
         3 => Just(Step::Flush),
     ]
@@ -131,10 +133,19 @@ fn slice(
     let endpoints: Vec<_> = endpoints
         .iter()
         .map(|(ip, local, ready, serving, terminating)| {
+            let node = if *local { NODE } else { "node-b" };
+            // the address also picks the endpoint's topology hints
+            let hints = match ip % 4 {
+                0 => json!(null),
+                1 => json!({"forZones": [{"name": "z1"}]}),
+                2 => json!({"forZones": [{"name": "z2"}]}),
+                _ => json!({"forZones": [{"name": "z1"}], "forNodes": [{"name": node}]}),
+            };
             json!({
                 "addresses": [format!("10.244.{}.{}", ns, ip + 1)],
-                "nodeName": if *local { NODE } else { "node-b" },
+                "nodeName": node,
                 "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
+                "hints": hints,
             })
         })
         .collect();
@@ -146,11 +157,16 @@ fn slice(
     .unwrap()
 }
 
-fn node(addresses: u8) -> Node {
+fn node(addresses: u8, zone: u8) -> Node {
     let list: Vec<_> = (0..addresses)
         .map(|i| json!({"type": "InternalIP", "address": format!("10.240.0.{}", 11 + i)}))
         .collect();
-    serde_json::from_value(json!({"metadata": {"name": NODE}, "status": {"addresses": list}})).unwrap()
+    let labels = if zone == 0 {
+        json!({})
+    } else {
+        json!({"topology.kubernetes.io/zone": format!("z{zone}")})
+    };
+    serde_json::from_value(json!({"metadata": {"name": NODE, "labels": labels}, "status": {"addresses": list}})).unwrap()
 }
 
 type Key = (String, String);
@@ -176,7 +192,7 @@ impl Cluster {
             .as_ref()
             .map(svcnet_agent::tracker::node_addresses)
             .unwrap_or_default();
-        ProxyModel::build(
+        let mut model = ProxyModel::build(
             NODE,
             node_ips,
             cidrs("10.244.0.0/16"),
@@ -184,7 +200,9 @@ impl Cluster {
             ProxyConfig::default(),
             &services,
             &slices,
-        )
+        );
+        model.node_zone = self.node.as_ref().and_then(svcnet_agent::tracker::node_zone);
+        model
     }
 }
 
@@ -251,7 +269,7 @@ impl Agent {
 
 fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut cluster = Cluster {
-        node: Some(node(1)),
+        node: Some(node(1, 1)),
         ..Default::default()
     };
     let mut agent = Agent::start(&cluster);
@@ -298,8 +316,8 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     agent.tracker.delete_slice(&k);
                 }
             }
-            Step::Node { addresses } => {
-                let n = node(addresses);
+            Step::Node { addresses, zone } => {
+                let n = node(addresses, zone);
                 agent.tracker.set_node(Some(&n));
                 cluster.node = Some(n);
             }

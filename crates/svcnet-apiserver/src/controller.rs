@@ -18,9 +18,13 @@ use svcnet_core::endpoints::{CONTROLLER_NAME, EndpointInputs, LABEL_MANAGED_BY, 
 use svcnet_core::service::model::ServiceModel;
 use svcnet_store::{Event, Store};
 
+use crate::events;
 use crate::objects::{self, Ids, Reply};
 use crate::registry::Registry;
 use crate::resources::{ENDPOINT_SLICES, ENDPOINTS, NODES, PODS, SERVICES};
+
+/// The source of the events this controller records (upstream's name).
+const ENDPOINT_SLICE_CONTROLLER: &str = "endpoint-slice-controller";
 
 fn typed<T: serde::de::DeserializeOwned>(items: Vec<Value>) -> Vec<T> {
     items
@@ -205,6 +209,19 @@ pub fn reconcile(store: &Store, ids: &mut dyn Ids, scope: &Scope) -> Reply<usize
             &slices,
             svcnet_core::endpoints::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
         );
+        // recorded with the writes they explain, so a Service whose hints stay off is not
+        // told so again on every round (upstream's recorder folds repeats into a count)
+        if !changes.is_empty() && !changes.events.is_empty() {
+            let object = serde_json::to_value(svc).expect("JSON");
+            for e in &changes.events {
+                let record = if e.warning {
+                    events::record_warning
+                } else {
+                    events::record
+                };
+                record(store, ids, &object, e.reason, &e.message, ENDPOINT_SLICE_CONTROLLER);
+            }
+        }
         for s in changes.create {
             let v = serde_json::to_value(&s).expect("JSON");
             writes += usize::from(objects::create(store, &ENDPOINT_SLICES, &ns, v, ids).is_ok());

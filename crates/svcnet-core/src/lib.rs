@@ -20,6 +20,7 @@ pub mod endpoints;
 pub mod field;
 pub mod ip;
 pub mod names;
+pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod service;

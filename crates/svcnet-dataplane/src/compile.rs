@@ -463,7 +463,11 @@ impl<'a> TableBuilder<'a> {
     fn service_port(&mut self, sp: &ServicePort) {
         let fam = self.ip_family();
         let mine = |ip: &IpAddr| IpFamily::of(*ip) == fam;
-        let all: Vec<&Endpoint> = sp.cluster_endpoints().into_iter().filter(|e| mine(&e.ip)).collect();
+        let all: Vec<&Endpoint> = sp
+            .cluster_endpoints(self.model.node_zone.as_deref())
+            .into_iter()
+            .filter(|e| mine(&e.ip))
+            .collect();
         let local: Vec<&Endpoint> = sp.local_endpoints().into_iter().filter(|e| mine(&e.ip)).collect();
         let proto = Atom::Proto(sp.protocol);
         let port = Atom::Port(sp.port);

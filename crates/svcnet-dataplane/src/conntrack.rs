@@ -31,10 +31,19 @@ fn destinations(sp: &ServicePort) -> Vec<IpAddr> {
 pub fn stale_udp(old: &ProxyModel, new: &ProxyModel) -> Vec<Filter> {
     let mut out = BTreeSet::new();
     for (id, before) in old.ports.iter().filter(|(_, p)| p.protocol == Protocol::Udp) {
-        let before_eps: BTreeSet<IpAddr> = before.cluster_endpoints().iter().map(|e| e.ip).collect();
+        let before_eps: BTreeSet<IpAddr> = before
+            .cluster_endpoints(old.node_zone.as_deref())
+            .iter()
+            .map(|e| e.ip)
+            .collect();
         let after = new.ports.get(id);
         let after_eps: BTreeSet<IpAddr> = after
-            .map(|p| p.cluster_endpoints().iter().map(|e| e.ip).collect())
+            .map(|p| {
+                p.cluster_endpoints(new.node_zone.as_deref())
+                    .iter()
+                    .map(|e| e.ip)
+                    .collect()
+            })
             .unwrap_or_default();
         for gone in before_eps.difference(&after_eps) {
             // a flow's reply comes from an endpoint of its destination's family
@@ -58,8 +67,11 @@ pub fn stale_udp(old: &ProxyModel, new: &ProxyModel) -> Vec<Filter> {
         }
     }
     for (id, after) in new.ports.iter().filter(|(_, p)| p.protocol == Protocol::Udp) {
-        let had_none = old.ports.get(id).is_none_or(|p| p.cluster_endpoints().is_empty());
-        if had_none && !after.cluster_endpoints().is_empty() {
+        let had_none = old
+            .ports
+            .get(id)
+            .is_none_or(|p| p.cluster_endpoints(old.node_zone.as_deref()).is_empty());
+        if had_none && !after.cluster_endpoints(new.node_zone.as_deref()).is_empty() {
             for dst in destinations(after) {
                 out.insert(Filter {
                     orig_dst: Some(dst),

@@ -40,6 +40,7 @@ struct Touched {
 fn static_inputs_equal(a: &ProxyModel, b: &ProxyModel) -> bool {
     a.node_name == b.node_name
         && a.node_ips == b.node_ips
+        && a.node_zone == b.node_zone
         && a.cluster_cidrs == b.cluster_cidrs
         && a.service_cidrs == b.service_cidrs
         && a.config == b.config

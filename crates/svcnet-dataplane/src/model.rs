@@ -38,6 +38,43 @@ impl Default for ProxyConfig {
     }
 }
 
+/// Whether an endpoint carries node hints, and whether one names this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeHint {
+    #[default]
+    None,
+    ThisNode,
+    OtherNodes,
+}
+
+/// An endpoint's topology hints as one node reads them (see [`Topology`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Hints {
+    /// The zones it is hinted for; empty when it has no zone hints.
+    pub zones: Vec<String>,
+    pub node: NodeHint,
+}
+
+impl Hints {
+    /// The hints of `ep` for the proxy of node `node_name`.
+    pub fn of(ep: &k8s_openapi::api::discovery::v1::Endpoint, node_name: &str) -> Self {
+        let Some(hints) = &ep.hints else {
+            return Hints::default();
+        };
+        let nodes = hints.for_nodes.as_deref().unwrap_or(&[]);
+        Hints {
+            zones: hints.for_zones.iter().flatten().map(|z| z.name.clone()).collect(),
+            node: if nodes.is_empty() {
+                NodeHint::None
+            } else if nodes.iter().any(|n| n.name == node_name) {
+                NodeHint::ThisNode
+            } else {
+                NodeHint::OtherNodes
+            },
+        }
+    }
+}
+
 /// One endpoint of one service port.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -48,6 +85,49 @@ pub struct Endpoint {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
+    #[serde(default)]
+    pub hints: Hints,
+}
+
+/// Which endpoints a node uses for Cluster-policy traffic, from the ready endpoints' hints
+/// (upstream kube-proxy's rule): its own node's when every ready endpoint has node hints and
+/// one names this node; else its zone's when every ready endpoint has zone hints and one
+/// names this node's zone; else all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology<'a> {
+    All,
+    SameNode,
+    SameZone(&'a str),
+}
+
+impl<'a> Topology<'a> {
+    pub fn from_hints(endpoints: &[Endpoint], zone: Option<&'a str>) -> Self {
+        let mut ready = endpoints.iter().filter(|e| e.ready).peekable();
+        if ready.peek().is_none() {
+            return Topology::All;
+        }
+        let ready: Vec<&Endpoint> = ready.collect();
+        if ready.iter().all(|e| e.hints.node != NodeHint::None)
+            && ready.iter().any(|e| e.hints.node == NodeHint::ThisNode)
+        {
+            return Topology::SameNode;
+        }
+        if let Some(zone) = zone
+            && ready.iter().all(|e| !e.hints.zones.is_empty())
+            && ready.iter().any(|e| e.hints.zones.iter().any(|z| z == zone))
+        {
+            return Topology::SameZone(zone);
+        }
+        Topology::All
+    }
+
+    pub fn admits(self, ep: &Endpoint) -> bool {
+        match self {
+            Topology::All => true,
+            Topology::SameNode => ep.hints.node == NodeHint::ThisNode,
+            Topology::SameZone(zone) => ep.hints.zones.iter().any(|z| z == zone),
+        }
+    }
 }
 
 /// A service port as the proxy sees it: every address it is reachable on and its endpoints.
@@ -131,10 +211,12 @@ impl ServicePort {
         )
     }
 
-    /// Endpoints that receive new connections cluster-wide: the ready ones, or when none is
-    /// ready, the serving ones that are terminating (graceful-termination fallback).
-    pub fn cluster_endpoints(&self) -> Vec<&Endpoint> {
-        usable(self.endpoints.iter())
+    /// Endpoints that receive new connections under the Cluster policy on a node in `zone`:
+    /// the ready ones its [`Topology`] admits, or when none is ready anywhere, the serving
+    /// ones that are terminating (graceful-termination fallback).
+    pub fn cluster_endpoints(&self, zone: Option<&str>) -> Vec<&Endpoint> {
+        let topology = Topology::from_hints(&self.endpoints, zone);
+        usable(self.endpoints.iter().filter(move |e| !e.ready || topology.admits(e)))
     }
 
     /// The same choice among this node's endpoints.
@@ -166,6 +248,9 @@ pub struct ProxyModel {
     /// The service CIDRs: traffic to an unallocated address there is dropped.
     pub service_cidrs: Vec<IpNet>,
     pub config: ProxyConfig,
+    /// This node's `topology.kubernetes.io/zone`, which zone hints are read against.
+    #[serde(default)]
+    pub node_zone: Option<String>,
     /// Keyed by `ServicePort::id()`.
     pub ports: BTreeMap<String, ServicePort>,
 }
@@ -224,6 +309,7 @@ pub struct SliceAddress {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
+    pub hints: Hints,
 }
 
 /// An EndpointSlice reduced to what one node's proxy needs: its ports (name, protocol,
@@ -253,6 +339,7 @@ impl SliceEndpoints {
             let cond = ep.conditions.clone().unwrap_or_default();
             // Unknown readiness counts as ready, as upstream interprets a nil condition.
             let ready = cond.ready.unwrap_or(true);
+            let hints = Hints::of(ep, node_name);
             for addr in &ep.addresses {
                 let Some(ip) = svcnet_core::ip::parse_ip_sloppy(addr) else {
                     continue;
@@ -263,6 +350,7 @@ impl SliceEndpoints {
                     ready,
                     serving: cond.serving.unwrap_or(ready),
                     terminating: cond.terminating.unwrap_or(false),
+                    hints: hints.clone(),
                 });
             }
         }
@@ -290,6 +378,7 @@ pub fn with_endpoints<'a>(template: &ServicePort, slices: impl IntoIterator<Item
             ready: a.ready,
             serving: a.serving,
             terminating: a.terminating,
+            hints: a.hints.clone(),
         }));
     }
     endpoints.sort();
@@ -342,6 +431,7 @@ impl ProxyModel {
             cluster_cidrs,
             service_cidrs,
             config,
+            node_zone: None,
             ports,
         }
     }

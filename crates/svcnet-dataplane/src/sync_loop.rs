@@ -150,16 +150,23 @@ fn udp_ports<B: Backend>(syncer: &Syncer<B>, ids: Option<&BTreeSet<String>>) -> 
 /// The ids of the service ports whose incremental state (`base` with the `pending` changes)
 /// differs from `rebuilt`; `["(node)"]` when the node-wide inputs differ.
 fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, rebuilt: &ProxyModel) -> Vec<String> {
-    fn node_wide(
-        m: &ProxyModel,
-    ) -> (
-        &String,
-        &Vec<std::net::IpAddr>,
-        &Vec<ipnet::IpNet>,
-        &Vec<ipnet::IpNet>,
-        &crate::model::ProxyConfig,
-    ) {
-        (&m.node_name, &m.node_ips, &m.cluster_cidrs, &m.service_cidrs, &m.config)
+    type NodeWide<'a> = (
+        &'a String,
+        &'a Vec<std::net::IpAddr>,
+        &'a Option<String>,
+        &'a Vec<ipnet::IpNet>,
+        &'a Vec<ipnet::IpNet>,
+        &'a crate::model::ProxyConfig,
+    );
+    fn node_wide(m: &ProxyModel) -> NodeWide<'_> {
+        (
+            &m.node_name,
+            &m.node_ips,
+            &m.node_zone,
+            &m.cluster_cidrs,
+            &m.service_cidrs,
+            &m.config,
+        )
     }
     if node_wide(base) != node_wide(rebuilt) {
         return vec!["(node)".to_owned()];
@@ -441,6 +448,7 @@ mod tests {
                 ready: true,
                 serving: true,
                 terminating: false,
+                hints: Default::default(),
             }],
         );
         (sp.id(), Some(sp))

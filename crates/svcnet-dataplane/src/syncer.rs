@@ -214,6 +214,7 @@ mod tests {
                 ready: true,
                 serving: true,
                 terminating: false,
+                hints: Default::default(),
             }],
         )
     }

@@ -121,6 +121,10 @@ enum LabCommand {
         /// The proxy on every node: `svcnet proxy`, or upstream's kube-proxy (nftables mode).
         #[arg(long, value_enum, default_value = "svcnet")]
         proxy: crate::lab::supervisor::NodeProxy,
+        /// Zones the nodes are spread over, in turn (`a,b`: node-1 in a, node-2 in b, node-3
+        /// in a...), as their `topology.kubernetes.io/zone` label.
+        #[arg(long, value_delimiter = ',')]
+        zones: Vec<String>,
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
@@ -164,6 +168,8 @@ enum LabCommand {
         upstream_bin: std::path::PathBuf,
         #[arg(long, value_enum)]
         proxy: crate::lab::supervisor::NodeProxy,
+        #[arg(long, value_delimiter = ',')]
+        zones: Vec<String>,
     },
 }
 
@@ -574,9 +580,11 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             control_plane,
             upstream_bin,
             proxy,
+            zones,
         } => commands::up(&commands::UpOptions {
             name,
             nodes,
+            zones,
             demo,
             daemon: DaemonOptions {
                 api: api_listen,
@@ -601,9 +609,11 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             control_plane,
             upstream_bin,
             proxy,
+            zones,
         } => commands::daemon(
             &name,
             nodes,
+            &zones,
             DaemonOptions {
                 api: api_listen,
                 control_plane,

@@ -2,6 +2,7 @@
 //! Endpoints. Pure functions of (Service, Pods, Nodes, existing objects, time passed in).
 //! [`validate`] checks an EndpointSlice written through the API.
 
+pub mod hints;
 pub mod legacy;
 pub mod pod;
 pub mod slices;

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use super::hints::{FamilySlices, HintStrategy, TopologyEvent};
 use super::pod;
 use super::*;
 use crate::ip::IpFamily;
@@ -21,6 +22,8 @@ pub struct SliceChanges {
     pub delete: Vec<EndpointSlice>,
     /// Pods left out because their node is not known yet; retry later.
     pub pods_waiting_for_node: Vec<String>,
+    /// Events to record on the Service about its topology hints.
+    pub events: Vec<TopologyEvent>,
 }
 
 impl SliceChanges {
@@ -213,8 +216,10 @@ pub fn reconcile_slices(inputs: &EndpointInputs<'_>, existing: &[EndpointSlice],
 
     let families = svc.address_families();
     let labels = slice_labels(svc);
+    let strategy = HintStrategy::of(svc);
     let mut kept_existing = 0usize;
     for family in &families {
+        let (mut create, mut update, mut unchanged) = (Vec::new(), Vec::new(), Vec::new());
         let mut desired = desired_for_family(inputs, *family, &mut waiting);
         let of_family: Vec<&EndpointSlice> = ours
             .iter()
@@ -232,19 +237,32 @@ pub fn reconcile_slices(inputs: &EndpointInputs<'_>, existing: &[EndpointSlice],
             match desired.groups.remove(&key) {
                 None => changes.delete.extend(slices.into_iter().cloned()),
                 Some((ports, endpoints)) => {
-                    let (create, update, delete, unchanged) =
-                        reconcile_port_group(svc, *family, &labels, ports, endpoints, &slices, max);
-                    kept_existing += update.len() + unchanged;
-                    changes.create.extend(create);
-                    changes.update.extend(update);
-                    changes.delete.extend(delete);
+                    let group = reconcile_port_group(svc, *family, &labels, ports, endpoints, &slices, max);
+                    kept_existing += group.update.len() + group.unchanged.len();
+                    create.extend(group.create);
+                    update.extend(group.update);
+                    changes.delete.extend(group.delete);
+                    unchanged.extend(group.unchanged);
                 }
             }
         }
         for (_, (ports, endpoints)) in desired.groups {
-            let (create, ..) = reconcile_port_group(svc, *family, &labels, ports, endpoints, &[], max);
-            changes.create.extend(create);
+            create.extend(reconcile_port_group(svc, *family, &labels, ports, endpoints, &[], max).create);
         }
+        let had_hints = ours
+            .iter()
+            .filter(|s| s.address_type == address_type(*family))
+            .flat_map(|s| endpoints_of(s))
+            .any(|e| e.hints.is_some());
+        let slices = FamilySlices {
+            address_type: address_type(*family),
+            create: &mut create,
+            update: &mut update,
+            unchanged: &mut unchanged,
+        };
+        changes.events.extend(strategy.assign(inputs.nodes, slices, had_hints));
+        changes.create.extend(create);
+        changes.update.extend(update);
     }
     for s in &ours {
         let supported = families.iter().any(|f| s.address_type == address_type(*f));
@@ -277,7 +295,23 @@ pub fn reconcile_slices(inputs: &EndpointInputs<'_>, existing: &[EndpointSlice],
     changes
 }
 
-type GroupResult = (Vec<EndpointSlice>, Vec<EndpointSlice>, Vec<EndpointSlice>, usize);
+/// One port group's slices after reconciliation.
+struct GroupResult {
+    create: Vec<EndpointSlice>,
+    update: Vec<EndpointSlice>,
+    delete: Vec<EndpointSlice>,
+    unchanged: Vec<EndpointSlice>,
+}
+
+/// Whether two endpoints agree on everything but their topology hints (which are set after
+/// endpoints are placed, so a desired endpoint never has them).
+fn same_but_hints(stored: &Endpoint, desired: &Endpoint) -> bool {
+    stored.hints.is_none() && stored == desired
+        || Endpoint {
+            hints: None,
+            ..stored.clone()
+        } == *desired
+}
 
 fn reconcile_port_group(
     svc: &ServiceModel,
@@ -306,8 +340,12 @@ fn reconcile_port_group(
         let mut changed = false;
         for ep in endpoints_of(s) {
             if let Some(want) = remaining.remove(&endpoint_id(ep)) {
-                changed |= want != *ep;
-                kept.push(want);
+                if same_but_hints(ep, &want) {
+                    kept.push(ep.clone());
+                } else {
+                    changed = true;
+                    kept.push(want);
+                }
             }
         }
         let labels_changed = s.metadata.labels.as_ref() != Some(labels);
@@ -370,5 +408,10 @@ fn reconcile_port_group(
             to_create.push(slice);
         }
     }
-    (to_create, to_update, to_delete, unchanged.len())
+    GroupResult {
+        create: to_create,
+        update: to_update,
+        delete: to_delete,
+        unchanged,
+    }
 }

@@ -79,6 +79,7 @@ pub struct ServiceModel {
     pub name: String,
     pub uid: String,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
     pub service_type: ServiceType,
     /// Empty for headless and ExternalName services.
     pub cluster_ips: Vec<IpAddr>,
@@ -97,6 +98,8 @@ pub struct ServiceModel {
     pub health_check_node_port: Option<u16>,
     pub publish_not_ready_addresses: bool,
     pub external_name: Option<String>,
+    /// `spec.trafficDistribution` as given (validated to one of upstream's values).
+    pub traffic_distribution: Option<String>,
 }
 
 /// Why a wire Service could not become a model.
@@ -160,6 +163,7 @@ impl ServiceModel {
             name: name(svc).to_owned(),
             uid: svc.metadata.uid.clone().unwrap_or_default(),
             labels: svc.metadata.labels.clone().unwrap_or_default(),
+            annotations: svc.metadata.annotations.clone().unwrap_or_default(),
             service_type,
             cluster_ips: if is_headless(svc) {
                 vec![]
@@ -190,6 +194,7 @@ impl ServiceModel {
             health_check_node_port: sp.health_check_node_port.filter(|n| *n != 0).map(|n| n as u16),
             publish_not_ready_addresses: sp.publish_not_ready_addresses.unwrap_or(false),
             external_name: sp.external_name.clone(),
+            traffic_distribution: sp.traffic_distribution.clone(),
         })
     }
 

@@ -2,6 +2,7 @@
 
 mod allocator_model;
 mod endpoints;
+mod hints;
 mod support;
 mod tidy;
 mod transitions;

@@ -554,3 +554,112 @@ fn load_time_structures_do_not_grow_per_service() {
     assert!(stats.chains < 46, "chains must not grow with services: {stats:?}");
     assert!(stats.sets < 40, "sets must not grow with services: {stats:?}");
 }
+
+/// `ep` hinted for `zones` and, when given, for `node`.
+fn hinted(ip: &str, node: &str, zones: &[&str], node_hint: Option<&str>) -> svcnet_dataplane::model::Endpoint {
+    use svcnet_dataplane::model::{Hints, NodeHint};
+    let mut e = ep(ip, 80, node, true);
+    e.hints = Hints {
+        zones: zones.iter().map(|z| z.to_string()).collect(),
+        node: match node_hint {
+            None => NodeHint::None,
+            Some(n) if n == NODE => NodeHint::ThisNode,
+            Some(_) => NodeHint::OtherNodes,
+        },
+    };
+    e
+}
+
+#[test]
+fn topology_hints_choose_endpoints_as_kube_proxy_does() {
+    let a = "10.180.0.1";
+    let b = "10.180.2.1";
+    let c = "10.180.3.1";
+    let to_cluster_ip = |m: &ProxyModel| trace(m, &compile(m), &pkt("10.180.9.9", "172.30.0.41", 80));
+    let with = |zone: Option<&str>, eps: Vec<svcnet_dataplane::model::Endpoint>, itp: Policy| {
+        let mut m = model();
+        m.node_zone = zone.map(str::to_owned);
+        let mut sp = port("topo", "http", "172.30.0.41", Protocol::Tcp, 80, eps);
+        sp.internal_traffic_policy = itp;
+        insert(&mut m, sp);
+        m
+    };
+    let zoned = || {
+        vec![
+            hinted(a, NODE, &["zone-a"], None),
+            hinted(b, "other", &["zone-b"], None),
+            hinted(c, "third", &["zone-a"], None),
+        ]
+    };
+    let cases: Vec<(&str, ProxyModel, Outcome)> = vec![
+        (
+            "zone hints for this node's zone",
+            with(Some("zone-a"), zoned(), Policy::Cluster),
+            dnat(&["10.180.0.1:80", "10.180.3.1:80"], false),
+        ),
+        (
+            "no endpoint hinted for this zone: all",
+            with(Some("zone-c"), zoned(), Policy::Cluster),
+            dnat(&["10.180.0.1:80", "10.180.2.1:80", "10.180.3.1:80"], false),
+        ),
+        (
+            "a node without a zone uses all",
+            with(None, zoned(), Policy::Cluster),
+            dnat(&["10.180.0.1:80", "10.180.2.1:80", "10.180.3.1:80"], false),
+        ),
+        (
+            "one ready endpoint without hints: all",
+            with(
+                Some("zone-a"),
+                vec![hinted(a, NODE, &["zone-a"], None), ep(b, 80, "other", true)],
+                Policy::Cluster,
+            ),
+            dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
+        ),
+        (
+            "a not-ready endpoint without hints does not matter",
+            with(
+                Some("zone-a"),
+                vec![
+                    hinted(a, NODE, &["zone-a"], None),
+                    hinted(b, "other", &["zone-b"], None),
+                    ep(c, 80, "third", false),
+                ],
+                Policy::Cluster,
+            ),
+            dnat(&["10.180.0.1:80"], false),
+        ),
+        (
+            "node hints for this node win over zone hints",
+            with(
+                Some("zone-a"),
+                vec![
+                    hinted(a, NODE, &["zone-a"], Some(NODE)),
+                    hinted(c, "third", &["zone-a"], Some("third")),
+                ],
+                Policy::Cluster,
+            ),
+            dnat(&["10.180.0.1:80"], false),
+        ),
+        (
+            "no endpoint on this node: zone hints",
+            with(
+                Some("zone-a"),
+                vec![
+                    hinted(b, "other", &["zone-b"], Some("other")),
+                    hinted(c, "third", &["zone-a"], Some("third")),
+                ],
+                Policy::Cluster,
+            ),
+            dnat(&["10.180.3.1:80"], false),
+        ),
+        (
+            "internalTrafficPolicy Local wins over hints",
+            with(Some("zone-b"), zoned(), Policy::Local),
+            dnat(&["10.180.0.1:80"], false),
+        ),
+    ];
+    for (name, m, want) in cases {
+        assert_eq!(to_cluster_ip(&m), want, "{name}");
+    }
+}

@@ -11,6 +11,7 @@ pub fn model() -> ProxyModel {
     ProxyModel {
         node_name: NODE.into(),
         node_ips: vec!["192.168.0.2".parse().unwrap()],
+        node_zone: None,
         cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
         service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
         config: ProxyConfig::default(),
@@ -26,6 +27,7 @@ pub fn ep(ip: &str, port: u16, node: &str, ready: bool) -> Endpoint {
         ready,
         serving: ready,
         terminating: false,
+        hints: Default::default(),
     }
 }
 

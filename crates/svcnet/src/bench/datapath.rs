@@ -157,6 +157,7 @@ pub fn run(opts: &Options) -> Result<Value> {
             ready: true,
             serving: true,
             terminating: false,
+            hints: Default::default(),
         }],
     );
     let clock = Instant::now();

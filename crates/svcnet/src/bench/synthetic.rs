@@ -31,6 +31,7 @@ pub fn service(i: u32, endpoints: u32, first_endpoint: u32) -> ServicePort {
                 ready: true,
                 serving: true,
                 terminating: false,
+                hints: Default::default(),
             })
             .collect(),
     )
@@ -40,6 +41,7 @@ pub fn model(services: u32, endpoints: u32) -> ProxyModel {
     let mut m = ProxyModel {
         node_name: NODE.into(),
         node_ips: vec![],
+        node_zone: None,
         cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
         service_cidrs: vec!["172.16.0.0/12".parse().unwrap()],
         config: ProxyConfig::default(),

@@ -46,6 +46,8 @@ fn log_tail(state: &Path) -> String {
 pub struct UpOptions {
     pub name: String,
     pub nodes: usize,
+    /// The nodes' zones, in turn (none: no zone labels).
+    pub zones: Vec<String>,
     pub demo: bool,
     pub daemon: DaemonOptions,
 }
@@ -109,7 +111,7 @@ fn check_api_address(api: SocketAddr) -> Result<()> {
 
 /// Starts the daemon, waits until the cluster is ready, and deploys the demo if asked.
 pub fn up(opts: &UpOptions) -> Result<ExitCode> {
-    let plan = LabPlan::new(&opts.name, opts.nodes)?;
+    let plan = LabPlan::new(&opts.name, opts.nodes)?.with_zones(&opts.zones)?;
     require_root()?;
     let _starting = StartLock::take(&opts.name)?;
     let state = state_dir(&opts.name);
@@ -148,6 +150,11 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             &opts.nodes.to_string(),
         ])
         .args(["--api-listen", &opts.daemon.api.to_string()])
+        .args(if opts.zones.is_empty() {
+            vec![]
+        } else {
+            vec!["--zones".to_owned(), opts.zones.join(",")]
+        })
         .args([
             "--control-plane",
             opts.daemon.control_plane.to_possible_value().expect("named").get_name(),
@@ -194,8 +201,9 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
     );
     println!("  export KUBECONFIG={}", ready.kubeconfig.display());
     for node in &plan.nodes {
+        let zone = node.zone.as_ref().map(|z| format!("zone {z}; ")).unwrap_or_default();
         println!(
-            "  {}: {} (pods {}; namespace {})",
+            "  {}: {} ({zone}pods {}; namespace {})",
             node.name, node.ip, node.pod_cidr, node.netns
         );
     }
@@ -416,8 +424,8 @@ pub fn external(name: &str, command: &[String]) -> Result<ExitCode> {
 }
 
 /// `svcnet lab daemon`: what `up` starts in the background.
-pub fn daemon(name: &str, nodes: usize, options: DaemonOptions) -> Result<ExitCode> {
-    let plan = LabPlan::new(name, nodes)?;
+pub fn daemon(name: &str, nodes: usize, zones: &[String], options: DaemonOptions) -> Result<ExitCode> {
+    let plan = LabPlan::new(name, nodes)?.with_zones(zones)?;
     require_root()?;
     let state = state_dir(name);
     std::fs::create_dir_all(&state)?;

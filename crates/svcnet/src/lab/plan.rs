@@ -25,6 +25,9 @@ pub struct NodePlan {
     pub netns: String,
     pub ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
+    /// Its `topology.kubernetes.io/zone` label (`svcnet lab up --zones`).
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl LabPlan {
                 netns: format!("{prefix}node{i}"),
                 ip: Ipv4Addr::new(10, 240, 0, 10 + i as u8),
                 pod_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, i as u8, 0), 24).expect("valid prefix"),
+                zone: None,
             })
             .collect();
         Ok(LabPlan {
@@ -77,6 +81,21 @@ impl LabPlan {
             external_netns: format!("{prefix}external"),
             external_ip: Ipv4Addr::new(10, 240, 0, 100),
         })
+    }
+
+    /// Puts node i (from 1) in zone `zones[(i - 1) % len]`, so `--zones a,b` on four nodes
+    /// makes node-1 and node-3 zone a. Zones must be valid label values.
+    pub fn with_zones(mut self, zones: &[String]) -> Result<Self> {
+        for zone in zones {
+            let problems = svcnet_core::names::label_value(zone);
+            if zone.is_empty() || !problems.is_empty() {
+                bail!("zone {zone:?} is not a valid label value: {}", problems.join("; "));
+            }
+        }
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.zone = (!zones.is_empty()).then(|| zones[i % zones.len()].clone());
+        }
+        Ok(self)
     }
 
     /// The namespace of a pod, from its uid (names are unique per lab and short).
@@ -107,6 +126,18 @@ mod tests {
         assert!(LabPlan::new("averyverylongname", 2).is_err());
         assert!(LabPlan::new("demo", 0).is_err());
         assert!(LabPlan::new("demo", MAX_NODES + 1).is_err());
+        let zoned = LabPlan::new("demo", 3)
+            .unwrap()
+            .with_zones(&["a".into(), "b".into()])
+            .unwrap();
+        let zones: Vec<Option<&str>> = zoned.nodes.iter().map(|n| n.zone.as_deref()).collect();
+        assert_eq!(zones, [Some("a"), Some("b"), Some("a")]);
+        assert!(
+            LabPlan::new("demo", 2)
+                .unwrap()
+                .with_zones(&["not a zone".into()])
+                .is_err()
+        );
         let big = LabPlan::new("demo", MAX_NODES).unwrap();
         assert_eq!(big.nodes[MAX_NODES - 1].ip, Ipv4Addr::new(10, 240, 0, 42));
         assert_eq!(big.nodes[MAX_NODES - 1].netns, "svl-demo-node32");

@@ -147,6 +147,7 @@ fn service_port() -> impl Strategy<Value = ServicePort> {
                         ready: *ready,
                         serving: *ready || *terminating,
                         terminating: *terminating,
+                        hints: Default::default(),
                     })
                     .collect();
                 let mut sp =
@@ -180,6 +181,7 @@ fn proxy_model() -> impl Strategy<Value = ProxyModel> {
             ProxyModel {
                 node_name: "node-1".into(),
                 node_ips: vec!["192.168.0.2".parse().unwrap(), "fd00:192::2".parse().unwrap()],
+                node_zone: None,
                 cluster_cidrs: v4[..pod_cidrs]
                     .iter()
                     .chain(&v6[..pod_cidrs])
@@ -229,6 +231,7 @@ fn a_rejected_transaction_names_the_refused_operation_and_changes_nothing() {
     let model = ProxyModel {
         node_name: "node-1".into(),
         node_ips: vec!["192.168.0.2".parse().unwrap()],
+        node_zone: None,
         cluster_cidrs: vec!["10.180.0.0/16".parse().unwrap()],
         service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
         config: ProxyConfig::default(),

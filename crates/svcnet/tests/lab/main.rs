@@ -74,6 +74,8 @@ macro_rules! on_both_control_planes {
     )*};
 }
 
+mod topology;
+
 on_both_control_planes!(
     demo_shows_clusterip_and_nodeport_traffic,
     nodeport_clusterip_protocols_and_endpoints,

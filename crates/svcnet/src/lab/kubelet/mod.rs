@@ -42,24 +42,34 @@ pub struct NodeContext {
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 fn node_object(node: &NodePlan) -> Node {
+    let mut labels = json!({
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+    });
+    if let Some(zone) = &node.zone {
+        labels[svcnet_core::endpoints::LABEL_ZONE] = json!(zone);
+    }
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {
-            "name": node.name,
-            "labels": {
-                "kubernetes.io/hostname": node.name,
-                "kubernetes.io/os": "linux",
-            },
-        },
+        "metadata": { "name": node.name, "labels": labels },
         "spec": { "podCIDR": node.pod_cidr.to_string(), "podCIDRs": [node.pod_cidr.to_string()] },
     }))
     .expect("node object")
 }
 
+/// What a node offers: the machine's CPUs (every lab node shares them), so topology-aware
+/// routing's CPU-proportional hints see equal nodes.
+fn node_resources() -> serde_json::Value {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    json!({ "cpu": cpus.to_string(), "pods": "110" })
+}
+
 fn node_status(node: &NodePlan) -> serde_json::Value {
     let now = svcnet_apiserver::objects::now();
     json!({ "status": {
+        "capacity": node_resources(),
+        "allocatable": node_resources(),
         "addresses": [
             { "type": "InternalIP", "address": node.ip.to_string() },
             { "type": "Hostname", "address": node.name },

@@ -45,6 +45,8 @@ const ROOTS: &[&str] = &[
     "api::rbac::v1::ClusterRoleBinding",
     "api::authorization::v1::SelfSubjectAccessReview",
     "api::authentication::v1::SelfSubjectReview",
+    "api::networking::v1::ServiceCIDR",
+    "api::networking::v1::IPAddress",
     "api::autoscaling::v1::Scale",
     "api::events::v1::Event",
     "apimachinery::pkg::apis::meta::v1::DeleteOptions",

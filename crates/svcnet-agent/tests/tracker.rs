@@ -166,7 +166,8 @@ fn node(addresses: u8, zone: u8) -> Node {
     } else {
         json!({"topology.kubernetes.io/zone": format!("z{zone}")})
     };
-    serde_json::from_value(json!({"metadata": {"name": NODE, "labels": labels}, "status": {"addresses": list}})).unwrap()
+    serde_json::from_value(json!({"metadata": {"name": NODE, "labels": labels}, "status": {"addresses": list}}))
+        .unwrap()
 }
 
 type Key = (String, String);

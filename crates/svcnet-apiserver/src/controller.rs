@@ -46,6 +46,13 @@ pub struct Scope {
     pub namespaces: BTreeMap<String, Option<BTreeSet<String>>>,
     /// Whether workloads (Deployments, ReplicaSets, their Pods) changed.
     pub workloads: bool,
+    /// Whether ServiceCIDRs changed (the allocator's ranges follow them).
+    pub service_cidrs: bool,
+    /// The allocator's own IPAddress objects that were deleted (put back while their
+    /// address is still allocated, as upstream's repair loop does).
+    pub lost_ip_addresses: Vec<String>,
+    /// Whether any IPAddress went (a ServiceCIDR being deleted may now go too).
+    pub ip_addresses_released: bool,
 }
 
 impl Scope {
@@ -54,6 +61,9 @@ impl Scope {
             all: true,
             namespaces: BTreeMap::new(),
             workloads: true,
+            service_cidrs: true,
+            lost_ip_addresses: Vec::new(),
+            ip_addresses_released: false,
         }
     }
 
@@ -90,6 +100,14 @@ impl Scope {
                 }
                 "deployments.apps" | "replicasets.apps" => scope.workloads = true,
                 "nodes" => scope.all = true,
+                "servicecidrs.networking.k8s.io" => scope.service_cidrs = true,
+                "ipaddresses.networking.k8s.io" if e.kind == svcnet_store::EventKind::Deleted => {
+                    scope.ip_addresses_released = true;
+                    let v: Value = serde_json::from_slice(&e.object.value).unwrap_or_default();
+                    if crate::service_cidrs::is_managed(&v) {
+                        scope.lost_ip_addresses.push(key.name.clone());
+                    }
+                }
                 _ => {}
             }
         }
@@ -97,7 +115,12 @@ impl Scope {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.all && self.namespaces.is_empty() && !self.workloads
+        !self.all
+            && self.namespaces.is_empty()
+            && !self.workloads
+            && !self.service_cidrs
+            && self.lost_ip_addresses.is_empty()
+            && !self.ip_addresses_released
     }
 }
 
@@ -290,6 +313,10 @@ pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Rece
                 return (housekeeping, next);
             }
             let mut ids = objects::RandomIds::new();
+            let cidrs = crate::service_cidrs::reconcile_round(&r, &scope, &mut ids);
+            if let Err(status) = &cidrs {
+                tracing::warn!(error = %status.message, "ServiceCIDR reconciliation failed");
+            }
             let workloads = if scope.workloads {
                 crate::workloads::reconcile(store, &mut ids)
             } else {
@@ -298,8 +325,8 @@ pub async fn run(registry: Arc<Registry>, mut revision: tokio::sync::watch::Rece
             if let Err(status) = &workloads {
                 tracing::warn!(error = %status.message, "workload reconciliation failed");
             }
-            let result =
-                reconcile(store, &mut ids, &scope).map(|w| w + workloads.unwrap_or(0) + housekeeping.unwrap_or(0));
+            let result = reconcile(store, &mut ids, &scope)
+                .map(|w| w + workloads.unwrap_or(0) + housekeeping.unwrap_or(0) + cidrs.unwrap_or(0));
             (result, next)
         })
         .await

@@ -7,6 +7,7 @@
 //! Services are the exception that proves the rule: their writes go through the Service
 //! registry (allocation), which the generic path hands them to.
 
+use k8s_openapi::api::networking::v1 as networking;
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, discovery::v1 as discovery};
 use k8s_openapi::api::{authentication::v1 as authn, authorization::v1 as authz, rbac::v1 as rbac};
 use k8s_pb as pb;
@@ -34,6 +35,11 @@ pub struct Strategy {
     pub defaults: fn(&mut Value),
     /// The kind's own rules (beyond names and decoding), as field errors.
     pub validate: fn(&Value) -> Vec<FieldError>,
+    /// What an update may not change: the new object's errors against the stored one.
+    pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    /// Whether an update is checked by `validate_update` alone (as upstream's strategies for
+    /// ServiceCIDR and IPAddress do), not by `validate` too.
+    pub update_rules_only: bool,
     /// What its objects' names must be: why a name is not (RFC 1123 subdomains unless the
     /// kind says otherwise).
     pub name: fn(&str) -> Vec<String>,
@@ -59,6 +65,10 @@ fn no_rules(_: &Value) -> Vec<FieldError> {
     Vec::new()
 }
 
+fn no_update_rules(_: &Value, _: &Value) -> Vec<FieldError> {
+    Vec::new()
+}
+
 /// A kind whose Rust type is `T` and protobuf message `P`, with `defaults` and `validate`.
 const fn typed<T, P>(kind: &'static Kind, defaults: fn(&mut Value), validate: fn(&Value) -> Vec<FieldError>) -> Strategy
 where
@@ -72,12 +82,14 @@ where
         from_protobuf: protobuf_of::<P>,
         defaults,
         validate,
+        validate_update: no_update_rules,
+        update_rules_only: false,
         name: svcnet_core::names::dns1123_subdomain,
     }
 }
 
 /// Every served kind's registration.
-pub static STRATEGIES: [Strategy; 21] = [
+pub static STRATEGIES: [Strategy; 23] = [
     // namespace names are RFC 1123 labels
     Strategy {
         name: svcnet_core::names::dns1123_label,
@@ -131,7 +143,41 @@ pub static STRATEGIES: [Strategy; 21] = [
         no_defaults,
         no_rules,
     ),
+    Strategy {
+        validate_update: rules::service_cidr_update,
+        update_rules_only: true,
+        ..typed::<networking::ServiceCIDR, pb::api::networking::v1::ServiceCIDR>(
+            &resources::SERVICE_CIDRS,
+            defaults::service_cidr,
+            rules::service_cidr,
+        )
+    },
+    // an IPAddress is named by its address; the typed form cannot hold a parent reference
+    // without its required parts, which validation reports instead
+    Strategy {
+        decode: decode_ip_address,
+        validate_update: svcnet_core::service_cidr::validate_ip_address_update,
+        update_rules_only: true,
+        name: svcnet_core::service_cidr::ip_problems,
+        ..typed::<networking::IPAddress, pb::api::networking::v1::IPAddress>(
+            &resources::IP_ADDRESSES,
+            no_defaults,
+            svcnet_core::service_cidr::validate_ip_address,
+        )
+    },
 ];
+
+fn decode_ip_address(v: &Value) -> Result<Value, String> {
+    let mut filled = v.clone();
+    if let Some(parent) = filled["spec"].get_mut("parentRef").and_then(Value::as_object_mut) {
+        for field in ["name", "resource"] {
+            parent.entry(field).or_insert_with(|| Value::String(String::new()));
+        }
+    } else if filled.is_object() {
+        filled["spec"] = serde_json::json!({ "parentRef": { "name": "", "resource": "" } });
+    }
+    round_trip::<networking::IPAddress>(&filled)
+}
 
 /// The registration of `kind`.
 pub fn of(kind: &Kind) -> Option<&'static Strategy> {
@@ -156,6 +202,13 @@ pub(crate) mod defaults {
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
             admit_pod_spec(spec);
+        }
+    }
+
+    /// A ServiceCIDR always has a status, if only `{}`.
+    pub fn service_cidr(obj: &mut Value) {
+        if obj.is_object() && obj["status"].is_null() {
+            obj["status"] = json!({});
         }
     }
 
@@ -250,8 +303,22 @@ pub(crate) mod defaults {
 
 /// The kinds' own validation rules.
 mod rules {
+    use k8s_openapi::api::networking::v1::ServiceCIDR;
     use serde_json::Value;
     use svcnet_core::field::{FieldError, FieldPath};
+    use svcnet_core::service_cidr;
+
+    fn service_cidr_of(obj: &Value) -> ServiceCIDR {
+        serde_json::from_value(obj.clone()).unwrap_or_default()
+    }
+
+    pub fn service_cidr(obj: &Value) -> Vec<FieldError> {
+        service_cidr::validate_service_cidr(&service_cidr_of(obj))
+    }
+
+    pub fn service_cidr_update(new: &Value, old: &Value) -> Vec<FieldError> {
+        service_cidr::validate_service_cidr_update(&service_cidr_of(new), &service_cidr_of(old))
+    }
 
     /// Deployments and ReplicaSets: replicas ≥ 0, a selector matching the template's labels,
     /// containers given (the core's checks).

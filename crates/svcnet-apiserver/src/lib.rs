@@ -41,6 +41,7 @@ pub mod reviews;
 pub mod scale;
 pub mod selection;
 pub mod server;
+pub mod service_cidrs;
 pub mod strategic;
 pub mod table;
 pub mod workloads;

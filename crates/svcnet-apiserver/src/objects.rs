@@ -147,8 +147,8 @@ fn default_workload(kind: &Kind, obj: &mut Value) {
 
 /// The kind-specific checks of a new or replaced object: it decodes as its kind (a body that
 /// is not the kind's shape, `strategy: "x"`, is refused as upstream's decoder does), then its
-/// registration's rules.
-fn validate(kind: &Kind, obj: &Value) -> Reply<()> {
+/// registration's rules (on an update, unless the kind checks updates by their own rules).
+fn validate(kind: &Kind, obj: &Value, update: bool) -> Reply<()> {
     let Some(strategy) = crate::kinds::of(kind) else {
         return Ok(());
     };
@@ -157,6 +157,9 @@ fn validate(kind: &Kind, obj: &Value) -> Reply<()> {
             "unable to decode the {}: {e}",
             kind.kind
         ))));
+    }
+    if update && strategy.update_rules_only {
+        return Ok(());
     }
     let errs = (strategy.validate)(obj);
     if errs.is_empty() {
@@ -182,7 +185,7 @@ pub fn create_with(
     options: WriteOptions,
 ) -> Reply<Value> {
     prepare(kind, namespace, &mut obj)?;
-    validate(kind, &obj)?;
+    validate(kind, &obj, false)?;
     if meta_str(&obj, "resourceVersion").is_some_and(|v| !v.is_empty()) {
         return Err(Box::new(Status::bad_request(
             "resourceVersion should not be set on objects to be created",
@@ -288,7 +291,9 @@ pub fn replace_with(
     }
     set_meta(&mut obj, "name", json!(name));
     if !status_only {
-        validate(kind, &obj)?;
+        // a replace of a missing object is a create, checked by the create rules below
+        let exists = store.get(&key(kind, namespace, name)).map_err(internal)?.is_some();
+        validate(kind, &obj, exists)?;
     }
     let k = key(kind, namespace, name);
     let Some(stored) = store.get(&k).map_err(internal)? else {
@@ -301,6 +306,12 @@ pub fn replace_with(
         return create_with(store, kind, namespace, obj, ids, options);
     };
     let old: Value = serde_json::from_slice(&stored.value).map_err(internal)?;
+    if !status_only && let Some(strategy) = crate::kinds::of(kind) {
+        let errs = (strategy.validate_update)(&obj, &old);
+        if !errs.is_empty() {
+            return Err(invalid(kind, name, errs));
+        }
+    }
     let expected = match meta_str(&obj, "resourceVersion").filter(|v| !v.is_empty()) {
         Some(v) if v.parse::<u64>().ok() != Some(stored.revision) => {
             return Err(Box::new(Status::conflict(kind.group, kind.plural, name)));

@@ -21,7 +21,8 @@ use thiserror::Error;
 
 use crate::finalizers;
 use crate::objects;
-use crate::resources::NAMESPACES;
+use crate::resources::{IP_ADDRESSES, NAMESPACES};
+use crate::service_cidrs;
 
 const SERVICES: &str = "services";
 const ENDPOINTS: &str = "endpoints";
@@ -60,6 +61,27 @@ struct State {
 pub struct Registry {
     store: Store,
     state: Mutex<State>,
+    /// `--service-cluster-ip-range`, which the ServiceCIDR `kubernetes` mirrors.
+    configured: Vec<IpNet>,
+    node_ports: PortRange,
+}
+
+/// How many times a write picks another address when the one it planned turns out to be
+/// held by an IPAddress a client created.
+const CLAIM_ATTEMPTS: usize = 8;
+
+/// Deletes the IPAddress objects of the addresses `changes` frees.
+fn release_ip_addresses(
+    b: &mut svcnet_store::WriteBatch<'_>,
+    changes: &svcnet_core::alloc::AllocationChanges,
+) -> svcnet_store::Result<()> {
+    for ip in &changes.released_ips {
+        let k = service_cidrs::ip_address_key(*ip);
+        if b.get(&k)?.is_some() {
+            b.delete(&k, None)?;
+        }
+    }
+    Ok(())
 }
 
 fn key(namespace: &str, name: &str) -> Key {
@@ -107,7 +129,10 @@ impl Registry {
     /// sure `default/kubernetes` exists.
     pub fn open(path: &Path, service_cidrs: &[IpNet], node_ports: PortRange) -> Result<Self, OpenError> {
         let store = Store::open(path, HISTORY)?;
-        let mut allocators = Allocators::new(service_cidrs, node_ports)?;
+        let (mut allocators, refused) = service_cidrs::allocators(&store, service_cidrs, node_ports)?;
+        for (name, why) in refused {
+            tracing::warn!(servicecidr = %name, problem = %why, "ServiceCIDR not used for allocation");
+        }
         let (stored, _) = store.list(SERVICES, None)?;
         // a stored Service this version cannot read is reported, never a reason not to start
         let services: Vec<Service> = stored
@@ -129,9 +154,169 @@ impl Registry {
                 allocators,
                 rng: OsRandom(rand::rngs::StdRng::from_os_rng()),
             }),
+            configured: service_cidrs.to_vec(),
+            node_ports,
         };
         registry.bootstrap()?;
+        // after bootstrap, which may have created `default/kubernetes`
+        let services = registry
+            .list_services(None)
+            .map_err(|s| OpenError::Bootstrap(s.message))?
+            .0;
+        registry
+            .repair_ip_addresses(&services)
+            .map_err(|s| OpenError::Bootstrap(s.message))?;
         Ok(registry)
+    }
+
+    /// Makes the IPAddress objects match the stored Services' cluster IPs: the ones a store
+    /// from before IPAddress objects lacks are created, the allocator's own objects for
+    /// addresses no Service holds are deleted (a client's IPAddress reservations stay).
+    fn repair_ip_addresses(&self, services: &[Service]) -> Reply<usize> {
+        let mut held: std::collections::BTreeMap<std::net::IpAddr, &Service> = Default::default();
+        for svc in services {
+            for ip in svcnet_core::registry::held_ips(svc) {
+                held.entry(ip).or_insert(svc);
+            }
+        }
+        let (stored, _) = self.store.list(&IP_ADDRESSES.store_name(), None).map_err(internal)?;
+        let mut present = std::collections::BTreeSet::new();
+        let mut orphans = Vec::new();
+        for s in &stored {
+            let Ok(obj) = serde_json::from_slice::<serde_json::Value>(&s.value) else {
+                continue;
+            };
+            let Some(ip) = s.key.name.parse::<std::net::IpAddr>().ok() else {
+                continue;
+            };
+            present.insert(ip);
+            if service_cidrs::is_managed(&obj) && !held.contains_key(&ip) {
+                orphans.push(ip);
+            }
+        }
+        let missing: Vec<(std::net::IpAddr, &Service)> =
+            held.into_iter().filter(|(ip, _)| !present.contains(ip)).collect();
+        if missing.is_empty() && orphans.is_empty() {
+            return Ok(0);
+        }
+        let mut rng = OsRandom(rand::rngs::StdRng::from_os_rng());
+        let count = missing.len() + orphans.len();
+        self.store
+            .write(|b| {
+                let revision = b.revision() + 1;
+                for (ip, svc) in &missing {
+                    let (ns, name) = (
+                        svc.metadata.namespace.as_deref().unwrap_or(""),
+                        svc.metadata.name.as_deref().unwrap_or(""),
+                    );
+                    b.create(
+                        &service_cidrs::ip_address_key(*ip),
+                        &service_cidrs::ip_address_object(*ip, ns, name, &uid(&mut rng), revision),
+                    )?;
+                }
+                for ip in &orphans {
+                    b.delete(&service_cidrs::ip_address_key(*ip), None)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| store_error(e, "ipaddresses"))?;
+        tracing::info!(
+            created = missing.len(),
+            deleted = orphans.len(),
+            "IPAddress objects repaired"
+        );
+        Ok(count)
+    }
+
+    /// Rebuilds the allocators over the configured ranges and the ServiceCIDRs stored now
+    /// (after a ServiceCIDR changed); returns the ServiceCIDRs it could not use, with why.
+    pub fn refresh_service_cidrs(&self) -> Reply<Vec<(String, String)>> {
+        let mut state = self.state.lock().expect("registry lock");
+        let (mut allocators, refused) =
+            service_cidrs::allocators(&self.store, &self.configured, self.node_ports).map_err(internal)?;
+        let (services, _) = self.list_services(None)?;
+        for p in rebuild_allocators(&mut allocators, &services) {
+            tracing::warn!(service = %p.service, problem = %p.detail, "allocation not restored");
+        }
+        state.allocators = allocators;
+        Ok(refused)
+    }
+
+    /// Writes the allocator's IPAddress object for `ip` again if a Service holds `ip` and
+    /// the object is gone; returns whether it did.
+    pub fn restore_ip_address(&self, ip: std::net::IpAddr) -> Reply<bool> {
+        let mut state = self.state.lock().expect("registry lock");
+        if !state.allocators.is_allocated(ip)
+            || self
+                .store
+                .get(&service_cidrs::ip_address_key(ip))
+                .map_err(internal)?
+                .is_some()
+        {
+            return Ok(false);
+        }
+        let (services, _) = self.list_services(None)?;
+        let Some(holder) = services
+            .iter()
+            .find(|s| svcnet_core::registry::held_ips(s).contains(&ip))
+        else {
+            return Ok(false);
+        };
+        let id = uid(&mut state.rng);
+        let (ns, name) = (
+            holder.metadata.namespace.clone().unwrap_or_default(),
+            holder.metadata.name.clone().unwrap_or_default(),
+        );
+        self.store
+            .write(|b| {
+                let obj = service_cidrs::ip_address_object(ip, &ns, &name, &id, b.revision() + 1);
+                b.create(&service_cidrs::ip_address_key(ip), &obj)
+            })
+            .map_err(|e| store_error(e, &ip.to_string()))?;
+        Ok(true)
+    }
+
+    /// Every allocated cluster IP.
+    pub fn allocated_ips(&self) -> Vec<std::net::IpAddr> {
+        let state = self.state.lock().expect("registry lock");
+        state.allocators.allocated_ips().into_iter().collect()
+    }
+
+    /// The first address `changes` takes that a client's IPAddress already holds.
+    fn claimed_elsewhere(&self, changes: &svcnet_core::alloc::AllocationChanges) -> Reply<Option<std::net::IpAddr>> {
+        for ip in &changes.allocated_ips {
+            if self
+                .store
+                .get(&service_cidrs::ip_address_key(*ip))
+                .map_err(internal)?
+                .is_some()
+            {
+                return Ok(Some(*ip));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Plans `svc`'s write, taking other addresses while a planned one is held by an
+    /// IPAddress a client created (those become taken in the allocator, as upstream's
+    /// allocator, whose state is the IPAddress objects, sees them).
+    fn plan_claiming(
+        &self,
+        state: &mut State,
+        old: Option<&Service>,
+        svc: Service,
+    ) -> Reply<svcnet_core::registry::PlannedWrite> {
+        let mut attempt = 0;
+        loop {
+            let planned = plan_write(old, svc.clone(), &state.allocators, &mut state.rng)?;
+            match self.claimed_elsewhere(&planned.changes)? {
+                Some(ip) if attempt < CLAIM_ATTEMPTS => {
+                    let _ = state.allocators.reserve_ip(ip);
+                    attempt += 1;
+                }
+                _ => return Ok(planned),
+            }
+        }
     }
 
     /// What every cluster starts with: the four system namespaces and `default/kubernetes`.
@@ -144,9 +329,16 @@ impl Registry {
                     .map_err(|s| OpenError::Bootstrap(s.message))?;
             }
         }
+        service_cidrs::ensure_default(&self.store, &self.configured, &mut ids)
+            .map_err(|s| OpenError::Bootstrap(s.message))?;
         self.ensure_kubernetes_service()
             .map(drop)
             .map_err(|s| OpenError::Bootstrap(s.message))
+    }
+
+    /// The ranges `--service-cluster-ip-range` configured.
+    pub fn configured_ranges(&self) -> &[IpNet] {
+        &self.configured
     }
 
     /// Creates `default/kubernetes` (the first address of the primary range, port 443) if it
@@ -265,7 +457,7 @@ impl Registry {
         }
         let name = svc.metadata.name.clone().unwrap_or_default();
         crate::namespaces::admit_create(&self.store, &crate::resources::SERVICES, namespace, &name)?;
-        let planned = plan_write(None, svc, &state.allocators, &mut state.rng)?;
+        let planned = self.plan_claiming(state, None, svc)?;
         let mut svc = planned.service;
         let meta = &mut svc.metadata;
         meta.uid = Some(uid(&mut state.rng));
@@ -341,7 +533,7 @@ impl Registry {
         // identity and system fields come from the stored object
         svc.metadata.uid = old.metadata.uid.clone();
         svc.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
-        let planned = plan_write(Some(&old), svc, &state.allocators, &mut state.rng)?;
+        let planned = self.plan_claiming(state, Some(&old), svc)?;
         let mut svc = planned.service;
         svc.metadata.generation = None;
         if svc.status.is_none() {
@@ -440,10 +632,12 @@ impl Registry {
         if current != revision {
             return Err(Box::new(Status::conflict("", SERVICES, name)));
         }
-        let (next, snapshot) = after(&state.allocators, &plan_delete(&old))?;
+        let changes = plan_delete(&old);
+        let (next, snapshot) = after(&state.allocators, &changes)?;
         self.store
             .write(|b| {
                 b.delete(&key(namespace, name), Some(revision))?;
+                release_ip_addresses(b, &changes)?;
                 let endpoints = Key::new(ENDPOINTS, namespace, name);
                 if b.get(&endpoints)?.is_some() {
                     b.delete(&endpoints, None)?;
@@ -471,10 +665,19 @@ impl Registry {
             // planned and checked against the allocators; nothing stored, nothing kept
             return Ok(svc);
         }
+        let (namespace, svc_name) = (svc.metadata.namespace.clone().unwrap_or_default(), name.to_owned());
+        let ids: Vec<String> = changes.allocated_ips.iter().map(|_| uid(&mut state.rng)).collect();
         self.store
             .write(|b| {
-                svc.metadata.resource_version = Some((b.revision() + 1).to_string());
+                let revision = b.revision() + 1;
+                svc.metadata.resource_version = Some(revision.to_string());
                 write(b, &svc)?;
+                // each allocated address gets its IPAddress in the Service's own transaction
+                for (ip, id) in changes.allocated_ips.iter().zip(&ids) {
+                    let obj = service_cidrs::ip_address_object(*ip, &namespace, &svc_name, id, revision);
+                    b.create(&service_cidrs::ip_address_key(*ip), &obj)?;
+                }
+                release_ip_addresses(b, changes)?;
                 b.put_side_data(ALLOCATORS, &snapshot)
             })
             .map_err(|e| store_error(e, name))?;

@@ -254,7 +254,27 @@ pub const SELF_SUBJECT_REVIEWS: Kind = review(
     "SelfSubjectReview",
 );
 
-pub const ALL: [&Kind; 21] = [
+pub const SERVICE_CIDRS: Kind = Kind {
+    has_status: true,
+    ..plain(
+        "networking.k8s.io",
+        "servicecidrs",
+        "servicecidr",
+        "ServiceCIDR",
+        false,
+        &[],
+    )
+};
+pub const IP_ADDRESSES: Kind = plain(
+    "networking.k8s.io",
+    "ipaddresses",
+    "ipaddress",
+    "IPAddress",
+    false,
+    &["ip"],
+);
+
+pub const ALL: [&Kind; 23] = [
     &NAMESPACES,
     &SERVICES,
     &PODS,
@@ -276,6 +296,8 @@ pub const ALL: [&Kind; 21] = [
     &CLUSTER_ROLE_BINDINGS,
     &SELF_SUBJECT_ACCESS_REVIEWS,
     &SELF_SUBJECT_REVIEWS,
+    &SERVICE_CIDRS,
+    &IP_ADDRESSES,
 ];
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {

@@ -24,5 +24,6 @@ pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod service;
+pub mod service_cidr;
 pub mod status;
 pub mod workloads;

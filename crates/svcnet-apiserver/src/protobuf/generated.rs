@@ -2729,6 +2729,60 @@ impl ToJson for pb::api::events::v1::EventSeries {
     }
 }
 
+impl ToJson for pb::api::networking::v1::IPAddress {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::networking::v1::IPAddressSpec {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "parentRef", &self.parent_ref);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::networking::v1::ParentReference {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "group", &self.group);
+        field(&mut object, "resource", &self.resource);
+        field(&mut object, "namespace", &self.namespace);
+        field(&mut object, "name", &self.name);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::networking::v1::ServiceCIDR {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "metadata", &self.metadata);
+        field(&mut object, "spec", &self.spec);
+        field(&mut object, "status", &self.status);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::networking::v1::ServiceCIDRSpec {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "cidrs", &self.cidrs);
+        Value::Object(object)
+    }
+}
+
+impl ToJson for pb::api::networking::v1::ServiceCIDRStatus {
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        field(&mut object, "conditions", &self.conditions);
+        Value::Object(object)
+    }
+}
+
 impl ToJson for pb::api::rbac::v1::AggregationRule {
     fn to_json(&self) -> Value {
         let mut object = Map::new();

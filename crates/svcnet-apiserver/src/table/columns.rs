@@ -36,6 +36,24 @@ fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
+/// `resource[.group][/namespace]/name`, lowercased, as upstream prints an IPAddress's parent.
+fn ip_address_parent(v: &Value) -> String {
+    let parent = &v["spec"]["parentRef"];
+    if !parent.is_object() {
+        return "<none>".to_owned();
+    }
+    let text = |f: &str| parent[f].as_str().unwrap_or("").to_owned();
+    let mut out = text("resource");
+    if !text("group").is_empty() {
+        out = format!("{out}.{}", text("group"));
+    }
+    out = out.to_lowercase();
+    if !text("namespace").is_empty() {
+        out = format!("{out}/{}", text("namespace"));
+    }
+    format!("{out}/{}", text("name"))
+}
+
 /// The columns of `kind` (NAME first, AGE where upstream puts it).
 pub fn layout(kind: &str) -> Vec<Column> {
     match kind {
@@ -123,6 +141,14 @@ pub fn layout(kind: &str) -> Vec<Column> {
                 )
             }),
         ],
+        "ServiceCIDR" => vec![
+            col("Name", 0, name),
+            col("CIDRs", 0, |v, _| {
+                strings(&v["spec"]["cidrs"]).collect::<Vec<_>>().join(",")
+            }),
+            col("Age", 0, age_cell),
+        ],
+        "IPAddress" => vec![col("Name", 0, name), col("ParentRef", 0, |v, _| ip_address_parent(v))],
         "EndpointSlice" => vec![
             col("Name", 0, name),
             col("AddressType", 0, |v, _| {

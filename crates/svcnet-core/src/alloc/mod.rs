@@ -57,13 +57,23 @@ pub enum ConfigError {
     NoRange,
     #[error("invalid port range {0:?}: expected LOW-HIGH within 1-65535")]
     BadPortRange(String),
+    #[error("{0} is not one of the cluster's service IP families (--service-cluster-ip-range)")]
+    FamilyNotConfigured(&'static str),
 }
 
 /// The committed allocation state of a cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allocators {
     primary: IpFamily,
+    /// The configured ranges (`--service-cluster-ip-range`), one per family.
     ranges: BTreeMap<IpFamily, IpRange>,
+    /// Ranges added at run time (ServiceCIDR objects), tried in order once the configured
+    /// range of their family is full. An address is marked in every range that holds it,
+    /// so overlapping ranges never hand it out twice.
+    extra: Vec<IpRange>,
+    /// Added ranges being removed: they keep the addresses they hold until those are
+    /// released, and hand out none.
+    draining: Vec<IpRange>,
     node_ports: NodePortRange,
 }
 
@@ -110,8 +120,115 @@ impl Allocators {
         Ok(Allocators {
             primary: primary.ok_or(ConfigError::NoRange)?,
             ranges,
+            extra: Vec::new(),
+            draining: Vec::new(),
             node_ports: NodePortRange::new(node_ports),
         })
+    }
+
+    /// These allocators (nothing allocated yet) with `cidrs` added after the configured
+    /// ranges. A CIDR equal to a configured range is already there; one of a family the
+    /// cluster is not configured for, or too large for a bitmap, is refused.
+    pub fn with_extra_ranges(self, cidrs: &[IpNet]) -> Result<Self, ConfigError> {
+        self.adding(cidrs, false)
+    }
+
+    /// These allocators with `cidrs` added as draining ranges: they hold addresses (so a
+    /// Service keeps one while its ServiceCIDR is being deleted) but hand out none.
+    pub fn with_draining_ranges(self, cidrs: &[IpNet]) -> Result<Self, ConfigError> {
+        self.adding(cidrs, true)
+    }
+
+    fn adding(mut self, cidrs: &[IpNet], draining: bool) -> Result<Self, ConfigError> {
+        for cidr in cidrs {
+            let range = IpRange::new(*cidr)?;
+            if !self.ranges.contains_key(&range.family()) {
+                return Err(ConfigError::FamilyNotConfigured(range.family().as_str()));
+            }
+            let known = self.all_ranges().any(|r| r.cidr() == range.cidr());
+            if !known {
+                if draining {
+                    self.draining.push(range);
+                } else {
+                    self.extra.push(range);
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Every range, draining ones last.
+    fn all_ranges(&self) -> impl Iterator<Item = &IpRange> {
+        self.ranges.values().chain(&self.extra).chain(&self.draining)
+    }
+
+    /// Every address taken in any range.
+    pub fn allocated_ips(&self) -> BTreeSet<IpAddr> {
+        self.all_ranges().flat_map(IpRange::allocated).collect()
+    }
+
+    /// The ranges added with [`with_extra_ranges`](Self::with_extra_ranges).
+    pub fn extra_ranges(&self) -> &[IpRange] {
+        &self.extra
+    }
+
+    /// Every range that can hold `ip`: the configured one of its family first, draining
+    /// ones last.
+    fn holding(&self, ip: IpAddr) -> impl Iterator<Item = &IpRange> {
+        self.ranges
+            .get(&IpFamily::of(ip))
+            .into_iter()
+            .chain(&self.extra)
+            .chain(&self.draining)
+            .filter(move |r| r.slot_of(ip).is_some())
+    }
+
+    /// Whether a range that hands out addresses holds `ip`.
+    fn active_holds(&self, ip: IpAddr) -> bool {
+        self.ranges
+            .get(&IpFamily::of(ip))
+            .into_iter()
+            .chain(&self.extra)
+            .any(|r| r.slot_of(ip).is_some())
+    }
+
+    /// Whether `ip` is taken in any range.
+    pub fn is_allocated(&self, ip: IpAddr) -> bool {
+        self.holding(ip).any(|r| r.is_allocated(ip))
+    }
+
+    /// Why `ip` cannot be allocated at all, if it cannot: no range of its family, or outside
+    /// every range (worded for the configured range, as upstream words it).
+    fn check_request(&self, ip: IpAddr, active_only: bool) -> Result<(), AllocError> {
+        let held = if active_only {
+            self.active_holds(ip)
+        } else {
+            self.holding(ip).next().is_some()
+        };
+        if held {
+            return Ok(());
+        }
+        let family = IpFamily::of(ip);
+        let range = self
+            .ranges
+            .get(&family)
+            .ok_or(AllocError::FamilyNotConfigured(family.as_str()))?;
+        range.check_request(ip).map(drop)
+    }
+
+    /// Marks `ip` in every range holding it; fails if it was taken.
+    fn mark_ip(&mut self, ip: IpAddr) -> Result<(), AllocError> {
+        self.check_request(ip, false)?;
+        if self.is_allocated(ip) {
+            return Err(AllocError::IpAllocated);
+        }
+        let family = IpFamily::of(ip);
+        for range in self.ranges_mut(family) {
+            if let Some(slot) = range.slot_of(ip) {
+                range.pool_mut().set(slot);
+            }
+        }
+        Ok(())
     }
 
     pub fn primary_family(&self) -> IpFamily {
@@ -150,11 +267,7 @@ impl Allocators {
     pub fn commit(&mut self, changes: &AllocationChanges) -> Result<(), AllocError> {
         let mut next = self.clone();
         for ip in &changes.allocated_ips {
-            let range = next.range_for_mut(*ip)?;
-            let slot = range.check_request(*ip)?;
-            if !range.pool_mut().set(slot) {
-                return Err(AllocError::IpAllocated);
-            }
+            next.mark_ip(*ip)?;
         }
         for port in &changes.allocated_ports {
             let slot = next.node_ports.check_request((*port).into())?;
@@ -174,13 +287,7 @@ impl Allocators {
 
     /// Marks an address as taken (rebuilding state from stored Services).
     pub fn reserve_ip(&mut self, ip: IpAddr) -> Result<(), AllocError> {
-        let range = self.range_for_mut(ip)?;
-        let slot = range.check_request(ip)?;
-        if range.pool_mut().set(slot) {
-            Ok(())
-        } else {
-            Err(AllocError::IpAllocated)
-        }
+        self.mark_ip(ip)
     }
 
     /// Marks a node port as taken (rebuilding state from stored Services).
@@ -195,24 +302,25 @@ impl Allocators {
 
     /// Frees an address; addresses outside every range are ignored, as upstream does.
     pub fn release_ip(&mut self, ip: IpAddr) {
-        if let Ok(range) = self.range_for_mut(ip)
-            && let Some(slot) = range.slot_of(ip)
-        {
-            range.pool_mut().clear(slot);
+        for range in self.ranges_mut(IpFamily::of(ip)) {
+            if let Some(slot) = range.slot_of(ip) {
+                range.pool_mut().clear(slot);
+            }
         }
+    }
+
+    fn ranges_mut(&mut self, family: IpFamily) -> impl Iterator<Item = &mut IpRange> {
+        self.ranges
+            .get_mut(&family)
+            .into_iter()
+            .chain(self.extra.iter_mut())
+            .chain(self.draining.iter_mut())
     }
 
     pub fn release_port(&mut self, port: u16) {
         if let Some(slot) = self.node_ports.slot_of(port.into()) {
             self.node_ports.pool_mut().clear(slot);
         }
-    }
-
-    fn range_for_mut(&mut self, ip: IpAddr) -> Result<&mut IpRange, AllocError> {
-        let family = IpFamily::of(ip);
-        self.ranges
-            .get_mut(&family)
-            .ok_or(AllocError::FamilyNotConfigured(family.as_str()))
     }
 
     pub fn snapshot(&self) -> AllocatorsSnapshot {
@@ -260,27 +368,29 @@ impl Transaction<'_> {
 
     /// Takes a specific address.
     pub fn allocate_ip(&mut self, ip: IpAddr) -> Result<(), AllocError> {
-        let range = self.range(IpFamily::of(ip))?;
-        let slot = range.check_request(ip)?;
-        if range.pool().is_set(slot) || self.ips.contains(&ip) {
+        self.base.check_request(ip, true)?;
+        if self.base.is_allocated(ip) || self.ips.contains(&ip) {
             return Err(AllocError::IpAllocated);
         }
         self.ips.insert(ip);
         Ok(())
     }
 
-    /// Takes a free address of `family`, random within the dynamic band first.
+    /// Takes a free address of `family`, random within the dynamic band first, from the
+    /// configured range, then from the added ranges in turn.
     pub fn allocate_next_ip(&mut self, family: IpFamily, rng: &mut dyn RandomSource) -> Result<IpAddr, AllocError> {
-        let range = self.range(family)?;
-        let taken_here: Vec<usize> = self.ips.iter().filter_map(|ip| range.slot_of(*ip)).collect();
-        let extra = |slot: usize| taken_here.contains(&slot);
-        let slot = range
-            .pool()
-            .pick_free(&extra, taken_here.len(), rng)
-            .ok_or(AllocError::Full)?;
-        let ip = range.ip_of(slot);
-        self.ips.insert(ip);
-        Ok(ip)
+        let configured = self.range(family)?;
+        let added = self.base.extra.iter().filter(|r| r.family() == family);
+        for range in std::iter::once(configured).chain(added) {
+            let taken_here: Vec<usize> = self.ips.iter().filter_map(|ip| range.slot_of(*ip)).collect();
+            let extra = |slot: usize| taken_here.contains(&slot);
+            if let Some(slot) = range.pool().pick_free(&extra, taken_here.len(), rng) {
+                let ip = range.ip_of(slot);
+                self.ips.insert(ip);
+                return Ok(ip);
+            }
+        }
+        Err(AllocError::Full)
     }
 
     /// Takes a specific node port.
@@ -325,5 +435,100 @@ impl Transaction<'_> {
             allocated_ports: self.ports.into_iter().collect(),
             released_ports: self.released_ports.into_iter().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocators(configured: &str, added: &[&str]) -> Allocators {
+        let added: Vec<IpNet> = added.iter().map(|c| c.parse().unwrap()).collect();
+        Allocators::new(&[configured.parse().unwrap()], PortRange::DEFAULT)
+            .unwrap()
+            .with_extra_ranges(&added)
+            .unwrap()
+    }
+
+    fn take_next(a: &mut Allocators, rng: &mut SplitMix64) -> Result<IpAddr, AllocError> {
+        let mut tx = a.begin();
+        let ip = tx.allocate_next_ip(IpFamily::IPv4, rng)?;
+        let changes = tx.finish();
+        a.commit(&changes)?;
+        Ok(ip)
+    }
+
+    #[test]
+    fn an_added_range_takes_over_when_the_configured_one_is_full() {
+        let mut rng = SplitMix64(7);
+        let mut full = allocators("10.0.0.0/30", &[]);
+        for _ in 0..2 {
+            take_next(&mut full, &mut rng).unwrap();
+        }
+        assert_eq!(take_next(&mut full, &mut rng), Err(AllocError::Full));
+        let mut extended = allocators("10.0.0.0/30", &["10.1.0.0/29"]);
+        for ip in full.range(IpFamily::IPv4).unwrap().allocated() {
+            extended.reserve_ip(ip).unwrap();
+        }
+        let ip = take_next(&mut extended, &mut rng).unwrap();
+        assert!("10.1.0.0/29".parse::<IpNet>().unwrap().contains(&ip), "{ip}");
+        // a specific address of the added range, and one outside every range
+        let mut tx = extended.begin();
+        assert_eq!(tx.allocate_ip(ip), Err(AllocError::IpAllocated));
+        tx.allocate_ip("10.1.0.6".parse().unwrap()).unwrap();
+        assert!(matches!(
+            tx.allocate_ip("10.2.0.1".parse().unwrap()),
+            Err(AllocError::IpNotInRange { .. })
+        ));
+    }
+
+    #[test]
+    fn overlapping_ranges_never_hand_out_an_address_twice() {
+        let mut rng = SplitMix64(3);
+        // the added range holds the configured one
+        let mut a = allocators("10.0.0.0/30", &["10.0.0.0/29"]);
+        let first = take_next(&mut a, &mut rng).unwrap();
+        let second = take_next(&mut a, &mut rng).unwrap();
+        let mut seen = vec![first, second];
+        while let Ok(ip) = take_next(&mut a, &mut rng) {
+            assert!(!seen.contains(&ip), "{ip} handed out twice");
+            seen.push(ip);
+        }
+        // a /29 has 6 usable addresses, the /30's two among them
+        assert_eq!(seen.len(), 6);
+        a.release_ip(first);
+        assert!(!a.is_allocated(first));
+        assert_eq!(take_next(&mut a, &mut rng), Ok(first));
+    }
+
+    #[test]
+    fn a_draining_range_keeps_its_addresses_and_hands_out_none() {
+        let mut rng = SplitMix64(5);
+        let mut a = allocators("10.0.0.0/30", &[])
+            .with_draining_ranges(&["10.1.0.0/29".parse().unwrap()])
+            .unwrap();
+        let kept: IpAddr = "10.1.0.3".parse().unwrap();
+        a.reserve_ip(kept).unwrap();
+        assert!(a.allocated_ips().contains(&kept));
+        let mut tx = a.begin();
+        assert!(matches!(
+            tx.allocate_ip("10.1.0.4".parse().unwrap()),
+            Err(AllocError::IpNotInRange { .. })
+        ));
+        for _ in 0..2 {
+            take_next(&mut a, &mut rng).unwrap();
+        }
+        assert_eq!(take_next(&mut a, &mut rng), Err(AllocError::Full));
+        a.release_ip(kept);
+        assert!(!a.is_allocated(kept));
+    }
+
+    #[test]
+    fn an_added_range_of_another_family_is_refused() {
+        let a = Allocators::new(&["10.0.0.0/24".parse().unwrap()], PortRange::DEFAULT).unwrap();
+        assert_eq!(
+            a.with_extra_ranges(&["fd00::/120".parse().unwrap()]),
+            Err(ConfigError::FamilyNotConfigured("IPv6"))
+        );
     }
 }

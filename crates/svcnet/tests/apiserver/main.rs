@@ -11,6 +11,7 @@ mod kinds;
 mod protocol;
 mod rollout;
 mod safety;
+mod service_cidrs;
 
 use std::path::PathBuf;
 use std::process::Command;

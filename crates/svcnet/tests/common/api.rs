@@ -9,6 +9,8 @@ use serde_json::Value;
 
 pub struct ApiServer {
     child: Child,
+    /// Flags beyond the data directory and address, kept for restarts.
+    extra: Vec<String>,
     pub url: String,
     pub kubeconfig: PathBuf,
     pub dir: tempfile::TempDir,
@@ -21,9 +23,21 @@ impl ApiServer {
 
     /// Starts the server on `dir` as its data directory.
     pub fn start_in(dir: tempfile::TempDir) -> Self {
-        let (child, url, kubeconfig) = spawn(dir.path(), "127.0.0.1:0");
+        Self::start_with_in(dir, &[])
+    }
+
+    /// Starts the server with extra flags (`--service-cluster-ip-range ...`).
+    #[allow(dead_code)]
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    fn start_with_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, url, kubeconfig) = spawn(dir.path(), "127.0.0.1:0", &extra);
         ApiServer {
             child,
+            extra,
             url,
             kubeconfig,
             dir,
@@ -49,7 +63,7 @@ impl ApiServer {
     #[allow(dead_code)]
     pub fn start_again(&mut self) {
         let listen = self.url.trim_start_matches("https://").to_owned();
-        let (child, url, kubeconfig) = spawn(self.dir.path(), &listen);
+        let (child, url, kubeconfig) = spawn(self.dir.path(), &listen, &self.extra);
         self.child = child;
         self.url = url;
         self.kubeconfig = kubeconfig;
@@ -93,11 +107,12 @@ impl ApiServer {
 
 /// Starts `svcnet apiserver` on `dir` listening on `listen`; returns the process, its URL and its kubeconfig once it
 /// serves.
-fn spawn(dir: &std::path::Path, listen: &str) -> (Child, String, PathBuf) {
+fn spawn(dir: &std::path::Path, listen: &str, extra: &[String]) -> (Child, String, PathBuf) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_svcnet"))
         .args(["apiserver", "--data-dir"])
         .arg(dir)
         .args(["--listen", listen])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

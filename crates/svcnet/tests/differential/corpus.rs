@@ -798,6 +798,88 @@ fn malformed() -> Vec<Request> {
     ]
 }
 
+/// ServiceCIDRs and IPAddresses (networking.k8s.io/v1): their validation and immutability.
+fn networking() -> Vec<Request> {
+    let cidrs_path = "/apis/networking.k8s.io/v1/servicecidrs".to_owned();
+    let ips_path = "/apis/networking.k8s.io/v1/ipaddresses".to_owned();
+    let cidr = |name: &str, cidrs: Value| json!({ "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR", "metadata": { "name": name }, "spec": { "cidrs": cidrs } });
+    let ip = |name: &str, parent: Value| json!({ "apiVersion": "networking.k8s.io/v1", "kind": "IPAddress", "metadata": { "name": name }, "spec": { "parentRef": parent } });
+    let gateway =
+        json!({ "group": "gateway.example.com", "resource": "gateways", "namespace": NAMESPACE, "name": "gw" });
+    let mut out = vec![];
+    for (id, cidrs) in [
+        ("v4", json!(["10.210.0.0/24"])),
+        ("dual", json!(["10.211.0.0/24", "fd00:211::/112"])),
+        ("empty", json!([])),
+        ("three", json!(["10.212.0.0/24", "10.213.0.0/24", "fd00:213::/112"])),
+        ("same-family", json!(["10.214.0.0/24", "10.215.0.0/24"])),
+        ("not-a-cidr", json!(["10.216.0.0"])),
+        ("host-bits", json!(["10.217.0.1/24"])),
+        ("leading-zero", json!(["010.218.0.0/24"])),
+        ("not-canonical", json!(["fd00:0:219::/112"])),
+    ] {
+        out.push(request(
+            format!("servicecidr/create-{id}"),
+            "POST",
+            cidrs_path.clone(),
+            Some(cidr(&format!("c-{id}"), cidrs)),
+        ));
+    }
+    for (id, body) in [
+        ("change", json!({ "spec": { "cidrs": ["10.220.0.0/24"] } })),
+        (
+            "add-family",
+            json!({ "spec": { "cidrs": ["10.210.0.0/24", "fd00:210::/112"] } }),
+        ),
+        (
+            "add-same-family",
+            json!({ "spec": { "cidrs": ["10.210.0.0/24", "10.221.0.0/24"] } }),
+        ),
+    ] {
+        out.push(Request {
+            id: format!("servicecidr/patch-{id}"),
+            method: "PATCH",
+            path: format!("{cidrs_path}/c-v4"),
+            content_type: "application/merge-patch+json",
+            body: Some(body.to_string()),
+        });
+    }
+    for (id, name, parent) in [
+        ("valid", "10.230.0.5", gateway.clone()),
+        ("v6", "fd00:230::5", gateway.clone()),
+        ("not-canonical", "fd00:0:230::6", gateway.clone()),
+        ("leading-zero", "10.230.0.07", gateway.clone()),
+        ("not-an-ip", "gw-address", gateway.clone()),
+        ("no-parent", "10.230.0.8", Value::Null),
+        ("parent-without-name", "10.230.0.9", json!({ "resource": "gateways" })),
+        (
+            "parent-slash",
+            "10.230.0.10",
+            json!({ "resource": "gate/ways", "name": "..", "namespace": "a%b" }),
+        ),
+        (
+            "parent-bad-group",
+            "10.230.0.11",
+            json!({ "group": "Not_A_Group", "resource": "gateways", "name": "gw" }),
+        ),
+    ] {
+        out.push(request(
+            format!("ipaddress/create-{id}"),
+            "POST",
+            ips_path.clone(),
+            Some(ip(name, parent)),
+        ));
+    }
+    out.push(Request {
+        id: "ipaddress/patch-parent".into(),
+        method: "PATCH",
+        path: format!("{ips_path}/10.230.0.5"),
+        content_type: "application/merge-patch+json",
+        body: Some(json!({ "spec": { "parentRef": { "name": "other" } } }).to_string()),
+    });
+    out
+}
+
 /// The whole corpus, in the order it is replayed.
 pub fn corpus() -> Vec<Request> {
     let mut all = service_matrix();
@@ -808,6 +890,7 @@ pub fn corpus() -> Vec<Request> {
     all.extend(lists());
     all.extend(malformed());
     all.extend(dry_run_and_delete());
+    all.extend(networking());
     all
 }
 

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use svcnet_core::ip::IpFamily;
 
 use crate::ir::{Atom, Chain, DataType, Element, Family, Hook, Ruleset, Set, SetDecl, SetSpec, Table, Verdict};
-use crate::model::{Endpoint, Policy, ProxyModel, ServicePort};
+use crate::model::{Endpoint, LoadBalancing, Policy, ProxyModel, ServicePort};
 use crate::rule::{Field, Rule, Stmt, Terminal};
 
 /// Which endpoints a destination may use.
@@ -61,6 +61,9 @@ const ETPL_LOCAL_IPS: &str = "etp-local-local-ips";
 const ETPL_CLUSTER_NODEPORTS: &str = "etp-local-cluster-nodeports";
 const ETPL_LOCAL_NODEPORTS: &str = "etp-local-local-nodeports";
 const REJECT_CHAIN: &str = "reject-chain";
+/// The seed of the Maglev flow hash: the same on every node, so a flow picks the same
+/// endpoint whichever node it enters by.
+const MAGLEV_SEED: u32 = 0x5c3d_7a11;
 
 /// Compiles the model into both address families' tables.
 pub fn compile(model: &ProxyModel) -> Ruleset {
@@ -588,9 +591,10 @@ impl<'a> TableBuilder<'a> {
 
     /// The chain that load-balances `eps` for this destination (created on first use).
     fn target(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint], keying: Keying, masq: bool) -> Verdict {
-        let base = match sp.affinity_timeout_seconds {
-            Some(timeout) => self.affinity_chain(sp, view, eps, timeout),
-            None => self.lb_chain(sp, view, eps, keying),
+        let base = match (sp.affinity_timeout_seconds, sp.load_balancing) {
+            (Some(timeout), _) => self.affinity_chain(sp, view, eps, timeout),
+            (None, LoadBalancing::Random) => self.lb_chain(sp, view, eps, keying),
+            (None, LoadBalancing::Maglev) => self.maglev_chain(sp, view, eps),
         };
         if !masq {
             return Verdict::Goto(base);
@@ -638,6 +642,49 @@ impl<'a> TableBuilder<'a> {
             let mut key = key_prefix.clone();
             key.push(Atom::Int(i as u32));
             self.add(&name, Element::map(key, vec![Atom::Addr(ep.ip), Atom::Port(ep.port)]));
+        }
+        name
+    }
+
+    /// Maglev: per service port and view, a chain DNATs by a map from the flow's hash bucket
+    /// to the endpoint the Maglev table gives it. Every destination of the port (cluster IP,
+    /// node port, external IPs) shares it; an endpoint change rewrites only the buckets that
+    /// move.
+    fn maglev_chain(&mut self, sp: &ServicePort, view: View, eps: &[&Endpoint]) -> String {
+        let fam = self.fam;
+        let name = format!("maglev-{}-{}", view.tag(), sp.id());
+        if self.frag.chain(&name).is_some() {
+            return name;
+        }
+        let size = self.model.config.maglev_table_size;
+        // the key is declared as the integer a numgen of the same modulus gives: nft cannot
+        // list a map declared `typeof jhash ...`
+        let decl = SetSpec::Typeof {
+            key: vec![Field::Random(size)],
+            data: vec![Field::Daddr(fam), Field::DestPort],
+        };
+        self.port_set(&name, SetDecl::of(decl));
+        let hash = Field::FlowHash {
+            family: fam,
+            modulus: size,
+            seed: MAGLEV_SEED,
+        };
+        let dnat = Stmt::DnatMap {
+            family: fam,
+            key: vec![hash],
+            map: name.clone(),
+        };
+        self.port_chain(&name, vec![Rule::new([Stmt::L4Proto(sp.protocol), dnat])]);
+        let names: Vec<String> = eps.iter().map(|e| format!("{}:{}", e.ip, e.port)).collect();
+        for (bucket, backend) in crate::maglev::table(&names, size).into_iter().enumerate() {
+            let ep = eps[backend];
+            self.add(
+                &name,
+                Element::map(
+                    vec![Atom::Int(bucket as u32)],
+                    vec![Atom::Addr(ep.ip), Atom::Port(ep.port)],
+                ),
+            );
         }
         name
     }

@@ -23,6 +23,7 @@ pub mod conntrack;
 pub mod diff;
 pub mod incremental;
 pub mod ir;
+pub mod maglev;
 pub mod model;
 pub mod netlink;
 pub mod nft_text;

@@ -15,6 +15,30 @@ use svcnet_core::service::model::{Protocol, ServiceModel, ServiceType, TrafficPo
 
 /// Services carrying this label belong to another proxy.
 pub const LABEL_SERVICE_PROXY_NAME: &str = "service.kubernetes.io/service-proxy-name";
+/// svcnet's annotation choosing how a Service's new connections pick an endpoint:
+/// `maglev` for consistent hashing of the flow (see [`LoadBalancing`]).
+pub const ANNOTATION_LOAD_BALANCING: &str = "svcnet.io/load-balancing";
+
+/// How new connections pick among a service port's endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LoadBalancing {
+    /// Uniformly at random, as kube-proxy does.
+    #[default]
+    Random,
+    /// By a Maglev table over a hash of the flow's addresses and ports, so a change of one of
+    /// N endpoints moves about 1/N of new connections (see [`crate::maglev`]).
+    Maglev,
+}
+
+impl LoadBalancing {
+    /// What a Service's annotations ask for (anything but `maglev` is the default).
+    pub fn of(annotations: &std::collections::BTreeMap<String, String>) -> Self {
+        match annotations.get(ANNOTATION_LOAD_BALANCING).map(String::as_str) {
+            Some("maglev") => LoadBalancing::Maglev,
+            _ => LoadBalancing::Random,
+        }
+    }
+}
 
 /// Proxy settings (the parts of upstream's KubeProxyConfiguration that apply).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +50,8 @@ pub struct ProxyConfig {
     pub node_port_addresses: Vec<IpNet>,
     /// The packet mark bit that asks for masquerade.
     pub masquerade_bit: u32,
+    /// Buckets of each Maglev table (a prime; see [`crate::maglev`]).
+    pub maglev_table_size: u32,
 }
 
 impl Default for ProxyConfig {
@@ -34,6 +60,7 @@ impl Default for ProxyConfig {
             masquerade_all: false,
             node_port_addresses: vec![],
             masquerade_bit: 0x4000,
+            maglev_table_size: crate::maglev::TABLE_SIZE,
         }
     }
 }
@@ -146,6 +173,8 @@ pub struct ServicePort {
     pub external_traffic_policy: Policy,
     pub internal_traffic_policy: Policy,
     pub affinity_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
     /// Sorted by address then port.
     pub endpoints: Vec<Endpoint>,
 }
@@ -191,6 +220,7 @@ impl ServicePort {
             external_traffic_policy: Policy::Cluster,
             internal_traffic_policy: Policy::Cluster,
             affinity_timeout_seconds: None,
+            load_balancing: LoadBalancing::Random,
             endpoints,
         }
     }
@@ -289,6 +319,7 @@ pub fn service_ports(svc: &Service) -> Option<Vec<ServicePort>> {
                 external_traffic_policy: model.external_traffic_policy.into(),
                 internal_traffic_policy: model.internal_traffic_policy.into(),
                 affinity_timeout_seconds: model.affinity_timeout_seconds,
+                load_balancing: LoadBalancing::of(&model.annotations),
                 endpoints: vec![],
             })
             .collect(),

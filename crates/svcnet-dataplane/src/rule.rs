@@ -23,6 +23,8 @@ pub enum Field {
     DestPort,
     /// `numgen random mod N`
     Random(u32),
+    /// `jhash ip saddr . th sport . ip daddr . th dport mod N seed S`: the flow's bucket.
+    FlowHash { family: Family, modulus: u32, seed: u32 },
 }
 
 impl Field {
@@ -33,7 +35,7 @@ impl Field {
             Field::Saddr(Family::Ip6) | Field::Daddr(Family::Ip6) => 16,
             Field::L4Proto => 1,
             Field::DestPort => 2,
-            Field::Random(_) => 4,
+            Field::Random(_) | Field::FlowHash { .. } => 4,
         }
     }
 }
@@ -46,6 +48,13 @@ impl fmt::Display for Field {
             Field::L4Proto => f.write_str("meta l4proto"),
             Field::DestPort => f.write_str("th dport"),
             Field::Random(n) => write!(f, "numgen random mod {n}"),
+            Field::FlowHash { family, modulus, seed } => {
+                let fam = family.keyword();
+                write!(
+                    f,
+                    "jhash {fam} saddr . th sport . {fam} daddr . th dport mod {modulus} seed {seed:#x}"
+                )
+            }
         }
     }
 }

@@ -77,6 +77,10 @@ struct ProxyArgs {
     /// CIDRs whose node addresses serve NodePorts (default: all).
     #[arg(long, value_delimiter = ',')]
     nodeport_addresses: Vec<ipnet::IpNet>,
+    /// Buckets of each Maglev table (Services annotated `svcnet.io/load-balancing: maglev`):
+    /// a prime; more buckets move fewer extra connections when an endpoint changes.
+    #[arg(long, default_value_t = svcnet_dataplane::maglev::TABLE_SIZE, value_parser = maglev_table_size)]
+    maglev_table_size: u32,
     #[arg(long, default_value_t = 1000)]
     min_sync_period_ms: u64,
     #[arg(long, default_value_t = 30000)]
@@ -193,6 +197,10 @@ enum BenchCommand {
         /// Skip the baseline.
         #[arg(long)]
         no_baseline: bool,
+        /// Also measure with every endpoint zone-hinted and this many Maglev services, and
+        /// report the ratios to the plain run.
+        #[arg(long, default_value_t = 0)]
+        maglev_services: u32,
     },
     /// The API server under load: create rates, watch delivery, kubectl get, memory.
     Apiserver {
@@ -291,6 +299,10 @@ enum AgnhostCommand {
         /// Print latency statistics (JSON) over --count new connections.
         #[arg(long)]
         stats: bool,
+        /// Open the --count TCP connections from consecutive local ports starting here and
+        /// print `PORT ANSWER` for each (the same flows on every run).
+        #[arg(long)]
+        source_ports: Option<u16>,
     },
 }
 
@@ -368,6 +380,7 @@ pub fn run() -> ExitCode {
             backend,
             baseline,
             no_baseline,
+            maglev_services,
         }) => {
             let baseline = if no_baseline {
                 None
@@ -384,6 +397,7 @@ pub fn run() -> ExitCode {
                 iterations,
                 backends: backend,
                 baseline,
+                maglev_services,
             })
             .map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
@@ -462,6 +476,7 @@ pub fn run() -> ExitCode {
             interval_ms,
             local_port,
             stats,
+            source_ports,
         }) => {
             crate::agnhost::client::run(crate::agnhost::client::Options {
                 target,
@@ -473,6 +488,7 @@ pub fn run() -> ExitCode {
                 interval: std::time::Duration::from_millis(interval_ms),
                 local_port,
                 stats,
+                source_ports,
             });
             Ok(ExitCode::SUCCESS)
         }
@@ -514,6 +530,11 @@ fn run_apiserver(
     Ok(ExitCode::SUCCESS)
 }
 
+fn maglev_table_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text.parse().map_err(|e| format!("{e}"))?;
+    svcnet_dataplane::maglev::check_table_size(size).map(|()| size)
+}
+
 fn proxy_options(a: ProxyArgs) -> (Option<PathBuf>, svcnet_agent::Options) {
     let options = svcnet_agent::Options {
         kubeconfig: a.kubeconfig,
@@ -524,6 +545,7 @@ fn proxy_options(a: ProxyArgs) -> (Option<PathBuf>, svcnet_agent::Options) {
         config: svcnet_dataplane::model::ProxyConfig {
             masquerade_all: a.masquerade_all,
             node_port_addresses: a.nodeport_addresses,
+            maglev_table_size: a.maglev_table_size,
             ..Default::default()
         },
         min_sync_period_ms: a.min_sync_period_ms,

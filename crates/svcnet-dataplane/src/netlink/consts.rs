@@ -146,6 +146,15 @@ pub const NFTA_NG_MODULUS: u16 = 2;
 pub const NFTA_NG_TYPE: u16 = 3;
 pub const NFT_NG_RANDOM: u32 = 1;
 
+// hash expression (`jhash`)
+pub const NFTA_HASH_SREG: u16 = 1;
+pub const NFTA_HASH_DREG: u16 = 2;
+pub const NFTA_HASH_LEN: u16 = 3;
+pub const NFTA_HASH_MODULUS: u16 = 4;
+pub const NFTA_HASH_SEED: u16 = 5;
+pub const NFTA_HASH_TYPE: u16 = 7;
+pub const NFT_HASH_JENKINS: u32 = 0;
+
 pub const NFTA_NAT_TYPE: u16 = 1;
 pub const NFTA_NAT_FAMILY: u16 = 2;
 pub const NFTA_NAT_REG_ADDR_MIN: u16 = 3;

@@ -624,6 +624,7 @@ impl Batch {
     /// `load_key`, for a lookup in a set of ranges: those compare big-endian, so the
     /// host-order protocol byte is converted as it is loaded.
     fn load_key_for(&mut self, key: &[Field], ranges: bool) {
+        let key_len: usize = key.iter().map(|f| wire::align4(f.size())).sum();
         let mut offset = 0;
         for field in key {
             let reg = register_at(offset);
@@ -649,6 +650,25 @@ impl Batch {
                     w.put_be32(NFTA_NG_MODULUS, *n);
                     w.put_be32(NFTA_NG_TYPE, NFT_NG_RANDOM);
                 }),
+                Field::FlowHash { family, modulus, seed } => {
+                    // the flow's fields go to scratch registers after the key, as nft puts them
+                    let scratch = key_len.div_ceil(16).max(1) * 16;
+                    let inputs = flow_fields(*family);
+                    let mut at = scratch;
+                    for (base, field_offset, len) in &inputs {
+                        self.payload(*base, *field_offset, *len, register_at(at));
+                        at += wire::align4(*len as usize);
+                    }
+                    let len = (at - scratch) as u32;
+                    self.expr("hash", |w| {
+                        w.put_be32(NFTA_HASH_SREG, register_at(scratch));
+                        w.put_be32(NFTA_HASH_DREG, reg);
+                        w.put_be32(NFTA_HASH_LEN, len);
+                        w.put_be32(NFTA_HASH_MODULUS, *modulus);
+                        w.put_be32(NFTA_HASH_SEED, *seed);
+                        w.put_be32(NFTA_HASH_TYPE, NFT_HASH_JENKINS);
+                    });
+                }
             }
             offset += wire::align4(field.size());
         }
@@ -787,6 +807,9 @@ fn set_userdata(decl: &SetDecl) -> Vec<u8> {
             let data_shape = data.map(|_| Shape::Verdict);
             udata::set(&key_shape, data_shape.as_ref())
         }
+        SetSpec::Typeof { key, data } if key.len() == 1 => {
+            udata::set(&Shape::Field(&key[0]), Some(&Shape::Fields(data)))
+        }
         SetSpec::Typeof { key, data } => udata::set(&Shape::Fields(key), Some(&Shape::Fields(data))),
     }
 }
@@ -809,6 +832,23 @@ fn hook_number(hook: &str) -> u32 {
     }
 }
 
+/// What a flow hash reads, in order: source address, source port, destination address,
+/// destination port (payload base, offset, length).
+fn flow_fields(family: Family) -> [(u32, u32, u32); 4] {
+    let addr_len = match family {
+        Family::Ip => 4,
+        Family::Ip6 => 16,
+    };
+    let (_, saddr) = field_location(&Field::Saddr(family));
+    let (_, daddr) = field_location(&Field::Daddr(family));
+    [
+        (NFT_PAYLOAD_NETWORK_HEADER, saddr, addr_len),
+        (NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2),
+        (NFT_PAYLOAD_NETWORK_HEADER, daddr, addr_len),
+        (NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2),
+    ]
+}
+
 /// Where a header field is: payload base and offset.
 fn field_location(field: &Field) -> (u32, u32) {
     match field {
@@ -817,7 +857,7 @@ fn field_location(field: &Field) -> (u32, u32) {
         Field::Saddr(Family::Ip6) => (NFT_PAYLOAD_NETWORK_HEADER, 8),
         Field::Daddr(Family::Ip6) => (NFT_PAYLOAD_NETWORK_HEADER, 24),
         Field::DestPort => (NFT_PAYLOAD_TRANSPORT_HEADER, 2),
-        Field::L4Proto | Field::Random(_) => unreachable!("not a header field"),
+        Field::L4Proto | Field::Random(_) | Field::FlowHash { .. } => unreachable!("not a header field"),
     }
 }
 
@@ -890,7 +930,7 @@ fn field_part(f: &Field) -> Part {
         Field::Saddr(Family::Ip6) | Field::Daddr(Family::Ip6) => TYPE_IP6ADDR,
         Field::L4Proto => TYPE_INET_PROTOCOL,
         Field::DestPort => TYPE_INET_SERVICE,
-        Field::Random(_) => TYPE_INTEGER,
+        Field::Random(_) | Field::FlowHash { .. } => TYPE_INTEGER,
     };
     Part { kind, len: f.size() }
 }

@@ -35,6 +35,8 @@ pub enum Shape<'a> {
     Concat,
     /// A concatenation declared by fields (`typeof a . b`).
     Fields(&'a [Field]),
+    /// One field (`typeof numgen random mod N`).
+    Field(&'a Field),
     /// A verdict, in a map built from a rule (`vmap { ... }`).
     RuleVerdict,
     /// A verdict, in a map declared by type names.
@@ -89,6 +91,9 @@ pub fn rule_ranges(f: &Field) -> Vec<u8> {
 fn byteorder(shape: &Shape<'_>) -> u32 {
     match shape {
         Shape::Single(order) => *order,
+        // a generated number is in host order; a header field in network order
+        Shape::Field(Field::Random(_) | Field::FlowHash { .. } | Field::L4Proto) => BYTEORDER_HOST,
+        Shape::Field(_) => BYTEORDER_BIG_ENDIAN,
         _ => BYTEORDER_NONE,
     }
 }
@@ -96,6 +101,7 @@ fn byteorder(shape: &Shape<'_>) -> u32 {
 fn typeof_entry(t: &mut Tlv, kind: u8, shape: &Shape<'_>) {
     match shape {
         Shape::Single(_) | Shape::Verdict => {}
+        Shape::Field(f) => t.nest(kind, |e| field(e, f)),
         Shape::Concat => t.nest(kind, |e| {
             e.put_u32(EXPR_TYPE, EXPR_CONCAT);
             e.put(EXPR_DATA, &[]);
@@ -130,6 +136,9 @@ fn field(t: &mut Tlv, f: &Field) {
         Field::DestPort => (EXPR_PAYLOAD, vec![PROTO_TH, 2]),
         Field::L4Proto => (EXPR_META, vec![16]),
         Field::Random(n) => (EXPR_NUMGEN, vec![1, *n, 0]),
+        // nft 1.0 cannot list a `typeof jhash` set (it crashes), so a flow hash key is
+        // described as the integer a numgen of the same modulus gives
+        Field::FlowHash { modulus, .. } => (EXPR_NUMGEN, vec![1, *modulus, 0]),
     };
     t.put_u32(EXPR_TYPE, kind);
     t.nest(EXPR_DATA, |d| {
@@ -163,6 +172,14 @@ mod tests {
         assert_eq!(
             hex(&rule_ranges(&Field::Saddr(Family::Ip))),
             "0004020000000204010000000314000407000000010c00040c00000001040b000000"
+        );
+        // `typeof numgen random mod 32749 : ip daddr . th dport` (a Maglev map)
+        assert_eq!(
+            hex(&set(
+                &Shape::Field(&Field::Random(32749)),
+                Some(&Shape::Fields(&[Field::Daddr(Family::Ip), Field::DestPort]))
+            )),
+            "000401000000010400000000031a00041700000001120004010000000104ed7f0000020400000000043400040d000000012c0014000407000000010c00040c00000001040c0000000114000407000000010c00040b000000010402000000060400000000"
         );
         let key = [Field::L4Proto, Field::DestPort, Field::Random(2)];
         let data = [Field::Daddr(Family::Ip6), Field::DestPort];

@@ -41,6 +41,11 @@ enum Edit {
         p: u8,
         on: bool,
     },
+    Maglev {
+        s: u8,
+        p: u8,
+        on: bool,
+    },
 }
 
 fn edits() -> impl Strategy<Value = Vec<Edit>> {
@@ -51,7 +56,8 @@ fn edits() -> impl Strategy<Value = Vec<Edit>> {
             1 => sp.clone().prop_map(|(s, p)| Edit::Remove { s, p }),
             1 => (sp.clone(), prop::option::of(1u8..4)).prop_map(|((s, p), timeout)| Edit::Affinity { s, p, timeout }),
             1 => (sp.clone(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|((s, p), etp_local, itp_local, node_port)| Edit::Policies { s, p, etp_local, itp_local, node_port }),
-            1 => (sp, any::<bool>()).prop_map(|((s, p), on)| Edit::ExternalIp { s, p, on }),
+            1 => (sp.clone(), any::<bool>()).prop_map(|((s, p), on)| Edit::ExternalIp { s, p, on }),
+            1 => (sp, any::<bool>()).prop_map(|((s, p), on)| Edit::Maglev { s, p, on }),
         ],
         1..40,
     )
@@ -117,6 +123,14 @@ fn apply(m: &mut ProxyModel, e: &Edit) {
                 format!("192.168.99.{}", s + 1)
             };
             ensure(m, s, p).external_ips = if on { vec![ip.parse().unwrap()] } else { vec![] };
+        }
+        Edit::Maglev { s, p, on } => {
+            use svcnet_dataplane::model::LoadBalancing;
+            ensure(m, s, p).load_balancing = if on {
+                LoadBalancing::Maglev
+            } else {
+                LoadBalancing::Random
+            };
         }
     }
 }

@@ -141,7 +141,17 @@ fn trace(model: &ProxyModel, rs: &Ruleset, p: &Packet) -> Outcome {
             v = Verdict::Goto(base.to_owned());
             continue;
         }
-        let endpoints: BTreeSet<String> = if chain.starts_with("lb-") {
+        let endpoints: BTreeSet<String> = if chain.starts_with("maglev-") {
+            // every endpoint the Maglev table names is a possible target
+            t.sets[&chain]
+                .elements
+                .iter()
+                .map(|e| match &e.data {
+                    Some(Data::Atoms(a)) => format!("{}:{}", a[0], a[1]),
+                    _ => unreachable!(),
+                })
+                .collect()
+        } else if chain.starts_with("lb-") {
             t.sets[&chain]
                 .elements
                 .iter()
@@ -661,5 +671,47 @@ fn topology_hints_choose_endpoints_as_kube_proxy_does() {
     ];
     for (name, m, want) in cases {
         assert_eq!(to_cluster_ip(&m), want, "{name}");
+    }
+}
+
+#[test]
+fn maglev_services_reach_the_same_endpoints_as_random_ones() {
+    use svcnet_dataplane::model::LoadBalancing;
+    for etp in [Policy::Cluster, Policy::Local] {
+        let random = lb_service(etp);
+        let mut maglev = random.clone();
+        for sp in maglev.ports.values_mut() {
+            sp.load_balancing = LoadBalancing::Maglev;
+        }
+        for (src, dst, port) in [
+            ("10.180.0.2", "172.30.0.41", 80),
+            ("203.0.113.2", "192.168.0.2", 3001),
+            ("203.0.113.2", "1.2.3.4", 80),
+            ("10.180.0.2", "192.168.99.11", 80),
+        ] {
+            let p = pkt(src, dst, port);
+            assert_eq!(
+                trace(&maglev, &compile(&maglev), &p),
+                trace(&random, &compile(&random), &p),
+                "{etp:?} {src} -> {dst}:{port}"
+            );
+        }
+        // the table: every bucket names an endpoint, each endpoint an equal share
+        let rs = compile(&maglev);
+        let map = rs.tables[&Family::Ip]
+            .sets
+            .iter()
+            .find(|(name, _)| name.starts_with("maglev-c-"))
+            .map(|(_, set)| set)
+            .expect("a Maglev map");
+        assert_eq!(map.elements.len(), maglev.config.maglev_table_size as usize);
+        let mut shares = std::collections::BTreeMap::<String, usize>::new();
+        for e in &map.elements {
+            if let Some(Data::Atoms(a)) = &e.data {
+                *shares.entry(format!("{}", a[0])).or_default() += 1;
+            }
+        }
+        let (min, max) = (shares.values().min().unwrap(), shares.values().max().unwrap());
+        assert!(max - min <= 1, "{shares:?}");
     }
 }

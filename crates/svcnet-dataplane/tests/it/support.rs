@@ -14,7 +14,11 @@ pub fn model() -> ProxyModel {
         node_zone: None,
         cluster_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
         service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
-        config: ProxyConfig::default(),
+        // small Maglev tables keep whole-model compiles in the property tests quick
+        config: ProxyConfig {
+            maglev_table_size: 251,
+            ..ProxyConfig::default()
+        },
         ports: Default::default(),
     }
 }

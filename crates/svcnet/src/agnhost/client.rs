@@ -18,6 +18,10 @@ pub struct Options {
     pub local_port: Option<u16>,
     /// Print one JSON line of latency statistics over `count` new connections instead.
     pub stats: bool,
+    /// Open the `count` TCP connections from consecutive local ports starting here, printing
+    /// `PORT ANSWER` for each: the same flows again on every run, to see which endpoint each
+    /// flow reaches (connections end with a reset, so a port is free again at once).
+    pub source_ports: Option<u16>,
 }
 
 fn error_kind(e: &std::io::Error) -> &'static str {
@@ -58,6 +62,28 @@ fn tcp_once(opts: &Options) -> String {
     let result = TcpStream::connect_timeout(&opts.target, opts.timeout).and_then(|mut s| {
         s.set_read_timeout(Some(opts.timeout))?;
         http_exchange(&mut s, &opts.request)
+    });
+    match result {
+        Ok(body) => body,
+        Err(e) => format!("ERROR {}", error_kind(&e)),
+    }
+}
+
+/// One request on a connection from local port `port`, closed with a reset.
+fn tcp_from_port(opts: &Options, port: u16) -> String {
+    use socket2::{Domain, Socket, Type};
+    let local: SocketAddr = match opts.target {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], port).into(),
+        SocketAddr::V6(_) => ([0u16; 8], port).into(),
+    };
+    let result = Socket::new(Domain::for_address(opts.target), Type::STREAM, None).and_then(|socket| {
+        socket.set_reuse_address(true)?;
+        socket.bind(&local.into())?;
+        socket.connect_timeout(&opts.target.into(), opts.timeout)?;
+        socket.set_linger(Some(Duration::ZERO))?;
+        let mut stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(opts.timeout))?;
+        http_exchange(&mut stream, &opts.request)
     });
     match result {
         Ok(body) => body,
@@ -160,6 +186,15 @@ pub fn run(opts: Options) {
     }
     if let Some(d) = opts.hold {
         println!("{}", hold(&opts, d));
+        return;
+    }
+    if let Some(first) = opts.source_ports {
+        for i in 0..opts.count.max(1) {
+            let Some(port) = u16::try_from(u32::from(first) + i).ok() else {
+                break;
+            };
+            println!("{port} {}", tcp_from_port(&opts, port));
+        }
         return;
     }
     for _ in 0..opts.count.max(1) {

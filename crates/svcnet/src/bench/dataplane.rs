@@ -24,6 +24,16 @@ pub struct Options {
     pub backends: Vec<BackendKind>,
     /// The baseline script; `None` skips it.
     pub baseline: Option<PathBuf>,
+    /// When not 0, each backend is also measured with every endpoint zone-hinted and this
+    /// many Maglev services, and the ratios to the plain run are reported.
+    pub maglev_services: u32,
+}
+
+/// What the synthetic model carries besides plain services.
+#[derive(Clone, Copy)]
+struct Variant {
+    maglev: u32,
+    hinted: bool,
 }
 
 /// Where the baseline script is by default: `shared/bench` beside the repository.
@@ -82,9 +92,34 @@ fn reset_peak_rss() {
 
 pub fn run(opts: &Options) -> Result<Value> {
     let mut backends = serde_json::Map::new();
+    let plain = Variant {
+        maglev: 0,
+        hinted: false,
+    };
     for kind in &opts.backends {
         reset_peak_rss();
-        backends.insert(kind.name().to_owned(), run_backend(opts, *kind)?);
+        let mut result = run_backend(opts, *kind, plain)?;
+        if opts.maglev_services > 0 {
+            let featured = Variant {
+                maglev: opts.maglev_services,
+                hinted: true,
+            };
+            reset_peak_rss();
+            let with = run_backend(opts, *kind, featured)?;
+            let mut ratios = serde_json::Map::new();
+            for op in ["endpoint_change", "service_add", "service_delete"] {
+                for q in ["p50_ms", "p99_ms"] {
+                    let (a, b) = (
+                        result["incremental"][op][q].as_f64().unwrap_or(0.0),
+                        with["incremental"][op][q].as_f64().unwrap_or(0.0),
+                    );
+                    ratios.insert(format!("{op}_{q}"), json!(round3(b / a.max(0.000_001))));
+                }
+            }
+            result["with_hints_and_maglev"] = with;
+            result["with_hints_and_maglev"]["ratio_to_plain"] = Value::Object(ratios);
+        }
+        backends.insert(kind.name().to_owned(), result);
     }
     let mut result = json!({
         "services": opts.services,
@@ -146,7 +181,7 @@ impl<B: Backend> Backend for TimedReplace<B> {
     }
 }
 
-fn run_backend(opts: &Options, kind: BackendKind) -> Result<Value> {
+fn run_backend(opts: &Options, kind: BackendKind, variant: Variant) -> Result<Value> {
     let mut nets = Namespaces::new("svb-");
     let node = nets.add("node");
     let last_replace = std::sync::Arc::new(std::sync::Mutex::new(std::time::Duration::ZERO));
@@ -159,15 +194,36 @@ fn run_backend(opts: &Options, kind: BackendKind) -> Result<Value> {
     let now = |c: &Instant| c.elapsed().as_millis() as u64;
 
     // the compile step alone, for the breakdown (the syncer repeats it inside the full sync)
-    let model = synthetic::model(opts.services, opts.endpoints_per_service);
+    let build = || {
+        synthetic::model_with(
+            opts.services,
+            opts.endpoints_per_service,
+            variant.maglev,
+            variant.hinted,
+        )
+    };
+    let model = build();
     let t0 = Instant::now();
     let compiled = svcnet_dataplane::incremental::CompiledModel::new(model);
     let compile_time = t0.elapsed();
     let stats = compiled.stats();
     drop(compiled);
 
-    let model = synthetic::model(opts.services, opts.endpoints_per_service);
-    let ids: Vec<String> = model.ports.keys().cloned().collect();
+    let model = build();
+    // the standard changes go to plain services; Maglev ones are measured apart
+    let is_maglev = |sp: &ServicePort| sp.load_balancing == svcnet_dataplane::model::LoadBalancing::Maglev;
+    let ids: Vec<String> = model
+        .ports
+        .iter()
+        .filter(|(_, p)| !is_maglev(p))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let maglev_ids: Vec<String> = model
+        .ports
+        .iter()
+        .filter(|(_, p)| is_maglev(p))
+        .map(|(id, _)| id.clone())
+        .collect();
     let t1 = Instant::now();
     syncer.sync(model, now(&clock)).context("full sync")?;
     let full_total = t1.elapsed();
@@ -197,6 +253,14 @@ fn run_backend(opts: &Options, kind: BackendKind) -> Result<Value> {
         sync_timed(&mut syncer, extra_id.clone(), Some(extra), &mut service_add)?;
         sync_timed(&mut syncer, extra_id, None, &mut service_delete)?;
     }
+    let mut maglev_change = Timed::new();
+    for k in 0..opts.iterations.min(maglev_ids.len() as u32 * 4) {
+        let id = maglev_ids[k as usize % maglev_ids.len()].clone();
+        let mut sp = syncer_port(&syncer, &id);
+        sp.endpoints[0].ip =
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 201, (k / 250) as u8, (k % 250) as u8 + 1));
+        sync_timed(&mut syncer, id, Some(sp), &mut maglev_change)?;
+    }
 
     let result = json!({
         "ruleset": stats,
@@ -211,6 +275,7 @@ fn run_backend(opts: &Options, kind: BackendKind) -> Result<Value> {
             "service_add": service_add.json(),
             "service_delete": service_delete.json(),
         },
+        "maglev_endpoint_change": if maglev_ids.is_empty() { Value::Null } else { maglev_change.json() },
         "peak_rss_mib": peak_rss_mib(),
     });
     drop(syncer);

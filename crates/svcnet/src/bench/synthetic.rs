@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use svcnet_core::service::model::Protocol;
-use svcnet_dataplane::model::{Endpoint, ProxyConfig, ProxyModel, ServicePort};
+use svcnet_dataplane::model::{Endpoint, Hints, LoadBalancing, ProxyConfig, ProxyModel, ServicePort};
 
 pub const NODE: &str = "bench-node";
 /// Endpoints are spread over this many nodes, the benchmarked node being one of them.
@@ -50,6 +50,32 @@ pub fn model(services: u32, endpoints: u32) -> ProxyModel {
     for i in 0..services {
         let sp = service(i, endpoints, i * endpoints);
         m.ports.insert(sp.id(), sp);
+    }
+    m
+}
+
+/// Zones the endpoints of a hinted model are spread over; the node is in the first.
+pub const ZONES: u32 = 3;
+
+/// [`model`] with the features that cost the dataplane more: every endpoint hinted for its
+/// zone (the node is in one of [`ZONES`]), and the first `maglev` services on Maglev.
+pub fn model_with(services: u32, endpoints: u32, maglev: u32, hinted: bool) -> ProxyModel {
+    let mut m = model(services, endpoints);
+    if hinted {
+        m.node_zone = Some("zone-0".into());
+    }
+    for (i, sp) in m.ports.values_mut().enumerate() {
+        if (i as u32) < maglev {
+            sp.load_balancing = LoadBalancing::Maglev;
+        }
+        if hinted {
+            for (j, ep) in sp.endpoints.iter_mut().enumerate() {
+                ep.hints = Hints {
+                    zones: vec![format!("zone-{}", j as u32 % ZONES)],
+                    ..Hints::default()
+                };
+            }
+        }
     }
     m
 }

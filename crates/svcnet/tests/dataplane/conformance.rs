@@ -113,7 +113,8 @@ fn both_backends_build_identical_kernel_state() {
 }
 
 /// One random service port: family, protocol, endpoints (ready, local, terminating),
-/// policies, node port, affinity, external and load-balancer addresses with source ranges.
+/// policies, node port, affinity, external and load-balancer addresses with source ranges,
+/// Maglev or random choice.
 fn service_port() -> impl Strategy<Value = ServicePort> {
     (
         (0u8..40, any::<bool>(), 0u8..3),
@@ -124,10 +125,10 @@ fn service_port() -> impl Strategy<Value = ServicePort> {
             any::<bool>(),
             prop::option::of(1u32..20_000),
         ),
-        (any::<bool>(), any::<bool>(), 0usize..3),
+        (any::<bool>(), any::<bool>(), 0usize..3, prop::bool::weighted(0.25)),
     )
         .prop_map(
-            |((n, v6, proto), eps, (etp_local, itp_local, node_port, affinity), (ext, lb, ranges))| {
+            |((n, v6, proto), eps, (etp_local, itp_local, node_port, affinity), (ext, lb, ranges, maglev))| {
                 let protocol = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp][usize::from(proto)];
                 let addr = |v4: String, v6_addr: String| -> IpAddr {
                     if v6 {
@@ -157,6 +158,9 @@ fn service_port() -> impl Strategy<Value = ServicePort> {
                 sp.internal_traffic_policy = if itp_local { Policy::Local } else { Policy::Cluster };
                 sp.node_port = node_port.then_some(30000 + u16::from(n));
                 sp.affinity_timeout_seconds = affinity;
+                if maglev {
+                    sp.load_balancing = svcnet_dataplane::model::LoadBalancing::Maglev;
+                }
                 if ext {
                     sp.external_ips = vec![addr(format!("192.168.99.{}", n + 1), format!("fd00:99::{:x}", n + 1))];
                 }
@@ -190,6 +194,8 @@ fn proxy_model() -> impl Strategy<Value = ProxyModel> {
                 service_cidrs: vec!["172.30.0.0/16".parse().unwrap(), "fd00:30::/112".parse().unwrap()],
                 config: ProxyConfig {
                     masquerade_all,
+                    // the backends must agree on any table; a small one keeps `nft` quick
+                    maglev_table_size: 251,
                     ..Default::default()
                 },
                 ports: ports.into_iter().map(|sp| (sp.id(), sp)).collect(),

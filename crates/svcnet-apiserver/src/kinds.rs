@@ -37,6 +37,8 @@ pub struct Strategy {
     pub validate: fn(&Value) -> Vec<FieldError>,
     /// What an update may not change: the new object's errors against the stored one.
     pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    /// The warnings upstream returns with an accepted object (`true`: on create).
+    pub warnings: fn(&Value, bool) -> Vec<String>,
     /// Whether an update is checked by `validate_update` alone (as upstream's strategies for
     /// ServiceCIDR and IPAddress do), not by `validate` too.
     pub update_rules_only: bool,
@@ -69,6 +71,16 @@ fn no_update_rules(_: &Value, _: &Value) -> Vec<FieldError> {
     Vec::new()
 }
 
+fn no_warnings(_: &Value, _: bool) -> Vec<String> {
+    Vec::new()
+}
+
+fn service_warnings(v: &Value, _create: bool) -> Vec<String> {
+    serde_json::from_value::<core::Service>(v.clone())
+        .map(|svc| svcnet_core::service::warnings::service_warnings(&svc))
+        .unwrap_or_default()
+}
+
 /// A kind whose Rust type is `T` and protobuf message `P`, with `defaults` and `validate`.
 const fn typed<T, P>(kind: &'static Kind, defaults: fn(&mut Value), validate: fn(&Value) -> Vec<FieldError>) -> Strategy
 where
@@ -83,6 +95,7 @@ where
         defaults,
         validate,
         validate_update: no_update_rules,
+        warnings: no_warnings,
         update_rules_only: false,
         name: svcnet_core::names::dns1123_subdomain,
     }
@@ -95,16 +108,22 @@ pub static STRATEGIES: [Strategy; 23] = [
         name: svcnet_core::names::dns1123_label,
         ..typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, no_defaults, no_rules)
     },
-    typed::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules),
+    Strategy {
+        warnings: service_warnings,
+        ..typed::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules)
+    },
     typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, rules::pod),
     typed::<core::Node, pb::api::core::v1::Node>(&resources::NODES, no_defaults, no_rules),
     typed::<core::Endpoints, pb::api::core::v1::Endpoints>(&resources::ENDPOINTS, no_defaults, no_rules),
     typed::<core::Event, pb::api::core::v1::Event>(&resources::EVENTS, no_defaults, no_rules),
-    typed::<discovery::EndpointSlice, pb::api::discovery::v1::EndpointSlice>(
-        &resources::ENDPOINT_SLICES,
-        defaults::endpoint_slice,
-        svcnet_core::endpoints::validate::validate_endpoint_slice,
-    ),
+    Strategy {
+        warnings: svcnet_core::endpoints::validate::endpoint_slice_warnings,
+        ..typed::<discovery::EndpointSlice, pb::api::discovery::v1::EndpointSlice>(
+            &resources::ENDPOINT_SLICES,
+            defaults::endpoint_slice,
+            svcnet_core::endpoints::validate::validate_endpoint_slice,
+        )
+    },
     typed::<apps::Deployment, pb::api::apps::v1::Deployment>(
         &resources::DEPLOYMENTS,
         defaults::deployment,

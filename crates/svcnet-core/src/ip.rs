@@ -75,6 +75,50 @@ fn parse_ipv4_sloppy(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(octets))
 }
 
+/// Why an address that parses leniently ([`parse_ip_sloppy`]) is refused by upstream's
+/// strict parsing (the default since 1.33 for new values of legacy fields): leading zeros,
+/// or an IPv4-mapped IPv6 address.
+pub fn strict_ip_problem(value: &str) -> Option<&'static str> {
+    match value.parse::<IpAddr>() {
+        Err(_) => Some("must not have leading 0s"),
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => Some("must not be an IPv4-mapped IPv6 address"),
+        Ok(_) => None,
+    }
+}
+
+/// A CIDR as upstream's lenient parser reads it (leading zeros allowed): the address as
+/// written and the prefix length.
+pub fn parse_cidr_sloppy(value: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = value.split_once('/')?;
+    let ip = parse_ip_sloppy(ip)?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits: u8 = bits
+        .parse()
+        .ok()
+        .filter(|b| *b <= max && bits.bytes().all(|c| c.is_ascii_digit()))?;
+    Some((ip, bits))
+}
+
+/// Why a CIDR that parses leniently is refused by upstream's strict parsing: leading zeros
+/// (in the address or the length), an IPv4-mapped IPv6 address, or bits set beyond the
+/// prefix length.
+pub fn strict_cidr_problem(value: &str) -> Option<&'static str> {
+    let (ip_text, bits_text) = value.split_once('/')?;
+    let (_, bits) = parse_cidr_sloppy(value)?;
+    let strict = ip_text
+        .parse::<IpAddr>()
+        .ok()
+        .filter(|_| bits_text == "0" || !bits_text.starts_with('0'));
+    match strict {
+        None => Some("must not have leading 0s in IP or prefix length"),
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => Some("must not have an IPv4-mapped IPv6 address"),
+        Some(ip) => {
+            let net = ipnet::IpNet::new(ip, bits).ok()?;
+            (net.network() != ip).then_some("must not have bits set beyond the prefix length")
+        }
+    }
+}
+
 /// The family of a textual IP, if it parses.
 pub fn family_of_str(s: &str) -> Option<IpFamily> {
     parse_ip_sloppy(s).map(IpFamily::of)

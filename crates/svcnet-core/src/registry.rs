@@ -184,7 +184,7 @@ fn init_ip_family_fields(svc: &mut Service, old: Option<&Service>, allocators: &
     if type_of(svc) == TYPE_EXTERNAL_NAME || is_matching_prefer_dual_stack(svc, old) {
         return Ok(());
     }
-    let errs = validate_cluster_ips_related_fields(svc);
+    let errs = validate_cluster_ips_related_fields(svc, &crate::service::validate::Legacy::strict(old));
     if !errs.is_empty() {
         return Err(invalid(svc, errs));
     }

@@ -26,55 +26,30 @@ pub const READY_MESSAGE: &str = "Kubernetes Service CIDR is ready";
 pub const TERMINATING_MESSAGE: &str =
     "There are still IPAddresses referencing the ServiceCIDR, please remove them or create a new ServiceCIDR";
 
-fn strict_ip(value: &str) -> Option<IpAddr> {
-    value.parse().ok()
-}
-
 /// Why `value` is not an IP address in canonical form (IPAddress names).
 pub fn ip_problems(value: &str) -> Vec<String> {
     let Some(loose) = parse_ip_sloppy(value) else {
         return vec!["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()];
     };
-    let mut problems = Vec::new();
-    match strict_ip(value) {
-        None if !value.contains(':') => problems.push("must not have leading 0s".to_owned()),
-        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => {
-            problems.push("must not be an IPv4-mapped IPv6 address".to_owned())
-        }
-        _ => {}
+    if let Some(problem) = crate::ip::strict_ip_problem(value) {
+        return vec![problem.to_owned()];
     }
-    if problems.is_empty() && loose.to_string() != value {
-        problems.push(format!("must be in canonical form (\"{loose}\")"));
+    if loose.to_string() != value {
+        return vec![format!("must be in canonical form (\"{loose}\")")];
     }
-    problems
+    Vec::new()
 }
 
 /// Why `value` is not a CIDR in canonical form, as errors at `path`.
 pub fn cidr_errors(path: &FieldPath, value: &str) -> Vec<FieldError> {
     let invalid = |detail: String| vec![FieldError::invalid(path.clone(), value, detail)];
-    let parsed = value.split_once('/').and_then(|(ip, bits)| {
-        let ip = parse_ip_sloppy(ip)?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let bits: u8 = bits
-            .parse()
-            .ok()
-            .filter(|b| *b <= max && bits.bytes().all(|c| c.is_ascii_digit()))?;
-        IpNet::new(ip, bits).ok()
-    });
-    let Some(net) = parsed else {
+    let Some((ip, bits)) = crate::ip::parse_cidr_sloppy(value) else {
         return invalid("must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".into());
     };
-    let (ip_text, bits_text) = value.split_once('/').expect("parsed above");
-    let strict = strict_ip(ip_text).filter(|_| bits_text == "0" || !bits_text.starts_with('0'));
-    match strict {
-        None => return invalid("must not have leading 0s in IP or prefix length".into()),
-        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => {
-            return invalid("must not have an IPv4-mapped IPv6 address".into());
-        }
-        Some(ip) if ip != net.network() => return invalid("must not have bits set beyond the prefix length".into()),
-        Some(_) => {}
+    if let Some(problem) = crate::ip::strict_cidr_problem(value) {
+        return invalid(problem.into());
     }
-    let canonical = net.trunc().to_string();
+    let canonical = IpNet::new(ip, bits).map(|n| n.trunc().to_string()).unwrap_or_default();
     if canonical != value {
         return invalid(format!("must be in canonical form (\"{canonical}\")"));
     }

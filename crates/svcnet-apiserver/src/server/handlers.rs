@@ -160,24 +160,24 @@ pub(super) async fn collection_post(
     let registry = state.registry.clone();
     if *t.kind == resources::SERVICES {
         let svc = as_service(body)?;
-        let created = blocking(move || registry.create_service_with(&ns, svc, options)).await;
-        return Ok(reply(created, StatusCode::CREATED));
+        let created = blocking(move || registry.create_service_with(&ns, svc, options))
+            .await
+            .and_then(|svc| serde_json::to_value(svc).map_err(|e| Box::new(Status::internal(&e.to_string()))));
+        return Ok(written_reply(t.kind, created, StatusCode::CREATED, true));
     }
     let kind = t.kind;
-    Ok(reply(
-        blocking(move || {
-            objects::create_with(
-                registry.store(),
-                kind,
-                &ns,
-                body,
-                &mut objects::RandomIds::new(),
-                options,
-            )
-        })
-        .await,
-        StatusCode::CREATED,
-    ))
+    let created = blocking(move || {
+        objects::create_with(
+            registry.store(),
+            kind,
+            &ns,
+            body,
+            &mut objects::RandomIds::new(),
+            options,
+        )
+    })
+    .await;
+    Ok(written_reply(kind, created, StatusCode::CREATED, true))
 }
 
 pub(super) async fn item_get(
@@ -221,10 +221,11 @@ pub(super) async fn put(state: AppState, p: HashMap<String, String>, request: Re
     }
     let options = write_options(&request, "UpdateOptions")?;
     let body = read_json(t.kind, request).await?;
-    Ok(reply(
-        write(&state, &t, body, status_only, options).await,
-        StatusCode::OK,
-    ))
+    let written = write(&state, &t, body, status_only, options).await;
+    if status_only {
+        return Ok(reply(written, StatusCode::OK));
+    }
+    Ok(written_reply(t.kind, written, StatusCode::OK, false))
 }
 
 /// Replaces an object (or its status) with `body`: Services through the registry, the rest
@@ -323,7 +324,10 @@ pub(super) async fn patch(
         }
     }
     .await;
-    reply(result, StatusCode::OK)
+    if status_only {
+        return reply(result, StatusCode::OK);
+    }
+    written_reply(t.kind, result, StatusCode::OK, false)
 }
 
 /// The object behind a `/scale` request (404 unless its kind has the subresource).

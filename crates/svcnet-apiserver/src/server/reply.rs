@@ -76,3 +76,20 @@ pub(super) type Answer = Result<Response, ApiError>;
 pub(super) fn no_such_resource() -> ApiError {
     ApiError(Box::new(not_found_status()))
 }
+
+/// A write's answer, with the warnings upstream returns about the accepted object as
+/// `Warning` headers (`299 - "text"`, which kubectl prints as `Warning: text`).
+pub(super) fn written_reply(kind: &Kind, r: Result<Value, Box<Status>>, code: StatusCode, create: bool) -> Response {
+    let warnings = match (&r, crate::kinds::of(kind)) {
+        (Ok(v), Some(strategy)) => (strategy.warnings)(v, create),
+        _ => Vec::new(),
+    };
+    let mut response = reply(r, code);
+    for w in warnings {
+        let text = format!("299 - {}", svcnet_core::field::go_quote(&w));
+        if let Ok(value) = header::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}

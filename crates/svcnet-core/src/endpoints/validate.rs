@@ -60,7 +60,24 @@ fn validate_address(address: &str, address_type: &str, path: &FieldPath, j: usiz
             .map(|msg| FieldError::invalid(path.index(j), address, msg))
             .collect();
     }
-    match crate::ip::parse_ip_sloppy(address) {
+    let parsed = crate::ip::parse_ip_sloppy(address);
+    if parsed.is_some() {
+        // new addresses are parsed strictly (upstream's default since 1.33); an IPv6 one
+        // must also be written canonically
+        if let Some(problem) = crate::ip::strict_ip_problem(address) {
+            return vec![FieldError::invalid(path.index(j), address, problem)];
+        }
+        if address_type == "IPv6"
+            && let Some(ip) = parsed.filter(|ip| ip.is_ipv6() && ip.to_string() != address)
+        {
+            return vec![FieldError::invalid(
+                path.index(j),
+                address,
+                format!("must be in canonical form (\"{ip}\")"),
+            )];
+        }
+    }
+    match parsed {
         None => vec![FieldError::invalid(path.index(j), address, BAD_IP)],
         Some(IpAddr::V6(_)) if address_type == "IPv4" => {
             vec![FieldError::invalid(path.clone(), address, "must be an IPv4 address")]
@@ -70,6 +87,32 @@ fn validate_address(address: &str, address_type: &str, path: &FieldPath, j: usiz
         }
         Some(_) => Vec::new(),
     }
+}
+
+/// The warnings upstream returns with an EndpointSlice it accepted: FQDN slices are
+/// deprecated (on create), and addresses in a non-standard form (slices not written by the
+/// EndpointSlice controllers, which write canonical addresses).
+pub fn endpoint_slice_warnings(obj: &serde_json::Value, create: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if create && obj["addressType"] == "FQDN" {
+        warnings.push("spec.addressType: FQDN endpoints are deprecated".to_owned());
+    }
+    let managed_by = obj["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"].as_str();
+    if matches!(
+        managed_by,
+        Some("endpointslice-controller.k8s.io" | "endpointslicemirroring-controller.k8s.io")
+    ) {
+        return warnings;
+    }
+    for (i, endpoint) in obj["endpoints"].as_array().into_iter().flatten().enumerate() {
+        for (j, address) in endpoint["addresses"].as_array().into_iter().flatten().enumerate() {
+            if let Some(address) = address.as_str() {
+                let path = format!("endpoints[{i}].addresses[{j}]");
+                warnings.extend(crate::service::warnings::ip_warnings(&path, address));
+            }
+        }
+    }
+    warnings
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn policy_value(svc: &Service) -> BadValue {
     }
 }
 
-pub fn validate_cluster_ips_related_fields(svc: &Service) -> ErrorList {
+pub(crate) fn validate_cluster_ips_related_fields(svc: &Service, legacy: &super::validate::Legacy) -> ErrorList {
     if type_of(svc) == TYPE_EXTERNAL_NAME {
         return vec![];
     }
@@ -108,7 +108,12 @@ pub fn validate_cluster_ips_related_fields(svc: &Service) -> ErrorList {
             }
             continue;
         }
-        let e = validate_ip_field(ips_path.index(i), ip);
+        let mut e = validate_ip_field(ips_path.index(i), ip);
+        if e.is_empty()
+            && let Some(problem) = legacy.cluster_ip_problem(ip)
+        {
+            e.push(FieldError::invalid(ips_path.index(i), ip.as_str(), problem));
+        }
         has_invalid_ips |= !e.is_empty();
         errs.extend(e);
     }

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod model;
 pub mod prepare;
 pub mod validate;
+pub mod warnings;
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 

@@ -114,7 +114,7 @@ pub enum ModelError {
 impl ServiceModel {
     /// Validates (as a create would) and converts.
     pub fn from_service(svc: &Service) -> Result<Self, ModelError> {
-        let errs = super::validate::validate_service(svc);
+        let errs = super::validate::validate_service_accepting_legacy(svc);
         if !errs.is_empty() {
             return Err(ModelError::Invalid(errs));
         }

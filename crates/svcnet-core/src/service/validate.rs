@@ -24,6 +24,65 @@ const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
 /// Validates a Service on create.
 pub fn validate_service(svc: &Service) -> ErrorList {
+    validate_service_as(svc, &Legacy::strict(None))
+}
+
+/// `validate_service` for a Service another server stored: addresses and CIDRs in the
+/// legacy forms upstream accepted before 1.33 (leading zeros, IPv4-mapped IPv6, host bits in
+/// source ranges) are read, not refused, so a proxy still serves an old object.
+pub fn validate_service_accepting_legacy(svc: &Service) -> ErrorList {
+    validate_service_as(svc, &Legacy::accepted())
+}
+
+/// How the legacy address fields (clusterIPs, externalIPs, loadBalancerSourceRanges) are
+/// parsed: strictly for new values (upstream's default since 1.33), with the values the
+/// stored object already had exempt, as upstream exempts them on update.
+pub(crate) struct Legacy {
+    strict: bool,
+    cluster_ips: Vec<String>,
+    external_ips: Vec<String>,
+    source_ranges: Vec<String>,
+}
+
+impl Legacy {
+    pub(crate) fn strict(old: Option<&Service>) -> Self {
+        let of = |f: fn(&k8s_openapi::api::core::v1::ServiceSpec) -> Option<&Vec<String>>| {
+            old.and_then(|o| o.spec.as_ref())
+                .and_then(f)
+                .map(|v| v.iter().map(|s| s.trim().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        Legacy {
+            strict: true,
+            cluster_ips: of(|s| s.cluster_ips.as_ref()),
+            external_ips: of(|s| s.external_ips.as_ref()),
+            source_ranges: of(|s| s.load_balancer_source_ranges.as_ref()),
+        }
+    }
+
+    fn accepted() -> Self {
+        Legacy {
+            strict: false,
+            cluster_ips: vec![],
+            external_ips: vec![],
+            source_ranges: vec![],
+        }
+    }
+
+    /// The strict parser's objection to a new IP value that parses leniently.
+    pub(crate) fn ip_problem(&self, value: &str, old: &[String]) -> Option<&'static str> {
+        if !self.strict || old.iter().any(|o| o == value) {
+            return None;
+        }
+        crate::ip::strict_ip_problem(value)
+    }
+
+    pub(crate) fn cluster_ip_problem(&self, value: &str) -> Option<&'static str> {
+        self.ip_problem(value, &self.cluster_ips)
+    }
+}
+
+fn validate_service_as(svc: &Service, legacy: &Legacy) -> ErrorList {
     let mut errs = validate_object_meta(&svc.metadata, true, |n, prefix| {
         let n = if prefix {
             names::mask_trailing_dash(n)
@@ -33,6 +92,7 @@ pub fn validate_service(svc: &Service) -> ErrorList {
         // a lowercase RFC 1123 label: upstream relaxed Service names from DNS-1035 (1.34+)
         names::dns1123_label(&n)
     });
+    errs.extend(validate_topology_annotations(svc));
     let spec_path = FieldPath::new("spec");
     let sp = spec(svc);
     let ports = sp.ports.as_deref().unwrap_or(&[]);
@@ -138,11 +198,16 @@ pub fn validate_service(svc: &Service) -> ErrorList {
         ));
     }
 
-    errs.extend(validate_cluster_ips_related_fields(svc));
+    errs.extend(validate_cluster_ips_related_fields(svc, legacy));
 
     for (i, ip) in sp.external_ips.iter().flatten().enumerate() {
         let path = spec_path.child("externalIPs").index(i);
-        let e = super::cluster_ips::validate_ip_field(path.clone(), ip);
+        let mut e = super::cluster_ips::validate_ip_field(path.clone(), ip);
+        if e.is_empty()
+            && let Some(problem) = legacy.ip_problem(ip, &legacy.external_ips)
+        {
+            e.push(FieldError::invalid(path.clone(), ip.as_str(), problem));
+        }
         if e.is_empty() {
             errs.extend(validate_non_special_ip(ip, &path));
         } else {
@@ -211,6 +276,11 @@ pub fn validate_service(svc: &Service) -> ErrorList {
                     r,
                     "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
                 ));
+            } else if legacy.strict
+                && !legacy.source_ranges.iter().any(|o| o == r)
+                && let Some(problem) = crate::ip::strict_cidr_problem(r)
+            {
+                errs.push(FieldError::invalid(path.index(i), r, problem));
             }
         }
     }
@@ -244,13 +314,34 @@ pub fn validate_service(svc: &Service) -> ErrorList {
     errs
 }
 
+/// The topology annotation and its deprecated name must agree when both are set.
+fn validate_topology_annotations(svc: &Service) -> ErrorList {
+    use crate::endpoints::hints::{ANNOTATION_TOPOLOGY_AWARE_HINTS, ANNOTATION_TOPOLOGY_MODE};
+    let Some(annotations) = svc.metadata.annotations.as_ref() else {
+        return Vec::new();
+    };
+    match (
+        annotations.get(ANNOTATION_TOPOLOGY_MODE),
+        annotations.get(ANNOTATION_TOPOLOGY_AWARE_HINTS),
+    ) {
+        (Some(mode), Some(hints)) if mode != hints => vec![FieldError::invalid(
+            FieldPath::new("metadata")
+                .child("annotations")
+                .key(ANNOTATION_TOPOLOGY_MODE),
+            mode.as_str(),
+            format!("must match annotations[{ANNOTATION_TOPOLOGY_AWARE_HINTS}] when both are specified"),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// Validates a Service update: immutability rules first, then everything `validate_service` checks.
 pub fn validate_service_update(new: &Service, old: &Service) -> ErrorList {
     let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
     errs.extend(validate_cluster_ips_upgrade_downgrade(old, new));
     errs.extend(validate_ip_families_upgrade_downgrade(old, new));
     errs.extend(validate_load_balancer_class(Some(old), new));
-    errs.extend(validate_service(new));
+    errs.extend(validate_service_as(new, &Legacy::strict(Some(old))));
     errs
 }
 

@@ -575,6 +575,35 @@ fn traffic_policy_rules() {
             "Unsupported value: \"Nearby\": supported values: \"PreferClose\", \"PreferSameZone\", \"PreferSameNode\"",
         )],
     );
+    // the topology annotation and its deprecated name must agree (1.27+, kept through 1.37)
+    check(
+        "metadata: {name: a, annotations: {service.kubernetes.io/topology-mode: Auto, service.kubernetes.io/topology-aware-hints: Disabled}}\nspec: {ports: [{port: 80}]}",
+        &[(
+            "metadata.annotations[service.kubernetes.io/topology-mode]",
+            "Invalid value: \"Auto\": must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
+        )],
+    );
+}
+
+#[test]
+fn newer_traffic_distributions_and_agreeing_topology_annotations_are_accepted() {
+    let mut cluster = Cluster::new(v4_cluster());
+    for (name, extra) in [
+        ("same-zone", "trafficDistribution: PreferSameZone"),
+        (
+            "same-node",
+            "trafficDistribution: PreferSameNode, internalTrafficPolicy: Local",
+        ),
+        ("close", "trafficDistribution: PreferClose"),
+    ] {
+        let yaml = format!("metadata: {{name: {name}}}\nspec: {{ports: [{{port: 80}}], {extra}}}");
+        cluster
+            .create(&yaml)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.message));
+    }
+    cluster
+        .create("metadata: {name: both, annotations: {service.kubernetes.io/topology-mode: Auto, service.kubernetes.io/topology-aware-hints: Auto}}\nspec: {ports: [{port: 80}]}")
+        .unwrap_or_else(|e| panic!("{}", e.message));
 }
 
 #[test]
@@ -605,4 +634,69 @@ fn invalid_service_leaves_allocations_untouched() {
         .create("metadata: {name: a}\nspec: {type: NodePort, ports: [{port: 80, protocol: HTTP}]}")
         .unwrap_err();
     assert_eq!(cluster.alloc, before);
+}
+
+/// Upstream 1.33+ parses new values of the legacy address fields strictly; a value the stored
+/// object already had stays accepted on update, and a proxy still reads old objects.
+#[test]
+fn legacy_address_fields_are_strict_for_new_values_only() {
+    check(
+        "metadata: {name: a}\nspec: {ports: [{port: 80}], externalIPs: [192.168.099.1]}",
+        &[(
+            "spec.externalIPs[0]",
+            "Invalid value: \"192.168.099.1\": must not have leading 0s",
+        )],
+    );
+    check(
+        "metadata: {name: a}\nspec: {ports: [{port: 80}], externalIPs: ['::ffff:192.168.99.1']}",
+        &[(
+            "spec.externalIPs[0]",
+            "Invalid value: \"::ffff:192.168.99.1\": must not be an IPv4-mapped IPv6 address",
+        )],
+    );
+    check(
+        "metadata: {name: a}\nspec: {type: LoadBalancer, ports: [{port: 80}], loadBalancerSourceRanges: [10.1.2.3/16]}",
+        &[(
+            "spec.LoadBalancerSourceRanges[0]",
+            "Invalid value: \"10.1.2.3/16\": must not have bits set beyond the prefix length",
+        )],
+    );
+    check(
+        "metadata: {name: a}\nspec: {type: LoadBalancer, ports: [{port: 80}], loadBalancerSourceRanges: [010.1.0.0/16]}",
+        &[(
+            "spec.LoadBalancerSourceRanges[0]",
+            "Invalid value: \"010.1.0.0/16\": must not have leading 0s in IP or prefix length",
+        )],
+    );
+    check(
+        "metadata: {name: a}\nspec: {ports: [{port: 80}], clusterIP: 10.0.0.010}",
+        &[(
+            "spec.clusterIPs[0]",
+            "Invalid value: \"10.0.0.010\": must not have leading 0s",
+        )],
+    );
+
+    // stored before 1.33 with a legacy form: an update keeping it passes, one adding another fails
+    let mut old = svc(
+        "metadata: {name: legacy, resourceVersion: '1'}\nspec: {type: ClusterIP, clusterIP: 10.0.0.9, clusterIPs: [10.0.0.9], ipFamilies: [IPv4], ipFamilyPolicy: SingleStack, sessionAffinity: None, internalTrafficPolicy: Cluster, externalTrafficPolicy: Cluster, ports: [{port: 80, protocol: TCP, targetPort: 80}], externalIPs: [192.168.099.1]}",
+    );
+    old.metadata.uid = Some("u".into());
+    let mut same = old.clone();
+    same.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 81;
+    let errs = svcnet_core::service::validate::validate_service_update(&same, &old);
+    assert!(errs.is_empty(), "{errs:?}");
+    let mut added = old.clone();
+    added.spec.as_mut().unwrap().external_ips = Some(vec!["192.168.099.1".into(), "192.168.099.2".into()]);
+    let errs = svcnet_core::service::validate::validate_service_update(&added, &old);
+    let got: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.path, e.body())).collect();
+    assert_eq!(
+        got,
+        ["spec.externalIPs[1]: Invalid value: \"192.168.099.2\": must not have leading 0s"]
+    );
+    // a proxy reads the old object as it is
+    let model = svcnet_core::service::model::ServiceModel::from_service(&old).expect("a model of the old object");
+    assert_eq!(
+        model.external_ips,
+        vec!["192.168.99.1".parse::<std::net::IpAddr>().unwrap()]
+    );
 }

@@ -182,6 +182,63 @@ fn service_matrix() -> Vec<Request> {
         services_path(),
         Some(service("clusterip-plain", types()[0].1.clone())),
     ));
+    // what upstream warns about (Warning headers) and the topology annotations' agreement
+    let port = json!([{ "port": 80 }]);
+    for (id, meta, spec) in [
+        (
+            "hints-annotation",
+            json!({ "annotations": { "service.kubernetes.io/topology-aware-hints": "Auto" } }),
+            json!({ "ports": port }),
+        ),
+        (
+            "topology-annotations-disagree",
+            json!({ "annotations": { "service.kubernetes.io/topology-aware-hints": "Auto", "service.kubernetes.io/topology-mode": "Disabled" } }),
+            json!({ "ports": port }),
+        ),
+        (
+            "topology-annotations-agree",
+            json!({ "annotations": { "service.kubernetes.io/topology-aware-hints": "Auto", "service.kubernetes.io/topology-mode": "Auto" } }),
+            json!({ "ports": port }),
+        ),
+        (
+            "external-ip-noncanonical",
+            json!({}),
+            json!({ "ports": port, "externalIPs": ["fd00:0:99::1"] }),
+        ),
+        (
+            "external-ip-leading-zero",
+            json!({}),
+            json!({ "ports": port, "externalIPs": ["192.168.099.1"] }),
+        ),
+        (
+            "lb-source-range-ambiguous",
+            json!({}),
+            json!({ "type": "LoadBalancer", "ports": port, "loadBalancerSourceRanges": ["10.1.2.3/16"] }),
+        ),
+        (
+            "headless-ignored-fields",
+            json!({}),
+            json!({ "clusterIP": "None", "ports": port, "sessionAffinity": "ClientIP", "externalIPs": ["192.168.99.9"] }),
+        ),
+        (
+            "externalname-external-ips",
+            json!({}),
+            json!({ "type": "ExternalName", "externalName": "db.example.com", "externalIPs": ["192.168.99.8"] }),
+        ),
+        (
+            "traffic-same-zone",
+            json!({}),
+            json!({ "ports": port, "trafficDistribution": "PreferSameZone" }),
+        ),
+    ] {
+        let mut body = service(&format!("w-{id}"), spec);
+        if let Some(extra) = meta.as_object() {
+            for (k, v) in extra {
+                body["metadata"][k] = v.clone();
+            }
+        }
+        out.push(request(format!("warn/{id}"), "POST", services_path(), Some(body)));
+    }
     out.push(request(
         "create/name-mismatch-kind".into(),
         "POST",
@@ -689,6 +746,15 @@ fn workloads() -> Vec<Request> {
             Some(slice(
                 "s-proto",
                 json!({ "ports": [{ "name": "", "port": 80, "protocol": "FOO" }] }),
+            )),
+        ),
+        request(
+            "slice/noncanonical-address".into(),
+            "POST",
+            slices.clone(),
+            Some(slice(
+                "s-noncanonical",
+                json!({ "addressType": "IPv6", "endpoints": [{ "addresses": ["fd00:0::5"] }] }),
             )),
         ),
         request(

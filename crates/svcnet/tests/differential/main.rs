@@ -25,10 +25,13 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// (HTTP code, body) of `request`.
-    fn send(&self, request: &Request) -> (u16, String) {
+    /// (HTTP code, body, `Warning` headers) of `request`.
+    fn send(&self, request: &Request) -> (u16, String, Vec<String>) {
+        let headers_file = tempfile::NamedTempFile::new().expect("a temporary file");
         let mut command = Command::new("curl");
         command
+            .arg("--dump-header")
+            .arg(headers_file.path())
             .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
             .arg(&self.ca)
             .args(["-H", &format!("Authorization: Bearer {}", self.token)])
@@ -56,7 +59,14 @@ impl Endpoint {
         let out = child.wait_with_output().expect("curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.parse().unwrap_or(0), body.to_owned())
+        let headers = std::fs::read_to_string(headers_file.path()).unwrap_or_default();
+        let warnings = headers
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("warning"))
+            .map(|(_, value)| value.trim().to_owned())
+            .collect();
+        (code.parse().unwrap_or(0), body.to_owned(), warnings)
     }
 }
 
@@ -103,7 +113,7 @@ fn prepare(server: &Endpoint) {
     ]
     .map(|(p, b)| (p.to_owned(), b));
     for (path, body) in setup {
-        let (code, text) = server.send(&Request {
+        let (code, text, _) = server.send(&Request {
             id: "setup".into(),
             method: "POST",
             path,
@@ -149,16 +159,16 @@ fn svcnet_answers_as_kube_apiserver_does() {
     let mut differences: BTreeMap<String, String> = BTreeMap::new();
     let all = corpus::corpus();
     for request in &all {
-        let (our_code, our_body) = ours_endpoint.send(request);
-        let (their_code, their_body) = theirs.send(request);
+        let (our_code, our_body, our_warnings) = ours_endpoint.send(request);
+        let (their_code, their_body, their_warnings) = theirs.send(request);
         let sent = request.body.as_deref().unwrap_or("");
         let ours_n = normalize::answer(&our_body, sent);
         let theirs_n = normalize::answer(&their_body, sent);
-        if our_code != their_code || ours_n != theirs_n {
+        if our_code != their_code || ours_n != theirs_n || our_warnings != their_warnings {
             differences.insert(
                 request.id.clone(),
                 format!(
-                    "[{}] {} {}\n  svcnet   {our_code}: {}\n  upstream {their_code}: {}",
+                    "[{}] {} {}\n  svcnet   {our_code}: {} warnings {our_warnings:?}\n  upstream {their_code}: {} warnings {their_warnings:?}",
                     request.id,
                     request.method,
                     request.path,

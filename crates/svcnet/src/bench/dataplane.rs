@@ -248,7 +248,11 @@ fn run_backend(opts: &Options, kind: BackendKind, variant: Variant) -> Result<Va
         sp.endpoints[0].ip =
             std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 200, (k / 250) as u8, (k % 250) as u8 + 1));
         sync_timed(&mut syncer, id, Some(sp), &mut endpoint_change)?;
-        let extra = synthetic::service(opts.services + k, opts.endpoints_per_service, 4_000_000 + k * 64);
+        // shaped like the model's services, so an add does not also create a new shared chain
+        let mut extra = synthetic::service(opts.services + k, opts.endpoints_per_service, 4_000_000 + k * 64);
+        if variant.hinted {
+            synthetic::hint(&mut extra);
+        }
         let extra_id = extra.id();
         sync_timed(&mut syncer, extra_id.clone(), Some(extra), &mut service_add)?;
         sync_timed(&mut syncer, extra_id, None, &mut service_delete)?;

@@ -57,8 +57,18 @@ pub fn model(services: u32, endpoints: u32) -> ProxyModel {
 /// Zones the endpoints of a hinted model are spread over; the node is in the first.
 pub const ZONES: u32 = 3;
 
+/// Every endpoint of `sp` hinted for its zone, one of [`ZONES`] in turn.
+pub fn hint(sp: &mut ServicePort) {
+    for (j, ep) in sp.endpoints.iter_mut().enumerate() {
+        ep.hints = Hints {
+            zones: vec![format!("zone-{}", j as u32 % ZONES)],
+            ..Hints::default()
+        };
+    }
+}
+
 /// [`model`] with the features that cost the dataplane more: every endpoint hinted for its
-/// zone (the node is in one of [`ZONES`]), and the first `maglev` services on Maglev.
+/// zone (the node is in the first of [`ZONES`]), and the first `maglev` services on Maglev.
 pub fn model_with(services: u32, endpoints: u32, maglev: u32, hinted: bool) -> ProxyModel {
     let mut m = model(services, endpoints);
     if hinted {
@@ -69,12 +79,7 @@ pub fn model_with(services: u32, endpoints: u32, maglev: u32, hinted: bool) -> P
             sp.load_balancing = LoadBalancing::Maglev;
         }
         if hinted {
-            for (j, ep) in sp.endpoints.iter_mut().enumerate() {
-                ep.hints = Hints {
-                    zones: vec![format!("zone-{}", j as u32 % ZONES)],
-                    ..Hints::default()
-                };
-            }
+            hint(sp);
         }
     }
     m

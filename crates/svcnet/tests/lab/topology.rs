@@ -1,6 +1,6 @@
 //! Topology-aware routing in a 3-node lab over two zones (node-1 and node-3 in zone a,
-//! node-2 in zone b), one backend pod per node: `trafficDistribution` PreferSameZone keeps a
-//! client in its zone, PreferSameNode on its node, both fall back to every endpoint where
+//! node-2 in zone b), one backend pod per node: `trafficDistribution` PreferSameZone (and
+//! its older name PreferClose) keeps a client in its zone, PreferSameNode on its node, both fall back to every endpoint where
 //! upstream does, and `topology-mode: Auto` hints zones by CPU. Real traffic on every setup,
 //! so svcnet's proxy and controller are held to kube-proxy's and kube-controller-manager's.
 
@@ -112,6 +112,16 @@ spec:
     let mut zones: Vec<&str> = zones.split_whitespace().collect();
     zones.sort();
     assert_eq!(zones, ["a", "a", "b"], "every endpoint hinted for its own zone");
+    // PreferClose, the older name of PreferSameZone, behaves the same
+    patch(&lab, r#"{"spec":{"trafficDistribution":"PreferClose"}}"#);
+    expect(
+        &lab,
+        3,
+        &target,
+        &["web-1", "web-3"],
+        "PreferClose to keep client-3 in zone a",
+    );
+    expect(&lab, 2, &target, &["web-2"], "PreferClose to keep client-2 in zone b");
 
     patch(&lab, r#"{"spec":{"trafficDistribution":"PreferSameNode"}}"#);
     expect(&lab, 3, &target, &["web-3"], "client-3 to stay on node-3");

@@ -112,7 +112,10 @@ pub static STRATEGIES: [Strategy; 23] = [
         warnings: service_warnings,
         ..typed::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules)
     },
-    typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, rules::pod),
+    Strategy {
+        validate_update: svcnet_core::workloads::pod_update::validate_pod_update,
+        ..typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, rules::pod)
+    },
     typed::<core::Node, pb::api::core::v1::Node>(&resources::NODES, no_defaults, no_rules),
     typed::<core::Endpoints, pb::api::core::v1::Endpoints>(&resources::ENDPOINTS, no_defaults, no_rules),
     typed::<core::Event, pb::api::core::v1::Event>(&resources::EVENTS, no_defaults, no_rules),

@@ -10,6 +10,7 @@
 pub mod deployment;
 pub mod pod_defaults;
 pub mod pod_spec;
+pub mod pod_update;
 pub mod replicaset;
 pub mod validate;
 

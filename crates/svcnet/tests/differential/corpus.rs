@@ -669,6 +669,31 @@ fn workloads() -> Vec<Request> {
                 json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "p-valid" }, "target": { "kind": "Pod" } }),
             ),
         ),
+        // strategic: containers merge by name (a merge patch would replace the list)
+        Request {
+            content_type: "application/strategic-merge-patch+json",
+            ..pod_patch(
+                &pods,
+                "pod/update-image",
+                json!({ "spec": { "containers": [{ "name": "c", "image": "agnhost:2" }] } }),
+            )
+        },
+        pod_patch(&pods, "pod/update-node", json!({ "spec": { "nodeName": "n2" } })),
+        pod_patch(
+            &pods,
+            "pod/update-deadline",
+            json!({ "spec": { "activeDeadlineSeconds": 30 } }),
+        ),
+        pod_patch(
+            &pods,
+            "pod/update-deadline-later",
+            json!({ "spec": { "activeDeadlineSeconds": 60 } }),
+        ),
+        pod_patch(
+            &pods,
+            "pod/update-restart-policy",
+            json!({ "spec": { "restartPolicy": "Never" } }),
+        ),
         request(
             "deployment/valid".into(),
             "POST",
@@ -862,6 +887,17 @@ fn malformed() -> Vec<Request> {
             r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"m","namespace":"other"},"spec":{"ports":[{"port":80}]}}"#,
         ),
     ]
+}
+
+/// A merge patch of the pod `p-node` (created bound to a node).
+fn pod_patch(pods: &str, id: &str, body: Value) -> Request {
+    Request {
+        id: id.into(),
+        method: "PATCH",
+        path: format!("{pods}/p-node"),
+        content_type: "application/merge-patch+json",
+        body: Some(body.to_string()),
+    }
 }
 
 /// ServiceCIDRs and IPAddresses (networking.k8s.io/v1): their validation and immutability.

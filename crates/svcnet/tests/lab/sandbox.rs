@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Lab, wait_for};
+use crate::support::{ControlPlane, Lab, wait_for};
 
 fn pod(name: &str, security_context: &str, script: &str) -> String {
     format!(
@@ -42,9 +42,11 @@ fn pods_run_unprivileged_unless_they_ask_for_root() {
     assert!(root.contains("uid=0"), "{root}");
 }
 
-#[test]
-fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event() {
-    let lab = Lab::up(1);
+/// On both control planes: the kubelet's events and container statuses reach kube-apiserver
+/// as they reach svcnet's (the test above reads `kubectl logs`, which on upstream's control
+/// plane needs a kubelet API server the lab does not run).
+fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event(control_plane: ControlPlane) {
+    let lab = Lab::up_on(1, control_plane);
     lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: nginx, image: nginx}]\n");
     let event = wait_for("a Failed warning", Duration::from_secs(30), || {
         let events = lab.k(&[
@@ -63,4 +65,18 @@ fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event() {
         described.contains("CreateContainerConfigError") && described.contains("Warning"),
         "{described}"
     );
+}
+
+mod a_container_the_lab_cannot_run_is_explained_by_a_warning_event {
+    use crate::support::ControlPlane;
+
+    #[test]
+    fn svcnet() {
+        super::a_container_the_lab_cannot_run_is_explained_by_a_warning_event(ControlPlane::Svcnet);
+    }
+
+    #[test]
+    fn upstream() {
+        super::a_container_the_lab_cannot_run_is_explained_by_a_warning_event(ControlPlane::Upstream);
+    }
 }

@@ -129,6 +129,10 @@ enum LabCommand {
         /// in a...), as their `topology.kubernetes.io/zone` label.
         #[arg(long, value_delimiter = ',')]
         zones: Vec<String>,
+        /// The proxies' nodePortAddresses: CIDRs whose node addresses serve NodePorts
+        /// [default: every node address].
+        #[arg(long, value_delimiter = ',')]
+        nodeport_addresses: Vec<ipnet::IpNet>,
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
@@ -157,6 +161,16 @@ enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Change a node's address (as a new DHCP lease would); its Node object follows.
+    Node {
+        /// The node (`node-1`, …).
+        node: String,
+        /// Its new address, a free host address of the lab's switch subnet 10.240.0.0/24.
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
+        name: String,
+    },
     /// The background process `up` starts (not for direct use).
     #[command(hide = true)]
     Daemon {
@@ -174,6 +188,8 @@ enum LabCommand {
         proxy: crate::lab::supervisor::NodeProxy,
         #[arg(long, value_delimiter = ',')]
         zones: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        nodeport_addresses: Vec<ipnet::IpNet>,
     },
 }
 
@@ -603,6 +619,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             upstream_bin,
             proxy,
             zones,
+            nodeport_addresses,
         } => commands::up(&commands::UpOptions {
             name,
             nodes,
@@ -613,6 +630,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 control_plane,
                 upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
                 proxy,
+                nodeport_addresses,
             },
         }),
         LabCommand::Down { name } => commands::down(&name),
@@ -624,6 +642,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             command,
         } => commands::exec(&name, &pod, &namespace, &command),
         LabCommand::External { name, command } => commands::external(&name, &command),
+        LabCommand::Node { node, ip, name } => commands::node(&name, &node, ip),
         LabCommand::Daemon {
             name,
             nodes,
@@ -632,6 +651,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             upstream_bin,
             proxy,
             zones,
+            nodeport_addresses,
         } => commands::daemon(
             &name,
             nodes,
@@ -641,6 +661,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 control_plane,
                 upstream_bin,
                 proxy,
+                nodeport_addresses,
             },
         ),
     }

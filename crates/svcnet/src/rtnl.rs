@@ -11,12 +11,16 @@ use std::path::Path;
 use ipnet::IpNet;
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
 use svcnet_dataplane::netlink::socket::exchange;
-use svcnet_dataplane::netlink::wire::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, Writer};
+use svcnet_dataplane::netlink::wire::{Attrs, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, Writer};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 
 const IFLA_IFNAME: u16 = 3;
@@ -165,10 +169,7 @@ impl Rtnl {
     pub fn add_address(&mut self, dev: &str, addr: IpNet) -> io::Result<()> {
         let index = self.index(dev)?;
         let ip = addr.addr();
-        let mut header = [0u8; 8];
-        header[0] = family(&ip);
-        header[1] = addr.prefix_len();
-        header[4..8].copy_from_slice(&index.to_ne_bytes());
+        let header = ifaddrmsg(&addr, index);
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &header, |w| {
             w.put(IFA_LOCAL, &octets(&ip));
             w.put(IFA_ADDRESS, &octets(&ip));
@@ -177,21 +178,89 @@ impl Rtnl {
         .map_err(|e| context(e, &format!("add address {addr} on {dev}")))
     }
 
+    /// Removes `addr` (with its prefix) from `dev`.
+    pub fn delete_address(&mut self, dev: &str, addr: IpNet) -> io::Result<()> {
+        let index = self.index(dev)?;
+        let header = ifaddrmsg(&addr, index);
+        self.request(RTM_DELADDR, 0, &header, |w| {
+            w.put(IFA_LOCAL, &octets(&addr.addr()));
+        })
+        .map(drop)
+        .map_err(|e| context(e, &format!("delete address {addr} from {dev}")))
+    }
+
+    /// The addresses (with prefixes) on `dev`, in the kernel's order (primary first).
+    pub fn addresses(&mut self, dev: &str) -> io::Result<Vec<IpNet>> {
+        let index = self.index(dev)?;
+        let answers = self.request(RTM_GETADDR, NLM_F_DUMP, &[0u8; 8], |_| {})?;
+        let mut out = Vec::new();
+        for payload in answers {
+            let Some(header) = payload.get(..8) else { continue };
+            if u32::from_ne_bytes(header[4..8].try_into().expect("4 bytes")) != index {
+                continue;
+            }
+            let prefix = header[1];
+            let attrs = || Attrs(&payload[8..]);
+            let Some(value) = attrs()
+                .find(|a| a.kind == IFA_LOCAL)
+                .or_else(|| attrs().find(|a| a.kind == IFA_ADDRESS))
+                .map(|a| a.value)
+            else {
+                continue;
+            };
+            let ip = if let Ok(v4) = <[u8; 4]>::try_from(value) {
+                IpAddr::from(v4)
+            } else if let Ok(v6) = <[u8; 16]>::try_from(value) {
+                IpAddr::from(v6)
+            } else {
+                continue;
+            };
+            if let Ok(net) = IpNet::new(ip, prefix) {
+                out.push(net);
+            }
+        }
+        Ok(out)
+    }
+
     /// A route to `dst` through the gateway `via`, or directly on `dev` (scope link).
     pub fn add_route(&mut self, dst: IpNet, via: Option<IpAddr>, dev: Option<&str>) -> io::Result<()> {
+        self.write_route(NLM_F_CREATE | NLM_F_EXCL, dst, via, dev)
+            .map_err(|e| context(e, &format!("add route {dst}")))
+    }
+
+    /// Like [`Rtnl::add_route`], replacing a route to `dst` that is already there.
+    pub fn replace_route(&mut self, dst: IpNet, via: Option<IpAddr>, dev: Option<&str>) -> io::Result<()> {
+        self.write_route(NLM_F_CREATE | NLM_F_REPLACE, dst, via, dev)
+            .map_err(|e| context(e, &format!("replace route {dst}")))
+    }
+
+    /// Removes the route to `dst` (whatever its gateway); one that is not there is not an error.
+    pub fn delete_route(&mut self, dst: IpNet) -> io::Result<()> {
+        let mut header = route_header(&dst, RT_SCOPE_UNIVERSE);
+        header[5] = 0; // any protocol
+        header[7] = 0; // any type
+        match self.request(RTM_DELROUTE, 0, &header, |w| {
+            if dst.prefix_len() > 0 {
+                w.put(RTA_DST, &octets(&dst.network()));
+            }
+        }) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(3) => Ok(()), // ESRCH: no such route
+            Err(e) => Err(context(e, &format!("delete route {dst}"))),
+        }
+    }
+
+    fn write_route(&mut self, flags: u16, dst: IpNet, via: Option<IpAddr>, dev: Option<&str>) -> io::Result<()> {
         let oif = dev.map(|d| self.index(d)).transpose()?;
-        let mut header = [0u8; 12];
-        header[0] = family(&dst.addr());
-        header[1] = dst.prefix_len();
-        header[4] = RT_TABLE_MAIN;
-        header[5] = RTPROT_BOOT;
-        header[6] = if via.is_some() {
-            RT_SCOPE_UNIVERSE
-        } else {
-            RT_SCOPE_LINK
-        };
-        header[7] = RTN_UNICAST;
-        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &header, |w| {
+        let header = route_header(
+            &dst,
+            if via.is_some() {
+                RT_SCOPE_UNIVERSE
+            } else {
+                RT_SCOPE_LINK
+            },
+        );
+        self.request(RTM_NEWROUTE, flags, &header, |w| {
             if dst.prefix_len() > 0 {
                 w.put(RTA_DST, &octets(&dst.network()));
             }
@@ -203,8 +272,28 @@ impl Rtnl {
             }
         })
         .map(drop)
-        .map_err(|e| context(e, &format!("add route {dst}")))
     }
+}
+
+/// `ifaddrmsg`: family, prefix length, flags, scope and interface index.
+fn ifaddrmsg(addr: &IpNet, index: u32) -> [u8; 8] {
+    let mut header = [0u8; 8];
+    header[0] = family(&addr.addr());
+    header[1] = addr.prefix_len();
+    header[4..8].copy_from_slice(&index.to_ne_bytes());
+    header
+}
+
+/// `rtmsg` for a unicast route to `dst` in the main table.
+fn route_header(dst: &IpNet, scope: u8) -> [u8; 12] {
+    let mut header = [0u8; 12];
+    header[0] = family(&dst.addr());
+    header[1] = dst.prefix_len();
+    header[4] = RT_TABLE_MAIN;
+    header[5] = RTPROT_BOOT;
+    header[6] = scope;
+    header[7] = RTN_UNICAST;
+    header
 }
 
 fn context(e: io::Error, what: &str) -> io::Error {

@@ -156,6 +156,9 @@ impl ServiceModel {
             .and_then(|lb| lb.ingress.as_ref())
             .into_iter()
             .flatten()
+            // an ingress with ipMode Proxy is reached through the load balancer itself (it
+            // keeps the destination), so proxies leave it alone, as kube-proxy does
+            .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
             .filter_map(|i| i.ip.as_deref().and_then(parse_ip_sloppy))
             .collect();
         Ok(ServiceModel {

@@ -1,4 +1,4 @@
-//! The `svcnet lab` verbs: `up`, `down`, `status`, `exec` and `external`.
+//! The `svcnet lab` verbs: `up`, `down`, `status`, `exec`, `external` and `node`.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -165,6 +165,12 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             "--proxy",
             opts.daemon.proxy.to_possible_value().expect("named").get_name(),
         ])
+        .args(if opts.daemon.nodeport_addresses.is_empty() {
+            vec![]
+        } else {
+            let cidrs: Vec<String> = opts.daemon.nodeport_addresses.iter().map(ToString::to_string).collect();
+            vec!["--nodeport-addresses".to_owned(), cidrs.join(",")]
+        })
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -249,20 +255,25 @@ pub const DEFAULT_NAME: &str = "lab";
 fn run_demo(ready: &Ready) -> Result<()> {
     let cli = lab_command(&ready.plan.name);
     let runtime = tokio::runtime::Runtime::new()?;
-    let (cluster_ip, client_ns) = runtime.block_on(async {
+    let (cluster_ip, lb_ip, client_ns) = runtime.block_on(async {
         let client = client_for(&ready.kubeconfig).await?;
         demo::deploy(&client).await?;
         let ip = demo::wait_ready(&client, Duration::from_secs(60)).await?;
+        let lb_ip = demo::wait_load_balancer(&client, Duration::from_secs(20)).await?;
         let pod = Api::<Pod>::namespaced(client, "default").get("client").await?;
-        anyhow::Ok((ip, ready.plan.pod_netns(pod.metadata.uid.as_deref().unwrap_or(""))))
+        anyhow::Ok((
+            ip,
+            lb_ip,
+            ready.plan.pod_netns(pod.metadata.uid.as_deref().unwrap_or("")),
+        ))
     })?;
     println!(
-        "\ndemo deployed: deployment demo (3 agnhost netexec pods) behind service demo ({cluster_ip}:80, TCP and UDP) and demo-nodeport (NodePort {}), plus pod client",
+        "\ndemo deployed: deployment demo (3 agnhost netexec pods) behind three services: demo (ClusterIP {cluster_ip}:80, TCP and UDP), demo-nodeport (NodePort {} on every node) and demo-lb (LoadBalancer {lb_ip}:80); plus pod client",
         demo::NODE_PORT
     );
     println!("\nwhat each path answers (with /hostname, the pod that served it):");
     let mut failed = Vec::new();
-    for (what, command, answer) in demo::check(ready, &client_ns, &cluster_ip, &cli) {
+    for (what, command, answer) in demo::check(ready, &client_ns, &cluster_ip, &lb_ip, &cli) {
         let must_fail = what.contains("must fail");
         let ok = answer.starts_with("ERROR") == must_fail;
         println!("  {what}: {answer}\n      try: {command}");
@@ -284,6 +295,12 @@ fn run_demo(ready: &Ready) -> Result<()> {
         ready.plan.nodes[0].netns
     );
     println!("  kubectl scale deployment demo --replicas=5; kubectl get endpointslices -w   # endpoints follow");
+    println!("  kubectl describe service demo-lb   # which node announces the LoadBalancer address");
+    println!(
+        "  {} node-1 --ip 10.240.0.61; {external} -- curl -s http://10.240.0.61:{}/hostname   # a node's address changes: its NodePorts follow",
+        cli.verb("node"),
+        demo::NODE_PORT
+    );
     if !failed.is_empty() {
         bail!("demo checks failed: {}", failed.join(", "));
     }
@@ -414,6 +431,45 @@ pub fn exec(name: &str, pod: &str, namespace: &str, command: &[String]) -> Resul
     }
     let netns = ready.plan.pod_netns(found.metadata.uid.as_deref().unwrap_or(""));
     run_inherited(&netns, command)
+}
+
+/// `svcnet lab node NODE --ip ADDR`: changes a node's address and waits until its Node
+/// object reports it.
+pub fn node(name: &str, node: &str, ip: std::net::Ipv4Addr) -> Result<ExitCode> {
+    require_root()?;
+    let mut ready = ready_lab(name)?;
+    let old = ready.plan.nodes.iter().find(|n| n.name == node).map(|n| n.ip);
+    let started = Instant::now();
+    ready.plan = super::node_address::change(&ready.plan, node, ip)?;
+    // the lab's other commands read addresses from here
+    let state = state_dir(name);
+    let staging = state.join("ready.json.new");
+    std::fs::write(&staging, serde_json::to_vec_pretty(&ready)?)?;
+    std::fs::rename(&staging, daemon::ready_path(&state))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let reported = runtime.block_on(async {
+        let client = client_for(&ready.kubeconfig).await?;
+        let nodes = Api::<Node>::all(client);
+        let want = ip.to_string();
+        while started.elapsed() < Duration::from_secs(10) {
+            let object = nodes.get(node).await?;
+            let addresses = object.status.and_then(|s| s.addresses).unwrap_or_default();
+            if addresses.iter().any(|a| a.type_ == "InternalIP" && a.address == want) {
+                return anyhow::Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(false)
+    })?;
+    let old = old.map_or_else(|| "?".to_owned(), |o| o.to_string());
+    if !reported {
+        bail!("{node} now has the address {ip} (was {old}), but its Node object did not report it within 10 s");
+    }
+    println!(
+        "{node}: {old} -> {ip}; Node.status.addresses reported it after {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a command on the external host.

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -18,7 +18,7 @@ use super::control_plane::{self, ControlPlane};
 use super::kubelet::{self, NodeContext, sandbox::IpPool};
 use super::plan::LabPlan;
 use super::supervisor::NodeProxy;
-use super::{api_relay, scheduler, supervisor, topology};
+use super::{api_relay, load_balancer, scheduler, supervisor, topology};
 
 /// What a running lab tells the other commands (`<state>/ready.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +39,8 @@ pub struct DaemonOptions {
     /// Upstream's binaries, for `ControlPlane::Upstream` and `NodeProxy::KubeProxy`.
     pub upstream_bin: PathBuf,
     pub proxy: NodeProxy,
+    /// The proxies' `nodePortAddresses` (empty: every node address serves NodePorts).
+    pub nodeport_addresses: Vec<ipnet::IpNet>,
 }
 
 pub fn ready_path(state: &Path) -> PathBuf {
@@ -98,6 +100,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             exe: exe.clone(),
             log_dir: log_dir.clone(),
             ips: Mutex::new(IpPool::new(node.pod_cidr)),
+            address: RwLock::new(node.ip),
         });
         let stop = shutdown.clone();
         let name = node.name.clone();
@@ -106,9 +109,14 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
                 tracing::error!(node = %name, error = %format!("{e:#}"), "kubelet stopped");
             }
         }));
-        let launch = options
-            .proxy
-            .launch(&exe, &options.upstream_bin, node, &proxy_kubeconfig, state);
+        let launch = options.proxy.launch(
+            &exe,
+            &options.upstream_bin,
+            node,
+            &proxy_kubeconfig,
+            state,
+            &options.nodeport_addresses,
+        );
         if launch.in_node_namespace {
             // a proxy inside the node's namespace reaches the API server through a relay
             let listener = api_relay::bind(&node.netns, api_address)
@@ -123,6 +131,12 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
         ));
     }
     tokio::spawn(scheduler::run(client.clone()));
+    let (lb_client, lb_plan, lb_stop) = (client.clone(), plan.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = load_balancer::run(lb_client, lb_plan, lb_stop).await {
+            tracing::error!(error = %format!("{e:#}"), "load-balancer controller stopped");
+        }
+    });
     wait_for_nodes(&client, plan.nodes.len()).await?;
     let ready = Ready {
         api_server: started.api_server,

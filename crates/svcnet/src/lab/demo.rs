@@ -1,6 +1,6 @@
 //! The demo `up --demo` deploys (`examples/lab-demo.yaml`), and the checks that show it works:
-//! the ClusterIP from a pod, the NodePort on every node from the external host, and the
-//! ClusterIP refused from outside.
+//! the ClusterIP from a pod, the NodePort on every node and the LoadBalancer address from the
+//! external host, and the ClusterIP refused from outside.
 
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,28 @@ pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<String> {
         .context("the demo service has no ClusterIP")
 }
 
+/// Waits until the demo's LoadBalancer Service has its address; returns it.
+pub async fn wait_load_balancer(client: &Client, timeout: Duration) -> Result<String> {
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let svc = services.get("demo-lb").await?;
+        let ip = svc
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|i| i.into_iter().next())
+            .and_then(|i| i.ip);
+        if let Some(ip) = ip {
+            return Ok(ip);
+        }
+        if Instant::now() > deadline {
+            bail!("service demo-lb got no load-balancer address; see `kubectl describe service demo-lb`");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// One HTTP request from inside `netns` with this binary's agnhost client: the answer, or
 /// the error kind it printed.
 pub fn ask(netns: &str, target: &str, request: &str) -> String {
@@ -131,7 +153,13 @@ impl LabCommand {
 }
 
 /// The demo's checks, each as (what, command a user can run, answer).
-pub fn check(ready: &Ready, client_netns: &str, cluster_ip: &str, cli: &LabCommand) -> Vec<(String, String, String)> {
+pub fn check(
+    ready: &Ready,
+    client_netns: &str,
+    cluster_ip: &str,
+    load_balancer_ip: &str,
+    cli: &LabCommand,
+) -> Vec<(String, String, String)> {
     let (exec, external) = (cli.verb("exec"), cli.verb("external"));
     let mut out = Vec::new();
     let target = format!("{cluster_ip}:80");
@@ -148,6 +176,13 @@ pub fn check(ready: &Ready, client_netns: &str, cluster_ip: &str, cli: &LabComma
             ask_until_answered(&ready.plan.external_netns, &target, Duration::from_secs(10)),
         ));
     }
+    let target = format!("{load_balancer_ip}:80");
+    out.push((
+        format!("LoadBalancer {load_balancer_ip} from the external host"),
+        format!("{external} -- curl -s http://{target}/hostname"),
+        ask_until_answered(&ready.plan.external_netns, &target, Duration::from_secs(10)),
+    ));
+    let target = format!("{cluster_ip}:80");
     out.push((
         "ClusterIP from the external host (must fail)".to_owned(),
         format!("{external} -- curl -s --max-time 2 http://{cluster_ip}/hostname"),

@@ -1,32 +1,52 @@
-//! Events the lab's scheduler and kubelets record about pods (`Scheduled`, `Started`,
-//! `Killing`), through the API like upstream's components, so `kubectl describe pod` tells a
-//! pod's story. Best effort: a failure is logged, never the caller's error.
+//! Events the lab's components record about the objects they act on (the scheduler's
+//! `Scheduled`, the kubelet's `Started` or `Killing`, the load balancer's `IPAllocated`),
+//! through the API like upstream's components, so `kubectl describe` tells an object's story.
+//! Best effort: a failure is logged, never the caller's error.
 
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::Client;
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use svcnet_apiserver::events;
 
-/// Records a Normal event about `pod` from `component` (on `host` when a node reports it).
-pub async fn record(client: &Client, pod: &Pod, reason: &str, message: &str, component: &str, host: Option<&str>) {
-    post(client, pod, reason, message, component, host, false).await;
-}
-
-/// A Warning event (`Failed`, `BackOff`, …), as upstream's kubelet records failures.
-pub async fn warn(client: &Client, pod: &Pod, reason: &str, message: &str, component: &str, host: Option<&str>) {
-    post(client, pod, reason, message, component, host, true).await;
-}
-
-async fn post(
+/// Records a Normal event about `object` from `component` (on `host` when a node reports it).
+pub async fn record<K: Resource + Serialize>(
     client: &Client,
-    pod: &Pod,
+    object: &K,
+    reason: &str,
+    message: &str,
+    component: &str,
+    host: Option<&str>,
+) {
+    post(client, object, reason, message, component, host, false).await;
+}
+
+/// A Warning event (`Failed`, `BackOff`, `AllocationFailed`…), as upstream's components
+/// record failures.
+pub async fn warn<K: Resource + Serialize>(
+    client: &Client,
+    object: &K,
+    reason: &str,
+    message: &str,
+    component: &str,
+    host: Option<&str>,
+) {
+    post(client, object, reason, message, component, host, true).await;
+}
+
+async fn post<K: Resource + Serialize>(
+    client: &Client,
+    object: &K,
     reason: &str,
     message: &str,
     component: &str,
     host: Option<&str>,
     warning: bool,
 ) {
-    let Ok(object) = serde_json::to_value(pod) else { return };
+    let namespace = object.namespace().unwrap_or_else(|| "default".into());
+    let Ok(object) = serde_json::to_value(object) else {
+        return;
+    };
     let now = svcnet_apiserver::objects::now_precise_timestamp();
     let mut event = events::normal(&object, reason, message, component, now);
     if warning {
@@ -35,11 +55,10 @@ async fn post(
     if let Some(host) = host {
         event = events::from_host(event, host);
     }
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let Ok(event) = serde_json::from_value::<Event>(event) else {
         return;
     };
-    if let Err(e) = Api::<Event>::namespaced(client.clone(), namespace)
+    if let Err(e) = Api::<Event>::namespaced(client.clone(), &namespace)
         .create(&PostParams::default(), &event)
         .await
     {

@@ -17,6 +17,8 @@
 //!   process running; [`commands`]: the CLI verbs.
 //! - [`demo`]: the demo app `up --demo` deploys; [`hooks`]: how the API server reaches pods
 //!   (proxy) and their output (logs).
+//! - [`load_balancer`]: addresses for LoadBalancer Services, announced from a node;
+//!   [`node_address`]: `lab node --ip`, a node's address changing.
 
 pub mod api_relay;
 pub mod commands;
@@ -26,6 +28,8 @@ pub mod demo;
 pub mod events;
 pub mod hooks;
 pub mod kubelet;
+pub mod load_balancer;
+pub mod node_address;
 pub mod plan;
 pub mod scheduler;
 pub mod shell;

@@ -15,6 +15,9 @@ pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 /// The address pods use as their gateway (on the node side of every pod's veth).
 pub const POD_GATEWAY: &str = "169.254.1.1";
+/// The lab load balancer's addresses (`type: LoadBalancer`), on the switch subnet above the
+/// external host, as MetalLB's layer-2 pools sit on a node network.
+pub const LOAD_BALANCER_POOL: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(10, 240, 0, 200), Ipv4Addr::new(10, 240, 0, 250));
 /// Nodes take `10.240.0.11` upwards, below the external host's `.100`; 32 is enough for the
 /// agent-at-scale benchmark's 20 and keeps a lab on two cores reasonable.
 pub const MAX_NODES: usize = 32;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -47,11 +48,19 @@ impl NodeProxy {
     }
 
     /// How this proxy starts on `node` (`state`: the lab's state directory).
-    pub fn launch(self, exe: &str, upstream_bin: &Path, node: &NodePlan, kubeconfig: &Path, state: &Path) -> Launch {
+    pub fn launch(
+        self,
+        exe: &str,
+        upstream_bin: &Path,
+        node: &NodePlan,
+        kubeconfig: &Path,
+        state: &Path,
+        nodeport_addresses: &[IpNet],
+    ) -> Launch {
         match self {
             NodeProxy::Svcnet => Launch {
                 program: PathBuf::from(exe),
-                args: proxy_args(node, kubeconfig),
+                args: proxy_args(node, kubeconfig, nodeport_addresses),
                 in_node_namespace: false,
                 config: None,
             },
@@ -61,7 +70,7 @@ impl NodeProxy {
                     program: upstream_bin.join("kube-proxy"),
                     args: vec![format!("--config={}", config.display())],
                     in_node_namespace: true,
-                    config: Some((config, kube_proxy_config(node, kubeconfig))),
+                    config: Some((config, kube_proxy_config(node, kubeconfig, nodeport_addresses))),
                 }
             }
         }
@@ -74,7 +83,8 @@ pub const MIN_SYNC_PERIOD_MS: u64 = 100;
 /// kube-proxy's configuration for `node`: nftables mode, the lab's minimum sync period, no
 /// conntrack sysctls (the table size is the machine's, not a node's), and its sync messages
 /// logged (verbosity 2).
-pub fn kube_proxy_config(node: &NodePlan, kubeconfig: &Path) -> String {
+pub fn kube_proxy_config(node: &NodePlan, kubeconfig: &Path, nodeport_addresses: &[IpNet]) -> String {
+    let nodeport_addresses: Vec<String> = nodeport_addresses.iter().map(ToString::to_string).collect();
     format!(
         "apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -90,6 +100,7 @@ conntrack:
 nftables:
   minSyncPeriod: {MIN_SYNC_PERIOD_MS}ms
   syncPeriod: 30s
+nodePortAddresses: [{nodeport_addresses}]
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 0.0.0.0:10256
 logging:
@@ -97,13 +108,14 @@ logging:
 ",
         kubeconfig = kubeconfig.display(),
         node = node.name,
+        nodeport_addresses = nodeport_addresses.join(", "),
     )
 }
 
 /// `svcnet proxy`'s arguments for `node`.
-pub fn proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
+pub fn proxy_args(node: &NodePlan, kubeconfig: &Path, nodeport_addresses: &[IpNet]) -> Vec<String> {
     let min_sync = MIN_SYNC_PERIOD_MS.to_string();
-    [
+    let mut args: Vec<String> = [
         "proxy",
         "--kubeconfig",
         &kubeconfig.to_string_lossy(),
@@ -121,7 +133,12 @@ pub fn proxy_args(node: &NodePlan, kubeconfig: &Path) -> Vec<String> {
         "127.0.0.1:0",
     ]
     .map(str::to_owned)
-    .to_vec()
+    .to_vec();
+    if !nodeport_addresses.is_empty() {
+        let cidrs: Vec<String> = nodeport_addresses.iter().map(ToString::to_string).collect();
+        args.extend(["--nodeport-addresses".to_owned(), cidrs.join(",")]);
+    }
+    args
 }
 
 /// Runs `launch` for `node` until `shutdown`, restarting it whenever it exits.

@@ -75,6 +75,8 @@ macro_rules! on_both_control_planes {
     )*};
 }
 
+mod load_balancer;
+mod node_address;
 mod topology;
 
 on_both_control_planes!(
@@ -97,6 +99,7 @@ fn demo_shows_clusterip_and_nodeport_traffic(control_plane: ControlPlane) {
         "ClusterIP from pod client: demo-",
         "NodePort on node-1 from the external host: demo-",
         "NodePort on node-2 from the external host: demo-",
+        "LoadBalancer 10.240.0.200 from the external host: demo-",
         "ClusterIP from the external host (must fail): ERROR",
     ] {
         assert!(printed.contains(line), "missing {line:?} in:\n{printed}");

@@ -279,6 +279,16 @@ impl Lab {
         );
     }
 
+    /// What `svcnet lab status` prints.
+    pub fn lab_status(&self) -> String {
+        let out = Command::new(SVCNET)
+            .args(["lab", "status", "--name", &self.name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lab status failed:\n{}", text(&out));
+        text(&out)
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         PathBuf::from(format!("/run/svcnet-lab/{}", self.name))
     }

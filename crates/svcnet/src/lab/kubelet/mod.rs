@@ -3,7 +3,9 @@
 //!
 //! - [`container`]: what process a container becomes; [`sandbox`]: the pod's network.
 //! - [`probe`]: readiness probes; [`status`]: the pod status reported.
+//! - [`address`]: follows the node's address, which `svcnet lab node --ip` may change.
 
+pub mod address;
 pub mod container;
 pub mod probe;
 pub mod sandbox;
@@ -11,8 +13,9 @@ pub mod status;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -36,6 +39,14 @@ pub struct NodeContext {
     pub exe: String,
     pub log_dir: PathBuf,
     pub ips: Mutex<IpPool>,
+    /// The node's address now (its plan's until `svcnet lab node --ip` changes it).
+    pub address: RwLock<Ipv4Addr>,
+}
+
+impl NodeContext {
+    pub fn ip(&self) -> Ipv4Addr {
+        *self.address.read().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Upstream's default when a pod gives none.
@@ -65,13 +76,13 @@ fn node_resources() -> serde_json::Value {
     json!({ "cpu": cpus.to_string(), "pods": "110" })
 }
 
-fn node_status(node: &NodePlan) -> serde_json::Value {
+fn node_status(node: &NodePlan, ip: Ipv4Addr) -> serde_json::Value {
     let now = svcnet_apiserver::objects::now();
     json!({ "status": {
         "capacity": node_resources(),
         "allocatable": node_resources(),
         "addresses": [
-            { "type": "InternalIP", "address": node.ip.to_string() },
+            { "type": "InternalIP", "address": ip.to_string() },
             { "type": "Hostname", "address": node.name },
         ],
         "conditions": [{
@@ -104,7 +115,7 @@ fn os_image() -> String {
 }
 
 /// Creates (or takes over) this node's Node object and marks it Ready.
-pub async fn register(client: &Client, node: &NodePlan) -> Result<()> {
+pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes.create(&PostParams::default(), &node_object(node)).await {
         Ok(_) => {}
@@ -112,10 +123,26 @@ pub async fn register(client: &Client, node: &NodePlan) -> Result<()> {
         Err(e) => return Err(e).context("registering the node"),
     }
     nodes
-        .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(&node_status(node)))
+        .patch_status(
+            &node.name,
+            &PatchParams::default(),
+            &Patch::Merge(&node_status(node, ip)),
+        )
         .await
         .context("reporting node status")?;
     Ok(())
+}
+
+/// Patches the Node's status: Ready, and the addresses it has now.
+async fn report_status(ctx: &NodeContext) {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let status = node_status(&ctx.node, ctx.ip());
+    if let Err(e) = nodes
+        .patch_status(&ctx.node.name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+    {
+        tracing::warn!(node = %ctx.node.name, error = %e, "node status update failed");
+    }
 }
 
 fn grace_of(pod: &Pod) -> Duration {
@@ -135,7 +162,8 @@ struct Handle {
 /// Runs the node's pods until the task is dropped; every pod is stopped first when `shutdown`
 /// fires.
 pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    register(&ctx.client, &ctx.node).await?;
+    register(&ctx.client, &ctx.node, ctx.ip()).await?;
+    let mut address = address::follow(ctx.node.netns.clone(), ctx.ip());
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node.name));
     let mut events = watcher(pods, cfg).boxed();
@@ -146,10 +174,16 @@ pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> 
         let event = tokio::select! {
             _ = shutdown.changed() => break,
             _ = heartbeat.tick() => {
-                let nodes: Api<Node> = Api::all(ctx.client.clone());
-                if let Err(e) = nodes.patch_status(&ctx.node.name, &PatchParams::default(), &Patch::Merge(&node_status(&ctx.node))).await {
-                    tracing::warn!(node = %ctx.node.name, error = %e, "node heartbeat failed");
-                }
+                report_status(&ctx).await;
+                continue;
+            }
+            Ok(()) = address.changed() => {
+                let ip = *address.borrow_and_update();
+                tracing::info!(node = %ctx.node.name, old = %ctx.ip(), new = %ip, "the node's address changed");
+                *ctx.address.write().unwrap_or_else(|e| e.into_inner()) = ip;
+                // at once, as upstream's kubelet reports a changed address on its next
+                // status update, so proxies follow within a second
+                report_status(&ctx).await;
                 continue;
             }
             event = events.next() => event,

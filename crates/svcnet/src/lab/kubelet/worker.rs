@@ -308,7 +308,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         let runs: Vec<ContainerRun> = containers.iter().map(|c| c.run.clone()).collect();
         let status = pod_status(&PodRun {
             pod_ip,
-            host_ip: IpAddr::V4(ctx.node.ip),
+            host_ip: IpAddr::V4(ctx.ip()),
             start_time: started,
             containers: &runs,
             now: now(),

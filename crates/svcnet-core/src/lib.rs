@@ -11,11 +11,13 @@
 //! - [`selector`]: label selectors.
 //! - [`endpoints`]: EndpointSlices and legacy Endpoints from Services, Pods and Nodes.
 //! - [`workloads`]: Deployments and ReplicaSets.
+//! - [`dns`]: cluster DNS records for Services and pods.
 //! - [`field`] and [`status`]: errors rendered as Kubernetes renders them.
 
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod dns;
 pub mod endpoints;
 pub mod field;
 pub mod ip;

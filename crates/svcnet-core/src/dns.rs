@@ -44,7 +44,12 @@ pub enum Data {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(String),
-    Srv { priority: u16, weight: u16, port: u16, target: String },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
     Ptr(String),
     Txt(String),
 }
@@ -60,7 +65,10 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// NOERROR with records (and the address records of SRV targets as additionals).
-    Answer { answers: Vec<Record>, additionals: Vec<Record> },
+    Answer {
+        answers: Vec<Record>,
+        additionals: Vec<Record>,
+    },
     /// NOERROR, the name exists but has no record of the type asked for.
     NoData,
     /// NXDOMAIN.
@@ -192,6 +200,16 @@ impl ClusterDns {
 
     pub fn zone(&self) -> &str {
         &self.zone
+    }
+
+    /// `(namespace, name)` of every Service indexed (to drop those a relist no longer has).
+    pub fn service_keys(&self) -> Vec<(String, String)> {
+        self.services.keys().cloned().collect()
+    }
+
+    /// `(namespace, name)` of every EndpointSlice indexed.
+    pub fn slice_keys(&self) -> Vec<(String, String)> {
+        self.slices.keys().cloned().collect()
     }
 
     /// Adds or replaces a Service.
@@ -360,7 +378,11 @@ impl ClusterDns {
                 _ => Outcome::NoData,
             };
         }
-        let labels: Vec<&str> = if rest.is_empty() { vec![] } else { rest.split('.').collect() };
+        let labels: Vec<&str> = if rest.is_empty() {
+            vec![]
+        } else {
+            rest.split('.').collect()
+        };
         match labels.as_slice() {
             [] | ["svc"] | ["pod"] | [_, "svc"] | [_, "pod"] => Outcome::NoData,
             [service, ns, "svc"] => self.service(&name, ns, service, qtype),
@@ -425,7 +447,14 @@ impl ClusterDns {
 
     /// SRV records (and their targets' addresses) for one port of a Service: the Service's
     /// own name as target, or each ready endpoint's name when headless.
-    fn srv_for(&self, name: &str, ns: &str, service: &str, entry: &ServiceEntry, port: u16) -> (Vec<Record>, Vec<Record>) {
+    fn srv_for(
+        &self,
+        name: &str,
+        ns: &str,
+        service: &str,
+        entry: &ServiceEntry,
+        port: u16,
+    ) -> (Vec<Record>, Vec<Record>) {
         let srv = |target: String, weight: u16, port: u16| Record {
             name: name.to_owned(),
             ttl: TTL,
@@ -458,7 +487,10 @@ impl ClusterDns {
         };
         // a headless Service's ports are its endpoints' (target) ports
         let ports: Vec<Port> = if entry.headless {
-            self.slices_for(ns, service).into_iter().flat_map(|s| s.ports.clone()).collect()
+            self.slices_for(ns, service)
+                .into_iter()
+                .flat_map(|s| s.ports.clone())
+                .collect()
         } else {
             entry.ports.clone()
         };
@@ -482,7 +514,11 @@ impl ClusterDns {
         if !entry.headless {
             return Outcome::NxDomain;
         }
-        let Some((_, ep)) = self.endpoints_of(ns, service).into_iter().find(|(label, _)| label == host) else {
+        let Some((_, ep)) = self
+            .endpoints_of(ns, service)
+            .into_iter()
+            .find(|(label, _)| label == host)
+        else {
             return Outcome::NxDomain;
         };
         let answers = ep

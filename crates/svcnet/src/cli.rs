@@ -39,6 +39,20 @@ enum Command {
     },
     /// The node agent: watches Services, EndpointSlices and this Node, and programs nftables.
     Proxy(ProxyArgs),
+    /// Cluster DNS: watches Services and EndpointSlices and answers for the cluster domain
+    /// per Kubernetes' DNS specification (the lab's kube-dns).
+    Dns {
+        /// [default: $KUBECONFIG or ~/.kube/config, or the in-cluster account]
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "0.0.0.0:53")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "cluster.local")]
+        cluster_domain: String,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        exit_after_secs: u64,
+    },
     /// Inspect the dataplane.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
@@ -133,6 +147,9 @@ enum LabCommand {
         /// [default: every node address].
         #[arg(long, value_delimiter = ',')]
         nodeport_addresses: Vec<ipnet::IpNet>,
+        /// Leave out the cluster DNS (kube-system/kube-dns).
+        #[arg(long)]
+        no_dns: bool,
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
@@ -171,6 +188,20 @@ enum LabCommand {
         #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
     },
+    /// Runs a pod's container process in its sandbox (the kubelet's helper, not for direct use).
+    #[command(hide = true)]
+    Sandbox {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        uid: u32,
+        #[arg(long)]
+        gid: u32,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// The background process `up` starts (not for direct use).
     #[command(hide = true)]
     Daemon {
@@ -190,6 +221,8 @@ enum LabCommand {
         zones: Vec<String>,
         #[arg(long, value_delimiter = ',')]
         nodeport_addresses: Vec<ipnet::IpNet>,
+        #[arg(long)]
+        no_dns: bool,
     },
 }
 
@@ -292,6 +325,15 @@ enum AgnhostCommand {
         #[arg(long, default_value_t = 3600)]
         exit_after: u64,
     },
+    /// One DNS query to the resolv.conf nameserver; prints the status and the records.
+    Dig {
+        name: String,
+        #[arg(long = "type", default_value = "A")]
+        record_type: String,
+        /// Ask this server instead (ADDRESS:PORT).
+        #[arg(long)]
+        server: Option<std::net::SocketAddr>,
+    },
     /// Ask a netexec server; prints one line per answer or `ERROR <kind>`.
     Client {
         /// ADDRESS:PORT to ask.
@@ -385,6 +427,17 @@ pub fn run() -> ExitCode {
             let (config, options) = proxy_options(args);
             run_proxy(config, options)
         }
+        Command::Dns {
+            kubeconfig,
+            listen,
+            cluster_domain,
+            exit_after_secs,
+        } => run_dns(crate::dns::Options {
+            kubeconfig,
+            listen,
+            cluster_domain,
+            exit_after: std::time::Duration::from_secs(exit_after_secs),
+        }),
         Command::Dataplane(DataplaneCommand::Dump(args)) => {
             let (config, options) = proxy_options(args);
             run_dump(config, options)
@@ -482,6 +535,11 @@ pub fn run() -> ExitCode {
             })
         }
         Command::Lab(command) => run_lab(command),
+        Command::Agnhost(AgnhostCommand::Dig {
+            name,
+            record_type,
+            server,
+        }) => crate::agnhost::dig::run(&name, &record_type, server).map(|()| ExitCode::SUCCESS),
         Command::Agnhost(AgnhostCommand::Client {
             target,
             udp,
@@ -522,6 +580,11 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "netexec".to_owned())
+}
+
+fn run_dns(options: crate::dns::Options) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Runtime::new()?.block_on(crate::dns::run(options))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_apiserver(
@@ -620,6 +683,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             proxy,
             zones,
             nodeport_addresses,
+            no_dns,
         } => commands::up(&commands::UpOptions {
             name,
             nodes,
@@ -631,6 +695,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 upstream_bin: upstream_bin.unwrap_or_else(crate::lab::control_plane::upstream::default_bin_dir),
                 proxy,
                 nodeport_addresses,
+                cluster_dns: !no_dns,
             },
         }),
         LabCommand::Down { name } => commands::down(&name),
@@ -643,6 +708,16 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
         } => commands::exec(&name, &pod, &namespace, &command),
         LabCommand::External { name, command } => commands::external(&name, &command),
         LabCommand::Node { node, ip, name } => commands::node(&name, &node, ip),
+        LabCommand::Sandbox {
+            hostname,
+            dir,
+            uid,
+            gid,
+            command,
+        } => {
+            crate::lab::kubelet::isolation::enter_and_exec(&hostname, &dir, uid, gid, &command)?;
+            unreachable!("enter_and_exec returns only with an error")
+        }
         LabCommand::Daemon {
             name,
             nodes,
@@ -652,6 +727,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             proxy,
             zones,
             nodeport_addresses,
+            no_dns,
         } => commands::daemon(
             &name,
             nodes,
@@ -662,6 +738,7 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 upstream_bin,
                 proxy,
                 nodeport_addresses,
+                cluster_dns: !no_dns,
             },
         ),
     }

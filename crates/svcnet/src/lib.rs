@@ -13,6 +13,7 @@
 pub mod agnhost;
 pub mod bench;
 pub mod cli;
+pub mod dns;
 pub mod lab;
 pub mod netns;
 pub mod rtnl;

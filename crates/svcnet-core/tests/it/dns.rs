@@ -26,7 +26,9 @@ endpoints:
   - {addresses: [10.244.2.7], conditions: {ready: true}}
   - {addresses: [10.244.2.9], conditions: {ready: false}}",
     ));
-    dns.set_service(&svc("metadata: {name: ext}\nspec: {type: ExternalName, externalName: Example.COM.}"));
+    dns.set_service(&svc(
+        "metadata: {name: ext}\nspec: {type: ExternalName, externalName: Example.COM.}",
+    ));
     dns
 }
 
@@ -48,9 +50,18 @@ fn cluster_ip_services_answer_their_addresses_by_family() {
         answers(dns.resolve("WEB.default.svc.cluster.local", QueryType::Aaaa)),
         [Data::Aaaa("fd00::20".parse().unwrap())]
     );
-    assert_eq!(dns.resolve("web.default.svc.cluster.local", QueryType::Txt), Outcome::NoData);
-    assert_eq!(dns.resolve("nope.default.svc.cluster.local", QueryType::A), Outcome::NxDomain);
-    assert_eq!(dns.resolve("web.other.svc.cluster.local", QueryType::A), Outcome::NxDomain);
+    assert_eq!(
+        dns.resolve("web.default.svc.cluster.local", QueryType::Txt),
+        Outcome::NoData
+    );
+    assert_eq!(
+        dns.resolve("nope.default.svc.cluster.local", QueryType::A),
+        Outcome::NxDomain
+    );
+    assert_eq!(
+        dns.resolve("web.other.svc.cluster.local", QueryType::A),
+        Outcome::NxDomain
+    );
     // the names above services exist, with no records of their own
     assert_eq!(dns.resolve("default.svc.cluster.local", QueryType::A), Outcome::NoData);
     assert_eq!(dns.resolve("cluster.local", QueryType::A), Outcome::NoData);
@@ -59,7 +70,9 @@ fn cluster_ip_services_answer_their_addresses_by_family() {
 #[test]
 fn named_ports_have_srv_records_pointing_at_the_service() {
     let dns = index();
-    let Outcome::Answer { answers, additionals } = dns.resolve("_http._tcp.web.default.svc.cluster.local", QueryType::Srv) else {
+    let Outcome::Answer { answers, additionals } =
+        dns.resolve("_http._tcp.web.default.svc.cluster.local", QueryType::Srv)
+    else {
         panic!("no SRV answer");
     };
     assert_eq!(
@@ -72,8 +85,14 @@ fn named_ports_have_srv_records_pointing_at_the_service() {
         }
     );
     assert_eq!(additionals.len(), 2, "the target's A and AAAA: {additionals:?}");
-    assert_eq!(dns.resolve("_http._udp.web.default.svc.cluster.local", QueryType::Srv), Outcome::NxDomain);
-    assert_eq!(dns.resolve("_http._tcp.web.default.svc.cluster.local", QueryType::A), Outcome::NoData);
+    assert_eq!(
+        dns.resolve("_http._udp.web.default.svc.cluster.local", QueryType::Srv),
+        Outcome::NxDomain
+    );
+    assert_eq!(
+        dns.resolve("_http._tcp.web.default.svc.cluster.local", QueryType::A),
+        Outcome::NoData
+    );
     // an unnamed port has no _port name, but the service name's SRV lists every port
     let ports: Vec<u16> = answers_srv_ports(dns.resolve("web.default.svc.cluster.local", QueryType::Srv));
     assert_eq!(ports, [80, 81]);
@@ -97,7 +116,11 @@ fn headless_services_answer_ready_endpoints_by_name() {
         .map(|d| format!("{d:?}"))
         .collect();
     ips.sort();
-    assert_eq!(ips, ["A(10.244.1.5)", "A(10.244.2.7)"], "the not-ready endpoint is left out");
+    assert_eq!(
+        ips,
+        ["A(10.244.1.5)", "A(10.244.2.7)"],
+        "the not-ready endpoint is left out"
+    );
     assert_eq!(
         answers(dns.resolve("db-0.db.data.svc.cluster.local", QueryType::A)),
         [Data::A("10.244.1.5".parse().unwrap())]
@@ -106,8 +129,12 @@ fn headless_services_answer_ready_endpoints_by_name() {
         answers(dns.resolve("10-244-2-7.db.data.svc.cluster.local", QueryType::A)),
         [Data::A("10.244.2.7".parse().unwrap())]
     );
-    assert_eq!(dns.resolve("10-244-2-9.db.data.svc.cluster.local", QueryType::A), Outcome::NxDomain);
-    let Outcome::Answer { answers, additionals } = dns.resolve("_pg._tcp.db.data.svc.cluster.local", QueryType::Srv) else {
+    assert_eq!(
+        dns.resolve("10-244-2-9.db.data.svc.cluster.local", QueryType::A),
+        Outcome::NxDomain
+    );
+    let Outcome::Answer { answers, additionals } = dns.resolve("_pg._tcp.db.data.svc.cluster.local", QueryType::Srv)
+    else {
         panic!("no SRV answer");
     };
     let targets: Vec<String> = answers
@@ -123,7 +150,10 @@ fn headless_services_answer_ready_endpoints_by_name() {
     );
     assert_eq!(additionals.len(), 2);
     // endpoint names exist only under headless services
-    assert_eq!(dns.resolve("db-0.web.default.svc.cluster.local", QueryType::A), Outcome::NxDomain);
+    assert_eq!(
+        dns.resolve("db-0.web.default.svc.cluster.local", QueryType::A),
+        Outcome::NxDomain
+    );
 }
 
 #[test]
@@ -152,7 +182,10 @@ fn reverse_lookups_name_services_and_hostnamed_endpoints() {
         [Data::Ptr("db-0.db.data.svc.cluster.local".into())]
     );
     // an endpoint without a hostname has no PTR record
-    assert_eq!(dns.resolve("7.2.244.10.in-addr.arpa", QueryType::Ptr), Outcome::NxDomain);
+    assert_eq!(
+        dns.resolve("7.2.244.10.in-addr.arpa", QueryType::Ptr),
+        Outcome::NxDomain
+    );
 }
 
 #[test]
@@ -162,7 +195,10 @@ fn pods_schema_version_and_foreign_names() {
         answers(dns.resolve("10-244-1-5.default.pod.cluster.local", QueryType::A)),
         [Data::A("10.244.1.5".parse().unwrap())]
     );
-    assert_eq!(dns.resolve("not-an-ip.default.pod.cluster.local", QueryType::A), Outcome::NxDomain);
+    assert_eq!(
+        dns.resolve("not-an-ip.default.pod.cluster.local", QueryType::A),
+        Outcome::NxDomain
+    );
     assert_eq!(
         answers(dns.resolve("dns-version.cluster.local", QueryType::Txt)),
         [Data::Txt("1.1.0".into())]
@@ -173,7 +209,9 @@ fn pods_schema_version_and_foreign_names() {
 #[test]
 fn updates_and_removals_change_answers() {
     let mut dns = index();
-    dns.set_service(&svc("metadata: {name: web}\nspec: {clusterIP: 10.96.0.21, ports: [{port: 80}]}"));
+    dns.set_service(&svc(
+        "metadata: {name: web}\nspec: {clusterIP: 10.96.0.21, ports: [{port: 80}]}",
+    ));
     assert_eq!(
         answers(dns.resolve("web.default.svc.cluster.local", QueryType::A)),
         [Data::A("10.96.0.21".parse().unwrap())]
@@ -181,5 +219,8 @@ fn updates_and_removals_change_answers() {
     dns.remove_slice("data", "db-abc");
     assert_eq!(dns.resolve("db.data.svc.cluster.local", QueryType::A), Outcome::NoData);
     dns.remove_service("default", "web");
-    assert_eq!(dns.resolve("web.default.svc.cluster.local", QueryType::A), Outcome::NxDomain);
+    assert_eq!(
+        dns.resolve("web.default.svc.cluster.local", QueryType::A),
+        Outcome::NxDomain
+    );
 }

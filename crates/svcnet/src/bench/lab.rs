@@ -44,6 +44,8 @@ impl BenchLab {
             .args(["lab", "up", "--name", &lab.name, "--nodes", &setup.nodes.to_string()])
             .args(["--control-plane", &flag_value(setup.control_plane)])
             .args(["--proxy", &flag_value(setup.proxy)])
+            // the cluster DNS would watch every Service too: not what is measured
+            .arg("--no-dns")
             .arg("--upstream-bin")
             .arg(&setup.upstream_bin)
             .output()?;

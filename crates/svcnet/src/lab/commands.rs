@@ -165,6 +165,11 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             "--proxy",
             opts.daemon.proxy.to_possible_value().expect("named").get_name(),
         ])
+        .args(if opts.daemon.cluster_dns {
+            None
+        } else {
+            Some("--no-dns")
+        })
         .args(if opts.daemon.nodeport_addresses.is_empty() {
             vec![]
         } else {
@@ -261,11 +266,17 @@ fn run_demo(ready: &Ready) -> Result<()> {
         let ip = demo::wait_ready(&client, Duration::from_secs(60)).await?;
         let lb_ip = demo::wait_load_balancer(&client, Duration::from_secs(20)).await?;
         let pod = Api::<Pod>::namespaced(client, "default").get("client").await?;
-        anyhow::Ok((
-            ip,
-            lb_ip,
-            ready.plan.pod_netns(pod.metadata.uid.as_deref().unwrap_or("")),
-        ))
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let client_pod = demo::DemoClient {
+            netns: ready.plan.pod_netns(&uid),
+            isolation: super::kubelet::isolation::Isolation {
+                hostname: "client".into(),
+                dir: super::kubelet::isolation::sandbox_dir(&state_dir(&ready.plan.name), &uid),
+                uid: 0,
+                gid: 0,
+            },
+        };
+        anyhow::Ok((ip, lb_ip, client_pod))
     })?;
     println!(
         "\ndemo deployed: deployment demo (3 agnhost netexec pods) behind three services: demo (ClusterIP {cluster_ip}:80, TCP and UDP), demo-nodeport (NodePort {} on every node) and demo-lb (LoadBalancer {lb_ip}:80); plus pod client",
@@ -284,7 +295,8 @@ fn run_demo(ready: &Ready) -> Result<()> {
     let (exec, external) = (cli.verb("exec"), cli.verb("external"));
     println!("\nmore to try (kubectl: .venv/bin/kubectl, which `cargo xtask demo` installs, or your own):");
     println!("  kubectl get nodes,pods,svc,endpointslices -o wide");
-    println!("  {exec} client -- curl -s http://{cluster_ip}/clientip   # the client pod's own address");
+    println!("  {exec} client -- curl -s http://demo/clientip   # by name: the client pod's own address");
+    println!("  {exec} client -- cat /etc/resolv.conf   # the cluster DNS (kube-system/kube-dns) and search path");
     println!(
         "  {external} -- curl -s http://{}:{}/clientip   # the node's address: outside clients are masqueraded",
         ready.plan.nodes[0].ip,
@@ -429,8 +441,22 @@ pub fn exec(name: &str, pod: &str, namespace: &str, command: &[String]) -> Resul
     if found.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_none() {
         bail!("pod {pod:?} is not running yet");
     }
-    let netns = ready.plan.pod_netns(found.metadata.uid.as_deref().unwrap_or(""));
-    run_inherited(&netns, command)
+    let uid = found.metadata.uid.as_deref().unwrap_or("");
+    let netns = ready.plan.pod_netns(uid);
+    // as the pod's processes see the world: its hostname, resolv.conf and hosts file (as
+    // root, as an administrator's `kubectl exec` into a root container would be)
+    let dir = super::kubelet::isolation::sandbox_dir(&state_dir(name), uid);
+    if !dir.is_dir() {
+        return run_inherited(&netns, command);
+    }
+    let isolation = super::kubelet::isolation::Isolation {
+        hostname: super::kubelet::dns_config::hostname(&found),
+        dir,
+        uid: 0,
+        gid: 0,
+    };
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    run_inherited(&netns, &isolation.wrap(&exe, command))
 }
 
 /// `svcnet lab node NODE --ip ADDR`: changes a node's address and waits until its Node

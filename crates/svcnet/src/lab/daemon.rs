@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::control_plane::{self, ControlPlane};
 use super::kubelet::{self, NodeContext, sandbox::IpPool};
-use super::plan::LabPlan;
+use super::plan::{CLUSTER_DNS_IP, CLUSTER_DOMAIN, LabPlan};
 use super::supervisor::NodeProxy;
 use super::{api_relay, load_balancer, scheduler, supervisor, topology};
 
@@ -41,6 +41,8 @@ pub struct DaemonOptions {
     pub proxy: NodeProxy,
     /// The proxies' `nodePortAddresses` (empty: every node address serves NodePorts).
     pub nodeport_addresses: Vec<ipnet::IpNet>,
+    /// Deploy the cluster DNS (`lab up --no-dns` leaves it out, for benchmarks).
+    pub cluster_dns: bool,
 }
 
 pub fn ready_path(state: &Path) -> PathBuf {
@@ -84,6 +86,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
         .await?;
     let kubeconfig = started.kubeconfig.clone();
     let proxy_kubeconfig = options.proxy.kubeconfig(&started).to_owned();
+    let dns_kubeconfig = started.proxy_kubeconfig.clone();
     let api_address = started.address;
     let mut control = started.running;
     let client = client_for(&kubeconfig).await?;
@@ -101,6 +104,13 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             log_dir: log_dir.clone(),
             ips: Mutex::new(IpPool::new(node.pod_cidr)),
             address: RwLock::new(node.ip),
+            state: state.to_owned(),
+            dns: kubelet::dns_config::ClusterDnsSettings {
+                server: CLUSTER_DNS_IP.to_owned(),
+                domain: CLUSTER_DOMAIN.to_owned(),
+            },
+            api: api_address,
+            dns_kubeconfig: dns_kubeconfig.clone(),
         });
         let stop = shutdown.clone();
         let name = node.name.clone();
@@ -138,6 +148,9 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
         }
     });
     wait_for_nodes(&client, plan.nodes.len()).await?;
+    if options.cluster_dns {
+        deploy_cluster_dns(&client).await.context("deploying the cluster DNS")?;
+    }
     let ready = Ready {
         api_server: started.api_server,
         kubeconfig,
@@ -161,6 +174,18 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
     }
     control.stop().await;
     Ok(())
+}
+
+/// Creates `kube-system` (when the control plane has not) and the cluster DNS in it.
+async fn deploy_cluster_dns(client: &Client) -> Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let kube_system = serde_json::from_value(serde_json::json!({"metadata": {"name": "kube-system"}}))?;
+    match namespaces.create(&kube::api::PostParams::default(), &kube_system).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    super::demo::create_all(client, super::demo::CLUSTER_DNS).await
 }
 
 async fn wait_for_nodes(client: &Client, want: usize) -> Result<()> {

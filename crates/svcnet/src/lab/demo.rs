@@ -17,10 +17,18 @@ use super::shell::run_in;
 pub const MANIFEST: &str = include_str!("../../../../examples/lab-demo.yaml");
 pub const NODE_PORT: u16 = 30080;
 
+/// The lab's cluster DNS (`kube-system/kube-dns`), which every lab deploys at start.
+pub const CLUSTER_DNS: &str = include_str!("cluster_dns.yaml");
+
 /// Creates every object of the demo manifest.
 pub async fn deploy(client: &Client) -> Result<()> {
-    for doc in serde_yaml_ng::Deserializer::from_str(MANIFEST) {
-        let value = serde_json::Value::deserialize(doc).context("demo manifest")?;
+    create_all(client, MANIFEST).await.context("creating the demo")
+}
+
+/// Creates every object (Services, Deployments, Pods) of `manifest`; one that exists is kept.
+pub async fn create_all(client: &Client, manifest: &str) -> Result<()> {
+    for doc in serde_yaml_ng::Deserializer::from_str(manifest) {
+        let value = serde_json::Value::deserialize(doc).context("manifest")?;
         let ns = value["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
         let pp = PostParams::default();
         let created = match value["kind"].as_str() {
@@ -36,12 +44,12 @@ pub async fn deploy(client: &Client) -> Result<()> {
                 .create(&pp, &serde_json::from_value(value)?)
                 .await
                 .map(|_| ()),
-            other => bail!("demo manifest: unexpected kind {other:?}"),
+            other => bail!("manifest: unexpected kind {other:?}"),
         };
         match created {
             Ok(()) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e).context("creating the demo"),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -138,6 +146,38 @@ pub fn ask_until_answered(netns: &str, target: &str, timeout: Duration) -> Strin
     }
 }
 
+/// The demo's client pod: its network namespace and its sandbox (hostname, resolv.conf).
+pub struct DemoClient {
+    pub netns: String,
+    pub isolation: super::kubelet::isolation::Isolation,
+}
+
+/// What the pod's resolver says of `name` (`getent hosts`, through its search path): the
+/// address and full name, or `ERROR …`.
+pub fn resolve_in_sandbox(client: &DemoClient, name: &str, timeout: Duration) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let argv = client
+        .isolation
+        .wrap(&exe, &["getent".into(), "hosts".into(), name.into()]);
+    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = run_in(&client.netns, &words)
+            .map(|out| out.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|e| format!("ERROR {e:#}"));
+        if (!answer.is_empty() && !answer.starts_with("ERROR")) || Instant::now() > deadline {
+            return if answer.is_empty() {
+                "ERROR no such name".into()
+            } else {
+                answer
+            };
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// How the user calls the lab's commands (see `commands::lab_command`).
 pub struct LabCommand {
     pub program: String,
@@ -155,13 +195,19 @@ impl LabCommand {
 /// The demo's checks, each as (what, command a user can run, answer).
 pub fn check(
     ready: &Ready,
-    client_netns: &str,
+    client: &DemoClient,
     cluster_ip: &str,
     load_balancer_ip: &str,
     cli: &LabCommand,
 ) -> Vec<(String, String, String)> {
     let (exec, external) = (cli.verb("exec"), cli.verb("external"));
+    let client_netns = client.netns.as_str();
     let mut out = Vec::new();
+    out.push((
+        "DNS name demo from pod client".to_owned(),
+        format!("{exec} client -- curl -s http://demo/hostname"),
+        resolve_in_sandbox(client, "demo", Duration::from_secs(10)),
+    ));
     let target = format!("{cluster_ip}:80");
     out.push((
         "ClusterIP from pod client".to_owned(),

@@ -13,6 +13,9 @@ pub const LAB_SUBNET: &str = "10.240.0.0/24";
 /// All pod addresses; node i (from 1) gets `10.244.i.0/24`.
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The cluster DNS Service's address (`kube-system/kube-dns`), as kubeadm gives it.
+pub const CLUSTER_DNS_IP: &str = "10.96.0.10";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// The address pods use as their gateway (on the node side of every pod's veth).
 pub const POD_GATEWAY: &str = "169.254.1.1";
 /// The lab load balancer's addresses (`type: LoadBalancer`), on the switch subnet above the

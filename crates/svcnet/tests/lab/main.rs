@@ -75,6 +75,7 @@ macro_rules! on_both_control_planes {
     )*};
 }
 
+mod dns;
 mod load_balancer;
 mod node_address;
 mod topology;
@@ -96,6 +97,7 @@ fn demo_shows_clusterip_and_nodeport_traffic(control_plane: ControlPlane) {
     let path = Lab::path_without(without);
     let (lab, printed) = Lab::up_with_path_on(2, &["--demo"], Some(path.path()), control_plane);
     for line in [
+        "DNS name demo from pod client: 10.96.",
         "ClusterIP from pod client: demo-",
         "NodePort on node-1 from the external host: demo-",
         "NodePort on node-2 from the external host: demo-",

@@ -1,5 +1,8 @@
 //! A pod's processes run as an unprivileged user unless the pod asks for root, from `/` rather
 //! than the lab's own directory: a pasted manifest cannot write to the machine's system files.
+//! They have their own mount, UTS and IPC namespaces, with the pod's name as hostname and the
+//! pod's own `/etc/resolv.conf` and `/etc/hosts`: even a root pod that writes to those changes
+//! only its copy.
 
 use std::time::Duration;
 
@@ -24,9 +27,14 @@ spec:
 #[test]
 fn pods_run_unprivileged_unless_they_ask_for_root() {
     let lab = Lab::up(1);
-    let script = "echo uid=$(id -u) cwd=$(pwd); touch /etc/svcnet-sandbox-probe && echo wrote || echo refused";
+    let script = "echo uid=$(id -u) cwd=$(pwd) host=$(hostname) mnt=$(readlink /proc/self/ns/mnt) ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts); grep -q 10.96.0.10 /etc/resolv.conf && echo own-resolver; grep -q plain /etc/hosts && echo own-hosts; touch /etc/svcnet-sandbox-probe && echo wrote || echo refused";
     lab.apply(&pod("plain", "", script));
-    lab.apply(&pod("root", "securityContext: {runAsUser: 0}", "echo uid=$(id -u)"));
+    let host_resolv = std::fs::read("/etc/resolv.conf").unwrap();
+    lab.apply(&pod(
+        "root",
+        "securityContext: {runAsUser: 0}",
+        "echo uid=$(id -u); echo sandboxed >> /etc/resolv.conf && echo appended",
+    ));
     let logs = |name: &str| {
         wait_for(&format!("{name}'s output"), Duration::from_secs(30), || {
             let (ok, out) = lab.kubectl(&["logs", name]);
@@ -35,11 +43,28 @@ fn pods_run_unprivileged_unless_they_ask_for_root() {
         })
     };
     let plain = logs("plain");
-    assert!(plain.contains("uid=65534 cwd=/"), "{plain}");
+    assert!(plain.contains("uid=65534 cwd=/ host=plain "), "{plain}");
+    for ns in ["mnt", "ipc", "uts"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let host = format!("{ns}={}", host.display());
+        assert!(
+            !plain.contains(&host),
+            "the pod shares the host's {ns} namespace: {plain}"
+        );
+    }
+    assert!(plain.contains("own-resolver") && plain.contains("own-hosts"), "{plain}");
     assert!(plain.contains("refused"), "an unprivileged pod wrote to /etc: {plain}");
     assert!(!std::path::Path::new("/etc/svcnet-sandbox-probe").exists());
     let root = logs("root");
     assert!(root.contains("uid=0"), "{root}");
+    wait_for("the root pod's write", Duration::from_secs(10), || {
+        lab.kubectl(&["logs", "root"]).1.contains("appended").then_some(())
+    });
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").unwrap(),
+        host_resolv,
+        "a root pod's write to /etc/resolv.conf reached the host's"
+    );
 }
 
 /// On both control planes: the kubelet's events and container statuses reach kube-apiserver

@@ -37,9 +37,36 @@ pub fn runnable_by_anyone(path: &Path) -> bool {
             .all(|dir| dir.as_os_str().is_empty() || others_may(dir, 0o001))
 }
 
-/// Whether `container` runs this binary's built-in agnhost (rather than a command of its own).
+/// Whether `container` runs this binary (built-in agnhost or cluster DNS) rather than a
+/// command of its own.
 pub fn is_built_in(container: &Container) -> bool {
-    is_agnhost(container.image.as_deref().unwrap_or(""))
+    let image = container.image.as_deref().unwrap_or("");
+    is_agnhost(image) || is_cluster_dns(container)
+}
+
+/// Whether `container` is CoreDNS, which the lab runs as `svcnet dns` (its arguments, a
+/// Corefile, are not read).
+pub fn is_cluster_dns(container: &Container) -> bool {
+    repository(container.image.as_deref().unwrap_or("")).rsplit('/').next() == Some("coredns")
+}
+
+/// The command of the built-in cluster DNS: `svcnet dns` on port 53 with the lab's API
+/// credentials for reading Services and EndpointSlices.
+pub fn cluster_dns_argv(exe: &str, kubeconfig: &Path, domain: &str) -> Vec<String> {
+    [
+        exe,
+        "dns",
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        "--listen",
+        "0.0.0.0:53",
+        "--cluster-domain",
+        domain,
+        "--exit-after-secs",
+        &SERVER_LIFETIME_SECS.to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// How long a built-in server runs before it exits by itself (the kubelet restarts it per
@@ -83,13 +110,16 @@ fn port(words: &[String], name: &str, default: u16) -> Result<u16, String> {
     }
 }
 
-fn is_agnhost(image: &str) -> bool {
+/// An image reference without its tag and digest.
+fn repository(image: &str) -> &str {
     let path = image.split(['@']).next().unwrap_or(image);
-    let repo = path
-        .rsplit_once(':')
+    path.rsplit_once(':')
         .filter(|(_, tag)| !tag.contains('/'))
-        .map_or(path, |(r, _)| r);
-    repo.rsplit('/').next() == Some("agnhost")
+        .map_or(path, |(r, _)| r)
+}
+
+fn is_agnhost(image: &str) -> bool {
+    repository(image).rsplit('/').next() == Some("agnhost")
 }
 
 /// The argument vector for `container` of pod `pod_name`; `exe` is this binary (for agnhost).
@@ -218,5 +248,11 @@ mod tests {
         assert!(is_agnhost("localhost:5000/agnhost"));
         assert!(!is_agnhost("agnhost-fork:1"));
         assert!(!is_agnhost("docker.io/library/busybox"));
+        assert!(is_cluster_dns(&container(
+            "registry.k8s.io/coredns/coredns:v1.12.1",
+            &[],
+            &[]
+        )));
+        assert!(!is_cluster_dns(&container("coredns-fork", &[], &[])));
     }
 }

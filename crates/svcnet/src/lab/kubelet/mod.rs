@@ -4,9 +4,13 @@
 //! - [`container`]: what process a container becomes; [`sandbox`]: the pod's network.
 //! - [`probe`]: readiness probes; [`status`]: the pod status reported.
 //! - [`address`]: follows the node's address, which `svcnet lab node --ip` may change.
+//! - [`isolation`]: the mount, UTS and IPC namespaces and user every container runs in;
+//!   [`dns_config`]: the resolv.conf and hosts file each pod gets.
 
 pub mod address;
 pub mod container;
+pub mod dns_config;
+pub mod isolation;
 pub mod probe;
 pub mod sandbox;
 pub mod status;
@@ -41,6 +45,14 @@ pub struct NodeContext {
     pub ips: Mutex<IpPool>,
     /// The node's address now (its plan's until `svcnet lab node --ip` changes it).
     pub address: RwLock<Ipv4Addr>,
+    /// The lab's state directory (pods' sandbox files live under it).
+    pub state: PathBuf,
+    /// What pods with dnsPolicy ClusterFirst resolve with.
+    pub dns: dns_config::ClusterDnsSettings,
+    /// The API server (relayed into the cluster DNS pods' namespaces) and the credentials
+    /// the built-in cluster DNS reads Services and EndpointSlices with.
+    pub api: std::net::SocketAddr,
+    pub dns_kubeconfig: PathBuf,
 }
 
 impl NodeContext {

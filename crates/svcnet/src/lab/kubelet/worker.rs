@@ -16,8 +16,12 @@ use kube::api::{Patch, PatchParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use anyhow::Context;
+
 use super::NodeContext;
 use super::container::argv;
+use super::dns_config;
+use super::isolation::{self, Isolation};
 use super::probe::{self, Plan};
 use super::sandbox;
 use super::status::{ContainerRun, PodRun, RunState, pod_status};
@@ -77,15 +81,41 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         tracing::error!(pod = %name, "the node's pod CIDR is full");
         return;
     };
-    let sandbox_result = create_sandbox(&ctx.node.netns, &netns, ip, &name).await;
+    let sandbox_dir = isolation::sandbox_dir(&ctx.state, &uid);
+    let sandbox_result = match create_sandbox(&ctx.node.netns, &netns, ip, &name).await {
+        Ok(()) => write_sandbox_files(&ctx, &pod, &sandbox_dir, ip),
+        Err(e) => Err(e),
+    };
     let spec = pod.spec.clone().unwrap_or_default();
+    // the cluster DNS reads the API from its pod's namespace, through a relay there
+    let relay = match &sandbox_result {
+        Ok(()) if spec.containers.iter().any(super::container::is_cluster_dns) => {
+            match crate::lab::api_relay::bind(&netns, ctx.api) {
+                Ok(listener) => Some(tokio::spawn(crate::lab::api_relay::serve(listener, ctx.api))),
+                Err(e) => {
+                    tracing::error!(pod = %name, error = %e, "cannot relay the API server into the DNS pod");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
     let mut pod_ip = Some(IpAddr::V4(ip));
     let mut containers: Vec<Running> = spec
         .containers
         .iter()
         .map(|c| {
-            let (argv, state) = match argv(c, &name, &ctx.exe) {
+            let command = if super::container::is_cluster_dns(c) {
+                Ok(super::container::cluster_dns_argv(
+                    &ctx.exe,
+                    &ctx.dns_kubeconfig,
+                    &ctx.dns.domain,
+                ))
+            } else {
+                argv(c, &name, &ctx.exe)
+            };
+            let (argv, state) = match command {
                 Ok(v) => (
                     Some(v),
                     RunState::Waiting {
@@ -206,16 +236,14 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                         crate::lab::hooks::LogFiles::previous_path(&ctx.log_dir, &namespace, &name, &c.run.name);
                     let _ = std::fs::rename(log, previous);
                 }
-                match spawn(
-                    &ctx.log_dir,
-                    &namespace,
-                    &name,
-                    &c.run.name,
-                    &netns,
-                    words,
-                    &c.spec,
-                    who,
-                ) {
+                let isolated = Isolation {
+                    hostname: dns_config::hostname(&pod),
+                    dir: sandbox_dir.clone(),
+                    uid: who.0,
+                    gid: who.1,
+                }
+                .wrap(&ctx.exe, words);
+                match spawn(&ctx.log_dir, &namespace, &name, &c.run.name, &netns, &isolated, &c.spec) {
                     Ok(child) => {
                         c.child = Some(child);
                         if !first {
@@ -345,8 +373,12 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         }
     }
     terminate(&mut containers, stopping.grace).await;
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     let pod_ns = netns.clone();
     let _ = tokio::task::spawn_blocking(move || sandbox::remove(&pod_ns)).await;
+    let _ = std::fs::remove_dir_all(&sandbox_dir);
     ctx.ips.lock().expect("pool").release(ip);
     tracing::info!(pod = %name, "pod stopped");
     // its output goes with it (a new pod of the same name starts afresh)
@@ -385,6 +417,19 @@ async fn retrying<T, E: std::fmt::Display, F: std::future::Future<Output = Resul
             done => return done,
         }
     }
+}
+
+/// Writes the pod's resolv.conf and hosts file (see [`dns_config`]).
+fn write_sandbox_files(
+    ctx: &NodeContext,
+    pod: &Pod,
+    dir: &std::path::Path,
+    ip: std::net::Ipv4Addr,
+) -> anyhow::Result<()> {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = dns_config::resolv_conf(pod, &ctx.dns, &host);
+    let hosts = dns_config::hosts(pod, &ip.to_string(), &ctx.dns);
+    isolation::write_files(dir, &resolv, &hosts).context("writing the pod's resolv.conf and hosts")
 }
 
 /// Creates the pod's network namespace and link. Tried 5 times (a kubelet retries sandboxes
@@ -448,7 +493,8 @@ fn run_as(
     wanted
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Starts one container: `words` (wrapped by [`Isolation`], which takes the container's
+/// user) in the pod's network namespace, its output to the container's log file.
 fn spawn(
     log_dir: &std::path::Path,
     namespace: &str,
@@ -457,7 +503,6 @@ fn spawn(
     netns: &str,
     words: &[String],
     spec: &Container,
-    (uid, gid): (u32, u32),
 ) -> anyhow::Result<tokio::process::Child> {
     let log_path: PathBuf = crate::lab::hooks::LogFiles::path(log_dir, namespace, pod, container);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
@@ -476,8 +521,6 @@ fn spawn(
     }
     // never the kubelet's own directory (the checkout): the container's, else the root
     cmd.current_dir(spec.working_dir.as_deref().unwrap_or("/"));
-    // as its user (unprivileged unless the pod asks for root); supplementary groups dropped
-    cmd.uid(uid).gid(gid);
     Ok(crate::netns::spawn_async_in(netns, &mut cmd)?)
 }
 

@@ -22,6 +22,7 @@ pub mod controller;
 pub mod credentials;
 pub mod delete_options;
 pub mod events;
+pub mod exec;
 pub mod field_validation;
 pub mod finalizers;
 pub mod gc;
@@ -64,6 +65,8 @@ pub struct Config {
     pub dialer: Option<proxy::SharedDialer>,
     /// Where `pods/log` reads container output (`None`: not available).
     pub pod_logs: Option<logs::SharedPodLogs>,
+    /// What runs `pods/exec` commands (`None`: not available).
+    pub pod_exec: Option<exec::SharedPodExec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     let state = server::AppState {
         dialer: config.dialer.unwrap_or_else(|| Arc::new(proxy::DirectDialer)),
         pod_logs: config.pod_logs,
+        pod_exec: config.pod_exec,
         revision,
         registry,
         token: Arc::new(creds.token.clone()),

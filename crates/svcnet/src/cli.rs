@@ -325,6 +325,14 @@ enum AgnhostCommand {
         #[arg(long, default_value_t = 3600)]
         exit_after: u64,
     },
+    /// The lab's nginx image: a welcome page on every path.
+    Nginx {
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        exit_after: u64,
+    },
     /// One DNS query to the resolv.conf nameserver; prints the status and the records.
     Dig {
         name: String,
@@ -535,6 +543,9 @@ pub fn run() -> ExitCode {
             })
         }
         Command::Lab(command) => run_lab(command),
+        Command::Agnhost(AgnhostCommand::Nginx { port, exit_after }) => {
+            crate::agnhost::nginx::run(port, std::time::Duration::from_secs(exit_after)).map(|()| ExitCode::SUCCESS)
+        }
         Command::Agnhost(AgnhostCommand::Dig {
             name,
             record_type,
@@ -600,6 +611,7 @@ fn run_apiserver(
         node_ports: node_ports.parse()?,
         dialer: None,
         pod_logs: None,
+        pod_exec: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(svcnet_apiserver::run(config, |addr, kubeconfig| {

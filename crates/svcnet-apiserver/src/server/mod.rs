@@ -5,7 +5,7 @@
 //!
 //! One file per concern: `auth` (who may ask), `body` (request bodies and patches),
 //! `discovery` (version, API lists, OpenAPI, health), `watch`, `handlers` (the verbs on
-//! resources), `subresources` (logs and proxies), `reply` (answers and Status bodies);
+//! resources), `subresources` (logs and proxies), `pod_exec` (exec over WebSocket), `reply` (answers and Status bodies);
 //! this file holds the state, the routes and the TLS listener.
 
 use std::collections::HashMap;
@@ -39,6 +39,7 @@ mod auth;
 mod body;
 mod discovery;
 mod handlers;
+mod pod_exec;
 mod reply;
 mod subresources;
 mod watch;
@@ -47,6 +48,7 @@ use auth::*;
 use body::*;
 use discovery::*;
 use handlers::*;
+use pod_exec::*;
 use reply::*;
 use subresources::*;
 use watch::*;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub dialer: proxy::SharedDialer,
     /// Where `pods/log` reads from, if anywhere.
     pub pod_logs: Option<logs::SharedPodLogs>,
+    /// Runs `pods/exec` commands (`None`: not available).
+    pub pod_exec: Option<crate::exec::SharedPodExec>,
     /// The store's latest revision, updated after every write.
     pub revision: tokio::sync::watch::Receiver<u64>,
 }
@@ -95,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             any(service_proxy),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(pod_exec).post(pod_exec))
         .route("/api/v1/namespaces/{ns}/pods/{name}/binding", post(pod_binding))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy", any(pod_proxy))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", any(pod_proxy))

@@ -704,7 +704,7 @@ fn legacy_address_fields_are_strict_for_new_values_only() {
 #[test]
 fn proxies_serve_vip_ingress_addresses_but_not_proxy_mode_ones() {
     let lb = svc(
-        "metadata: {name: lb}\nspec: {type: LoadBalancer, clusterIP: 10.0.0.9, clusterIPs: [10.0.0.9], ports: [{port: 80, protocol: TCP, targetPort: 80, nodePort: 30080}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.1, ipMode: VIP}, {ip: 192.0.2.2, ipMode: Proxy}, {ip: 192.0.2.3}]}}",
+        "metadata: {name: lb}\nspec: {type: LoadBalancer, clusterIP: 10.0.0.9, clusterIPs: [10.0.0.9], sessionAffinity: None, allocateLoadBalancerNodePorts: true, externalTrafficPolicy: Cluster, internalTrafficPolicy: Cluster, ports: [{port: 80, protocol: TCP, targetPort: 80, nodePort: 30080}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.1, ipMode: VIP}, {ip: 192.0.2.2, ipMode: Proxy}, {ip: 192.0.2.3}]}}",
     );
     let model = svcnet_core::service::model::ServiceModel::from_service(&lb).expect("a model");
     let want: Vec<std::net::IpAddr> = vec!["192.0.2.1".parse().unwrap(), "192.0.2.3".parse().unwrap()];

@@ -58,3 +58,62 @@ impl svcnet_apiserver::logs::PodLogs for LogFiles {
         Ok(added)
     }
 }
+
+/// Runs `kubectl exec` commands in a lab pod: in its network namespace, through its sandbox
+/// (hostname, resolv.conf, hosts), as the container's user, from its working directory with
+/// its environment.
+pub struct PodCommands {
+    pub plan: super::plan::LabPlan,
+    pub state: std::path::PathBuf,
+    pub exe: String,
+}
+
+impl svcnet_apiserver::exec::PodExec for PodCommands {
+    fn start(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        command: &[String],
+    ) -> std::io::Result<svcnet_apiserver::exec::Process> {
+        use super::kubelet::{container as containers, dns_config, isolation};
+        let pod: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(pod.clone()).map_err(std::io::Error::other)?;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let dir = isolation::sandbox_dir(&self.state, &uid);
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the pod is not running on any node of the lab",
+            ));
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let found = spec
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .ok_or_else(|| std::io::Error::other(format!("container {container} not found")))?;
+        let (uid_, gid) = containers::identity(found, spec.security_context.as_ref());
+        let argv = isolation::Isolation {
+            hostname: dns_config::hostname(&pod),
+            dir,
+            uid: uid_,
+            gid,
+        }
+        .wrap(&self.exe, command);
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .env("HOSTNAME", dns_config::hostname(&pod))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .current_dir(found.working_dir.as_deref().unwrap_or("/"));
+        for var in found.env.iter().flatten() {
+            if let Some(value) = &var.value {
+                cmd.env(&var.name, value);
+            }
+        }
+        let child = crate::netns::spawn_async_in(&self.plan.pod_netns(&uid), &mut cmd)?;
+        Ok(svcnet_apiserver::exec::Process { child })
+    }
+}

@@ -76,6 +76,7 @@ macro_rules! on_both_control_planes {
 }
 
 mod dns;
+mod exec;
 mod load_balancer;
 mod node_address;
 mod topology;

@@ -69,27 +69,49 @@ fn pods_run_unprivileged_unless_they_ask_for_root() {
 
 /// On both control planes: the kubelet's events and container statuses reach kube-apiserver
 /// as they reach svcnet's (the test above reads `kubectl logs`, which on upstream's control
-/// plane needs a kubelet API server the lab does not run).
+/// plane needs a kubelet API server the lab does not run). An image the lab does not run
+/// waits in `ErrImagePull`, then `ImagePullBackOff`, with Warning events that name it; the
+/// nginx image serves its welcome page.
 fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event(control_plane: ControlPlane) {
     let lab = Lab::up_on(1, control_plane);
-    lab.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: nginx, image: nginx}]\n");
+    lab.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: cache}\nspec:\n  containers: [{name: redis, image: 'redis:7'}]\n",
+    );
+    lab.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: client, labels: {app: client}}\nspec:\n  containers: [{name: shell, image: busybox, command: [sleep, infinity]}]\n",
+    );
+    lab.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {app: web}}\nspec:\n  containers: [{name: nginx, image: 'nginx:1.27', readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 1}}]\n",
+    );
     let event = wait_for("a Failed warning", Duration::from_secs(30), || {
         let events = lab.k(&[
             "get",
             "events",
-            "--field-selector=involvedObject.name=web,type=Warning",
+            "--field-selector=involvedObject.name=cache,type=Warning",
             "-o",
             "custom-columns=REASON:.reason,MESSAGE:.message",
             "--no-headers",
         ]);
-        events.lines().find(|l| l.starts_with("Failed")).map(str::to_owned)
+        events
+            .lines()
+            .find(|l| l.starts_with("Failed") && l.contains("Failed to pull image"))
+            .map(str::to_owned)
     });
-    assert!(event.contains("images are not run in the lab"), "{event}");
-    let described = lab.k(&["describe", "pod", "web"]);
+    assert!(event.contains("\"redis:7\"") && event.contains("busybox"), "{event}");
+    let reason = wait_for("ImagePullBackOff", Duration::from_secs(30), || {
+        let reason = lab.get(&["pod", "cache"], "{.status.containerStatuses[0].state.waiting.reason}");
+        (reason == "ImagePullBackOff").then_some(reason)
+    });
+    let described = lab.k(&["describe", "pod", "cache"]);
     assert!(
-        described.contains("CreateContainerConfigError") && described.contains("Warning"),
+        described.contains(&reason) && described.contains("Back-off pulling image \"redis:7\""),
         "{described}"
     );
+    lab.wait_ready_pods("app=web", 1);
+    lab.wait_ready_pods("app=client", 1);
+    let ip = lab.get(&["pod", "web"], "{.status.podIP}");
+    let page = lab.ask_from_pod("client", &[&format!("{ip}:80"), "--request", "/"]);
+    assert!(page.contains("Welcome to nginx!"), "{page}");
 }
 
 mod a_container_the_lab_cannot_run_is_explained_by_a_warning_event {

@@ -183,6 +183,16 @@ impl Lab {
         (out.status.success(), text(&out))
     }
 
+    /// kubectl against this lab, bounded to 60 s, for a test to add arguments and stdin to.
+    pub fn kubectl_command(&self) -> Command {
+        let mut command = Command::new("timeout");
+        command
+            .arg("60")
+            .arg(kubectl_binary())
+            .env("KUBECONFIG", &self.kubeconfig);
+        command
+    }
+
     /// `kubectl proxy` on a free loopback port for at most `seconds`; returns the process
     /// (end it with [`stop`]) and the port it serves on.
     pub fn kubectl_proxy(&self, seconds: u32) -> (std::process::Child, u16) {

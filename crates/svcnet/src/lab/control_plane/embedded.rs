@@ -31,6 +31,11 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
         pod_logs: Some(Arc::new(crate::lab::hooks::LogFiles {
             dir: settings.state.join("pods"),
         })),
+        pod_exec: Some(Arc::new(crate::lab::hooks::PodCommands {
+            plan: settings.plan.clone(),
+            state: settings.state.to_owned(),
+            exe: std::env::current_exe()?.to_string_lossy().into_owned(),
+        })),
     };
     let mut task = tokio::spawn(svcnet_apiserver::run(config, move |addr, kubeconfig| {
         let _ = ready_tx.send((addr, kubeconfig));

@@ -1,7 +1,15 @@
-//! What process a container becomes. Images are not pulled or run: a container's `command`
-//! and `args` run as a process on the host inside the pod's namespace. The one exception is
-//! upstream's test image agnhost, whose `netexec`, `serve-hostname` and `pause` run built-in
-//! equivalents (this binary's `agnhost` subcommands).
+//! What process a container becomes. Images are not pulled or run; the lab knows a few:
+//!
+//! - upstream's test image agnhost: `netexec`, `serve-hostname` and `pause` run built-in
+//!   equivalents (this binary's `agnhost` subcommands);
+//! - `nginx`: its welcome page on port 80 (built in), unless a command other than nginx is
+//!   given;
+//! - CoreDNS: the cluster DNS, `svcnet dns` (see [`cluster_dns_argv`]);
+//! - `busybox` and `alpine`: their `command` and `args` run from the host's programs inside
+//!   the pod's sandbox (`sh` when none is given, as those images do).
+//!
+//! Any other image cannot be pulled ([`CannotRun::Pull`]): the pod shows `ErrImagePull`, then
+//! `ImagePullBackOff`, with a Warning event that names the image.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -122,19 +130,43 @@ fn is_agnhost(image: &str) -> bool {
     repository(image).rsplit('/').next() == Some("agnhost")
 }
 
-/// The argument vector for `container` of pod `pod_name`; `exe` is this binary (for agnhost).
-pub fn argv(container: &Container, pod_name: &str, exe: &str) -> Result<Vec<String>, String> {
+/// Why a container cannot start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CannotRun {
+    /// Its image is none the lab runs (`ErrImagePull`).
+    Pull(String),
+    /// Its command or arguments make no sense for its image (`CreateContainerConfigError`).
+    Config(String),
+}
+
+/// What the lab says of images it does not run.
+pub const IMAGES_THE_LAB_RUNS: &str = "the svcnet lab pulls no images; it runs agnhost (netexec, serve-hostname, pause), nginx and coredns built in, and busybox or alpine commands from the host";
+
+/// The images whose commands run from the host's programs.
+fn runs_host_commands(repo_name: &str) -> bool {
+    matches!(repo_name, "busybox" | "alpine")
+}
+
+/// The argument vector for `container` of pod `pod_name`; `exe` is this binary (for the
+/// built-in images).
+pub fn argv(container: &Container, pod_name: &str, exe: &str) -> Result<Vec<String>, CannotRun> {
     let mut words: Vec<String> = container.command.clone().unwrap_or_default();
     words.extend(container.args.clone().unwrap_or_default());
     let image = container.image.as_deref().unwrap_or("");
+    let repo_name = repository(image).rsplit('/').next().unwrap_or("");
+    if repo_name == "nginx" && words.first().is_none_or(|w| w == "nginx" || w.ends_with("/nginx")) {
+        let lifetime = SERVER_LIFETIME_SECS.to_string();
+        return Ok([exe, "agnhost", "nginx", "--port", "80", "--exit-after", &lifetime]
+            .map(str::to_owned)
+            .to_vec());
+    }
+    if runs_host_commands(repo_name) || (repo_name == "nginx" && !words.is_empty()) {
+        return Ok(if words.is_empty() { vec!["sh".into()] } else { words });
+    }
     if !is_agnhost(image) {
-        if words.is_empty() {
-            return Err(format!(
-                "container {:?}: images are not run in the lab; give a command (only agnhost's netexec, serve-hostname and pause are built in)",
-                container.name
-            ));
-        }
-        return Ok(words);
+        return Err(CannotRun::Pull(format!(
+            "failed to pull and unpack image \"{image}\": {IMAGES_THE_LAB_RUNS}"
+        )));
     }
     if words.first().is_some_and(|w| w == "/agnhost" || w == "agnhost") {
         words.remove(0);
@@ -151,11 +183,17 @@ pub fn argv(container: &Container, pod_name: &str, exe: &str) -> Result<Vec<Stri
     ];
     match sub.as_str() {
         "netexec" => {
-            out.extend(["--http-port".into(), port(rest, "http-port", 8080)?.to_string()]);
-            out.extend(["--udp-port".into(), port(rest, "udp-port", 8081)?.to_string()]);
+            out.extend([
+                "--http-port".into(),
+                port(rest, "http-port", 8080).map_err(CannotRun::Config)?.to_string(),
+            ]);
+            out.extend([
+                "--udp-port".into(),
+                port(rest, "udp-port", 8081).map_err(CannotRun::Config)?.to_string(),
+            ]);
         }
         "serve-hostname" => {
-            let p = port(rest, "port", 9376)?.to_string();
+            let p = port(rest, "port", 9376).map_err(CannotRun::Config)?.to_string();
             if bool_flag(rest, "http", true) || bool_flag(rest, "tcp", false) {
                 out.extend(["--http-port".into(), p.clone()]);
             }
@@ -165,10 +203,10 @@ pub fn argv(container: &Container, pod_name: &str, exe: &str) -> Result<Vec<Stri
         }
         "pause" => return Ok(vec!["sleep".into(), "infinity".into()]),
         other => {
-            return Err(format!(
+            return Err(CannotRun::Config(format!(
                 "container {:?}: agnhost {other:?} is not built in (netexec, serve-hostname and pause are)",
                 container.name
-            ));
+            )));
         }
     }
     out.extend(["--exit-after".into(), lifetime]);
@@ -220,13 +258,30 @@ mod tests {
     }
 
     #[test]
-    fn other_images_run_their_command() {
+    fn busybox_and_alpine_run_their_command_and_nginx_is_built_in() {
         let c = container("busybox", &["sleep"], &["3600"]);
         assert_eq!(argv(&c, "p", "x").unwrap(), ["sleep", "3600"]);
-        let err = argv(&container("nginx", &[], &[]), "p", "x").unwrap_err();
-        assert!(err.contains("give a command"), "{err}");
-        let err = argv(&container("agnhost", &[], &["porter"]), "p", "x").unwrap_err();
-        assert!(err.contains("\"porter\" is not built in"), "{err}");
+        assert_eq!(argv(&container("alpine:3.20", &[], &[]), "p", "x").unwrap(), ["sh"]);
+        let nginx = argv(&container("nginx:1.27", &[], &[]), "p", "/bin/svcnet").unwrap();
+        assert_eq!(nginx[..4], ["/bin/svcnet", "agnhost", "nginx", "--port"]);
+        let nginx = argv(&container("nginx", &["nginx", "-g", "daemon off;"], &[]), "p", "x").unwrap();
+        assert_eq!(nginx[2], "nginx");
+        assert_eq!(
+            argv(&container("nginx", &["sleep"], &["5"]), "p", "x").unwrap(),
+            ["sleep", "5"]
+        );
+    }
+
+    #[test]
+    fn other_images_cannot_be_pulled() {
+        let Err(CannotRun::Pull(why)) = argv(&container("redis:7", &["redis-server"], &[]), "p", "x") else {
+            panic!("redis ran");
+        };
+        assert!(why.contains("\"redis:7\"") && why.contains("busybox"), "{why}");
+        let Err(CannotRun::Config(why)) = argv(&container("agnhost", &[], &["porter"]), "p", "x") else {
+            panic!("agnhost porter ran");
+        };
+        assert!(why.contains("\"porter\" is not built in"), "{why}");
     }
 
     #[test]

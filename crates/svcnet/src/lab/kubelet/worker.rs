@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use anyhow::Context;
 
 use super::NodeContext;
-use super::container::argv;
+use super::container::{CannotRun, argv};
 use super::dns_config;
 use super::isolation::{self, Isolation};
 use super::probe::{self, Plan};
@@ -27,6 +27,8 @@ use super::sandbox;
 use super::status::{ContainerRun, PodRun, RunState, pod_status};
 
 const TICK: Duration = Duration::from_millis(200);
+/// How long a failed pull shows `ErrImagePull` before `ImagePullBackOff`.
+const PULL_BACKOFF: Duration = Duration::from_secs(2);
 /// Restart back-off: doubles from this, up to [`MAX_BACKOFF`] (upstream: 10 s to 5 min;
 /// shorter here, a lab wants to see restarts).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -115,21 +117,14 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             } else {
                 argv(c, &name, &ctx.exe)
             };
+            let waiting = |reason: &str, message: String| RunState::Waiting {
+                reason: reason.into(),
+                message,
+            };
             let (argv, state) = match command {
-                Ok(v) => (
-                    Some(v),
-                    RunState::Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: String::new(),
-                    },
-                ),
-                Err(message) => (
-                    None,
-                    RunState::Waiting {
-                        reason: "CreateContainerConfigError".into(),
-                        message,
-                    },
-                ),
+                Ok(v) => (Some(v), waiting("ContainerCreating", String::new())),
+                Err(CannotRun::Config(message)) => (None, waiting("CreateContainerConfigError", message)),
+                Err(CannotRun::Pull(message)) => (None, waiting("ErrImagePull", message)),
             };
             Running {
                 spec: c.clone(),
@@ -161,10 +156,24 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         }
         pod_ip = None;
     }
-    for c in containers.iter().filter(|c| c.argv.is_none()) {
-        if let RunState::Waiting { message, .. } = &c.run.state {
-            let event = format!("Error: {message}");
-            crate::lab::events::warn(&ctx.client, &pod, "Failed", &event, "kubelet", Some(&ctx.node.name)).await;
+    let node = Some(ctx.node.name.as_str());
+    for c in containers.iter_mut().filter(|c| c.argv.is_none()) {
+        match &c.run.state {
+            RunState::Waiting { reason, message } if reason == "ErrImagePull" => {
+                // as upstream's kubelet reports a failed pull, then backs off
+                let image = &c.run.image;
+                let pulling = format!("Pulling image \"{image}\"");
+                crate::lab::events::record(&ctx.client, &pod, "Pulling", &pulling, "kubelet", node).await;
+                let failed = format!("Failed to pull image \"{image}\": {message}");
+                crate::lab::events::warn(&ctx.client, &pod, "Failed", &failed, "kubelet", node).await;
+                crate::lab::events::warn(&ctx.client, &pod, "Failed", "Error: ErrImagePull", "kubelet", node).await;
+                c.restart_at = Some(Instant::now() + PULL_BACKOFF);
+            }
+            RunState::Waiting { message, .. } => {
+                let event = format!("Error: {message}");
+                crate::lab::events::warn(&ctx.client, &pod, "Failed", &event, "kubelet", node).await;
+            }
+            _ => {}
         }
     }
     let mut sent: Option<PodStatus> = None;
@@ -172,6 +181,21 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     let stopping = loop {
         let now_instant = Instant::now();
         for c in &mut containers {
+            // a pull that failed: back off, and stay there (the lab pulls nothing)
+            if c.argv.is_none()
+                && c.restart_at.is_some_and(|at| at <= now_instant)
+                && matches!(&c.run.state, RunState::Waiting { reason, .. } if reason == "ErrImagePull")
+            {
+                c.restart_at = None;
+                let backing_off = format!("Back-off pulling image \"{}\"", c.run.image);
+                c.run.state = RunState::Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: backing_off.clone(),
+                };
+                let node = Some(ctx.node.name.as_str());
+                crate::lab::events::record(&ctx.client, &pod, "BackOff", &backing_off, "kubelet", node).await;
+                crate::lab::events::warn(&ctx.client, &pod, "Failed", "Error: ImagePullBackOff", "kubelet", node).await;
+            }
             // exits
             if let Some(child) = &mut c.child
                 && let Ok(Some(status)) = child.try_wait()

@@ -1,0 +1,184 @@
+//! `pods/exec`: what a command in a container needs from whoever runs pods (the lab's
+//! kubelets), and the pure parts of the protocol kubectl speaks: the request's parameters and
+//! the WebSocket channel framing of `v5.channel.k8s.io` / `v4.channel.k8s.io` (each binary
+//! message starts with its channel: 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 terminal
+//! resize; v5 adds 255, which closes the channel named by the next byte).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+/// The subprotocols served, preferred first.
+pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+pub const STDIN: u8 = 0;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+pub const ERROR: u8 = 3;
+pub const RESIZE: u8 = 4;
+pub const CLOSE: u8 = 255;
+
+/// A started command: its standard streams and its end.
+pub struct Process {
+    pub child: tokio::process::Child,
+}
+
+/// Runs commands in pods' containers.
+pub trait PodExec: Send + Sync {
+    /// Starts `command` in `container` of `pod` (the stored object) with piped stdin, stdout and
+    /// stderr.
+    fn start(&self, pod: &Value, container: &str, command: &[String]) -> std::io::Result<Process>;
+}
+
+pub type SharedPodExec = Arc<dyn PodExec>;
+
+/// What an exec request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub container: Option<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v, "true" | "1" | "True")
+}
+
+/// The request's query parameters (`command` repeats, one per word); a request without a
+/// command, or with none of stdin, stdout and stderr, is refused with upstream's words.
+pub fn parse_request(pairs: &[(String, String)]) -> Result<ExecRequest, String> {
+    let mut r = ExecRequest {
+        command: vec![],
+        container: None,
+        stdin: false,
+        stdout: false,
+        stderr: false,
+        tty: false,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "command" => r.command.push(v.clone()),
+            "container" => r.container = Some(v.clone()),
+            "stdin" => r.stdin = truthy(v),
+            "stdout" => r.stdout = truthy(v),
+            "stderr" => r.stderr = truthy(v),
+            "tty" => r.tty = truthy(v),
+            _ => {}
+        }
+    }
+    if r.command.is_empty() {
+        return Err("you must specify at least 1 command".into());
+    }
+    if !(r.stdin || r.stdout || r.stderr) {
+        return Err("you must specify at least 1 of stdin, stdout, stderr".into());
+    }
+    Ok(r)
+}
+
+/// `channel` + `data`: one outgoing message.
+pub fn frame(channel: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(channel);
+    out.extend_from_slice(data);
+    out
+}
+
+/// What an incoming message means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    Stdin(&'a [u8]),
+    /// The client closed its stdin (v5's close of channel 0).
+    StdinClosed,
+    Resize,
+    Other,
+}
+
+pub fn incoming(message: &[u8]) -> Incoming<'_> {
+    match message.split_first() {
+        Some((&STDIN, data)) => Incoming::Stdin(data),
+        Some((&CLOSE, [STDIN, ..])) => Incoming::StdinClosed,
+        Some((&RESIZE, _)) => Incoming::Resize,
+        _ => Incoming::Other,
+    }
+}
+
+/// The Status sent on the error channel when the command ends: Success, or upstream's
+/// NonZeroExitCode failure, which kubectl turns into its own exit code.
+pub fn exit_status(command: &[String], code: i32) -> Value {
+    if code == 0 {
+        return json!({ "metadata": {}, "status": "Success" });
+    }
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": format!(
+            "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+            command.join(" ")
+        ),
+        "reason": "NonZeroExitCode",
+        "details": { "causes": [{ "reason": "ExitCode", "message": code.to_string() }] },
+    })
+}
+
+/// The Status for a command that could not be started.
+pub fn start_failure(message: &str) -> Value {
+    json!({ "metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn commands_repeat_and_a_stream_is_required() {
+        let r = parse_request(&pairs(&[
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "echo hi"),
+            ("container", "shell"),
+            ("stdout", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(r.command, ["sh", "-c", "echo hi"]);
+        assert_eq!(r.container.as_deref(), Some("shell"));
+        assert!(r.stdout && !r.stdin && !r.tty);
+        assert!(
+            parse_request(&pairs(&[("stdout", "true")]))
+                .unwrap_err()
+                .contains("1 command")
+        );
+        assert!(
+            parse_request(&pairs(&[("command", "ls")]))
+                .unwrap_err()
+                .contains("stdin, stdout, stderr")
+        );
+    }
+
+    #[test]
+    fn channels_frame_and_unframe() {
+        assert_eq!(frame(STDOUT, b"hi"), b"\x01hi");
+        assert_eq!(incoming(b"\x00abc"), Incoming::Stdin(b"abc"));
+        assert_eq!(incoming(&[CLOSE, STDIN]), Incoming::StdinClosed);
+        assert_eq!(incoming(b"\x04{\"Width\":80}"), Incoming::Resize);
+        assert_eq!(incoming(b""), Incoming::Other);
+    }
+
+    #[test]
+    fn exit_codes_become_upstream_s_status() {
+        assert_eq!(exit_status(&["true".into()], 0)["status"], "Success");
+        let failed = exit_status(&["sh".into(), "-c".into(), "exit 3".into()], 3);
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(failed["details"]["causes"][0]["message"], "3");
+        assert_eq!(
+            failed["message"],
+            "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3"
+        );
+    }
+}

@@ -128,7 +128,7 @@ fn apply_conntrack_timeouts(netns: &Option<String>, timeouts: &[(&'static str, u
             .collect())
     };
     let result = match netns {
-        Some(ns) => svcnet_dataplane::netlink::socket::in_netns(&PathBuf::from("/var/run/netns").join(ns), write_all),
+        Some(ns) => svcnet_netlink::socket::in_netns(&PathBuf::from("/var/run/netns").join(ns), write_all),
         None => write_all(),
     };
     match result {

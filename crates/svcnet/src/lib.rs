@@ -3,8 +3,7 @@
 //! - [`cli`]: argument parsing and dispatch.
 //! - [`service_check`]: `svcnet service check`.
 //! - [`agnhost`]: test servers and clients standing in for upstream's agnhost image.
-//! - [`netns`]: network namespaces owned by one run.
-//! - [`rtnl`]: links, addresses and routes over rtnetlink (the lab's topology).
+//! - [`netns`] and [`rtnl`]: network namespaces and rtnetlink (from `svcnet-netlink`).
 //! - [`lab`]: `svcnet lab`, a multi-node cluster on one machine.
 //! - [`bench`]: `svcnet bench dataplane` and `svcnet bench datapath`.
 
@@ -15,6 +14,6 @@ pub mod bench;
 pub mod cli;
 pub mod dns;
 pub mod lab;
-pub mod netns;
-pub mod rtnl;
+/// Namespaces and rtnetlink live in `svcnet-netlink`, shared with the dataplane.
+pub use svcnet_netlink::{netns, rtnl};
 pub mod service_check;

@@ -1,7 +1,7 @@
 //! The native backend: nf_tables over netlink, with no `nft` binary. Operations become one
 //! batch (one transaction); a rejected message is named in the error.
 //!
-//! - [`wire`]: message and attribute layout, batch framing, checked decoding.
+//! - [`wire`]: message and attribute layout (re-exported from `svcnet-netlink`).
 //! - [`consts`]: the kernel's nf_tables numbers.
 //! - [`encode`]: operations and typed rules → nf_tables messages.
 //! - [`socket`]: the netlink socket (in a chosen network namespace), transactions and dumps.
@@ -15,7 +15,8 @@ pub mod dump;
 pub mod encode;
 pub mod socket;
 pub mod udata;
-pub mod wire;
+/// The message layer, from the shared netlink crate.
+pub use svcnet_netlink::wire;
 
 use std::path::PathBuf;
 

@@ -5,16 +5,14 @@
 //! `send` returns; only the last message asks for an acknowledgement, and errors come back
 //! tagged with the sequence number of the message that caused them.
 
-use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
 use std::path::Path;
 
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 use rustix::net::sockopt;
-use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
-use super::wire::{self, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, Writer};
+use super::wire::{self, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_ERROR, Writer};
+pub use svcnet_netlink::socket::{exchange, in_netns};
 
 /// Room for the kernel's answers to a batch (errors echo only headers; see `set_cap_ack`).
 const RECEIVE_BUFFER: usize = 8 << 20;
@@ -145,44 +143,6 @@ impl NfSocket {
         w.end();
         exchange(&self.socket, &w.buf, seq).map(drop)
     }
-}
-
-/// Sends one request (sequence number `seq`) and collects what answers it, until the end of
-/// a dump or the acknowledgement; a refusal is the kernel's errno.
-pub fn exchange(socket: &Socket, request: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> {
-    socket.send(request, 0)?;
-    let mut answers = Vec::new();
-    loop {
-        let (datagram, _) = socket.recv_from_full()?;
-        for m in wire::messages(&datagram).into_iter().filter(|m| m.seq == seq) {
-            match m.msg_type {
-                NLMSG_DONE => return Ok(answers),
-                NLMSG_ERROR => {
-                    return match m.error() {
-                        Some((0, _)) => Ok(answers),
-                        Some((code, _)) => Err(io::Error::from_raw_os_error(-code)),
-                        None => Err(io::Error::other("malformed netlink error")),
-                    };
-                }
-                _ => answers.push(m.payload.to_vec()),
-            }
-        }
-    }
-}
-
-/// Runs `f` on a fresh thread inside the network namespace `netns` names (a file such as
-/// `/run/netns/NAME`): entering a namespace changes only the calling thread, and sockets it
-/// opens, processes it starts and `/proc/sys/net` files it writes belong to that namespace.
-pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    let ns = File::open(netns)?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
-    })
 }
 
 fn new_socket() -> io::Result<Socket> {

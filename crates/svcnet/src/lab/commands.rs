@@ -295,6 +295,7 @@ fn run_demo(ready: &Ready) -> Result<()> {
     let (exec, external) = (cli.verb("exec"), cli.verb("external"));
     println!("\nmore to try (kubectl: .venv/bin/kubectl, which `cargo xtask demo` installs, or your own):");
     println!("  kubectl get nodes,pods,svc,endpointslices -o wide");
+    println!("  kubectl exec client -- curl -s http://demo/hostname   # kubectl exec, and a Service by its DNS name");
     println!("  {exec} client -- curl -s http://demo/clientip   # by name: the client pod's own address");
     println!("  {exec} client -- cat /etc/resolv.conf   # the cluster DNS (kube-system/kube-dns) and search path");
     println!(

@@ -350,8 +350,7 @@ fn node_port_addresses_restrict_where_node_ports_listen(backend: BackendKind) {
     let mut w = World::new(1, backend);
     w.add_pod(0, "pod1", "{app: np}", &[80], &[], true);
     let node = w.node_ns(0).to_owned();
-    w.nets
-        .exec_ok(&node, &["ip", "addr", "add", "192.168.0.12/24", "dev", "eth0"]);
+    w.nets.address(&node, "eth0", "192.168.0.12/24");
     w.config.node_port_addresses = vec!["192.168.0.2/32".parse().unwrap()];
     w.apply_service("metadata: {name: np}\nspec: {type: NodePort, selector: {app: np}, ports: [{port: 80}]}");
     w.sync();
@@ -367,7 +366,7 @@ fn external_and_load_balancer_ips_with_source_ranges(backend: BackendKind) {
     w.add_pod(0, "pod1", "{app: lb}", &[80], &[], true);
     let ext = w.external.clone();
     for ip in ["192.168.99.11", "1.2.3.4"] {
-        w.nets.exec_ok(&ext, &["ip", "route", "add", ip, "via", "192.168.0.2"]);
+        w.nets.route(&ext, ip, Some("192.168.0.2"), None);
     }
     w.apply_service(
         "metadata: {name: lb}\nspec: {type: LoadBalancer, externalIPs: [192.168.99.11], loadBalancerSourceRanges: [10.0.0.0/8], selector: {app: lb}, ports: [{port: 80}]}",
@@ -488,12 +487,11 @@ fn dataplane_dump_prints_the_rules_for_a_node() {
     // and nft takes the script as it is (checked, not applied, in a namespace of our own)
     let mut nets = svcnet::netns::Namespaces::new("svt-");
     let ns = nets.add("dump");
-    let mut check = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns, "nft", "-c", "-f", "-"])
+    let mut nft = std::process::Command::new("nft");
+    nft.args(["-c", "-f", "-"])
         .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    let mut check = svcnet::netns::spawn_in(&ns, &mut nft).unwrap();
     use std::io::Write;
     check.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let checked = check.wait_with_output().unwrap();
@@ -629,7 +627,7 @@ conntrack: {{udpTimeout: 45s, maxPerCore: 32768}}
     // the config's conntrack timeout was set in the node's namespace
     let udp_timeout = w
         .nets
-        .exec_ok(&node_ns, &["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"]);
+        .exec_ok(&node_ns, &["cat", "/proc/sys/net/netfilter/nf_conntrack_udp_timeout"]);
     assert_eq!(udp_timeout.trim(), "45");
     let health = get("/healthz");
     assert!(health.ends_with("\n200"), "{health}");

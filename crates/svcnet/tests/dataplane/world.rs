@@ -70,18 +70,15 @@ impl World {
     pub fn new(nodes: usize, backend: BackendKind) -> Self {
         let mut nets = Namespaces::new("svt-");
         let switch = nets.add("sw");
-        nets.exec_ok(&switch, &["ip", "link", "add", "br0", "type", "bridge"]);
-        nets.exec_ok(&switch, &["ip", "link", "set", "br0", "up"]);
+        nets.bridge(&switch, "br0");
         let attach = |nets: &mut Namespaces, short: &str, ip: &str, ip6: &str| -> String {
             let ns = nets.add(short);
             let port = format!("p-{short}");
             nets.veth(&ns, "eth0", &switch, &port);
-            nets.exec_ok(&switch, &["ip", "link", "set", &port, "master", "br0"]);
-            nets.exec_ok(&ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-            nets.exec_ok(
-                &ns,
-                &["ip", "-6", "addr", "add", &format!("{ip6}/64"), "dev", "eth0", "nodad"],
-            );
+            nets.enslave(&switch, &port, "br0");
+            nets.address(&ns, "eth0", &format!("{ip}/24"));
+            // no duplicate-address detection in these namespaces (see `Namespaces::add`)
+            nets.address(&ns, "eth0", &format!("{ip6}/64"));
             ns
         };
         let external = attach(&mut nets, "ext", EXTERNAL_IP, EXTERNAL_IP6);
@@ -90,19 +87,21 @@ impl World {
             let ip = format!("192.168.0.{}", i + 2);
             let ip6 = format!("fd00:192::{}", i + 2);
             let ns = attach(&mut nets, &format!("node{}", i + 1), &ip, &ip6);
-            nets.exec_ok(&ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-            nets.exec_ok(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+            nets.sysctl(&ns, "net.ipv4.ip_forward", "1");
+            nets.sysctl(&ns, "net.ipv6.conf.all.forwarding", "1");
             // like a real node, a default route towards the outside (here the external host)
-            nets.exec_ok(&ns, &["ip", "route", "add", "default", "via", EXTERNAL_IP]);
-            nets.exec_ok(&ns, &["ip", "-6", "route", "add", "default", "via", EXTERNAL_IP6]);
+            nets.route(&ns, "default", Some(EXTERNAL_IP), None);
+            nets.route(&ns, "default", Some(EXTERNAL_IP6), None);
             let proxy = backend
                 .open(Some(&ns))
                 .unwrap_or_else(|e| panic!("{backend} backend: {e}"));
             let conntrack = match backend {
                 BackendKind::Netlink => Cleaner::Netlink(Some(format!("/run/netns/{ns}").into())),
-                BackendKind::NftText => {
-                    Cleaner::Tool(["ip", "netns", "exec", &ns, "conntrack"].map(String::from).to_vec())
-                }
+                BackendKind::NftText => Cleaner::Tool(
+                    ["nsenter", &format!("--net=/run/netns/{ns}"), "conntrack"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
             };
             hosts.push(NodeHost {
                 name: format!("node-{}", i + 1),
@@ -120,21 +119,8 @@ impl World {
             for b in &hosts {
                 if a.ns != b.ns {
                     let v6_prefix = format!("fd00:180:{}::/64", b.pod_prefix.rsplit('.').next().unwrap());
-                    nets.exec_ok(
-                        &a.ns,
-                        &["ip", "-6", "route", "add", &v6_prefix, "via", &b.ip6.to_string()],
-                    );
-                    nets.exec_ok(
-                        &a.ns,
-                        &[
-                            "ip",
-                            "route",
-                            "add",
-                            &format!("{}.0/24", b.pod_prefix),
-                            "via",
-                            &b.ip.to_string(),
-                        ],
-                    );
+                    nets.route(&a.ns, &v6_prefix, Some(&b.ip6.to_string()), None);
+                    nets.route(&a.ns, &format!("{}.0/24", b.pod_prefix), Some(&b.ip.to_string()), None);
                 }
             }
         }
@@ -182,44 +168,18 @@ impl World {
         let node_ns = host.ns.clone();
         let ns = self.nets.add(&format!("pod-{name}"));
         self.nets.veth(&node_ns, &veth, &ns, "eth0");
-        self.nets
-            .exec_ok(&ns, &["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-        self.nets
-            .exec_ok(&ns, &["ip", "route", "add", "169.254.1.1", "dev", "eth0"]);
-        self.nets.exec_ok(
-            &ns,
-            &["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"],
-        );
-        self.nets
-            .exec_ok(&node_ns, &["ip", "addr", "add", "169.254.1.1/32", "dev", &veth]);
-        self.nets
-            .exec_ok(&node_ns, &["ip", "route", "add", &format!("{ip}/32"), "dev", &veth]);
+        let nets = &self.nets;
+        nets.address(&ns, "eth0", &format!("{ip}/32"));
+        nets.route(&ns, "169.254.1.1", None, Some("eth0"));
+        nets.route(&ns, "default", Some("169.254.1.1"), Some("eth0"));
+        nets.address(&node_ns, &veth, "169.254.1.1/32");
+        nets.route(&node_ns, &format!("{ip}/32"), None, Some(&veth));
         let (ip6s, gw6) = (ip6.to_string(), "fd00:169::1");
-        self.nets.exec_ok(
-            &ns,
-            &[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{ip6s}/128"),
-                "dev",
-                "eth0",
-                "nodad",
-            ],
-        );
-        self.nets
-            .exec_ok(&ns, &["ip", "-6", "route", "add", gw6, "dev", "eth0"]);
-        self.nets
-            .exec_ok(&ns, &["ip", "-6", "route", "add", "default", "via", gw6, "dev", "eth0"]);
-        self.nets.exec_ok(
-            &node_ns,
-            &["ip", "-6", "addr", "add", &format!("{gw6}/128"), "dev", &veth, "nodad"],
-        );
-        self.nets.exec_ok(
-            &node_ns,
-            &["ip", "-6", "route", "add", &format!("{ip6s}/128"), "dev", &veth],
-        );
+        nets.address(&ns, "eth0", &format!("{ip6s}/128"));
+        nets.route(&ns, gw6, None, Some("eth0"));
+        nets.route(&ns, "default", Some(gw6), Some("eth0"));
+        nets.address(&node_ns, &veth, &format!("{gw6}/128"));
+        nets.route(&node_ns, &format!("{ip6s}/128"), None, Some(&veth));
         for port in ports {
             let p = port.to_string();
             self.nets.spawn(
@@ -473,19 +433,11 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}
 pub fn hold(ns: &str, target: &str, ms: u64) -> std::thread::JoinHandle<String> {
     let (ns, target) = (ns.to_owned(), target.to_owned());
     std::thread::spawn(move || {
-        let out = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns,
-                env!("CARGO_BIN_EXE_svcnet"),
-                "agnhost",
-                "client",
-                &target,
-            ])
-            .args(["--hold-ms", &ms.to_string(), "--interval-ms", "20"])
-            .output()
-            .expect("running the agnhost client");
+        let mut client = std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"));
+        client
+            .args(["agnhost", "client", &target])
+            .args(["--hold-ms", &ms.to_string(), "--interval-ms", "20"]);
+        let out = svcnet::netns::in_netns(&ns, || client.output()).expect("running the agnhost client");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     })
 }

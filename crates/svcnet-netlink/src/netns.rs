@@ -25,7 +25,7 @@ fn path_of(name: &str) -> PathBuf {
 
 /// Runs `f` on a thread of its own inside the named namespace (which it leaves by ending).
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    svcnet_dataplane::netlink::socket::in_netns(&path_of(name), f)
+    crate::socket::in_netns(&path_of(name), f)
 }
 
 /// Creates a named network namespace, as `ip netns add` does: a new namespace, kept alive by
@@ -160,7 +160,8 @@ pub fn require_root_tools() {
         uid, "0",
         "dataplane system tests need root (network namespaces, nftables)"
     );
-    for tool in ["ip", "nft", "conntrack"] {
+    // the text backend and its conntrack cleaner run these; netlink needs neither
+    for tool in ["nft", "conntrack"] {
         let ok = Command::new(tool)
             .arg("--version")
             .output()
@@ -226,11 +227,9 @@ impl Namespaces {
 
     /// Runs a command inside a namespace.
     pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .output()
-            .expect("running ip netns exec")
+        let (program, rest) = args.split_first().expect("a command");
+        in_netns(ns, || Command::new(program).args(rest).output())
+            .unwrap_or_else(|e| panic!("running {program} in {ns}: {e}"))
     }
 
     /// Runs a command inside a namespace and insists it succeeds.
@@ -246,15 +245,61 @@ impl Namespaces {
 
     /// Starts a background process inside a namespace; it is killed on drop.
     pub fn spawn(&mut self, ns: &str, args: &[&str]) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
+        let (program, rest) = args.split_first().expect("a command");
+        let mut command = Command::new(program);
+        command
+            .args(rest)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning in namespace");
+            .stderr(Stdio::null());
+        let child = spawn_in(ns, &mut command).unwrap_or_else(|e| panic!("spawning {program} in {ns}: {e}"));
         self.children.push(child);
+    }
+
+    /// A bridge `name`, up, in `ns`.
+    pub fn bridge(&self, ns: &str, name: &str) {
+        let made = crate::rtnl::Rtnl::open_in(ns).and_then(|mut r| {
+            r.add_bridge(name)?;
+            r.set_up(name)
+        });
+        made.unwrap_or_else(|e| panic!("bridge {name} in {ns}: {e}"));
+    }
+
+    /// Puts `port` (up) on the bridge `bridge` in `ns`.
+    pub fn enslave(&self, ns: &str, port: &str, bridge: &str) {
+        let made = crate::rtnl::Rtnl::open_in(ns).and_then(|mut r| {
+            r.set_master(port, bridge)?;
+            r.set_up(port)
+        });
+        made.unwrap_or_else(|e| panic!("{port} onto {bridge} in {ns}: {e}"));
+    }
+
+    /// `address` (`IP/PREFIX`) on `dev` in `ns`.
+    pub fn address(&self, ns: &str, dev: &str, address: &str) {
+        let net: ipnet::IpNet = address.parse().unwrap_or_else(|e| panic!("{address}: {e}"));
+        crate::rtnl::Rtnl::open_in(ns)
+            .and_then(|mut r| r.add_address(dev, net))
+            .unwrap_or_else(|e| panic!("address {address} on {dev} in {ns}: {e}"));
+    }
+
+    /// A route in `ns` to `dst` (`default`, a prefix or an address) through `via` and/or on
+    /// `dev`.
+    pub fn route(&self, ns: &str, dst: &str, via: Option<&str>, dev: Option<&str>) {
+        let via: Option<std::net::IpAddr> = via.map(|v| v.parse().unwrap_or_else(|e| panic!("{v}: {e}")));
+        let dst: ipnet::IpNet = match dst {
+            "default" if via.is_some_and(|v| v.is_ipv6()) => "::/0".parse().expect("a prefix"),
+            "default" => "0.0.0.0/0".parse().expect("a prefix"),
+            d if d.contains('/') => d.parse().unwrap_or_else(|e| panic!("{d}: {e}")),
+            d => ipnet::IpNet::from(d.parse::<std::net::IpAddr>().unwrap_or_else(|e| panic!("{d}: {e}"))),
+        };
+        crate::rtnl::Rtnl::open_in(ns)
+            .and_then(|mut r| r.add_route(dst, via, dev))
+            .unwrap_or_else(|e| panic!("route {dst} in {ns}: {e}"));
+    }
+
+    /// Sets `key` (dotted, `net.ipv4.ip_forward`) to `value` inside `ns`.
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
+        set_sysctl(ns, &key.replace('.', "/"), value).unwrap_or_else(|e| panic!("{key}={value} in {ns}: {e}"));
     }
 
     /// A veth pair between two namespaces.

@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use crate::socket::exchange;
+use crate::wire::{Attrs, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, Writer};
 use ipnet::IpNet;
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
-use svcnet_dataplane::netlink::socket::exchange;
-use svcnet_dataplane::netlink::wire::{Attrs, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, Writer};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;

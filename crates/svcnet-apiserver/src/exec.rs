@@ -18,16 +18,27 @@ pub const ERROR: u8 = 3;
 pub const RESIZE: u8 = 4;
 pub const CLOSE: u8 = 255;
 
-/// A started command: its standard streams and its end.
+/// A started command: its standard streams (pipes, or with `tty` the master side of its
+/// terminal) and its end.
 pub struct Process {
     pub child: tokio::process::Child,
+    /// The terminal's master side when a terminal was asked for (stdout and stderr both come
+    /// out of it, and stdin goes into it).
+    pub terminal: Option<std::fs::File>,
 }
 
 /// Runs commands in pods' containers.
 pub trait PodExec: Send + Sync {
-    /// Starts `command` in `container` of `pod` (the stored object) with piped stdin, stdout and
-    /// stderr.
-    fn start(&self, pod: &Value, container: &str, command: &[String]) -> std::io::Result<Process>;
+    /// Starts `command` in `container` of `pod` (the stored object): with piped stdin, stdout
+    /// and stderr, or on a new terminal when `tty`.
+    fn start(&self, pod: &Value, container: &str, command: &[String], tty: bool) -> std::io::Result<Process>;
+}
+
+/// A terminal size from a resize message (`{"Width":80,"Height":24}`).
+pub fn terminal_size(message: &[u8]) -> Option<(u16, u16)> {
+    let v: Value = serde_json::from_slice(message).ok()?;
+    let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
+    Some((dim("Width")?, dim("Height")?))
 }
 
 pub type SharedPodExec = Arc<dyn PodExec>;
@@ -92,7 +103,8 @@ pub enum Incoming<'a> {
     Stdin(&'a [u8]),
     /// The client closed its stdin (v5's close of channel 0).
     StdinClosed,
-    Resize,
+    /// The client's terminal changed size (JSON after the channel byte).
+    Resize(&'a [u8]),
     Other,
 }
 
@@ -100,7 +112,7 @@ pub fn incoming(message: &[u8]) -> Incoming<'_> {
     match message.split_first() {
         Some((&STDIN, data)) => Incoming::Stdin(data),
         Some((&CLOSE, [STDIN, ..])) => Incoming::StdinClosed,
-        Some((&RESIZE, _)) => Incoming::Resize,
+        Some((&RESIZE, size)) => Incoming::Resize(size),
         _ => Incoming::Other,
     }
 }
@@ -166,7 +178,9 @@ mod tests {
         assert_eq!(frame(STDOUT, b"hi"), b"\x01hi");
         assert_eq!(incoming(b"\x00abc"), Incoming::Stdin(b"abc"));
         assert_eq!(incoming(&[CLOSE, STDIN]), Incoming::StdinClosed);
-        assert_eq!(incoming(b"\x04{\"Width\":80}"), Incoming::Resize);
+        assert_eq!(incoming(b"\x04{\"Width\":80}"), Incoming::Resize(b"{\"Width\":80}"));
+        assert_eq!(terminal_size(b"{\"Width\":120,\"Height\":40}"), Some((120, 40)));
+        assert_eq!(terminal_size(b"{\"Width\":120}"), None);
         assert_eq!(incoming(b""), Incoming::Other);
     }
 

@@ -199,6 +199,9 @@ enum LabCommand {
         uid: u32,
         #[arg(long)]
         gid: u32,
+        /// Its standard streams are a terminal to take as controlling terminal.
+        #[arg(long)]
+        tty: bool,
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
@@ -725,9 +728,10 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             dir,
             uid,
             gid,
+            tty,
             command,
         } => {
-            crate::lab::kubelet::isolation::enter_and_exec(&hostname, &dir, uid, gid, &command)?;
+            crate::lab::kubelet::isolation::enter_and_exec(&hostname, &dir, uid, gid, tty, &command)?;
             unreachable!("enter_and_exec returns only with an error")
         }
         LabCommand::Daemon {

@@ -1,8 +1,9 @@
 //! `pods/exec` over WebSocket (`kubectl exec`, which speaks `v5.channel.k8s.io`): the request
 //! is checked like upstream's (the pod, the container, a command and a stream), the command is
 //! started by the [`PodExec`](crate::exec::PodExec) hook, and its streams are relayed over the
-//! channels until it ends, when its exit status goes on the error channel. No terminal: `-t`
-//! runs the command without one.
+//! channels until it ends, when its exit status goes on the error channel. With `-t` the
+//! command gets a terminal: what it writes comes out of the terminal on stdout, and resize
+//! messages set the terminal's size.
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -84,9 +85,9 @@ async fn session(
     container: String,
     request: ExecRequest,
 ) {
-    let started = hook.start(&pod, &container, &request.command);
-    let mut child = match started {
-        Ok(process) => process.child,
+    let started = hook.start(&pod, &container, &request.command, request.tty);
+    let (mut child, terminal) = match started {
+        Ok(process) => (process.child, process.terminal),
         Err(e) => {
             let status = exec::start_failure(&format!("failed to exec in container: {e}"));
             send(&mut socket, exec::ERROR, status.to_string().as_bytes()).await;
@@ -101,6 +102,25 @@ async fn session(
     }
     if let Some(err) = child.stderr.take() {
         tokio::spawn(pump(err, exec::STDERR, tx.clone()));
+    }
+    // a terminal: its master side is read on a thread of its own (it ends with EIO once the
+    // command and everything it started have closed the terminal)
+    let mut terminal_input = None;
+    let mut terminal_size = None;
+    if let Some(master) = terminal {
+        terminal_input = master.try_clone().ok().filter(|_| request.stdin);
+        terminal_size = master.try_clone().ok();
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut master = master;
+            let mut buf = vec![0u8; 32 * 1024];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 || tx.blocking_send((exec::STDOUT, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
     }
     drop(tx);
     loop {
@@ -124,9 +144,20 @@ async fn session(
                         {
                             stdin = None;
                         }
+                        if let Some(term) = &mut terminal_input
+                            && std::io::Write::write_all(term, bytes).is_err()
+                        {
+                            terminal_input = None;
+                        }
                     }
                     Incoming::StdinClosed => stdin = None,
-                    Incoming::Resize | Incoming::Other => {}
+                    Incoming::Resize(size) => {
+                        if let (Some(term), Some((width, height))) = (&terminal_size, exec::terminal_size(size)) {
+                            let size = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+                            let _ = rustix::termios::tcsetwinsize(term, size);
+                        }
+                    }
+                    Incoming::Other => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     // the client is gone: so is its command
@@ -138,6 +169,7 @@ async fn session(
         }
     }
     drop(stdin);
+    drop(terminal_input);
     let code = match child.wait().await {
         Ok(status) => status.code().unwrap_or(128 + 9),
         Err(_) => 1,

@@ -74,6 +74,7 @@ impl svcnet_apiserver::exec::PodExec for PodCommands {
         pod: &serde_json::Value,
         container: &str,
         command: &[String],
+        tty: bool,
     ) -> std::io::Result<svcnet_apiserver::exec::Process> {
         use super::kubelet::{container as containers, dns_config, isolation};
         let pod: k8s_openapi::api::core::v1::Pod =
@@ -93,27 +94,44 @@ impl svcnet_apiserver::exec::PodExec for PodCommands {
             .find(|c| c.name == container)
             .ok_or_else(|| std::io::Error::other(format!("container {container} not found")))?;
         let (uid_, gid) = containers::identity(found, spec.security_context.as_ref());
-        let argv = isolation::Isolation {
+        let isolation = isolation::Isolation {
             hostname: dns_config::hostname(&pod),
             dir,
             uid: uid_,
             gid,
-        }
-        .wrap(&self.exe, command);
+        };
+        let argv = if tty {
+            isolation.wrap_on_terminal(&self.exe, command)
+        } else {
+            isolation.wrap(&self.exe, command)
+        };
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .env("HOSTNAME", dns_config::hostname(&pod))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .current_dir(found.working_dir.as_deref().unwrap_or("/"));
+        // a terminal: the command's three streams are its side, we keep the master
+        let terminal = if tty {
+            let (master, slave) = isolation::open_terminal()?;
+            cmd.env("TERM", "xterm")
+                .stdin(slave.try_clone()?)
+                .stdout(slave.try_clone()?)
+                .stderr(slave);
+            Some(master)
+        } else {
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            None
+        };
         for var in found.env.iter().flatten() {
             if let Some(value) = &var.value {
                 cmd.env(&var.name, value);
             }
         }
         let child = crate::netns::spawn_async_in(&self.plan.pod_netns(&uid), &mut cmd)?;
-        Ok(svcnet_apiserver::exec::Process { child })
+        // the command's copies of the terminal are its own now; ours close with `cmd`
+        drop(cmd);
+        Ok(svcnet_apiserver::exec::Process { child, terminal })
     }
 }

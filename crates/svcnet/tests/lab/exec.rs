@@ -1,7 +1,8 @@
 //! `kubectl exec` against svcnet's API server (WebSocket, `v5.channel.k8s.io`): a command's
 //! output, errors and exit code come back apart, stdin reaches it and its end ends the
 //! command, and it runs as the pod's processes do (its hostname, user and resolver);
-//! `kubectl cp` (tar over exec) copies the pod's files out.
+//! `-t` gives it a terminal of kubectl's size; `kubectl cp` (tar over exec) copies the pod's
+//! files out.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -72,6 +73,22 @@ spec:
         out,
         "client\n65534\nhello\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n"
     );
+
+    // -t: a terminal, with kubectl's size (kubectl wants a terminal of its own: script(1))
+    let kubectl = crate::support::kubectl_binary();
+    let line = format!(
+        "stty cols 91 rows 31; {} exec -it client -- sh -c 'tty; stty size; exit 4'",
+        kubectl.display()
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &line, "/dev/null"])
+        .env("KUBECONFIG", &lab.kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(4), "{shown}");
+    assert!(shown.contains("/dev/pts/") && shown.contains("31 91"), "{shown}");
 
     // kubectl cp is tar over exec: the pod's own hosts file comes out
     let copy = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub const SVCNET: &str = env!("CARGO_BIN_EXE_svcnet");
 
-fn kubectl_binary() -> PathBuf {
+pub fn kubectl_binary() -> PathBuf {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/kubectl"));
     assert!(
         path.exists(),

@@ -47,6 +47,34 @@ impl Isolation {
     }
 }
 
+impl Isolation {
+    /// [`Isolation::wrap`] for a command whose standard streams are a terminal: it becomes a
+    /// session leader with that terminal as its controlling terminal.
+    pub fn wrap_on_terminal(&self, exe: &str, argv: &[String]) -> Vec<String> {
+        let mut out = self.wrap(exe, argv);
+        let separator = out.iter().position(|a| a == "--").expect("wrap adds a separator");
+        out.insert(separator, "--tty".into());
+        out
+    }
+}
+
+/// A new pseudo-terminal: (master, slave). The slave goes to the command as its stdin,
+/// stdout and stderr; the master is what the caller reads and writes.
+pub fn open_terminal() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok((std::fs::File::from(master), std::fs::File::from(slave)))
+}
+
 /// A pod's sandbox directory: `<state>/sandboxes/<uid>`.
 pub fn sandbox_dir(state: &Path, pod_uid: &str) -> PathBuf {
     state.join("sandboxes").join(pod_uid)
@@ -68,7 +96,7 @@ pub fn write_files(dir: &Path, resolv_conf: &str, hosts: &str) -> Result<()> {
 /// `svcnet lab sandbox`: enters new mount, UTS and IPC namespaces, binds the pod's files,
 /// sets the hostname, drops to `uid`/`gid` and execs `argv`; returns only on failure. Must run
 /// single-threaded (user and group changes are per thread on Linux).
-pub fn enter_and_exec(hostname: &str, dir: &Path, uid: u32, gid: u32, argv: &[OsString]) -> Result<()> {
+pub fn enter_and_exec(hostname: &str, dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<()> {
     use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
     use rustix::thread::{Gid, Uid, UnshareFlags};
     let Some((program, args)) = argv.split_first() else {
@@ -87,6 +115,11 @@ pub fn enter_and_exec(hostname: &str, dir: &Path, uid: u32, gid: u32, argv: &[Os
         mount_bind(&source, target).with_context(|| format!("binding {} over {target}", source.display()))?;
     }
     rustix::system::sethostname(hostname.as_bytes()).context("setting the hostname")?;
+    if tty {
+        // a session of its own, with its stdin (the terminal) as the controlling terminal
+        rustix::process::setsid().context("a new session")?;
+        rustix::process::ioctl_tiocsctty(std::io::stdin()).context("taking the terminal")?;
+    }
     if uid != 0 || gid != 0 {
         rustix::thread::set_thread_groups(&[]).context("dropping supplementary groups")?;
         rustix::thread::set_thread_gid(Gid::from_raw(gid)).context("setting the group")?;

@@ -93,6 +93,17 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
     let (shutdown_tx, shutdown) = watch::channel(false);
     let log_dir = state.join("pods");
     std::fs::create_dir_all(&log_dir)?;
+    // upstream's kube-apiserver reads pod output from a kubelet API (svcnet's, from a hook)
+    let kubelet_port = match options.control_plane {
+        ControlPlane::Svcnet => None,
+        _ => {
+            let creds = kubelet::api::credentials(&state.join("upstream"))?;
+            let (port, _task) = kubelet::api::start(&creds, log_dir.clone())
+                .await
+                .context("starting the kubelet API")?;
+            Some(port)
+        }
+    };
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     let mut kubelets = Vec::new();
     for node in &plan.nodes {
@@ -111,6 +122,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             },
             api: api_address,
             dns_kubeconfig: dns_kubeconfig.clone(),
+            kubelet_port,
         });
         let stop = shutdown.clone();
         let name = node.name.clone();

@@ -68,8 +68,7 @@ fn pods_run_unprivileged_unless_they_ask_for_root() {
 }
 
 /// On both control planes: the kubelet's events and container statuses reach kube-apiserver
-/// as they reach svcnet's (the test above reads `kubectl logs`, which on upstream's control
-/// plane needs a kubelet API server the lab does not run). An image the lab does not run
+/// as they reach svcnet's. An image the lab does not run
 /// waits in `ErrImagePull`, then `ImagePullBackOff`, with Warning events that name it; the
 /// nginx image serves its welcome page.
 fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event(control_plane: ControlPlane) {

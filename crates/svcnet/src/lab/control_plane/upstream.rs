@@ -200,6 +200,10 @@ pub async fn start_api_server(
     .chain([ip.to_string(), first_service_ip(service_cidr)?])
     .collect::<Vec<_>>();
     let creds = credentials::ensure(dir, &url, &hosts)?;
+    // kube-apiserver reaches the lab's kubelet API (logs) on loopback, with a certificate of
+    // the lab's CA, and checks the kubelet's (see `kubelet::api`)
+    let (kubelet_client_cert, kubelet_client_key) =
+        credentials::issue_mutual_tls(dir, "apiserver-kubelet-client", &[])?;
     let (sa_key, sa_pub) = credentials::service_account_key(dir)?;
     let tokens = dir.join("tokens.csv");
     credentials::write_file(
@@ -266,6 +270,13 @@ pub async fn start_api_server(
             format!("--service-account-key-file={}", path(&sa_pub)),
             format!("--service-account-signing-key-file={}", path(&sa_key)),
             format!("--cert-dir={}", path(&dir.join("certs"))),
+            format!("--kubelet-client-certificate={}", path(&kubelet_client_cert)),
+            format!("--kubelet-client-key={}", path(&kubelet_client_key)),
+            format!("--kubelet-certificate-authority={}", path(&dir.join("ca.crt"))),
+            format!(
+                "--kubelet-preferred-address-types={}",
+                crate::lab::kubelet::api::ADDRESS_TYPE
+            ),
         ],
     )?;
     wait_ready(&creds.kubeconfig, api, &mut processes).await?;

@@ -4,10 +4,12 @@
 //! - [`container`]: what process a container becomes; [`sandbox`]: the pod's network.
 //! - [`probe`]: readiness probes; [`status`]: the pod status reported.
 //! - [`address`]: follows the node's address, which `svcnet lab node --ip` may change.
+//! - [`api`]: the kubelet API (`containerLogs`) for upstream's kube-apiserver.
 //! - [`isolation`]: the mount, UTS and IPC namespaces and user every container runs in;
 //!   [`dns_config`]: the resolv.conf and hosts file each pod gets.
 
 pub mod address;
+pub mod api;
 pub mod container;
 pub mod dns_config;
 pub mod isolation;
@@ -53,6 +55,8 @@ pub struct NodeContext {
     /// the built-in cluster DNS reads Services and EndpointSlices with.
     pub api: std::net::SocketAddr,
     pub dns_kubeconfig: PathBuf,
+    /// The port of the lab's kubelet API ([`api`]), when the control plane is upstream's.
+    pub kubelet_port: Option<u16>,
 }
 
 impl NodeContext {
@@ -88,15 +92,19 @@ fn node_resources() -> serde_json::Value {
     json!({ "cpu": cpus.to_string(), "pods": "110" })
 }
 
-fn node_status(node: &NodePlan, ip: Ipv4Addr) -> serde_json::Value {
+fn node_status(node: &NodePlan, ip: Ipv4Addr, kubelet_port: Option<u16>) -> serde_json::Value {
     let now = svcnet_apiserver::objects::now();
-    json!({ "status": {
+    let mut addresses = vec![
+        json!({ "type": "InternalIP", "address": ip.to_string() }),
+        json!({ "type": "Hostname", "address": node.name }),
+    ];
+    if kubelet_port.is_some() {
+        addresses.push(json!({ "type": api::ADDRESS_TYPE, "address": api::ADDRESS }));
+    }
+    let mut status = json!({ "status": {
         "capacity": node_resources(),
         "allocatable": node_resources(),
-        "addresses": [
-            { "type": "InternalIP", "address": ip.to_string() },
-            { "type": "Hostname", "address": node.name },
-        ],
+        "addresses": addresses,
         "conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
             "message": "svcnet lab kubelet is posting ready status",
@@ -108,7 +116,11 @@ fn node_status(node: &NodePlan, ip: Ipv4Addr) -> serde_json::Value {
             "containerRuntimeVersion": "svcnet-lab://processes", "kernelVersion": kernel_version(), "osImage": os_image(),
             "machineID": "", "systemUUID": "", "bootID": "",
         },
-    }})
+    }});
+    if let Some(port) = kubelet_port {
+        status["status"]["daemonEndpoints"] = json!({ "kubeletEndpoint": { "Port": port } });
+    }
+    status
 }
 
 fn kernel_version() -> String {
@@ -127,7 +139,7 @@ fn os_image() -> String {
 }
 
 /// Creates (or takes over) this node's Node object and marks it Ready.
-pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr) -> Result<()> {
+pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr, kubelet_port: Option<u16>) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes.create(&PostParams::default(), &node_object(node)).await {
         Ok(_) => {}
@@ -138,7 +150,7 @@ pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr) -> Result<
         .patch_status(
             &node.name,
             &PatchParams::default(),
-            &Patch::Merge(&node_status(node, ip)),
+            &Patch::Merge(&node_status(node, ip, kubelet_port)),
         )
         .await
         .context("reporting node status")?;
@@ -148,7 +160,7 @@ pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr) -> Result<
 /// Patches the Node's status: Ready, and the addresses it has now.
 async fn report_status(ctx: &NodeContext) {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let status = node_status(&ctx.node, ctx.ip());
+    let status = node_status(&ctx.node, ctx.ip(), ctx.kubelet_port);
     if let Err(e) = nodes
         .patch_status(&ctx.node.name, &PatchParams::default(), &Patch::Merge(&status))
         .await
@@ -174,7 +186,7 @@ struct Handle {
 /// Runs the node's pods until the task is dropped; every pod is stopped first when `shutdown`
 /// fires.
 pub async fn run(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    register(&ctx.client, &ctx.node, ctx.ip()).await?;
+    register(&ctx.client, &ctx.node, ctx.ip(), ctx.kubelet_port).await?;
     let mut address = address::follow(ctx.node.netns.clone(), ctx.ip());
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node.name));

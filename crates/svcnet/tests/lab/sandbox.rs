@@ -24,9 +24,9 @@ spec:
     )
 }
 
-#[test]
-fn pods_run_unprivileged_unless_they_ask_for_root() {
-    let lab = Lab::up(1);
+/// On both control planes (`kubectl logs` reaches the output through kube-apiserver too).
+fn pods_run_unprivileged_unless_they_ask_for_root(control_plane: ControlPlane) {
+    let lab = Lab::up_on(1, control_plane);
     let script = "echo uid=$(id -u) cwd=$(pwd) host=$(hostname) mnt=$(readlink /proc/self/ns/mnt) ipc=$(readlink /proc/self/ns/ipc) uts=$(readlink /proc/self/ns/uts); grep -q 10.96.0.10 /etc/resolv.conf && echo own-resolver; grep -q plain /etc/hosts && echo own-hosts; touch /etc/svcnet-sandbox-probe && echo wrote || echo refused";
     lab.apply(&pod("plain", "", script));
     let host_resolv = std::fs::read("/etc/resolv.conf").unwrap();
@@ -111,6 +111,20 @@ fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event(control_plane:
     let ip = lab.get(&["pod", "web"], "{.status.podIP}");
     let page = lab.ask_from_pod("client", &[&format!("{ip}:80"), "--request", "/"]);
     assert!(page.contains("Welcome to nginx!"), "{page}");
+}
+
+mod pods_run_unprivileged_unless_they_ask_for_root {
+    use crate::support::ControlPlane;
+
+    #[test]
+    fn svcnet() {
+        super::pods_run_unprivileged_unless_they_ask_for_root(ControlPlane::Svcnet);
+    }
+
+    #[test]
+    fn upstream() {
+        super::pods_run_unprivileged_unless_they_ask_for_root(ControlPlane::Upstream);
+    }
 }
 
 mod a_container_the_lab_cannot_run_is_explained_by_a_warning_event {

@@ -57,8 +57,13 @@ async fn container_logs(
         .await
     };
     let Ok(Ok(text)) = read else {
-        let message = format!("container \"{container}\" in pod \"{pod}\" has no output here\n");
-        return (StatusCode::NOT_FOUND, message).into_response();
+        // upstream's kubelet's words, which kube-apiserver passes on
+        let message = if q.previous.unwrap_or(false) {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+        } else {
+            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: no output yet")
+        };
+        return (StatusCode::BAD_REQUEST, message).into_response();
     };
     let first = cut(&text, q.tail_lines, q.limit_bytes);
     if !q.follow.unwrap_or(false) || q.previous.unwrap_or(false) {

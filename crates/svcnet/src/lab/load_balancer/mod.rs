@@ -60,6 +60,8 @@ struct View {
     slices: HashMap<Key, (Key, BTreeSet<String>)>,
     nodes: BTreeMap<String, Option<Ipv4Addr>>,
     relisting: Option<BTreeSet<Key>>,
+    /// The EndpointSlices a relist has shown so far (the rest are gone at its end).
+    relisting_slices: Option<BTreeSet<Key>>,
 }
 
 impl View {
@@ -269,12 +271,30 @@ impl Controller {
             },
             Change::Slices(event) => {
                 let (slice, deleted) = match *event {
-                    watcher::Event::Apply(s) | watcher::Event::InitApply(s) => (s, false),
+                    watcher::Event::Apply(s) => (s, false),
+                    watcher::Event::InitApply(s) => {
+                        if let Some(seen) = &mut view.relisting_slices {
+                            seen.insert(key_of(&s));
+                        }
+                        (s, false)
+                    }
                     watcher::Event::Delete(s) => (s, true),
-                    // a relist of slices only refreshes what the next events say; a slice
-                    // deleted meanwhile leaves a node that no longer counts until its Service
-                    // changes again (the proxy, not this, decides where packets go)
-                    watcher::Event::Init | watcher::Event::InitDone => return,
+                    watcher::Event::Init => {
+                        view.relisting_slices = Some(BTreeSet::new());
+                        return;
+                    }
+                    // slices deleted while the watch was away: gone, and their Services
+                    // looked at again
+                    watcher::Event::InitDone => {
+                        let seen = view.relisting_slices.take().unwrap_or_default();
+                        let gone: Vec<Key> = view.slices.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+                        for key in gone {
+                            if let Some((owner, _)) = view.slices.remove(&key) {
+                                self.dirty.insert(owner);
+                            }
+                        }
+                        return;
+                    }
                 };
                 let Some(service) = slice.labels().get(SERVICE_NAME_LABEL).cloned() else {
                     return;

@@ -84,6 +84,18 @@ struct Port {
     port: u16,
 }
 
+impl Port {
+    /// A port as DNS names it: name and protocol lowercased (TCP when unset); `None` for a
+    /// number that is no port.
+    fn new(name: Option<&str>, protocol: Option<&str>, number: Option<i32>) -> Option<Port> {
+        Some(Port {
+            name: name.unwrap_or_default().to_ascii_lowercase(),
+            protocol: protocol.unwrap_or("TCP").to_ascii_lowercase(),
+            port: u16::try_from(number?).ok()?,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 struct ServiceEntry {
     cluster_ips: Vec<IpAddr>,
@@ -235,13 +247,7 @@ impl ClusterDns {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(Port {
-                    name: p.name.clone().unwrap_or_default().to_ascii_lowercase(),
-                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()).to_ascii_lowercase(),
-                    port: u16::try_from(p.port).ok()?,
-                })
-            })
+            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), Some(p.port)))
             .collect();
         self.services.insert(
             (ns, name),
@@ -277,13 +283,7 @@ impl ClusterDns {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(Port {
-                    name: p.name.clone().unwrap_or_default().to_ascii_lowercase(),
-                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()).to_ascii_lowercase(),
-                    port: u16::try_from(p.port?).ok()?,
-                })
-            })
+            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
             .collect();
         let endpoints = slice
             .endpoints

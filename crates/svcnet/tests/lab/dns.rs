@@ -6,23 +6,10 @@
 
 use std::time::Duration;
 
-use crate::support::{ControlPlane, Lab, SVCNET, wait_for};
-
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+use crate::support::{ControlPlane, Lab, SVCNET, netexec_pod, wait_for};
 
 fn web_pod(name: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {{app: web}}}}
-spec:
-{extra_spec}  containers:
-    - name: netexec
-      image: {AGNHOST}
-      args: [netexec, --http-port=8080]
-      readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"
-    )
+    netexec_pod(name, "web", None, extra_spec)
 }
 
 /// `svcnet agnhost dig NAME --type T` from the client pod.

@@ -9,25 +9,12 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::support::{ControlPlane, Lab, distinct, wait_for};
+use crate::support::{ControlPlane, Lab, distinct, netexec_pod, wait_for};
 
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 const EXTERNAL_HOST: &str = "10.240.0.100";
 
 fn backend(name: &str, app: &str, node: u32) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, labels: {{app: {app}}}}}
-spec:
-  nodeName: node-{node}
-  containers:
-    - name: netexec
-      image: {AGNHOST}
-      args: [netexec, --http-port=8080]
-      readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"
-    )
+    netexec_pod(name, app, Some(node), "")
 }
 
 fn load_balancer(name: &str, app: &str, extra_spec: &str) -> String {

@@ -11,26 +11,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{ControlPlane, Lab, SVCNET, distinct, wait_for};
+use crate::support::{ControlPlane, Lab, SVCNET, distinct, netexec_pod, wait_for};
 
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 const OLD: &str = "10.240.0.11";
 const NEW: &str = "10.240.0.61";
 
 fn backend(node: u32) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: web-{node}, labels: {{app: web}}}}
-spec:
-  nodeName: node-{node}
-  containers:
-    - name: netexec
-      image: {AGNHOST}
-      args: [netexec, --http-port=8080]
-      readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"
-    )
+    netexec_pod(&format!("web-{node}"), "web", Some(node), "")
 }
 
 fn proxy_pid(lab: &Lab) -> String {

@@ -11,6 +11,24 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub const SVCNET: &str = env!("CARGO_BIN_EXE_svcnet");
 
+/// A pod running agnhost's netexec on 8080 (ready once it listens), labelled `app: APP`, on
+/// `node-N` when given; `extra_spec` (indented two spaces) goes into its spec.
+pub fn netexec_pod(name: &str, app: &str, node: Option<u32>, extra_spec: &str) -> String {
+    let placed = node.map_or(String::new(), |n| format!("  nodeName: node-{n}\n"));
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {app}}}}}
+spec:
+{placed}{extra_spec}  containers:
+    - name: netexec
+      image: registry.k8s.io/e2e-test-images/agnhost:2.53
+      args: [netexec, --http-port=8080]
+      readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"
+    )
+}
+
 pub fn kubectl_binary() -> PathBuf {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/kubectl"));
     assert!(

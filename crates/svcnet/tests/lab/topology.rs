@@ -7,24 +7,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::{ControlPlane, Lab, distinct, wait_for};
-
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+use crate::support::{ControlPlane, Lab, distinct, netexec_pod, wait_for};
 
 fn backend(node: u32) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: web-{node}, labels: {{app: web}}}}
-spec:
-  nodeName: node-{node}
-  containers:
-    - name: netexec
-      image: {AGNHOST}
-      args: [netexec, --http-port=8080]
-      readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"
-    )
+    netexec_pod(&format!("web-{node}"), "web", Some(node), "")
 }
 
 fn client(node: u32) -> String {

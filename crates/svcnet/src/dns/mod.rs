@@ -97,40 +97,67 @@ fn key_of<K: kube::Resource>(object: &K) -> Key {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
+/// How one watched kind enters the index.
+trait Indexed: kube::Resource + Sized {
+    fn set(object: &Self, index: &mut ClusterDns);
+    fn remove(index: &mut ClusterDns, namespace: &str, name: &str);
+    fn keys(index: &ClusterDns) -> Vec<Key>;
+}
+
+impl Indexed for Service {
+    fn set(svc: &Self, index: &mut ClusterDns) {
+        index.set_service(svc);
+    }
+    fn remove(index: &mut ClusterDns, namespace: &str, name: &str) {
+        index.remove_service(namespace, name);
+    }
+    fn keys(index: &ClusterDns) -> Vec<Key> {
+        index.service_keys()
+    }
+}
+
+impl Indexed for EndpointSlice {
+    fn set(slice: &Self, index: &mut ClusterDns) {
+        index.set_slice(slice);
+    }
+    fn remove(index: &mut ClusterDns, namespace: &str, name: &str) {
+        index.remove_slice(namespace, name);
+    }
+    fn keys(index: &ClusterDns) -> Vec<Key> {
+        index.slice_keys()
+    }
+}
+
+/// One watch event of kind `K` into the index; at the end of a (re)list, what it did not show
+/// is removed and the kind counts as `listed`.
+fn follow<K: Indexed>(
+    index: &mut ClusterDns,
+    event: watcher::Event<K>,
+    relist: &mut Option<HashSet<Key>>,
+    listed: &mut bool,
+) {
+    match event {
+        watcher::Event::Apply(o) => K::set(&o, index),
+        watcher::Event::InitApply(o) => {
+            relist.get_or_insert_with(HashSet::new).insert(key_of(&o));
+            K::set(&o, index);
+        }
+        watcher::Event::Delete(o) => K::remove(index, &o.namespace().unwrap_or_default(), &o.name_any()),
+        watcher::Event::Init => *relist = Some(HashSet::new()),
+        watcher::Event::InitDone => {
+            let seen = relist.take().unwrap_or_default();
+            for (ns, name) in K::keys(index).into_iter().filter(|k| !seen.contains(k)) {
+                K::remove(index, &ns, &name);
+            }
+            *listed = true;
+        }
+    }
+}
+
 fn apply(index: &RwLock<ClusterDns>, change: Change, relists: &mut Relists, listed: &mut (bool, bool)) {
     let mut index = index.write().unwrap_or_else(|e| e.into_inner());
     match change {
-        Change::Service(event) => match *event {
-            watcher::Event::Apply(s) => index.set_service(&s),
-            watcher::Event::InitApply(s) => {
-                relists.services.get_or_insert_with(HashSet::new).insert(key_of(&s));
-                index.set_service(&s);
-            }
-            watcher::Event::Delete(s) => index.remove_service(&s.namespace().unwrap_or_default(), &s.name_any()),
-            watcher::Event::Init => relists.services = Some(HashSet::new()),
-            watcher::Event::InitDone => {
-                let seen = relists.services.take().unwrap_or_default();
-                for (ns, name) in index.service_keys().into_iter().filter(|k| !seen.contains(k)) {
-                    index.remove_service(&ns, &name);
-                }
-                listed.0 = true;
-            }
-        },
-        Change::Slice(event) => match *event {
-            watcher::Event::Apply(s) => index.set_slice(&s),
-            watcher::Event::InitApply(s) => {
-                relists.slices.get_or_insert_with(HashSet::new).insert(key_of(&s));
-                index.set_slice(&s);
-            }
-            watcher::Event::Delete(s) => index.remove_slice(&s.namespace().unwrap_or_default(), &s.name_any()),
-            watcher::Event::Init => relists.slices = Some(HashSet::new()),
-            watcher::Event::InitDone => {
-                let seen = relists.slices.take().unwrap_or_default();
-                for (ns, name) in index.slice_keys().into_iter().filter(|k| !seen.contains(k)) {
-                    index.remove_slice(&ns, &name);
-                }
-                listed.1 = true;
-            }
-        },
+        Change::Service(event) => follow(&mut index, *event, &mut relists.services, &mut listed.0),
+        Change::Slice(event) => follow(&mut index, *event, &mut relists.slices, &mut listed.1),
     }
 }

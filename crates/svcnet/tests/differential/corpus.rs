@@ -119,7 +119,7 @@ fn variants() -> Vec<(&'static str, Value)> {
         ("cluster-ip", json!({ "clusterIP": "10.96.100.100" })),
         ("cluster-ip-outside", json!({ "clusterIP": "192.168.1.1" })),
         ("cluster-ip-garbage", json!({ "clusterIP": "ten.one" })),
-        ("node-port", json!({ "ports": [{ "port": 80, "nodePort": 30555 }] })),
+        ("node-port", json!({ "ports": [{ "port": 80, "nodePort": 30055 }] })),
         (
             "node-port-outside",
             json!({ "ports": [{ "port": 80, "nodePort": 80 }] }),

@@ -305,6 +305,7 @@ fn run_one(opts: &Options, kind: ServerKind) -> Result<Value> {
             let t = Instant::now();
             let out = Command::new(&binary)
                 .env("KUBECONFIG", &server.kubeconfig)
+                .env("KUBECACHEDIR", server.kubeconfig.with_file_name("kubectl-cache"))
                 .args(["get", "services", "-A", "--no-headers"])
                 .args(extra)
                 .output()?;

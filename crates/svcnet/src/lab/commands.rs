@@ -211,6 +211,12 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
         ready.api_server
     );
     println!("  export KUBECONFIG={}", ready.kubeconfig.display());
+    // kubectl caches discovery per address and port; a lab's port may have served another
+    // API server (an earlier lab, the other control plane) whose kinds kubectl would remember
+    println!(
+        "  export KUBECACHEDIR={}",
+        ready.kubeconfig.with_file_name("kubectl-cache").display()
+    );
     for node in &plan.nodes {
         let zone = node.zone.as_ref().map(|z| format!("zone {z}; ")).unwrap_or_default();
         println!(

@@ -49,6 +49,7 @@ fn kubectl(server: &Server, args: &[&str]) -> (bool, String) {
     let binary = venv_python().with_file_name("kubectl");
     let out = Command::new(&binary)
         .env("KUBECONFIG", &server.kubeconfig)
+        .env("KUBECACHEDIR", server.dir.path().join("kubectl-cache"))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (`cargo xtask prereqs` installs kubectl)", binary.display()));
@@ -106,6 +107,7 @@ fn kubectl_gets_labels_annotates_and_deletes() {
         .args(["4", venv_python().with_file_name("kubectl").to_str().unwrap()])
         .args(["get", "services", "-w", "--output-watch-events"])
         .env("KUBECONFIG", &server.kubeconfig)
+        .env("KUBECACHEDIR", server.dir.path().join("kubectl-cache"))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

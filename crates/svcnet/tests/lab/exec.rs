@@ -82,7 +82,7 @@ spec:
     );
     let out = std::process::Command::new("timeout")
         .args(["60", "script", "-qec", &line, "/dev/null"])
-        .env("KUBECONFIG", &lab.kubeconfig)
+        .envs(lab.kubectl_env())
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -188,13 +188,23 @@ impl Lab {
         (lab, text(&out))
     }
 
+    /// The environment kubectl gets for this lab: its kubeconfig, and a discovery cache of its
+    /// own (kubectl's shared cache is keyed by address and port, which labs and test servers
+    /// reuse, so another server's API list could be taken for this one's).
+    pub fn kubectl_env(&self) -> [(&'static str, PathBuf); 2] {
+        [
+            ("KUBECONFIG", self.kubeconfig.clone()),
+            ("KUBECACHEDIR", self.kubeconfig.with_file_name("kubectl-cache")),
+        ]
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
         // bounded: a kubectl waiting on something that never happens fails the test instead
         // of hanging it
         let out = Command::new("timeout")
             .arg("120")
             .arg(kubectl_binary())
-            .env("KUBECONFIG", &self.kubeconfig)
+            .envs(self.kubectl_env())
             .args(args)
             .output()
             .unwrap();
@@ -204,10 +214,7 @@ impl Lab {
     /// kubectl against this lab, bounded to 60 s, for a test to add arguments and stdin to.
     pub fn kubectl_command(&self) -> Command {
         let mut command = Command::new("timeout");
-        command
-            .arg("60")
-            .arg(kubectl_binary())
-            .env("KUBECONFIG", &self.kubeconfig);
+        command.arg("60").arg(kubectl_binary()).envs(self.kubectl_env());
         command
     }
 
@@ -218,7 +225,7 @@ impl Lab {
         let mut child = Command::new("timeout")
             .arg(seconds.to_string())
             .arg(kubectl_binary())
-            .env("KUBECONFIG", &self.kubeconfig)
+            .envs(self.kubectl_env())
             .args(["proxy", "--port=0"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -239,7 +246,7 @@ impl Lab {
         Command::new("timeout")
             .arg(seconds.to_string())
             .arg(kubectl_binary())
-            .env("KUBECONFIG", &self.kubeconfig)
+            .envs(self.kubectl_env())
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

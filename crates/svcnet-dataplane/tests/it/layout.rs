@@ -1,15 +1,20 @@
-//! The compiled layout against upstream kube-proxy's acceptance cases (reference §4). A
-//! tracer follows a packet through our maps and chains, as upstream's test simulator does,
-//! and reports the endpoints it may be DNATed to (with masquerade or not), REJECT, DROP, or
-//! untouched. Conventions: pods 10.0.0.0/8, services 172.30.0.0/16, this node 192.168.0.2,
-//! endpoints 10.180.0.1 (this node) and 10.180.2.1 (another node), external client 203.0.113.2.
+//! The compiled layout against upstream kube-proxy's acceptance cases (reference §4). Each
+//! packet goes through the compiled rules with the rule evaluator (`svcnet_dataplane::eval`),
+//! which knows nftables but not our layout, and the outcome is the endpoints it may be DNATed
+//! to (with masquerade or not), REJECT, DROP, or untouched. Conventions: pods 10.0.0.0/8,
+//! services 172.30.0.0/16, this node 192.168.0.2, endpoints 10.180.0.1 (this node) and
+//! 10.180.2.1 (another node), external client 203.0.113.2.
+//!
+//! `mutations_of_the_rules_fail_these_tests` runs the tests again against rules with one
+//! behaviour taken out, and insists each mutation makes one of them fail.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use svcnet_core::service::model::Protocol;
-use svcnet_dataplane::compile::compile;
-use svcnet_dataplane::ir::{Atom, Data, Element, Family, Ruleset, Table, Verdict};
+use svcnet_dataplane::eval::{self, Fate, Host, Origin};
+use svcnet_dataplane::ir::{Data, Family, Ruleset};
 use svcnet_dataplane::model::{Policy, ProxyModel};
 use svcnet_dataplane::rule::{Stmt, Terminal};
 
@@ -24,6 +29,8 @@ enum Outcome {
     Reject,
     Drop,
     Untouched,
+    /// Branches that end differently (other than in the endpoint chosen).
+    Mixed(String),
 }
 
 fn dnat(eps: &[&str], masquerade: bool) -> Outcome {
@@ -35,7 +42,7 @@ fn dnat(eps: &[&str], masquerade: bool) -> Outcome {
 
 struct Packet<'a> {
     src: &'a str,
-    /// The source is an address of this node.
+    /// The source is an address of this node: the packet is sent by the node itself.
     src_local: bool,
     dst: &'a str,
     proto: Protocol,
@@ -56,146 +63,85 @@ fn addr(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn lookup<'t>(t: &'t Table, set: &str, key: &[Atom]) -> Option<&'t Element> {
-    t.sets[set].elements.iter().find(|e| e.key.as_slice() == key)
+/// A behaviour taken out of the compiled rules, to show the tests notice.
+#[derive(Clone, Copy, Debug)]
+enum Mutation {
+    /// The compiler ignores `masqueradeAll`.
+    MasqueradeAllIgnored,
+    /// No DROP for unallocated addresses of the service range.
+    NoServiceRangeDrop,
+    /// No masquerade for a pod that reaches itself through its service.
+    NoHairpinMasquerade,
+    All,
 }
 
-fn in_set(t: &Table, set: &str, key: &[Atom]) -> bool {
-    lookup(t, set, key).is_some()
+thread_local! {
+    static MUTATION: Cell<Option<Mutation>> = const { Cell::new(None) };
+}
+
+/// The rules the tests check: compiled, then mutated when a mutation check asks for it.
+fn compiled(model: &ProxyModel) -> Ruleset {
+    let mutation = MUTATION.with(Cell::get);
+    let ignore_masquerade_all = matches!(mutation, Some(Mutation::MasqueradeAllIgnored | Mutation::All));
+    let mut model = model.clone();
+    if ignore_masquerade_all {
+        model.config.masquerade_all = false;
+    }
+    let mut rs = svcnet_dataplane::compile::compile(&model);
+    for table in rs.tables.values_mut() {
+        let mut drop_rules = |chain: &str, unwanted: &dyn Fn(&Stmt) -> bool| {
+            if let Some(c) = table.chains.get_mut(chain) {
+                c.rules.retain(|r| !r.0.iter().any(unwanted));
+            }
+        };
+        if matches!(mutation, Some(Mutation::NoServiceRangeDrop | Mutation::All)) {
+            drop_rules("cluster-ips-check", &|s| matches!(s, Stmt::Terminal(Terminal::Drop)));
+        }
+        if matches!(mutation, Some(Mutation::NoHairpinMasquerade | Mutation::All)) {
+            drop_rules("masquerading", &|s| matches!(s, Stmt::CtStatusDnat));
+        }
+    }
+    rs
 }
 
 fn trace(model: &ProxyModel, rs: &Ruleset, p: &Packet) -> Outcome {
     let (src, dst) = (addr(p.src), addr(p.dst));
-    let fam = if dst.is_ipv4() { Family::Ip } else { Family::Ip6 };
-    let t = &rs.tables[&fam];
-    let dest = vec![Atom::Addr(dst), Atom::Proto(p.proto), Atom::Port(p.port)];
-    let np_key = vec![Atom::Proto(p.proto), Atom::Port(p.port)];
-    let from_pod = model.cluster_cidrs.iter().any(|c| c.contains(&src));
-    // firewall (load-balancer source ranges)
-    if in_set(t, "firewall-ips", &dest) {
-        let allowed = t.sets["firewall-allow"]
-            .elements
-            .iter()
-            .any(|e| e.key[..3] == dest[..] && matches!(e.key[3], Atom::Net(n) if n.contains(&src)));
-        if !allowed {
-            return Outcome::Drop;
-        }
+    let mut host = Host::default();
+    host.local_addresses.extend(model.node_ips.iter().copied());
+    host.local_addresses.extend([addr("127.0.0.1"), addr("::1")]);
+    let origin = if p.src_local { Origin::Local } else { Origin::Arrives };
+    let packet = eval::Packet::new(
+        origin,
+        p.proto,
+        SocketAddr::new(src, 40000),
+        SocketAddr::new(dst, p.port),
+    );
+    outcome(&eval::evaluate(rs, &host, &packet))
+}
+
+fn outcome(e: &eval::Evaluation) -> Outcome {
+    let outcomes = e.outcomes();
+    let all = |f: &dyn Fn(&eval::Outcome) -> bool| outcomes.keys().all(f);
+    let passes = |o: &eval::Outcome| matches!(o.fate, Fate::Delivered | Fate::Forwarded);
+    if all(&|o| o.fate == Fate::Rejected) {
+        return Outcome::Reject;
     }
-    let mut masq = false;
-    if in_set(t, "cluster-ips", &[Atom::Addr(dst)]) && (model.config.masquerade_all || !from_pod) {
-        masq = true;
+    if all(&|o| o.fate == Fate::Dropped) {
+        return Outcome::Drop;
     }
-    let node_addr = if model.config.node_port_addresses.is_empty() {
-        model.node_ips.contains(&dst) || p.src_local && dst == src
-    } else {
-        in_set(t, "nodeport-ips", &[Atom::Addr(dst)])
-    };
-    let verdict = match lookup(t, "service-ips", &dest) {
-        Some(e) => Some((e, false)),
-        None if node_addr => lookup(t, "service-nodeports", &np_key).map(|e| (e, true)),
-        None => None,
-    };
-    let Some((element, node_port)) = verdict else {
-        let no_ep =
-            in_set(t, "no-endpoint-services", &dest) || node_addr && in_set(t, "no-endpoint-nodeports", &np_key);
-        if no_ep || in_set(t, "cluster-ips", &[Atom::Addr(dst)]) {
-            return Outcome::Reject;
-        }
-        if model.service_cidrs.iter().any(|c| c.contains(&dst)) {
-            return Outcome::Drop;
-        }
+    if all(&|o| passes(o) && o.dnat.is_none() && !o.masquerade) {
         return Outcome::Untouched;
-    };
-    let key = if node_port { np_key.clone() } else { dest.clone() };
-    let mut v = match &element.data {
-        Some(Data::Verdict(v)) => v.clone(),
-        other => panic!("dispatch element without verdict: {other:?}"),
-    };
-    loop {
-        let chain = match v {
-            Verdict::Drop => return Outcome::Drop,
-            Verdict::Goto(ref c) => c.clone(),
-        };
-        if chain.starts_with("etp-local-") {
-            let (cluster, local) = if node_port {
-                ("etp-local-cluster-nodeports", "etp-local-local-nodeports")
-            } else {
-                ("etp-local-cluster-ips", "etp-local-local-ips")
-            };
-            let map = if from_pod {
-                cluster
-            } else if p.src_local {
-                masq = true;
-                cluster
-            } else {
-                local
-            };
-            v = match &lookup(t, map, &key).expect("ETP Local element").data {
-                Some(Data::Verdict(v)) => v.clone(),
-                _ => unreachable!(),
-            };
-            continue;
-        }
-        if let Some(base) = chain.strip_suffix("-masq") {
-            masq = true;
-            v = Verdict::Goto(base.to_owned());
-            continue;
-        }
-        let endpoints: BTreeSet<String> = if chain.starts_with("maglev-") {
-            // every endpoint the Maglev table names is a possible target
-            t.sets[&chain]
-                .elements
-                .iter()
-                .map(|e| match &e.data {
-                    Some(Data::Atoms(a)) => format!("{}:{}", a[0], a[1]),
-                    _ => unreachable!(),
-                })
-                .collect()
-        } else if chain.starts_with("lb-") {
-            t.sets[&chain]
-                .elements
-                .iter()
-                .filter(|e| e.key[..e.key.len() - 1] == key[..])
-                .map(|e| match &e.data {
-                    Some(Data::Atoms(a)) => format!("{}:{}", a[0], a[1]),
-                    _ => unreachable!(),
-                })
-                .collect()
-        } else {
-            // affinity: the endpoint chains the known-client rules go to, and their DNAT
-            let goto_chains = t.chains[&chain]
-                .rules
-                .iter()
-                .flat_map(|r| &r.0)
-                .filter_map(|s| match s {
-                    Stmt::Terminal(Terminal::Goto(c)) => Some(c),
-                    _ => None,
-                });
-            goto_chains
-                .flat_map(|ep_chain| t.chains[ep_chain].rules.iter().flat_map(|r| &r.0))
-                .filter_map(|s| match s {
-                    Stmt::DnatTo {
-                        addr: IpAddr::V4(a),
-                        port,
-                    } => Some(format!("{a}:{port}")),
-                    Stmt::DnatTo {
-                        addr: IpAddr::V6(a),
-                        port,
-                    } => Some(format!("[{a}]:{port}")),
-                    _ => None,
-                })
-                .collect()
-        };
-        let hairpin = endpoints.len() == 1 && endpoints.iter().next().unwrap().starts_with(&format!("{}:", p.src));
-        return Outcome::Dnat {
-            endpoints,
-            masquerade: masq || hairpin,
-        };
     }
+    let masquerade = outcomes.keys().next().is_some_and(|o| o.masquerade);
+    if all(&|o| passes(o) && o.dnat.is_some() && o.masquerade == masquerade) {
+        let endpoints = outcomes.keys().filter_map(|o| o.dnat).map(|d| d.to_string()).collect();
+        return Outcome::Dnat { endpoints, masquerade };
+    }
+    Outcome::Mixed(format!("{outcomes:?}"))
 }
 
 fn check(model: &ProxyModel, cases: &[(Packet, Outcome)]) {
-    let rs = compile(model);
+    let rs = compiled(model);
     for (p, want) in cases {
         assert_eq!(
             &trace(model, &rs, p),
@@ -333,8 +279,11 @@ fn node_ports_ipv6() {
     check(
         &m,
         &[
-            (pkt("fd00:10::2", "fd00:30::41", 80), dnat(&["fd00:10::1:80"], false)),
-            (pkt("2001:db8::1", "fd00:192::2", 3001), dnat(&["fd00:10::1:80"], true)),
+            (pkt("fd00:10::2", "fd00:30::41", 80), dnat(&["[fd00:10::1]:80"], false)),
+            (
+                pkt("2001:db8::1", "fd00:192::2", 3001),
+                dnat(&["[fd00:10::1]:80"], true),
+            ),
         ],
     );
 }
@@ -534,7 +483,7 @@ fn session_affinity_chains() {
             dnat(&["10.180.0.1:80", "10.180.2.1:80"], false),
         )],
     );
-    let rs = compile(&m);
+    let rs = compiled(&m);
     let t = &rs.tables[&Family::Ip];
     let sets: Vec<&String> = t.sets.keys().filter(|n| n.starts_with("affinity-")).collect();
     assert_eq!(sets.len(), 2, "one set per endpoint: {sets:?}");
@@ -560,7 +509,7 @@ fn load_time_structures_do_not_grow_per_service() {
             ),
         );
     }
-    let stats = compile(&m).stats();
+    let stats = compiled(&m).stats();
     assert!(stats.chains < 46, "chains must not grow with services: {stats:?}");
     assert!(stats.sets < 40, "sets must not grow with services: {stats:?}");
 }
@@ -585,7 +534,7 @@ fn topology_hints_choose_endpoints_as_kube_proxy_does() {
     let a = "10.180.0.1";
     let b = "10.180.2.1";
     let c = "10.180.3.1";
-    let to_cluster_ip = |m: &ProxyModel| trace(m, &compile(m), &pkt("10.180.9.9", "172.30.0.41", 80));
+    let to_cluster_ip = |m: &ProxyModel| trace(m, &compiled(m), &pkt("10.180.9.9", "172.30.0.41", 80));
     let with = |zone: Option<&str>, eps: Vec<svcnet_dataplane::model::Endpoint>, itp: Policy| {
         let mut m = model();
         m.node_zone = zone.map(str::to_owned);
@@ -691,13 +640,13 @@ fn maglev_services_reach_the_same_endpoints_as_random_ones() {
         ] {
             let p = pkt(src, dst, port);
             assert_eq!(
-                trace(&maglev, &compile(&maglev), &p),
-                trace(&random, &compile(&random), &p),
+                trace(&maglev, &compiled(&maglev), &p),
+                trace(&random, &compiled(&random), &p),
                 "{etp:?} {src} -> {dst}:{port}"
             );
         }
         // the table: every bucket names an endpoint, each endpoint an equal share
-        let rs = compile(&maglev);
+        let rs = compiled(&maglev);
         let map = rs.tables[&Family::Ip]
             .sets
             .iter()
@@ -713,5 +662,61 @@ fn maglev_services_reach_the_same_endpoints_as_random_ones() {
         }
         let (min, max) = (shares.values().min().unwrap(), shares.values().max().unwrap());
         assert!(max - min <= 1, "{shares:?}");
+    }
+}
+
+/// Each mutation of the rules makes at least one of the tests above fail (they once all
+/// passed with the three taken out at once, when a tracer re-implemented the model).
+#[test]
+fn mutations_of_the_rules_fail_these_tests() {
+    let tests: [(&str, fn()); 12] = [
+        ("cluster_ip_general", cluster_ip_general),
+        ("node_ports_and_node_port_addresses", node_ports_and_node_port_addresses),
+        ("node_ports_ipv6", node_ports_ipv6),
+        ("external_traffic_policy_local", external_traffic_policy_local),
+        (
+            "external_traffic_policy_cluster_masquerades_all_but_pod_to_cluster_ip",
+            external_traffic_policy_cluster_masquerades_all_but_pod_to_cluster_ip,
+        ),
+        ("internal_traffic_policy_local", internal_traffic_policy_local),
+        ("no_endpoints_reject_everywhere", no_endpoints_reject_everywhere),
+        (
+            "masquerade_all_and_source_ranges_and_terminating_fallback",
+            masquerade_all_and_source_ranges_and_terminating_fallback,
+        ),
+        ("session_affinity_chains", session_affinity_chains),
+        (
+            "load_time_structures_do_not_grow_per_service",
+            load_time_structures_do_not_grow_per_service,
+        ),
+        (
+            "topology_hints_choose_endpoints_as_kube_proxy_does",
+            topology_hints_choose_endpoints_as_kube_proxy_does,
+        ),
+        (
+            "maglev_services_reach_the_same_endpoints_as_random_ones",
+            maglev_services_reach_the_same_endpoints_as_random_ones,
+        ),
+    ];
+    let failing = |mutation: Option<Mutation>| -> Vec<&str> {
+        MUTATION.with(|m| m.set(mutation));
+        let failed = tests
+            .iter()
+            .filter(|(_, test)| std::panic::catch_unwind(test).is_err())
+            .map(|(name, _)| *name)
+            .collect();
+        MUTATION.with(|m| m.set(None));
+        failed
+    };
+    assert_eq!(failing(None), Vec::<&str>::new(), "the rules as compiled");
+    for mutation in [
+        Mutation::MasqueradeAllIgnored,
+        Mutation::NoServiceRangeDrop,
+        Mutation::NoHairpinMasquerade,
+        Mutation::All,
+    ] {
+        let failed = failing(Some(mutation));
+        println!("{mutation:?} fails {failed:?}");
+        assert!(!failed.is_empty(), "{mutation:?} made no layout test fail");
     }
 }

@@ -297,6 +297,14 @@ impl Namespaces {
             .unwrap_or_else(|e| panic!("route {dst} in {ns}: {e}"));
     }
 
+    /// Every address in `prefix` is local to `ns` (see [`crate::rtnl::Rtnl::add_local_route`]).
+    pub fn local_route(&self, ns: &str, prefix: &str) {
+        let net: ipnet::IpNet = prefix.parse().unwrap_or_else(|e| panic!("{prefix}: {e}"));
+        crate::rtnl::Rtnl::open_in(ns)
+            .and_then(|mut r| r.add_local_route(net, "lo"))
+            .unwrap_or_else(|e| panic!("local route {prefix} in {ns}: {e}"));
+    }
+
     /// Sets `key` (dotted, `net.ipv4.ip_forward`) to `value` inside `ns`.
     pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
         set_sysctl(ns, &key.replace('.', "/"), value).unwrap_or_else(|e| panic!("{key}={value} in {ns}: {e}"));

@@ -43,6 +43,9 @@ const RTPROT_BOOT: u8 = 3;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
+const RT_TABLE_LOCAL: u8 = 255;
+const RT_SCOPE_HOST: u8 = 254;
+const RTN_LOCAL: u8 = 2;
 
 const AF_UNSPEC: u8 = 0;
 
@@ -232,6 +235,21 @@ impl Rtnl {
     pub fn replace_route(&mut self, dst: IpNet, via: Option<IpAddr>, dev: Option<&str>) -> io::Result<()> {
         self.write_route(NLM_F_CREATE | NLM_F_REPLACE, dst, via, dev)
             .map_err(|e| context(e, &format!("replace route {dst}")))
+    }
+
+    /// Makes every address in `dst` an address of this namespace (a `local` route on `dev`,
+    /// usually `lo`): sockets bound to the wildcard address answer for all of them.
+    pub fn add_local_route(&mut self, dst: IpNet, dev: &str) -> io::Result<()> {
+        let oif = self.index(dev)?;
+        let mut header = route_header(&dst, RT_SCOPE_HOST);
+        header[4] = RT_TABLE_LOCAL;
+        header[7] = RTN_LOCAL;
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &header, |w| {
+            w.put(RTA_DST, &octets(&dst.network()));
+            w.put(RTA_OIF, &oif.to_ne_bytes());
+        })
+        .map(drop)
+        .map_err(|e| context(e, &format!("add local route {dst}")))
     }
 
     /// Removes the route to `dst` (whatever its gateway); one that is not there is not an error.

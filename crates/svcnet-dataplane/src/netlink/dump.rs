@@ -98,6 +98,25 @@ pub fn elements(socket: &mut NfSocket, family: Family, set: &str) -> io::Result<
     Ok(out)
 }
 
+/// The addresses in one of our address sets (the kernel-filled session-affinity sets).
+pub fn addresses(socket: &mut NfSocket, family: Family, set: &str) -> io::Result<Vec<std::net::IpAddr>> {
+    let mut out = Vec::new();
+    for element in elements(socket, family, set)? {
+        let Some((_, key)) = element.iter().find(|(kind, _)| *kind == NFTA_SET_ELEM_KEY) else {
+            continue;
+        };
+        let Some(value) = Attrs(key).find(|a| a.kind == NFTA_DATA_VALUE) else {
+            continue;
+        };
+        if let Ok(octets) = <[u8; 4]>::try_from(value.value) {
+            out.push(std::net::IpAddr::from(octets));
+        } else if let Ok(octets) = <[u8; 16]>::try_from(value.value) {
+            out.push(std::net::IpAddr::from(octets));
+        }
+    }
+    Ok(out)
+}
+
 fn top(message: &[u8]) -> Attrs<'_> {
     Attrs(message.get(4..).unwrap_or(&[]))
 }

@@ -177,7 +177,7 @@ fn service_port() -> impl Strategy<Value = ServicePort> {
         )
 }
 
-fn proxy_model() -> impl Strategy<Value = ProxyModel> {
+pub(crate) fn proxy_model() -> impl Strategy<Value = ProxyModel> {
     (prop::collection::vec(service_port(), 0..8), 1usize..3, any::<bool>()).prop_map(
         |(ports, pod_cidrs, masquerade_all)| {
             let v4 = ["10.180.0.0/16", "10.200.0.0/16"];

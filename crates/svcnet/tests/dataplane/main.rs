@@ -5,6 +5,7 @@
 #[path = "../common/api.rs"]
 mod api;
 mod conformance;
+mod evaluator;
 mod world;
 
 use std::collections::BTreeSet;
@@ -794,4 +795,7 @@ for_each_backend!(
     external_and_load_balancer_ips_with_source_ranges,
     ipv6_node_ports_and_dual_stack_cluster_ips,
     agent_programs_a_node_from_the_api_server,
+    evaluator_agrees_with_the_kernel,
 );
+
+use evaluator::evaluator_agrees_with_the_kernel;

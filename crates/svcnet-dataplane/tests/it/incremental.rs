@@ -19,6 +19,8 @@ enum Edit {
         n: u8,
         ready_mask: u8,
         local_mask: u8,
+        /// Terminating endpoints: not ready, and serving when their ready bit is set.
+        terminating_mask: u8,
     },
     Remove {
         s: u8,
@@ -46,30 +48,48 @@ enum Edit {
         p: u8,
         on: bool,
     },
+    /// A load-balancer address, with the first `ranges` source ranges.
+    LoadBalancer {
+        s: u8,
+        p: u8,
+        on: bool,
+        ranges: u8,
+    },
 }
 
 fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let sp = (0u8..6, 0u8..2);
+    // port 0 is TCP, 1 UDP, 2 SCTP; service 1, 4 are dual-stack, 2, 5 IPv6
+    let sp = (0u8..6, 0u8..3);
     prop::collection::vec(
         prop_oneof![
-            4 => (sp.clone(), 0u8..5, any::<u8>(), any::<u8>()).prop_map(|((s, p), n, ready_mask, local_mask)| Edit::Endpoints { s, p, n, ready_mask, local_mask }),
+            4 => (sp.clone(), 0u8..5, any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|((s, p), n, ready_mask, local_mask, terminating_mask)| Edit::Endpoints { s, p, n, ready_mask, local_mask, terminating_mask }),
             1 => sp.clone().prop_map(|(s, p)| Edit::Remove { s, p }),
             1 => (sp.clone(), prop::option::of(1u8..4)).prop_map(|((s, p), timeout)| Edit::Affinity { s, p, timeout }),
             1 => (sp.clone(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|((s, p), etp_local, itp_local, node_port)| Edit::Policies { s, p, etp_local, itp_local, node_port }),
             1 => (sp.clone(), any::<bool>()).prop_map(|((s, p), on)| Edit::ExternalIp { s, p, on }),
-            1 => (sp, any::<bool>()).prop_map(|((s, p), on)| Edit::Maglev { s, p, on }),
+            1 => (sp.clone(), any::<bool>()).prop_map(|((s, p), on)| Edit::Maglev { s, p, on }),
+            1 => (sp, any::<bool>(), 0u8..3).prop_map(|((s, p), on, ranges)| Edit::LoadBalancer { s, p, on, ranges }),
         ],
         1..40,
     )
 }
 
+fn protocol(p: u8) -> Protocol {
+    [Protocol::Tcp, Protocol::Udp, Protocol::Sctp][usize::from(p)]
+}
+
+/// Service `s`'s addresses of a kind: IPv4, IPv6 or both.
+fn addresses(s: u8, v4: String, v6: String) -> Vec<String> {
+    match s % 3 {
+        0 => vec![v4],
+        1 => vec![v4, v6],
+        _ => vec![v6],
+    }
+}
+
 fn ensure(m: &mut ProxyModel, s: u8, p: u8) -> &mut svcnet_dataplane::model::ServicePort {
-    let proto = if p == 0 { Protocol::Tcp } else { Protocol::Udp };
-    let ip = if s % 3 == 2 {
-        format!("fd00:30::{s}")
-    } else {
-        format!("172.30.0.{}", s + 1)
-    };
+    let proto = protocol(p);
+    let ip = addresses(s, format!("172.30.0.{}", s + 1), format!("fd00:30::{s}")).join(",");
     let sp = port(&format!("svc{s}"), &format!("p{p}"), &ip, proto, 80, vec![]);
     let id = sp.id();
     m.ports.entry(id).or_insert(sp)
@@ -83,24 +103,28 @@ fn apply(m: &mut ProxyModel, e: &Edit) {
             n,
             ready_mask,
             local_mask,
+            terminating_mask,
         } => {
-            let v6 = s % 3 == 2;
             let sp = ensure(m, s, p);
             sp.endpoints = (0..n)
                 .map(|i| {
-                    let ip = if v6 {
-                        format!("fd00:180::{}", i + 1)
-                    } else {
-                        format!("10.180.0.{}", i + 1)
-                    };
+                    // a dual-stack service's endpoints alternate between the families
+                    let family = addresses(s, format!("10.180.0.{}", i + 1), format!("fd00:180::{}", i + 1));
+                    let ip = &family[usize::from(i) % family.len()];
                     let node = if local_mask & (1 << i) != 0 { NODE } else { "other" };
-                    ep(&ip, 8080, node, ready_mask & (1 << i) != 0)
+                    let ready = ready_mask & (1 << i) != 0;
+                    let mut e = ep(ip, 8080, node, ready);
+                    if terminating_mask & (1 << i) != 0 {
+                        (e.ready, e.serving, e.terminating) = (false, ready, true);
+                    }
+                    e
                 })
                 .collect();
+            sp.endpoints.sort_by_key(|e| (e.ip, e.port));
         }
         Edit::Remove { s, p } => {
-            let proto = if p == 0 { "tcp" } else { "udp" };
-            m.ports.remove(&format!("ns1/svc{s}/{proto}/p{p}"));
+            let id = ensure(m, s, p).id();
+            m.ports.remove(&id);
         }
         Edit::Affinity { s, p, timeout } => ensure(m, s, p).affinity_timeout_seconds = timeout.map(u32::from),
         Edit::Policies {
@@ -116,13 +140,26 @@ fn apply(m: &mut ProxyModel, e: &Edit) {
             sp.node_port = node_port.then_some(30000 + u16::from(s) * 2 + u16::from(p));
         }
         Edit::ExternalIp { s, p, on } => {
-            let v6 = s % 3 == 2;
-            let ip = if v6 {
-                format!("fd00:99::{s}")
+            let ips = addresses(s, format!("192.168.99.{}", s + 1), format!("fd00:99::{s}"));
+            ensure(m, s, p).external_ips = if on {
+                ips.iter().map(|ip| ip.parse().unwrap()).collect()
             } else {
-                format!("192.168.99.{}", s + 1)
+                vec![]
             };
-            ensure(m, s, p).external_ips = if on { vec![ip.parse().unwrap()] } else { vec![] };
+        }
+        Edit::LoadBalancer { s, p, on, ranges } => {
+            let ips = addresses(s, format!("1.2.3.{}", s + 1), format!("fd00:1::{s}"));
+            let sp = ensure(m, s, p);
+            sp.load_balancer_ips = if on {
+                ips.iter().map(|ip| ip.parse().unwrap()).collect()
+            } else {
+                vec![]
+            };
+            let all = ["10.0.0.0/8", "fd00::/16", "203.0.113.0/24", "2001:db8::/32"];
+            sp.load_balancer_source_ranges = all[..usize::from(ranges) * 2]
+                .iter()
+                .map(|r| r.parse().unwrap())
+                .collect();
         }
         Edit::Maglev { s, p, on } => {
             use svcnet_dataplane::model::LoadBalancing;
@@ -139,8 +176,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn incremental_equals_whole_compile(edits in edits()) {
+    fn incremental_equals_whole_compile(edits in edits(), restricted in any::<bool>()) {
         let mut model = model();
+        model.node_ips.push("fd00:192::2".parse().unwrap());
+        model.cluster_cidrs.push("fd00:180::/48".parse().unwrap());
+        model.service_cidrs.push("fd00:30::/112".parse().unwrap());
+        if restricted {
+            model.config.node_port_addresses = vec!["192.168.0.0/24".parse().unwrap(), "fd00:192::/64".parse().unwrap()];
+        }
         let mut compiled = CompiledModel::new(model.clone());
         for e in &edits {
             let before = compiled.ruleset();

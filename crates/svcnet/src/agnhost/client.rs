@@ -123,7 +123,12 @@ fn hold(opts: &Options, duration: Duration) -> String {
         match http_exchange(&mut stream, &opts.request) {
             Ok(body) => {
                 answers += 1;
-                first.get_or_insert(body);
+                if first.is_none() {
+                    // at once, so a test can act on the endpoint this connection reached
+                    println!("CONNECTED {body}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                    first = Some(body);
+                }
             }
             Err(e) => return format!("ERROR {} after {answers} answers", error_kind(&e)),
         }

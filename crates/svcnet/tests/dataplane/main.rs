@@ -74,7 +74,25 @@ fn cluster_ip_general(backend: BackendKind) {
     // wrong port on a live ClusterIP: rejected at once; unallocated ClusterIP: dropped
     assert_eq!(w.get(&client, &format!("{ip1}:443"), "/"), "ERROR refused");
     assert_eq!(w.udp(&client, &format!("{ip2}:80"), "hostname", None), "ERROR refused");
-    assert_eq!(w.get(&client, "172.30.99.99:80", "/"), "ERROR timeout");
+    // the external host, where the node's default route goes, answers for an address in the
+    // service range and one outside it: what escapes the rules is seen, not lost
+    w.nets.local_route(&w.external, "172.30.99.0/24");
+    w.nets.local_route(&w.external, "172.31.0.0/24");
+    w.nets.route(&w.external, "10.180.0.0/16", Some("192.168.0.2"), None);
+    let sink = [env!("CARGO_BIN_EXE_svcnet"), "agnhost", "netexec", "--name", "beyond"];
+    w.nets.spawn(
+        &w.external.clone(),
+        &[&sink[..], &["--http-port", "80", "--exit-after", "60"]].concat(),
+    );
+    let escaped = (0..20)
+        .map(|_| w.get(&client, "172.31.0.9:80", "/hostname"))
+        .find(|a| a == "beyond");
+    assert_eq!(
+        escaped.as_deref(),
+        Some("beyond"),
+        "an address outside the service range escapes"
+    );
+    assert_eq!(w.get(&client, "172.30.99.99:80", "/hostname"), "ERROR timeout");
 }
 
 fn hairpin_is_masqueraded(backend: BackendKind) {
@@ -227,16 +245,23 @@ fn endpoint_churn_keeps_established_connections(backend: BackendKind) {
     w.add_pod(0, "client", "{role: client}", &[], &[], true);
     w.apply_service("metadata: {name: churn}\nspec: {selector: {app: churn}, ports: [{port: 80}]}");
     w.sync();
-    let held = world::hold(&w.pod("client").ns, &format!("{}:80", w.cluster_ip("churn")), 3000);
-    std::thread::sleep(Duration::from_millis(500));
+    let (held, serving) = world::hold_reporting(&w.pod("client").ns, &format!("{}:80", w.cluster_ip("churn")), 3000);
+    assert!(
+        serving == "pod1" || serving == "pod2",
+        "the held connection reached {serving}"
+    );
     w.add_pod(0, "pod3", "{app: churn}", &[80], &[], true);
     w.sync();
-    w.set_terminating("pod2");
+    // the endpoint the connection uses goes: terminating, then gone
+    w.set_terminating(&serving);
     w.sync();
-    w.forget_pod("pod2");
+    w.forget_pod(&serving);
     w.sync();
     let result = held.join().unwrap();
-    assert!(result.starts_with("OK "), "established connection broke: {result}");
+    assert!(
+        result.starts_with("OK ") && result.ends_with(&format!("from {serving}")),
+        "established connection to {serving} broke: {result}"
+    );
 }
 
 fn proxy_restart_resets_no_connection(backend: BackendKind) {
@@ -759,6 +784,32 @@ fn agent_backs_off_while_the_api_server_is_away() {
     assert!(logged.contains("watch recovered"), "{logged}");
 }
 
+/// masqueradeAll: every packet to a cluster IP leaves with the node's address. Without it a
+/// pod keeps its own, and the node (outside the pod CIDRs) is masqueraded all the same.
+fn masquerade_all_hides_every_client(backend: BackendKind) {
+    let mut w = World::new(1, backend);
+    w.add_pod(0, "pod1", "{app: m}", &[80], &[], true);
+    w.add_pod(0, "client", "{role: client}", &[], &[], true);
+    w.apply_service("metadata: {name: m}\nspec: {selector: {app: m}, ports: [{port: 80}]}");
+    let target = format!("{}:80", w.cluster_ip("m"));
+    let (client, node) = (w.pod("client").ns.clone(), w.node_ns(0).to_owned());
+    let pod_ip = w.pod("client").ip.to_string();
+    // the address the pod sees, without the port
+    let seen = |w: &World, ns: &str| -> String {
+        let answer = w.get(ns, &target, "/clientip");
+        answer.rsplit_once(':').map_or(answer.clone(), |(ip, _)| ip.to_owned())
+    };
+    w.sync();
+    assert_eq!(seen(&w, &client), pod_ip, "a pod keeps its address");
+    // the address of the node's interface towards the pod, not the one it sent from
+    assert_eq!(seen(&w, &node), "169.254.1.1", "the node is masqueraded");
+    w.config.masquerade_all = true;
+    w.sync();
+    // masqueraded: the address of the node's interface towards the pod
+    assert_eq!(seen(&w, &client), "169.254.1.1", "a pod is masqueraded");
+    assert_eq!(seen(&w, &node), "169.254.1.1", "the node is masqueraded");
+}
+
 /// Every test runs against both backends.
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {
@@ -796,6 +847,7 @@ for_each_backend!(
     ipv6_node_ports_and_dual_stack_cluster_ips,
     agent_programs_a_node_from_the_api_server,
     evaluator_agrees_with_the_kernel,
+    masquerade_all_hides_every_client,
 );
 
 use evaluator::evaluator_agrees_with_the_kernel;

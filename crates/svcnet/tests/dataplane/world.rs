@@ -428,16 +428,38 @@ status: {{phase: Running, podIP: '{ip}', podIPs: [{{ip: '{ip}'}}, {{ip: '{ip6}'}
     }
 }
 
-/// Keeps one TCP connection from `ns` to `target` open for `ms` milliseconds, asking every
-/// 20 ms; the thread answers `OK <n> answers from <pod>` or `ERROR <kind> after <n> answers`.
+/// Holds one connection to `target` from `ns` open for `ms`, asking it every 20 ms; the
+/// thread answers `OK <n> answers from <pod>` or `ERROR <kind> after <n> answers`.
 pub fn hold(ns: &str, target: &str, ms: u64) -> std::thread::JoinHandle<String> {
-    let (ns, target) = (ns.to_owned(), target.to_owned());
-    std::thread::spawn(move || {
-        let mut client = std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"));
-        client
-            .args(["agnhost", "client", &target])
-            .args(["--hold-ms", &ms.to_string(), "--interval-ms", "20"]);
-        let out = svcnet::netns::in_netns(&ns, || client.output()).expect("running the agnhost client");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    })
+    hold_reporting(ns, target, ms).0
+}
+
+/// [`hold`], also returning the pod the connection reached, as soon as it answered (or the
+/// error, when it never did).
+pub fn hold_reporting(ns: &str, target: &str, ms: u64) -> (std::thread::JoinHandle<String>, String) {
+    use std::io::BufRead;
+    let mut client = std::process::Command::new(env!("CARGO_BIN_EXE_svcnet"));
+    client
+        .args(["agnhost", "client", target])
+        .args(["--hold-ms", &ms.to_string(), "--interval-ms", "20"])
+        .stdout(std::process::Stdio::piped());
+    let mut child = svcnet::netns::spawn_in(ns, &mut client).expect("running the agnhost client");
+    let stdout = child.stdout.take().expect("piped");
+    let (reached_tx, reached) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let mut last = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            match line.strip_prefix("CONNECTED ") {
+                Some(pod) => drop(reached_tx.send(pod.to_owned())),
+                None => last = line,
+            }
+        }
+        let _ = child.wait();
+        drop(reached_tx);
+        last.trim().to_owned()
+    });
+    let pod = reached
+        .recv_timeout(std::time::Duration::from_millis(ms + 5000))
+        .unwrap_or_else(|_| "(no answer)".to_owned());
+    (handle, pod)
 }

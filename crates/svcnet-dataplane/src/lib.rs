@@ -13,6 +13,7 @@
 //!   failures, incremental otherwise, delayed chain deletion.
 //! - [`runner`]: the bounded-frequency sync schedule with backoff (pure state machine).
 //! - [`sync_loop`]: drives a syncer from updates on that schedule, with retries and status.
+//! - [`endpoint_choice`]: which endpoints a destination uses for a client, and why not the others.
 //! - [`eval`]: the rule evaluator: the paths and verdicts a ruleset gives one packet.
 //! - [`conntrack`]: which UDP conntrack entries go stale when endpoints change.
 
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod compile;
 pub mod conntrack;
 pub mod diff;
+pub mod endpoint_choice;
 pub mod eval;
 pub mod incremental;
 pub mod ir;

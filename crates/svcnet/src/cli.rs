@@ -56,12 +56,57 @@ enum Command {
     /// Inspect the dataplane.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
+    /// Why FROM does or does not reach TO: the Service and its endpoints as the API has
+    /// them, the path through the node's rules to the verdict, and the kernel's state.
+    Explain(ExplainArgs),
     /// Benchmarks; each prints JSON (needs root; runs in its own network namespaces).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// A multi-node cluster on this machine, in network namespaces (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The client: `pod/NAME` (or `NAME`), `node/NAME`, `external` (the lab's external host)
+    /// or an address.
+    from: String,
+    /// The destination: `svc/NAME[:PORT]` (a port name or number) or `ADDRESS:PORT`.
+    to: String,
+    /// The namespace of a pod or service named in FROM or TO.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// A lab by name (its API server, nodes, CIDRs and external host).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    lab: Option<String>,
+    /// Any cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The node an outside client's packet enters (default: the node it is sent to).
+    #[arg(long)]
+    node: Option<String>,
+    /// Without --lab: the network namespace holding that node's rules (default: this one).
+    #[arg(long)]
+    netns: Option<String>,
+    /// tcp, udp or sctp (default: the service port's, or tcp).
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Without --lab: the proxy's --cluster-cidr.
+    #[arg(long, value_delimiter = ',', default_value = "10.244.0.0/16")]
+    cluster_cidr: Vec<ipnet::IpNet>,
+    /// Without --lab: the proxy's --service-cidr.
+    #[arg(long, value_delimiter = ',', default_value = "10.96.0.0/12")]
+    service_cidr: Vec<ipnet::IpNet>,
+    /// Without --lab: the proxy's --nodeport-addresses.
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<ipnet::IpNet>,
+    /// Without --lab: the proxy masquerades all traffic to cluster IPs.
+    #[arg(long)]
+    masquerade_all: bool,
+    /// `text` or `json`.
+    #[arg(short = 'o', long, default_value = "text")]
+    output: String,
 }
 
 #[derive(clap::Args)]
@@ -449,6 +494,7 @@ pub fn run() -> ExitCode {
             cluster_domain,
             exit_after: std::time::Duration::from_secs(exit_after_secs),
         }),
+        Command::Explain(args) => explain(args),
         Command::Dataplane(DataplaneCommand::Dump(args)) => {
             let (config, options) = proxy_options(args);
             run_dump(config, options)
@@ -758,4 +804,34 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             },
         ),
     }
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let protocol = match args.protocol.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("tcp") => Some(svcnet_core::service::model::Protocol::Tcp),
+        Some("udp") => Some(svcnet_core::service::model::Protocol::Udp),
+        Some("sctp") => Some(svcnet_core::service::model::Protocol::Sctp),
+        Some(other) => anyhow::bail!("--protocol {other}: say tcp, udp or sctp"),
+    };
+    let json = match args.output.as_str() {
+        "text" => false,
+        "json" => true,
+        other => anyhow::bail!("-o {other}: say text or json"),
+    };
+    crate::explain::run(&crate::explain::Options {
+        from: args.from,
+        to: args.to,
+        namespace: args.namespace,
+        lab: args.lab,
+        kubeconfig: args.kubeconfig,
+        node: args.node,
+        netns: args.netns,
+        protocol,
+        cluster_cidrs: args.cluster_cidr,
+        service_cidrs: args.service_cidr,
+        nodeport_addresses: args.nodeport_addresses,
+        masquerade_all: args.masquerade_all,
+        json,
+    })
 }

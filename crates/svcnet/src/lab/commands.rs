@@ -357,7 +357,8 @@ pub fn down(name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ready_lab(name: &str) -> Result<Ready> {
+/// A running lab's description, or why there is none.
+pub fn ready_lab(name: &str) -> Result<Ready> {
     check_name(name)?;
     let state = state_dir(name);
     if running_daemon(&state).is_none() {

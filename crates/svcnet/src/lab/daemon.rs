@@ -28,6 +28,9 @@ pub struct Ready {
     pub plan: LabPlan,
     #[serde(default)]
     pub control_plane: ControlPlane,
+    /// The proxies' `nodePortAddresses` (`svcnet explain` compiles the rules they do).
+    #[serde(default)]
+    pub nodeport_addresses: Vec<ipnet::IpNet>,
 }
 
 /// How the daemon runs its lab.
@@ -168,6 +171,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
         kubeconfig,
         plan: (*plan).clone(),
         control_plane: options.control_plane,
+        nodeport_addresses: options.nodeport_addresses.clone(),
     };
     std::fs::write(ready_path(state), serde_json::to_vec_pretty(&ready)?)?;
     tracing::info!(api = %ready.api_server, "lab is up");

@@ -77,6 +77,7 @@ macro_rules! on_both_control_planes {
 
 mod dns;
 mod exec;
+mod explain;
 mod load_balancer;
 mod node_address;
 mod topology;

@@ -29,6 +29,19 @@ spec:
     )
 }
 
+/// A busybox pod that only waits, on node-`node`: a client to run commands in.
+pub fn client_pod(name: &str, node: u32) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: node-{node}
+  containers: [{{name: shell, image: busybox, command: [sleep, infinity]}}]
+"
+    )
+}
+
 pub fn kubectl_binary() -> PathBuf {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/kubectl"));
     assert!(

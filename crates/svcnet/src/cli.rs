@@ -104,6 +104,10 @@ struct ExplainArgs {
     /// Without --lab: the proxy masquerades all traffic to cluster IPs.
     #[arg(long)]
     masquerade_all: bool,
+    /// Also send one real connection from FROM (labs only) and trace it with nftables'
+    /// trace facility (needs `nft`), to compare the kernel's path with the walk.
+    #[arg(long)]
+    probe: bool,
     /// `text` or `json`.
     #[arg(short = 'o', long, default_value = "text")]
     output: String,
@@ -832,6 +836,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         service_cidrs: args.service_cidr,
         nodeport_addresses: args.nodeport_addresses,
         masquerade_all: args.masquerade_all,
+        probe: args.probe,
         json,
     })
 }

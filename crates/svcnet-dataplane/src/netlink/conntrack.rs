@@ -22,6 +22,7 @@ const CTA_IP_V4_DST: u16 = 2;
 const CTA_IP_V6_SRC: u16 = 3;
 const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
 
 const AF_UNSPEC: u8 = 0;
@@ -33,6 +34,9 @@ const IPPROTO_UDP: u8 = 17;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub protocol: u8,
+    /// The client's address and port (0 when the protocol has none).
+    pub orig_src: IpAddr,
+    pub orig_sport: u16,
     pub orig_dst: IpAddr,
     pub orig_dport: u16,
     pub reply_src: IpAddr,
@@ -69,6 +73,10 @@ pub fn parse(message: &[u8]) -> Option<Entry> {
     let proto = find(Attrs(orig), CTA_TUPLE_PROTO)?;
     Some(Entry {
         protocol: *find(Attrs(proto), CTA_PROTO_NUM)?.first()?,
+        orig_src: addr(find(Attrs(orig), CTA_TUPLE_IP)?, CTA_IP_V4_SRC, CTA_IP_V6_SRC)?,
+        orig_sport: find(Attrs(proto), CTA_PROTO_SRC_PORT)
+            .and_then(|p| p.try_into().ok())
+            .map_or(0, u16::from_be_bytes),
         orig_dst: addr(find(Attrs(orig), CTA_TUPLE_IP)?, CTA_IP_V4_DST, CTA_IP_V6_DST)?,
         orig_dport: u16::from_be_bytes(find(Attrs(proto), CTA_PROTO_DST_PORT)?.try_into().ok()?),
         reply_src: addr(find(Attrs(reply), CTA_TUPLE_IP)?, CTA_IP_V4_SRC, CTA_IP_V6_SRC)?,

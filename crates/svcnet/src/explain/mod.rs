@@ -6,6 +6,7 @@
 //! the destination).
 
 mod kernel;
+mod probe;
 mod report;
 mod target;
 
@@ -45,6 +46,8 @@ pub struct Options {
     pub service_cidrs: Vec<IpNet>,
     pub nodeport_addresses: Vec<IpNet>,
     pub masquerade_all: bool,
+    /// Also send a real connection, traced (labs only).
+    pub probe: bool,
     pub json: bool,
 }
 
@@ -59,6 +62,8 @@ struct Cluster {
     config: ProxyConfig,
     cluster_cidrs: Vec<IpNet>,
     service_cidrs: Vec<IpNet>,
+    /// A lab's layout (for `--probe`).
+    plan: Option<crate::lab::plan::LabPlan>,
 }
 
 fn cluster(opts: &Options) -> Result<Cluster> {
@@ -76,6 +81,7 @@ fn cluster(opts: &Options) -> Result<Cluster> {
             config,
             cluster_cidrs: opts.cluster_cidrs.clone(),
             service_cidrs: opts.service_cidrs.clone(),
+            plan: None,
         });
     };
     let ready = crate::lab::commands::ready_lab(name)?;
@@ -96,6 +102,7 @@ fn cluster(opts: &Options) -> Result<Cluster> {
         },
         cluster_cidrs: vec![CLUSTER_CIDR.parse()?],
         service_cidrs: vec![SERVICE_CIDR.parse()?],
+        plan: Some(ready.plan.clone()),
     })
 }
 
@@ -208,6 +215,20 @@ fn explain(opts: &Options, cluster: &Cluster, objects: &Objects) -> Result<Repor
     let port = target.port.as_ref().map(|(sp, _)| sp);
     let kernel = kernel::check(netns.as_deref(), &model, family, target.protocol, target.address, port)
         .map_err(|e| format!("{e:#}"));
+    let probe = opts.probe.then(|| {
+        let plan = cluster.plan.as_ref().context("--probe needs --lab")?;
+        let node_netns = netns.as_deref().context("the node's namespace")?;
+        let client_netns = client_netns(opts, plan, objects)?;
+        probe::run(
+            &client_netns,
+            node_netns,
+            source.address,
+            target.address,
+            target.protocol,
+            &evaluation,
+        )
+    });
+    let probe = probe.map(|p| p.map_err(|e: anyhow::Error| format!("{e:#}")));
     let mut notes = Vec::new();
     if chosen.is_none() && source.origin == Origin::Arrives && !pod_client {
         notes.push(format!(
@@ -216,6 +237,7 @@ fn explain(opts: &Options, cluster: &Cluster, objects: &Objects) -> Result<Repor
         ));
     }
     Ok(Report {
+        probe,
         notes,
         from: source,
         to: target.address,
@@ -225,6 +247,34 @@ fn explain(opts: &Options, cluster: &Cluster, objects: &Objects) -> Result<Repor
         verdicts,
         kernel,
     })
+}
+
+/// The lab namespace the client sends from.
+fn client_netns(opts: &Options, plan: &crate::lab::plan::LabPlan, objects: &Objects) -> Result<String> {
+    if let Some(node) = opts.from.strip_prefix("node/") {
+        return plan
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.netns.clone())
+            .with_context(|| format!("no node {node} in the lab"));
+    }
+    if opts.from == "external" {
+        return Ok(plan.external_netns.clone());
+    }
+    if opts.from.parse::<IpAddr>().is_ok() {
+        bail!("--probe sends from a pod, a node or external, not from an address");
+    }
+    let name = opts.from.strip_prefix("pod/").unwrap_or(&opts.from);
+    let uid = objects
+        .pods
+        .iter()
+        .find(|p| {
+            p.metadata.name.as_deref() == Some(name) && p.metadata.namespace.as_deref() == Some(opts.namespace.as_str())
+        })
+        .and_then(|p| p.metadata.uid.clone())
+        .with_context(|| format!("no pod {}/{name}", opts.namespace))?;
+    Ok(plan.pod_netns(&uid))
 }
 
 /// Why the proxy leaves `svc/NAME[:PORT]` alone, when it does.

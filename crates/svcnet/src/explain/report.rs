@@ -21,6 +21,8 @@ pub struct Report {
     /// The ends, each with its probability.
     pub verdicts: Vec<Verdict>,
     pub kernel: Result<KernelCheck, String>,
+    /// `--probe`: a real connection, traced.
+    pub probe: Option<Result<super::probe::Probe, String>>,
     pub notes: Vec<String>,
 }
 
@@ -260,6 +262,23 @@ impl Report {
                 for c in &k.conntrack {
                     let _ = writeln!(t, "  conntrack: {c}");
                 }
+            }
+        }
+        match &self.probe {
+            None => {}
+            Some(Err(e)) => {
+                let _ = writeln!(t, "\nProbe: not run: {e}");
+            }
+            Some(Ok(p)) => {
+                let endpoint = p.endpoint.map(|e| format!(", to {}", e.ip())).unwrap_or_default();
+                let _ = writeln!(t, "\nProbe: a real connection: {}{endpoint}", p.connection);
+                let _ = writeln!(t, "  kernel trace: {}", p.kernel_chains.join(" > "));
+                let agreement = if p.agrees {
+                    "agrees with the walk"
+                } else {
+                    "DIFFERS from the walk"
+                };
+                let _ = writeln!(t, "  {agreement}: {}", p.detail);
             }
         }
         t

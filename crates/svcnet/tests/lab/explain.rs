@@ -2,7 +2,8 @@
 //! shows (docs/debugging-services.md): a selector that matches nothing, a pod that is not
 //! ready, a wrong targetPort, a Local policy on a node without endpoints, a source range
 //! that refuses the client, and a NodePort reached on a node address that does not serve it.
-//! Each asserts the reason explain gives, and real traffic confirms the verdict.
+//! Each asserts the reason explain gives, and real traffic confirms the verdict; `--probe`
+//! traces a real connection with nftables' trace and must agree with the walk.
 
 use std::process::Command;
 use std::time::Duration;
@@ -164,6 +165,37 @@ fn explain_names_the_reason_for_each_failure() {
     // while node-1's address serves it
     let served = explain(&lab, &["external", &format!("10.240.0.11:{web_np}")]);
     assert!(served.contains("the node port is served on 10.240.0.11"), "{served}");
+
+    // --probe: a real connection, traced in the node, takes one of the walk's paths
+    for args in [
+        vec!["client", "svc/web"],
+        vec!["client", "svc/nomatch"],
+        vec!["node/node-2", "svc/web"],
+        vec!["external", "svc/local", "--node", "node-1"],
+        vec!["external", &format!("10.240.0.11:{web_np}")],
+        vec!["external", &format!("10.240.0.12:{web_np}")],
+    ] {
+        let mut with_probe = args.clone();
+        with_probe.push("--probe");
+        let probed = explain(&lab, &with_probe);
+        assert!(
+            probed.contains("agrees with the walk: the kernel's path is one of the walk's"),
+            "{args:?}:\n{probed}"
+        );
+    }
+    let probed = explain(&lab, &["client", "svc/web", "--probe"]);
+    assert!(
+        probed.contains("Probe: a real connection: answered, to 10.244."),
+        "{probed}"
+    );
+    assert!(
+        probed.contains(
+            "kernel trace: count-prerouting > filter-prerouting-pre-dnat > nat-prerouting > services > lb-c-2"
+        ),
+        "{probed}"
+    );
+    let probed = explain(&lab, &["client", "svc/nomatch", "--probe"]);
+    assert!(probed.contains("Probe: a real connection: refused"), "{probed}");
 
     // -o json, for tools
     let json = explain(&lab, &["client", "svc/web", "-o", "json"]);

@@ -28,6 +28,14 @@ pub fn round3(x: f64) -> f64 {
 }
 
 /// Peak resident set size of this process, in MiB.
+/// The peak resident set of the largest child this process has waited for (the text
+/// backend's `nft`), in MiB; 0 when there was none.
+pub fn children_peak_rss_mib() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    // ru_maxrss is in KiB on Linux
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| round3(u.max_rss() as f64 / 1024.0))
+}
+
 pub fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib: f64 = status

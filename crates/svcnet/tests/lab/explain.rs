@@ -197,6 +197,29 @@ fn explain_names_the_reason_for_each_failure() {
     let probed = explain(&lab, &["client", "svc/nomatch", "--probe"]);
     assert!(probed.contains("Probe: a real connection: refused"), "{probed}");
 
+    // any cluster: the kubeconfig, the node's namespace and the proxy's settings, no --lab
+    let out = Command::new(SVCNET)
+        .args(["explain", "--kubeconfig", lab.kubeconfig.to_str().unwrap(), "--netns"])
+        .arg(format!("svl-{}-node1", lab.name))
+        .args(["--cluster-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/16"])
+        .args(["--nodeport-addresses", "10.240.0.11/32", "client", "svc/web"])
+        .output()
+        .unwrap();
+    let anywhere = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{anywhere}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        anywhere.contains("web-1 on node-1: used") && anywhere.contains("50.0%  DNAT to"),
+        "{anywhere}"
+    );
+    assert!(
+        anywhere.contains("the node's rules equal the rules compiled"),
+        "{anywhere}"
+    );
+
     // -o json, for tools
     let json = explain(&lab, &["client", "svc/web", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -107,29 +107,16 @@ fn eval_stmt(ctx: &Context, stmt: &Stmt, mut walk: Walk) -> Vec<(Walk, Effect)> 
             });
             test(walk, found, || format!("{} is in no range of @{set}", show(&atoms)))
         }
-        Stmt::Vmap { key, map } => {
-            let Some(s) = ctx.table.sets.get(map) else {
-                return one(walk, Effect::NoMatch(format!("no map @{map}")));
-            };
-            split(ctx, &walk, key, |atoms| find(s, atoms).and_then(|e| e.data.clone()))
-                .into_iter()
-                .map(|(weight, shown, data)| {
-                    let mut w = walk.clone();
-                    w.probability *= weight;
-                    let effect = match data {
-                        Some(Data::Verdict(Verdict::Goto(chain))) => Effect::End(
-                            RuleEnd::Terminal(Terminal::Goto(chain.clone())),
-                            format!("{shown} in @{map}: goto {chain}"),
-                        ),
-                        Some(Data::Verdict(Verdict::Drop)) => {
-                            Effect::End(RuleEnd::Terminal(Terminal::Drop), format!("{shown} in @{map}: drop"))
-                        }
-                        _ => Effect::NoMatch(format!("{shown} is not in @{map}")),
-                    };
-                    (w, effect)
-                })
-                .collect()
-        }
+        Stmt::Vmap { key, map } => map_lookup(ctx, &walk, key, map, |_, shown, data| match data {
+            Some(Data::Verdict(Verdict::Goto(chain))) => Effect::End(
+                RuleEnd::Terminal(Terminal::Goto(chain.clone())),
+                format!("{shown} in @{map}: goto {chain}"),
+            ),
+            Some(Data::Verdict(Verdict::Drop)) => {
+                Effect::End(RuleEnd::Terminal(Terminal::Drop), format!("{shown} in @{map}: drop"))
+            }
+            _ => Effect::NoMatch(format!("{shown} is not in @{map}")),
+        }),
         Stmt::InNets { field, nets, negate } => {
             let value = fixed_key(ctx, &walk, std::slice::from_ref(field));
             let inside = match value.first() {
@@ -185,26 +172,15 @@ fn eval_stmt(ctx: &Context, stmt: &Stmt, mut walk: Walk) -> Vec<(Walk, Effect)> 
             walk.masquerade = true;
             one(walk, Effect::End(RuleEnd::Nat, "masquerade".into()))
         }
-        Stmt::DnatMap { key, map, .. } => {
-            let Some(s) = ctx.table.sets.get(map) else {
-                return one(walk, Effect::NoMatch(format!("no map @{map}")));
-            };
-            split(ctx, &walk, key, |atoms| find(s, atoms).and_then(|e| e.data.clone()))
-                .into_iter()
-                .map(|(weight, shown, data)| {
-                    let mut w = walk.clone();
-                    w.probability *= weight;
-                    let effect = match data.as_ref().and_then(address_and_port) {
-                        Some((addr, port)) => {
-                            dnat(&mut w, addr, port);
-                            Effect::End(RuleEnd::Nat, format!("{shown} in @{map}: dnat to {}", w_dest(&w)))
-                        }
-                        None => Effect::NoMatch(format!("{shown} is not in @{map}")),
-                    };
-                    (w, effect)
-                })
-                .collect()
-        }
+        Stmt::DnatMap { key, map, .. } => map_lookup(ctx, &walk, key, map, |w, shown, data| {
+            match data.as_ref().and_then(address_and_port) {
+                Some((addr, port)) => {
+                    dnat(w, addr, port);
+                    Effect::End(RuleEnd::Nat, format!("{shown} in @{map}: dnat to {}", w_dest(w)))
+                }
+                None => Effect::NoMatch(format!("{shown} is not in @{map}")),
+            }
+        }),
         Stmt::DnatTo { addr, port } => {
             dnat(&mut walk, *addr, *port);
             let note = format!("dnat to {}", w_dest(&walk));
@@ -230,6 +206,29 @@ fn eval_stmt(ctx: &Context, stmt: &Stmt, mut walk: Walk) -> Vec<(Walk, Effect)> 
         }
         Stmt::Terminal(t) => one(walk, Effect::End(RuleEnd::Terminal(t.clone()), t.to_string())),
     }
+}
+
+/// Each branch of looking `key` up in the map `map` (one per distinct answer, weighted), with
+/// what `effect` makes of the data found there (`None`: no element).
+fn map_lookup(
+    ctx: &Context,
+    walk: &Walk,
+    key: &[Field],
+    map: &str,
+    effect: impl Fn(&mut Walk, &str, Option<Data>) -> Effect,
+) -> Vec<(Walk, Effect)> {
+    let Some(s) = ctx.table.sets.get(map) else {
+        return one(walk.clone(), Effect::NoMatch(format!("no map @{map}")));
+    };
+    split(ctx, walk, key, |atoms| find(s, atoms).and_then(|e| e.data.clone()))
+        .into_iter()
+        .map(|(weight, shown, data)| {
+            let mut w = walk.clone();
+            w.probability *= weight;
+            let e = effect(&mut w, &shown, data);
+            (w, e)
+        })
+        .collect()
 }
 
 fn dnat(walk: &mut Walk, addr: IpAddr, port: u16) {

@@ -5,5 +5,6 @@
 
 pub mod client;
 pub mod dig;
+pub mod http;
 pub mod netexec;
 pub mod nginx;

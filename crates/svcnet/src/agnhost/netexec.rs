@@ -1,6 +1,5 @@
 //! The netexec server. Every server stops by itself after `exit_after`.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
@@ -53,36 +52,14 @@ fn answer(name: &str, request: &str, peer: SocketAddr) -> String {
 fn serve_http_connection(name: &str, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        // skip headers
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" || h == "\n" {
-                break;
-            }
-        }
+    super::http::serve(stream, |request_line| {
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");
         let body = answer(name, path, peer);
-        let response = format!(
+        format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
             body.len()
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
+        )
+    });
 }
 
 pub fn run(opts: Options) -> Result<()> {

@@ -2,7 +2,6 @@
 //! every path over HTTP (port 80 by default), so the Kubernetes docs' nginx examples answer
 //! as they do in a cluster.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
@@ -22,34 +21,14 @@ pub const WELCOME: &str = "<!DOCTYPE html>
 ";
 
 fn serve(stream: TcpStream) {
-    let Ok(reader) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(reader);
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        // the rest of the head; bodies are not read (GET and HEAD are what the docs send)
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" || line == "\n" {
-                break;
-            }
-        }
+    super::http::serve(stream, |request_line| {
         let head_only = request_line.starts_with("HEAD ");
-        let response = format!(
+        format!(
             "HTTP/1.1 200 OK\r\nServer: nginx (svcnet lab)\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{}",
             WELCOME.len(),
             if head_only { "" } else { WELCOME }
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
+        )
+    });
 }
 
 /// Serves on `port` (IPv4 and IPv6) until `exit_after`.

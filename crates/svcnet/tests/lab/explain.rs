@@ -51,7 +51,7 @@ fn service(name: &str, spec: &str) -> String {
 fn explain_names_the_reason_for_each_failure() {
     // node-2's address does not serve node ports
     let (lab, _) = Lab::up_with(2, &["--no-dns", "--nodeport-addresses", "10.240.0.11/32"]);
-    lab.apply(&client_pod("client", 1));
+    lab.apply(&client_pod("client", Some(1)));
     lab.apply(&web_pod("web-1", "web", 1, 8080));
     lab.apply(&web_pod("web-2", "web", 2, 8080));
     // never ready: nothing listens on 9999

@@ -80,15 +80,7 @@ fn load_balancers(control_plane: ControlPlane) {
     lab.apply(&backend("web-1", "web", 1));
     lab.apply(&backend("web-2", "web", 2));
     lab.apply(&backend("solo", "solo", 2));
-    lab.apply(
-        "apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-1
-  containers: [{name: shell, image: busybox, command: [sleep, infinity]}]
-",
-    );
+    lab.apply(&crate::support::client_pod("client", Some(1)));
     lab.apply(&load_balancer("web", "web", ""));
     lab.wait_ready_pods("app=web", 2);
     lab.wait_ready_pods("app=solo", 1);

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::deployment;
 use crate::support::{ControlPlane, Lab, wait_for};
-use crate::{CLIENT_POD, deployment};
 
 const FLOWS: usize = 200;
 
@@ -90,7 +90,7 @@ fn survivors_moved(before: &BTreeMap<String, String>, after: &BTreeMap<String, S
 fn consistent_hashing(control_plane: ControlPlane) {
     let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 5, ""));
-    lab.apply(CLIENT_POD);
+    lab.apply(&crate::support::client_pod("client", None));
     lab.apply(
         "apiVersion: v1
 kind: Service

@@ -36,13 +36,6 @@ spec:
     )
 }
 
-const CLIENT_POD: &str = "apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {app: client}}
-spec:
-  containers: [{name: shell, image: busybox, command: [sleep, infinity]}]
-";
-
 fn cluster_ip(lab: &Lab, service: &str) -> String {
     lab.get(&["service", service], "{.spec.clusterIP}")
 }
@@ -281,7 +274,7 @@ fn nodeport_clusterip_protocols_and_endpoints(control_plane: ControlPlane) {
     let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 2, ""));
     lab.apply(EMPTY_SERVICE);
-    lab.apply(CLIENT_POD);
+    lab.apply(&support::client_pod("client", None));
     lab.apply(
         "apiVersion: v1
 kind: Service
@@ -443,7 +436,7 @@ fn session_affinity_and_local_external_traffic_policy(control_plane: ControlPlan
         1,
         "nodeSelector: {kubernetes.io/hostname: node-1}",
     ));
-    lab.apply(CLIENT_POD);
+    lab.apply(&support::client_pod("client", None));
     lab.apply(
         "apiVersion: v1
 kind: Service

@@ -40,15 +40,7 @@ fn node_address_change(control_plane: ControlPlane, extra: &[&str]) {
     let (lab, _) = Lab::up_with_path_on(2, extra, None, control_plane);
     lab.apply(&backend(1));
     lab.apply(&backend(2));
-    lab.apply(
-        "apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  nodeName: node-2
-  containers: [{name: shell, image: busybox, command: [sleep, infinity]}]
-",
-    );
+    lab.apply(&crate::support::client_pod("client", Some(2)));
     lab.apply(
         "apiVersion: v1
 kind: Service

@@ -76,9 +76,7 @@ fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event(control_plane:
     lab.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: cache}\nspec:\n  containers: [{name: redis, image: 'redis:7'}]\n",
     );
-    lab.apply(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: client, labels: {app: client}}\nspec:\n  containers: [{name: shell, image: busybox, command: [sleep, infinity]}]\n",
-    );
+    lab.apply(&crate::support::client_pod("client", None));
     lab.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {app: web}}\nspec:\n  containers: [{name: nginx, image: 'nginx:1.27', readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 1}}]\n",
     );

@@ -29,15 +29,16 @@ spec:
     )
 }
 
-/// A busybox pod that only waits, on node-`node`: a client to run commands in.
-pub fn client_pod(name: &str, node: u32) -> String {
+/// A busybox pod labelled `app: client` that only waits (on node-`node`, when given): a
+/// client to run commands in.
+pub fn client_pod(name: &str, node: Option<u32>) -> String {
+    let placed = node.map_or(String::new(), |n| format!("  nodeName: node-{n}\n"));
     format!(
         "apiVersion: v1
 kind: Pod
-metadata: {{name: {name}}}
+metadata: {{name: {name}, labels: {{app: client}}}}
 spec:
-  nodeName: node-{node}
-  containers: [{{name: shell, image: busybox, command: [sleep, infinity]}}]
+{placed}  containers: [{{name: shell, image: busybox, command: [sleep, infinity]}}]
 "
     )
 }

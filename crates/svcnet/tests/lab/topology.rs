@@ -14,15 +14,7 @@ fn backend(node: u32) -> String {
 }
 
 fn client(node: u32) -> String {
-    format!(
-        "apiVersion: v1
-kind: Pod
-metadata: {{name: client-{node}, labels: {{app: client}}}}
-spec:
-  nodeName: node-{node}
-  containers: [{{name: shell, image: busybox, command: [sleep, infinity]}}]
-"
-    )
+    crate::support::client_pod(&format!("client-{node}"), Some(node))
 }
 
 /// The backends that answer `client-N` over 40 connections to `target`.

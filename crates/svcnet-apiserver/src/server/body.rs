@@ -131,10 +131,12 @@ impl Patch {
                 .map(Self::Json)
                 .map_err(|e| Box::new(Status::bad_request(format!("invalid JSON patch: {e}"))))
         } else {
-            Err(unsupported_media_type(
-                content_type,
-                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
-            ))
+            // upstream's words for a patch type it does not know, whatever the type
+            let mut s = Status::bad_request("415: Unsupported Media Type");
+            s.reason = "UnsupportedMediaType".into();
+            s.code = 415;
+            s.details = Some(Default::default());
+            Err(Box::new(s))
         }
     }
 
@@ -156,9 +158,13 @@ impl Patch {
             Self::Merge(p) => json_patch::merge(target, p),
             Self::Strategic(p) => crate::strategic::apply(target, p),
             Self::Json(ops) => json_patch::patch(target, ops).map_err(|e| {
-                let mut s = Status::bad_request(format!("the JSON patch could not be applied: {e}"));
+                // upstream's generic words for a patch that does not apply; the operation
+                // and path that failed go to the log
+                tracing::debug!(error = %e, "a JSON patch did not apply");
+                let mut s = Status::bad_request("the server rejected our request due to an error in our request");
                 s.reason = "Invalid".into();
                 s.code = 422;
+                s.details = Some(Default::default());
                 Box::new(s)
             })?,
         }

@@ -1,6 +1,7 @@
 //! The agents at a size users run: 2,000 Services on 2 nodes, each answering through its
 //! ClusterIP from both nodes with a backend it really has; then 200 random changes (endpoints
 //! moved, added and removed, Services deleted and created) and every answer checked again.
+//! On svcnet's control plane and on upstream's (kube-apiserver with etcd, svcnet's proxies).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -14,7 +15,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::deployment;
-use crate::support::Lab;
+use crate::support::{ControlPlane, Lab};
 
 const SERVICES: usize = 2000;
 const CHANGES: usize = 200;
@@ -137,9 +138,19 @@ fn slice(name: &str, ips: &[&str]) -> EndpointSlice {
     .unwrap()
 }
 
-#[test]
-fn thousands_of_services_answer_right_on_every_node_through_random_changes() {
-    let lab = Lab::up(2);
+mod thousands_of_services_answer_right_on_every_node_through_random_changes {
+    #[test]
+    fn svcnet() {
+        super::thousands_of_services(super::ControlPlane::Svcnet);
+    }
+    #[test]
+    fn upstream() {
+        super::thousands_of_services(super::ControlPlane::Upstream);
+    }
+}
+
+fn thousands_of_services(control_plane: ControlPlane) {
+    let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("echo", BACKENDS as u32, ""));
     lab.wait_ready_pods("app=echo", BACKENDS);
     let ready = svcnet::lab::daemon::read_ready(&lab.state_dir()).expect("ready.json");

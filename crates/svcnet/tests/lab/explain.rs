@@ -16,11 +16,7 @@ fn explain(lab: &Lab, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::text(&out);
     assert!(out.status.success(), "svcnet explain {args:?} failed:\n{text}");
     text
 }

@@ -810,11 +810,7 @@ spec:
         .args(["lab", "up", "--name", &lab.name, "--nodes", "1"])
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = support::text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("namespaces a previous lab"), "{text}");
     let pods = lab.get(&["pods"], "{.items[*].metadata.name}");

@@ -53,7 +53,7 @@ pub fn kubectl_binary() -> PathBuf {
     path
 }
 
-fn text(out: &Output) -> String {
+pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -1,5 +1,5 @@
 //! The rule evaluator against the kernel. Random models are programmed into a node namespace
-//! and random packets go through it as real TCP connections. What each connection shows
+//! and random packets go through it as real TCP connections and UDP exchanges. What each connection shows
 //! (refused, timed out, answered by an endpoint, by the node, or by the network beyond the
 //! node, and from which source address) must be one of the outcomes `eval::evaluate` gives
 //! the same packet for the same model's compiled rules.
@@ -12,6 +12,7 @@
 //! client too, of its own service only when it is the only endpoint the packet may reach
 //! (the endpoints share a namespace, which would answer another of them directly).
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use svcnet_dataplane::model::ProxyModel;
 use svcnet_dataplane::netlink::{Netlink, dump};
 use svcnet_dataplane::syncer::Syncer;
 
-/// Models per backend, and packets per model: 8 × 30 = 240 cases.
+/// Models per backend, and packets per model: 8 × 30 = 240 cases (about a third UDP).
 const MODELS: usize = 8;
 const PACKETS: usize = 30;
 /// Ports the node and the sink answer on when no rule rewrote the packet.
@@ -53,6 +54,7 @@ struct Bench {
     _namespaces: Namespaces,
     node: String,
     pods: String,
+    sink: String,
     clients: String,
     ext: String,
     stop: Arc<AtomicBool>,
@@ -140,9 +142,17 @@ fn build() -> Bench {
     serve(&pods, "pod", &[8080], &stop);
     serve(&node, "node", &plain, &stop);
     serve(&sink, "sink", &plain, &stop);
+    let node_udp = NODE_ADDRESSES
+        .iter()
+        .flat_map(|a| plain.iter().map(move |p| SocketAddr::new(a.parse().unwrap(), *p)))
+        .collect();
+    serve_udp(&node, "node", node_udp, &stop);
+    // the sink answers UDP from the address it was sent to, whichever that is
+    nets.sysctl(&sink, "net.ipv6.ip_nonlocal_bind", "1");
     Bench {
         _namespaces: nets,
         node,
+        sink,
         pods,
         clients,
         ext,
@@ -184,6 +194,46 @@ fn serve(ns: &str, who: &'static str, ports: &[u16], stop: &Arc<AtomicBool>) {
     });
 }
 
+/// Answers each datagram to one of `addresses` in `ns` with `WHO LOCAL PEER`, from that
+/// address (a reply from another would not reach a connected client), until `stop` or ten
+/// minutes have passed.
+fn serve_udp(
+    ns: &str,
+    who: &'static str,
+    addresses: Vec<SocketAddr>,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let sockets = netns::in_netns(ns, move || {
+        addresses
+            .iter()
+            .map(|a| {
+                let s = std::net::UdpSocket::bind(a)?;
+                s.set_nonblocking(true)?;
+                Ok((s, *a))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .unwrap_or_else(|e| panic!("UDP sockets in {ns}: {e}"));
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            let mut idle = true;
+            for (socket, local) in &sockets {
+                if let Ok((_, peer)) = socket.recv_from(&mut buf) {
+                    idle = false;
+                    let answer = format!("{who} {local} {}", peer.ip().to_canonical());
+                    let _ = socket.send_to(answer.as_bytes(), peer);
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    })
+}
+
 /// What a connection showed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Seen {
@@ -195,6 +245,49 @@ enum Seen {
         peer: IpAddr,
     },
     Error(String),
+}
+
+fn exchange(ns: &str, protocol: Protocol, src: IpAddr, dst: SocketAddr, patience: Duration) -> Seen {
+    match protocol {
+        Protocol::Udp => ask_udp(ns, src, dst, patience),
+        _ => connect(ns, src, dst, patience),
+    }
+}
+
+/// One datagram and its answer: refused (ICMP port unreachable), timed out, or answered.
+fn ask_udp(ns: &str, src: IpAddr, dst: SocketAddr, patience: Duration) -> Seen {
+    let attempt = netns::in_netns(ns, move || {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(src, 0))?;
+        socket.connect(dst)?;
+        socket.set_read_timeout(Some(patience))?;
+        match socket.send(b"who") {
+            // dropped by the rules on its way out of this host: the sender is told at once
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Seen::TimedOut),
+            other => other?,
+        };
+        let mut buf = [0u8; 256];
+        Ok(match socket.recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Seen::Refused,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                Seen::TimedOut
+            }
+            Err(e) => Seen::Error(e.to_string()),
+            Ok(n) => parse_answer(&String::from_utf8_lossy(&buf[..n])),
+        })
+    });
+    attempt.unwrap_or_else(|e| Seen::Error(e.to_string()))
+}
+
+fn parse_answer(line: &str) -> Seen {
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    match parts.as_slice() {
+        [who, local, peer] => Seen::Answer {
+            who: (*who).to_owned(),
+            local: local.parse().unwrap(),
+            peer: peer.parse().unwrap(),
+        },
+        _ => Seen::Error(format!("answer {line:?}")),
+    }
 }
 
 fn connect(ns: &str, src: IpAddr, dst: SocketAddr, patience: Duration) -> Seen {
@@ -213,15 +306,7 @@ fn connect(ns: &str, src: IpAddr, dst: SocketAddr, patience: Duration) -> Seen {
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut line = String::new();
         stream.read_to_string(&mut line)?;
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        Ok(match parts.as_slice() {
-            [who, local, peer] => Seen::Answer {
-                who: (*who).to_owned(),
-                local: local.parse().unwrap(),
-                peer: peer.parse().unwrap(),
-            },
-            _ => Seen::Error(format!("answer {line:?}")),
-        })
+        Ok(parse_answer(&line))
     });
     attempt.unwrap_or_else(|e| Seen::Error(e.to_string()))
 }
@@ -274,6 +359,11 @@ fn normalised(seen: Seen, p: &eval::Packet) -> Seen {
 /// address, an address beyond the node).
 fn packet(model: &ProxyModel, rng: &mut StdRng, bench: &Bench) -> (String, String, eval::Packet) {
     let v6 = rng.random_bool(0.4);
+    let protocol = if rng.random_bool(0.35) {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     let family_of = |ip: &IpAddr| ip.is_ipv6() == v6;
     let a = |v4: &str, v6_addr: &str| -> IpAddr { if v6 { v6_addr } else { v4 }.parse().unwrap() };
     let mut destinations: Vec<SocketAddr> = vec![
@@ -281,8 +371,8 @@ fn packet(model: &ProxyModel, rng: &mut StdRng, bench: &Bench) -> (String, Strin
         SocketAddr::new(a("192.168.99.250", "fd00:99::fa"), 80),
     ];
     for sp in model.ports.values() {
-        // the probes are TCP: a TCP port's addresses are picked four times as often
-        let weight = if sp.protocol == Protocol::Tcp { 4 } else { 1 };
+        // a port of the probe's protocol is picked four times as often
+        let weight = if sp.protocol == protocol { 4 } else { 1 };
         let mut add = |d: SocketAddr| destinations.extend(std::iter::repeat_n(d, weight));
         for ip in sp.cluster_ips.iter().filter(|ip| family_of(ip)) {
             add(SocketAddr::new(*ip, sp.port));
@@ -338,7 +428,14 @@ fn packet(model: &ProxyModel, rng: &mut StdRng, bench: &Bench) -> (String, Strin
         sources.push(("an endpoint", &bench.pods, *ep, Origin::Arrives));
     }
     let (what, ns, src, origin) = *sources.choose(rng).unwrap();
-    let p = eval::Packet::new(origin, Protocol::Tcp, SocketAddr::new(src, 0), dst);
+    // UDP from the node itself is left to TCP: the ICMP error a REJECT in the output hook
+    // sends did not reach the node's own UDP socket here (its TCP connections are refused)
+    let protocol = if origin == Origin::Local {
+        Protocol::Tcp
+    } else {
+        protocol
+    };
+    let p = eval::Packet::new(origin, protocol, SocketAddr::new(src, 0), dst);
     if ns == bench.pods {
         // a packet the rules send to another endpoint would be answered inside `pods`
         let rules = compile(model);
@@ -415,6 +512,32 @@ pub fn evaluator_agrees_with_the_kernel(backend: BackendKind) {
         syncer
             .sync(model.clone(), 10_000 * (round as u64 + 1))
             .unwrap_or_else(|e| panic!("seed {seed}, model {round}: sync: {e}"));
+        // this model's UDP answerers: every endpoint, and the sink for every service address
+        let round_stop = Arc::new(AtomicBool::new(false));
+        let endpoints: BTreeSet<SocketAddr> = model
+            .ports
+            .values()
+            .flat_map(|sp| &sp.endpoints)
+            .map(|e| SocketAddr::new(e.ip, e.port))
+            .collect();
+        let mut escapes: BTreeSet<SocketAddr> = ["172.30.0.250", "192.168.99.250", "fd00:30::fa", "fd00:99::fa"]
+            .iter()
+            .map(|a| SocketAddr::new(a.parse().unwrap(), 80))
+            .collect();
+        for sp in model.ports.values() {
+            for ip in sp
+                .cluster_ips
+                .iter()
+                .chain(&sp.external_ips)
+                .chain(&sp.load_balancer_ips)
+            {
+                escapes.extend([SocketAddr::new(*ip, sp.port), SocketAddr::new(*ip, 81)]);
+            }
+        }
+        let answerers = [
+            serve_udp(&bench.pods, "pod", endpoints.into_iter().collect(), &round_stop),
+            serve_udp(&bench.sink, "sink", escapes.into_iter().collect(), &round_stop),
+        ];
         let rules = compile(&model);
         for i in 0..PACKETS {
             let (from, ns, p) = packet(&model, &mut rng, &bench);
@@ -423,8 +546,9 @@ pub fn evaluator_agrees_with_the_kernel(backend: BackendKind) {
             let evaluation = eval::evaluate(&rules, &host(&bench, &rules, family), &p);
             let allowed: Vec<Seen> = evaluation.outcomes().keys().map(|o| expected(o, &p)).collect();
             let mut seen = normalised(
-                connect(
+                exchange(
                     ns,
+                    p.protocol,
                     p.src,
                     SocketAddr::new(p.dst, p.dst_port),
                     Duration::from_millis(250),
@@ -434,7 +558,13 @@ pub fn evaluator_agrees_with_the_kernel(backend: BackendKind) {
             if seen == Seen::TimedOut && !allowed.contains(&Seen::TimedOut) {
                 // slow, rather than dropped? give it longer once
                 seen = normalised(
-                    connect(ns, p.src, SocketAddr::new(p.dst, p.dst_port), Duration::from_secs(3)),
+                    exchange(
+                        ns,
+                        p.protocol,
+                        p.src,
+                        SocketAddr::new(p.dst, p.dst_port),
+                        Duration::from_secs(3),
+                    ),
                     &p,
                 );
             }
@@ -467,8 +597,13 @@ pub fn evaluator_agrees_with_the_kernel(backend: BackendKind) {
                 Seen::Answer { who, peer, .. } => format!("{who}{}", if *peer == p.src { "" } else { " masqueraded" }),
                 other => format!("{other:?}"),
             };
+            let ending = format!("{} {ending}", p.protocol.as_str());
             *outcomes_seen.entry(ending).or_default() += 1;
             cases += 1;
+        }
+        round_stop.store(true, Ordering::SeqCst);
+        for a in answerers {
+            let _ = a.join();
         }
     }
     eprintln!(
@@ -477,9 +612,10 @@ pub fn evaluator_agrees_with_the_kernel(backend: BackendKind) {
     );
     assert!(cases >= 200, "{cases} cases");
     // the cases covered every kind of ending
-    for kind in ["Refused", "TimedOut", "pod", "pod masqueraded", "sink", "node"] {
+    let kinds = ["Refused", "TimedOut", "pod", "pod masqueraded", "sink", "node"];
+    for kind in kinds.iter().flat_map(|k| [format!("TCP {k}"), format!("UDP {k}")]) {
         assert!(
-            outcomes_seen.contains_key(kind),
+            outcomes_seen.contains_key(&kind),
             "seed {seed}: no case ended {kind:?}: {outcomes_seen:?}"
         );
     }

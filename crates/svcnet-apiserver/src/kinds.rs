@@ -106,7 +106,7 @@ pub static STRATEGIES: [Strategy; 23] = [
     // namespace names are RFC 1123 labels
     Strategy {
         name: svcnet_core::names::dns1123_label,
-        ..typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, no_defaults, no_rules)
+        ..typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, defaults::namespace, no_rules)
     },
     Strategy {
         warnings: service_warnings,
@@ -224,6 +224,39 @@ pub(crate) mod defaults {
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
             admit_pod_spec(spec);
+        }
+    }
+
+    /// As upstream's Namespace strategy: the `kubernetes.io/metadata.name` label always names
+    /// it, `spec.finalizers` starts as `[kubernetes]`, a new one is `Active`, and a condition
+    /// without a transition time says `null` (upstream's encoding of an unset time).
+    pub fn namespace(obj: &mut Value) {
+        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned) else {
+            return;
+        };
+        if !obj["metadata"]["labels"].is_object() {
+            obj["metadata"]["labels"] = json!({});
+        }
+        obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        if obj.pointer("/spec/finalizers").is_none() {
+            if !obj["spec"].is_object() {
+                obj["spec"] = json!({});
+            }
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+        if !obj["status"].is_object() {
+            obj["status"] = json!({});
+        }
+        if obj["status"]["phase"].is_null() {
+            obj["status"]["phase"] = json!("Active");
+        }
+        let conditions = obj.get_mut("status").and_then(|s| s.get_mut("conditions"));
+        if let Some(conditions) = conditions.and_then(Value::as_array_mut) {
+            for c in conditions.iter_mut().filter(|c| c.is_object()) {
+                if c.get("lastTransitionTime").is_none() {
+                    c["lastTransitionTime"] = Value::Null;
+                }
+            }
         }
     }
 

@@ -467,6 +467,39 @@ pub(super) async fn status_put(
     put(state, p, request, true).await
 }
 
+/// `namespaces/NAME/status` as the `{resource}/{name}/status` handlers see a status path.
+fn namespace_status_params(mut p: HashMap<String, String>) -> HashMap<String, String> {
+    let name = p.remove("ns").unwrap_or_default();
+    p.insert("resource".into(), "namespaces".into());
+    p.insert("name".into(), name);
+    p
+}
+
+pub(super) async fn namespace_status_get(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    query: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    item_get(State(state), Path(namespace_status_params(p)), query, headers).await
+}
+
+pub(super) async fn namespace_status_put(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Answer {
+    put(state, namespace_status_params(p), request, true).await
+}
+
+pub(super) async fn namespace_status_patch(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    patch(state, namespace_status_params(p), request, true).await
+}
+
 pub(super) async fn item_delete(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,

@@ -106,6 +106,13 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*group_version}", get(openapi_group_version));
+    // a Namespace's status: the path a namespaced list would take, so routed before it
+    app = app.route(
+        "/api/{version}/namespaces/{ns}/status",
+        get(namespace_status_get)
+            .put(namespace_status_put)
+            .patch(namespace_status_patch),
+    );
     for prefix in ["/api/{version}", "/apis/{group}/{version}"] {
         app = app
             .route(

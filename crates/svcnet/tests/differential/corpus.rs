@@ -813,6 +813,16 @@ fn workloads() -> Vec<Request> {
         "/api/v1/namespaces".into(),
         Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "Not_Valid" } })),
     ));
+    // a Namespace's status subresource: read, and a patch of the status only
+    let status = format!("/api/v1/namespaces/{NAMESPACE}/status");
+    out.push(request("namespace/status-get".into(), "GET", status.clone(), None));
+    out.push(Request {
+        id: "namespace/status-patch".into(),
+        method: "PATCH",
+        path: status,
+        content_type: "application/merge-patch+json",
+        body: Some(json!({ "metadata": { "labels": { "ignored": "yes" } }, "status": { "conditions": [{ "type": "NamespaceDeletionDiscoveryFailure", "status": "False", "reason": "ResourcesDiscovered", "message": "All resources successfully discovered" }] } }).to_string()),
+    });
     out
 }
 

@@ -228,7 +228,7 @@ pub(crate) mod defaults {
     }
 
     /// As upstream's Namespace strategy: the `kubernetes.io/metadata.name` label always names
-    /// it, `spec.finalizers` starts as `[kubernetes]`, a new one is `Active`, and a condition
+    /// it, `spec.finalizers` always holds `kubernetes`, a new one is `Active`, and a condition
     /// without a transition time says `null` (upstream's encoding of an unset time).
     pub fn namespace(obj: &mut Value) {
         let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned) else {
@@ -238,11 +238,18 @@ pub(crate) mod defaults {
             obj["metadata"]["labels"] = json!({});
         }
         obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
-        if obj.pointer("/spec/finalizers").is_none() {
-            if !obj["spec"].is_object() {
-                obj["spec"] = json!({});
-            }
-            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        // `kubernetes` is added to whatever finalizers it has; nothing here takes it away
+        // (the `finalize` subresource, which would, is not served)
+        if !obj["spec"].is_object() {
+            obj["spec"] = json!({});
+        }
+        if !obj["spec"]["finalizers"].is_array() {
+            obj["spec"]["finalizers"] = json!([]);
+        }
+        if let Some(finalizers) = obj["spec"]["finalizers"].as_array_mut()
+            && !finalizers.iter().any(|f| f == "kubernetes")
+        {
+            finalizers.push(json!("kubernetes"));
         }
         if !obj["status"].is_object() {
             obj["status"] = json!({});

@@ -813,6 +813,12 @@ fn workloads() -> Vec<Request> {
         "/api/v1/namespaces".into(),
         Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "Not_Valid" } })),
     ));
+    out.push(request(
+        "namespace/custom-finalizer".into(),
+        "POST",
+        "/api/v1/namespaces".into(),
+        Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "held" }, "spec": { "finalizers": ["example.com/hold"] } })),
+    ));
     // a Namespace's status subresource: read, and a patch of the status only
     let status = format!("/api/v1/namespaces/{NAMESPACE}/status");
     out.push(request("namespace/status-get".into(), "GET", status.clone(), None));

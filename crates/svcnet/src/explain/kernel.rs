@@ -126,20 +126,19 @@ fn protocol_number(p: Protocol) -> u8 {
 /// change on their own), and kernel-filled sets not at all.
 fn differences(want: &TableDump, live: &TableDump, model: &ProxyModel, family: Family) -> Vec<String> {
     let mut out = Vec::new();
-    let names = |a: &BTreeMap<String, _>, b: &BTreeMap<String, _>| -> (Vec<String>, Vec<String>) {
-        let only_a = a.keys().filter(|k| !b.contains_key(*k)).cloned().collect();
-        let only_b = b.keys().filter(|k| !a.contains_key(*k)).cloned().collect();
-        (only_a, only_b)
-    };
     // chains and sets nothing refers to any more wait there for the proxy's delayed deletion
-    let (missing, extra) = names(&want.chains, &live.chains);
-    out.extend(missing.iter().map(|c| format!("chain {c} is missing on the node")));
-    out.extend(
-        extra
-            .iter()
-            .filter(|c| referenced(live, c))
-            .map(|c| format!("chain {c} is on the node, in use, but not in the compiled rules")),
-    );
+    for (what, want_names, live_names) in [("chain", &want.chains, &live.chains), ("set", &want.sets, &live.sets)] {
+        for name in want_names.keys().filter(|k| !live_names.contains_key(*k)) {
+            out.push(format!("{what} {name} is missing on the node"));
+        }
+        for name in live_names.keys().filter(|k| !want_names.contains_key(*k)) {
+            if referenced(live, name) {
+                out.push(format!(
+                    "{what} {name} is on the node, in use, but not in the compiled rules"
+                ));
+            }
+        }
+    }
     for (chain, rules) in &want.rules {
         if let Some(theirs) = live.rules.get(chain)
             && theirs != rules
@@ -151,14 +150,6 @@ fn differences(want: &TableDump, live: &TableDump, model: &ProxyModel, family: F
             ));
         }
     }
-    let (missing, extra) = names(&want.sets, &live.sets);
-    out.extend(missing.iter().map(|s| format!("set {s} is missing on the node")));
-    out.extend(
-        extra
-            .iter()
-            .filter(|s| referenced(live, s))
-            .map(|s| format!("set {s} is on the node, in use, but not in the compiled rules")),
-    );
     for (set, elements) in &want.elements {
         let Some(theirs) = live.elements.get(set) else {
             continue;

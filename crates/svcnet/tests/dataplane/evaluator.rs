@@ -545,28 +545,16 @@ pub fn evaluator_agrees_with_the_kernel(backend: BackendKind) {
             let family = if p.dst.is_ipv4() { Family::Ip } else { Family::Ip6 };
             let evaluation = eval::evaluate(&rules, &host(&bench, &rules, family), &p);
             let allowed: Vec<Seen> = evaluation.outcomes().keys().map(|o| expected(o, &p)).collect();
-            let mut seen = normalised(
-                exchange(
-                    ns,
-                    p.protocol,
-                    p.src,
-                    SocketAddr::new(p.dst, p.dst_port),
-                    Duration::from_millis(250),
-                ),
-                &p,
-            );
+            let send = |patience| {
+                normalised(
+                    exchange(ns, p.protocol, p.src, SocketAddr::new(p.dst, p.dst_port), patience),
+                    &p,
+                )
+            };
+            let mut seen = send(Duration::from_millis(250));
             if seen == Seen::TimedOut && !allowed.contains(&Seen::TimedOut) {
                 // slow, rather than dropped? give it longer once
-                seen = normalised(
-                    exchange(
-                        ns,
-                        p.protocol,
-                        p.src,
-                        SocketAddr::new(p.dst, p.dst_port),
-                        Duration::from_secs(3),
-                    ),
-                    &p,
-                );
+                seen = send(Duration::from_secs(3));
             }
             if !allowed.contains(&seen) {
                 let walk: Vec<String> = evaluation

@@ -196,8 +196,11 @@ fn explain(opts: &Options, cluster: &Cluster, objects: &Objects) -> Result<Repor
     let evaluation = eval::evaluate(&rules, &host, &packet);
 
     let names = endpoint_names(objects);
-    let (walk, verdicts) = report::walk(&evaluation, |ep| {
-        names.get(&ep.ip()).map(|(pod, node)| format!("{pod} on {node}"))
+    let (walk, verdicts) = report::walk(&evaluation, |ep| match names.get(&ep.ip()) {
+        Some((Some(pod), Some(node))) => Some(format!("{pod} on {node}")),
+        Some((Some(pod), None)) => Some(pod.clone()),
+        Some((None, Some(node))) => Some(format!("on {node}")),
+        _ => None,
     });
     let client = Client::of(&model, source.address, source.origin == Origin::Local);
     let service = target.port.as_ref().map(|(sp, destination)| {
@@ -308,13 +311,16 @@ fn ignored(objects: &Objects, namespace: &str, rest: &str) -> Option<String> {
     None
 }
 
-/// Endpoint address → (pod, node), from the EndpointSlices.
-fn endpoint_names(objects: &Objects) -> BTreeMap<IpAddr, (String, String)> {
+/// An endpoint's pod and node, when its slice names them.
+type Names = (Option<String>, Option<String>);
+
+/// Endpoint address → (pod, node), as far as the EndpointSlices name them.
+fn endpoint_names(objects: &Objects) -> BTreeMap<IpAddr, Names> {
     let mut out = BTreeMap::new();
     for slice in &objects.slices {
         for e in slice.endpoints.iter().flatten() {
-            let pod = e.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_default();
-            let node = e.node_name.clone().unwrap_or_default();
+            let pod = e.target_ref.as_ref().and_then(|r| r.name.clone());
+            let node = e.node_name.clone();
             for a in &e.addresses {
                 if let Ok(ip) = a.parse() {
                     out.insert(ip, (pod.clone(), node.clone()));
@@ -332,7 +338,7 @@ fn service_view(
     sp: &ServicePort,
     destination: Destination,
     client: Client,
-    names: &BTreeMap<IpAddr, (String, String)>,
+    names: &BTreeMap<IpAddr, Names>,
     host: &Host,
     (source, to): (IpAddr, SocketAddr),
 ) -> ServiceView {
@@ -349,7 +355,7 @@ fn service_view(
         .endpoints
         .iter()
         .map(|e| {
-            let (pod, node) = names.get(&e.address).cloned().unzip();
+            let (pod, node) = names.get(&e.address).cloned().unwrap_or_default();
             if let Some(p) = pod.as_deref()
                 && let Some(note) = undeclared_port(objects, &sp.namespace, p, e.port)
             {

@@ -1,7 +1,10 @@
-//! Incremental compilation: the compiled model kept as the static tables plus what each
-//! service port contributed, so a model update recompiles only the ports that changed and
-//! yields the table changes directly, in time proportional to the change rather than the
-//! model. The whole ruleset is assembled only when needed (a full sync).
+//! Incremental compilation: the compiled model kept as the static tables plus reference
+//! counts of what the service ports share, so a model update recompiles only the ports that
+//! changed and yields the table changes directly, in time proportional to the change rather
+//! than the model. A port's contribution (its [`Fragment`]) is not kept: compilation is
+//! deterministic, so the fragment a port had is compiled again from the port the model still
+//! holds. The whole ruleset is assembled only when needed (a full sync), a chunk of ports at
+//! a time.
 //!
 //! Objects several ports share are reference-counted: the load-balancing chains and maps of
 //! one endpoint count, and elements of `cluster-ips` and `hairpin-connections`. An object is
@@ -21,21 +24,26 @@ const FAMILIES: [Family; 2] = [Family::Ip, Family::Ip6];
 pub struct CompiledModel {
     model: ProxyModel,
     statics: BTreeMap<Family, Table>,
-    fragments: BTreeMap<(Family, String), Fragment>,
-    chain_refs: BTreeMap<(Family, String), usize>,
-    set_refs: BTreeMap<(Family, String), usize>,
-    /// Declarations of the counted sets, for reporting their removal.
-    set_decls: BTreeMap<(Family, String), SetDecl>,
-    shared_elements: BTreeMap<(Family, String, Element), usize>,
+    /// Chains the ports need, with how many ports need each.
+    chains: BTreeMap<(Family, String), (usize, Chain)>,
+    /// Sets the ports need, with how many ports need each.
+    sets: BTreeMap<(Family, String), (usize, SetDecl)>,
+    /// Elements of the shared sets, by set, with how many ports contribute each.
+    shared_elements: BTreeMap<(Family, String), BTreeMap<Element, usize>>,
 }
 
 /// Counts before an update began, for objects the update touched.
 #[derive(Default)]
 struct Touched {
-    chains: BTreeMap<(Family, String), usize>,
-    sets: BTreeMap<(Family, String), usize>,
+    chains: BTreeMap<(Family, String), (usize, Chain)>,
+    sets: BTreeMap<(Family, String), (usize, SetDecl)>,
     elements: BTreeMap<(Family, String, Element), usize>,
 }
+
+/// Ports compiled at a time when the whole ruleset is read: their elements are grouped by
+/// set, so a full sync writes few large element messages while holding only this many
+/// ports' fragments.
+const PORTS_PER_CHUNK: usize = 2048;
 
 fn static_inputs_equal(a: &ProxyModel, b: &ProxyModel) -> bool {
     a.node_name == b.node_name
@@ -51,34 +59,47 @@ impl CompiledModel {
     pub fn new(model: ProxyModel) -> Self {
         let mut c = CompiledModel {
             statics: FAMILIES.iter().map(|f| (*f, static_table(&model, *f))).collect(),
-            fragments: BTreeMap::new(),
-            chain_refs: BTreeMap::new(),
-            set_refs: BTreeMap::new(),
-            set_decls: BTreeMap::new(),
+            chains: BTreeMap::new(),
+            sets: BTreeMap::new(),
             shared_elements: BTreeMap::new(),
             model: ProxyModel::default(),
         };
         for fam in FAMILIES {
-            for (id, sp) in &model.ports {
+            for sp in model.ports.values() {
                 let frag = port_fragment(&model, fam, sp);
-                if frag == Fragment::default() {
-                    continue;
-                }
                 c.count(fam, &frag, 1, &mut None);
-                c.fragments.insert((fam, id.clone()), frag);
             }
         }
         c.model = model;
         c
     }
 
-    /// The whole ruleset, assembled from the static tables and every fragment.
+    /// What the port with this id contributes to a family's table now.
+    fn fragment_of(&self, fam: Family, id: &str) -> Fragment {
+        self.model
+            .ports
+            .get(id)
+            .map(|sp| port_fragment(&self.model, fam, sp))
+            .unwrap_or_default()
+    }
+
+    /// Calls `visit` with the fragments of every port, a chunk at a time.
+    fn for_each_chunk(&self, fam: Family, visit: &mut dyn FnMut(&[Fragment])) {
+        let ports: Vec<&ServicePort> = self.model.ports.values().collect();
+        for chunk in ports.chunks(PORTS_PER_CHUNK) {
+            let frags: Vec<Fragment> = chunk.iter().map(|sp| port_fragment(&self.model, fam, sp)).collect();
+            visit(&frags);
+        }
+    }
+
+    /// The whole ruleset, assembled from the static tables and every port's fragment.
     pub fn ruleset(&self) -> Ruleset {
         let mut rs = Ruleset {
             tables: self.statics.clone(),
         };
-        for ((fam, _), frag) in &self.fragments {
-            merge(rs.tables.get_mut(fam).expect("both families"), frag);
+        for fam in FAMILIES {
+            let table = rs.tables.get_mut(&fam).expect("both families");
+            self.for_each_chunk(fam, &mut |frags| frags.iter().for_each(|frag| merge(table, frag)));
         }
         rs
     }
@@ -91,10 +112,8 @@ impl CompiledModel {
                 st.chains += 1;
                 st.rules += chain.rules.len();
             }
-            for (name, _) in self.sets(f) {
-                st.sets += 1;
-                self.for_each_element(f, name, &mut |_| st.elements += 1);
-            }
+            st.sets += self.sets(f).len();
+            self.for_each_element(f, &mut |_, elements| st.elements += elements.count());
         }
         st
     }
@@ -107,10 +126,10 @@ impl CompiledModel {
     pub fn has(&self, s: &Stale) -> bool {
         match s {
             Stale::Chain(f, name) => {
-                self.statics[f].chains.contains_key(name) || self.chain_refs.contains_key(&(*f, name.clone()))
+                self.statics[f].chains.contains_key(name) || self.chains.contains_key(&(*f, name.clone()))
             }
             Stale::Set { family, name, .. } => {
-                self.statics[family].sets.contains_key(name) || self.set_refs.contains_key(&(*family, name.clone()))
+                self.statics[family].sets.contains_key(name) || self.sets.contains_key(&(*family, name.clone()))
             }
         }
     }
@@ -142,15 +161,12 @@ impl CompiledModel {
                 continue;
             }
             for fam in FAMILIES {
-                let old = self.fragments.remove(&(fam, id.clone())).unwrap_or_default();
+                let old = self.fragment_of(fam, &id);
                 let next = next_port
                     .as_ref()
                     .map(|sp| port_fragment(&self.model, fam, sp))
                     .unwrap_or_default();
                 if old == next {
-                    if old != Fragment::default() {
-                        self.fragments.insert((fam, id.clone()), old);
-                    }
                     continue;
                 }
                 let c = changes.get_mut(&fam).expect("both families");
@@ -175,9 +191,6 @@ impl CompiledModel {
                 }
                 self.count(fam, &old, -1, &mut touched);
                 self.count(fam, &next, 1, &mut touched);
-                if next != Fragment::default() {
-                    self.fragments.insert((fam, id.clone()), next);
-                }
             }
             match next_port {
                 Some(sp) => self.model.ports.insert(id, sp),
@@ -189,32 +202,35 @@ impl CompiledModel {
     }
 
     /// Adjusts reference counts by `delta` for everything `frag` holds; with `touched`, also
-    /// remembers counts as they were before the update's first change.
+    /// remembers counts (and definitions) as they were before the update's first change.
     fn count(&mut self, fam: Family, frag: &Fragment, delta: isize, touched: &mut Option<Touched>) {
         let bump = |n: &mut usize| *n = n.checked_add_signed(delta).expect("reference counts never go negative");
-        for (name, _) in &frag.chains {
+        for (name, chain) in &frag.chains {
             let key = (fam, name.clone());
-            let n = self.chain_refs.entry(key.clone()).or_default();
+            let entry = self.chains.entry(key.clone()).or_insert_with(|| (0, chain.clone()));
             if let Some(t) = touched {
-                t.chains.entry(key).or_insert(*n);
+                t.chains.entry(key).or_insert_with(|| entry.clone());
             }
-            bump(n);
+            if entry.0 == 0 || (delta > 0 && entry.1 != *chain) {
+                // a chain's definition is the latest port's (they are identical for shared ones)
+                entry.1 = chain.clone();
+            }
+            bump(&mut entry.0);
         }
         for (name, decl) in &frag.sets {
             let key = (fam, name.clone());
-            self.set_decls.entry(key.clone()).or_insert_with(|| decl.clone());
-            let n = self.set_refs.entry(key.clone()).or_default();
+            let entry = self.sets.entry(key.clone()).or_insert_with(|| (0, decl.clone()));
             if let Some(t) = touched {
-                t.sets.entry(key).or_insert(*n);
+                t.sets.entry(key).or_insert_with(|| entry.clone());
             }
-            bump(n);
+            bump(&mut entry.0);
         }
         for (set, elements) in frag.elements.iter().filter(|(s, _)| is_shared_set(s)) {
+            let counts = self.shared_elements.entry((fam, set.clone())).or_default();
             for e in elements {
-                let key = (fam, set.clone(), e.clone());
-                let n = self.shared_elements.entry(key.clone()).or_default();
+                let n = counts.entry(e.clone()).or_default();
                 if let Some(t) = touched {
-                    t.elements.entry(key).or_insert(*n);
+                    t.elements.entry((fam, set.clone(), e.clone())).or_insert(*n);
                 }
                 bump(n);
             }
@@ -223,57 +239,50 @@ impl CompiledModel {
 
     /// Turns count transitions into added and removed objects, and forgets zero counts.
     fn settle(&mut self, touched: Touched, changes: &mut Changes) {
-        for ((fam, name), before) in touched.chains {
-            let after = self.chain_refs.get(&(fam, name.clone())).copied().unwrap_or(0);
+        for ((fam, name), (before, _)) in touched.chains {
+            let key = (fam, name.clone());
+            let after = self.chains.get(&key).map_or(0, |(n, _)| *n);
             let c = changes.get_mut(&fam).expect("both families");
-            if after == 0 {
-                self.chain_refs.remove(&(fam, name.clone()));
-            }
             if before == 0 && after > 0 {
-                let chain = self.find_chain(fam, &name);
                 c.changed_chains.remove(&name);
-                c.added_chains.insert(name, chain);
+                c.added_chains.insert(name, self.chains[&key].1.clone());
             } else if before > 0 && after == 0 {
                 c.changed_chains.remove(&name);
                 c.removed_chains.insert(name);
             }
+            if after == 0 {
+                self.chains.remove(&key);
+            }
         }
-        for ((fam, name), before) in touched.sets {
+        for ((fam, name), (before, decl)) in touched.sets {
             let key = (fam, name.clone());
-            let after = self.set_refs.get(&key).copied().unwrap_or(0);
+            let after = self.sets.get(&key).map_or(0, |(n, _)| *n);
             let c = changes.get_mut(&fam).expect("both families");
             if before == 0 && after > 0 {
-                c.added_sets.insert(name.clone(), self.set_decls[&key].clone());
+                c.added_sets.insert(name.clone(), self.sets[&key].1.clone());
             } else if before > 0 && after == 0 {
-                c.removed_sets.insert(name.clone(), self.set_decls[&key].clone());
+                c.removed_sets.insert(name.clone(), decl);
                 c.removed_elements.remove(&name);
             }
             if after == 0 {
-                self.set_refs.remove(&key);
-                self.set_decls.remove(&key);
+                self.sets.remove(&key);
             }
         }
         for ((fam, set, e), before) in touched.elements {
-            let key = (fam, set.clone(), e.clone());
-            let after = self.shared_elements.get(&key).copied().unwrap_or(0);
-            let c = changes.get_mut(&fam).expect("both families");
+            let counts = self.shared_elements.get_mut(&(fam, set.clone()));
+            let after = counts.as_ref().and_then(|c| c.get(&e)).copied().unwrap_or(0);
             if after == 0 {
-                self.shared_elements.remove(&key);
+                if let Some(counts) = counts {
+                    counts.remove(&e);
+                }
             }
+            let c = changes.get_mut(&fam).expect("both families");
             if before == 0 && after > 0 {
                 c.added_elements.entry(set).or_default().push(e);
             } else if before > 0 && after == 0 {
                 c.removed_elements.entry(set).or_default().push(e);
             }
         }
-    }
-
-    fn find_chain(&self, fam: Family, name: &str) -> Chain {
-        self.fragments
-            .iter()
-            .filter(|((f, _), _)| *f == fam)
-            .find_map(|(_, frag)| frag.chain(name).cloned())
-            .expect("a counted chain belongs to a fragment")
     }
 }
 
@@ -288,55 +297,46 @@ impl RulesetView for CompiledModel {
     }
 
     fn chains(&self, family: Family) -> Vec<(&str, &Chain)> {
-        let mut out: Vec<(&str, &Chain)> = self.statics[&family]
+        let statics = self.statics[&family].chains.iter().map(|(n, c)| (n.as_str(), c));
+        let ported = self
             .chains
             .iter()
-            .map(|(n, c)| (n.as_str(), c))
-            .collect();
-        let mut seen = BTreeSet::new();
-        for ((f, _), frag) in &self.fragments {
-            if *f == family {
-                for (name, chain) in &frag.chains {
-                    if seen.insert(name.as_str()) {
-                        out.push((name.as_str(), chain));
-                    }
-                }
-            }
-        }
-        out
+            .filter(|((f, _), _)| *f == family)
+            .map(|((_, n), (_, c))| (n.as_str(), c));
+        statics.chain(ported).collect()
     }
 
     fn sets(&self, family: Family) -> Vec<(&str, &SetDecl)> {
-        let mut out: Vec<(&str, &SetDecl)> = self.statics[&family]
+        let statics = self.statics[&family].sets.iter().map(|(n, s)| (n.as_str(), &s.decl));
+        let ported = self
             .sets
             .iter()
-            .map(|(n, s)| (n.as_str(), &s.decl))
-            .collect();
-        out.extend(
-            self.set_decls
-                .iter()
-                .filter(|((f, _), _)| *f == family)
-                .map(|((_, n), d)| (n.as_str(), d)),
-        );
-        out
+            .filter(|((f, _), _)| *f == family)
+            .map(|((_, n), (_, d))| (n.as_str(), d));
+        statics.chain(ported).collect()
     }
 
-    fn for_each_element(&self, family: Family, set: &str, visit: &mut dyn FnMut(&Element)) {
-        if let Some(s) = self.statics[&family].sets.get(set) {
-            s.elements.iter().for_each(&mut *visit);
+    fn for_each_element(&self, family: Family, visit: &mut dyn FnMut(&str, &mut dyn Iterator<Item = &Element>)) {
+        for (name, set) in &self.statics[&family].sets {
+            if !set.elements.is_empty() {
+                visit(name, &mut set.elements.iter());
+            }
         }
-        if is_shared_set(set) {
-            for (f, name, e) in self.shared_elements.keys() {
-                if *f == family && name == set {
-                    visit(e);
+        for ((f, name), counts) in &self.shared_elements {
+            if *f == family && !counts.is_empty() {
+                visit(name, &mut counts.keys());
+            }
+        }
+        self.for_each_chunk(family, &mut |frags| {
+            let mut by_set: BTreeMap<&str, Vec<&Element>> = BTreeMap::new();
+            for frag in frags {
+                for (set, elements) in frag.elements.iter().filter(|(s, _)| !is_shared_set(s)) {
+                    by_set.entry(set.as_str()).or_default().extend(elements);
                 }
             }
-            return;
-        }
-        for ((f, _), frag) in &self.fragments {
-            if *f == family {
-                frag.elements_of(set).iter().for_each(&mut *visit);
+            for (set, elements) in by_set {
+                visit(set, &mut elements.into_iter());
             }
-        }
+        });
     }
 }

@@ -295,8 +295,9 @@ pub trait RulesetView {
     fn families(&self) -> Vec<Family>;
     fn chains(&self, family: Family) -> Vec<(&str, &Chain)>;
     fn sets(&self, family: Family) -> Vec<(&str, &SetDecl)>;
-    /// Calls `visit` once for each element of `set`.
-    fn for_each_element(&self, family: Family, set: &str, visit: &mut dyn FnMut(&Element));
+    /// Calls `visit` with every element of every set, in groups of one set's elements; a set
+    /// may come in several groups, in any order.
+    fn for_each_element(&self, family: Family, visit: &mut dyn FnMut(&str, &mut dyn Iterator<Item = &Element>));
 }
 
 impl RulesetView for Ruleset {
@@ -320,9 +321,11 @@ impl RulesetView for Ruleset {
             .collect()
     }
 
-    fn for_each_element(&self, family: Family, set: &str, visit: &mut dyn FnMut(&Element)) {
-        for e in &self.tables[&family].sets[set].elements {
-            visit(e);
+    fn for_each_element(&self, family: Family, visit: &mut dyn FnMut(&str, &mut dyn Iterator<Item = &Element>)) {
+        for (name, set) in &self.tables[&family].sets {
+            if !set.elements.is_empty() {
+                visit(name, &mut set.elements.iter());
+            }
         }
     }
 }

@@ -60,25 +60,21 @@ pub fn write_replace(rs: &dyn RulesetView, out: &mut dyn Write) -> fmt::Result {
                 writeln!(out, "add rule {} {name} {rule}", table(f))?;
             }
         }
-        for (name, _) in sets.iter().filter(|(_, d)| !d.dynamic) {
-            let mut items: Vec<String> = Vec::new();
-            let mut result = Ok(());
-            let flush = |out: &mut dyn Write, items: &mut Vec<String>| -> fmt::Result {
-                if !items.is_empty() {
-                    writeln!(out, "add element {} {name} {{ {} }}", table(f), items.join(", "))?;
-                    items.clear();
-                }
-                Ok(())
-            };
-            rs.for_each_element(f, name, &mut |e| {
+        let mut result = Ok(());
+        rs.for_each_element(f, &mut |name, elements| {
+            let mut items: Vec<String> = Vec::with_capacity(ELEMENTS_PER_STATEMENT);
+            for e in elements {
                 items.push(element(e));
                 if items.len() == ELEMENTS_PER_STATEMENT && result.is_ok() {
-                    result = flush(out, &mut items);
+                    result = writeln!(out, "add element {} {name} {{ {} }}", table(f), items.join(", "));
+                    items.clear();
                 }
-            });
-            result?;
-            flush(out, &mut items)?;
-        }
+            }
+            if !items.is_empty() && result.is_ok() {
+                result = writeln!(out, "add element {} {name} {{ {} }}", table(f), items.join(", "));
+            }
+        });
+        result?;
     }
     Ok(())
 }

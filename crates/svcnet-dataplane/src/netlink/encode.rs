@@ -320,13 +320,7 @@ impl Batch {
                     self.add_rule(f, name, rule);
                 }
             }
-            for (name, _) in sets.iter().filter(|(_, d)| !d.dynamic) {
-                let mut open = false;
-                rs.for_each_element(f, name, &mut |e| self.stream_element(f, name, None, true, e, &mut open));
-                if open {
-                    self.end_elements();
-                }
-            }
+            rs.for_each_element(f, &mut |name, elements| self.elements(f, name, None, true, elements));
         }
     }
 

@@ -1,6 +1,8 @@
 //! `cargo xtask upstream`: builds upstream's etcd, kube-apiserver, kube-controller-manager and
 //! kube-proxy from their published Go modules (pinned in `upstream/go.mod` and `go.sum`) into
-//! `target/upstream/bin`, with the Go module and build caches under `target/upstream` too.
+//! `target/upstream/bin`, with the Go module and build caches under `target/upstream` too,
+//! and beside them `openapi-v2-proto` (ours, in `upstream/`), which encodes an OpenAPI v2
+//! document with gnostic as kube-apiserver does, for the API server's tests.
 //! Nothing of upstream is vendored or committed. A build is reused while the pinned versions
 //! (`go.sum`) are unchanged; the first one takes minutes on two cores.
 
@@ -18,14 +20,22 @@ const COMMANDS: &[(&str, &str)] = &[
         "kube-controller-manager",
     ),
     ("k8s.io/kubernetes/cmd/kube-proxy", "kube-proxy"),
+    // ours: gnostic's encoding of an OpenAPI v2 document, the oracle for the API server's
+    ("./openapi-v2-proto", "openapi-v2-proto"),
 ];
 
-/// A stable tag for the pinned versions (FNV-1a of `go.sum`).
-fn pins_tag(go_sum: &Path) -> Result<String> {
-    let bytes = std::fs::read(go_sum).with_context(|| format!("reading {}", go_sum.display()))?;
+/// Files of ours the build also depends on.
+const SOURCES: &[&str] = &["go.sum", "openapi-v2-proto/main.go"];
+
+/// A stable tag for the pinned versions and our sources (FNV-1a of [`SOURCES`]).
+fn pins_tag(module: &Path) -> Result<String> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    for source in SOURCES {
+        let path = module.join(source);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        for b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
     Ok(format!("{h:016x}"))
 }
@@ -37,7 +47,7 @@ pub fn build() -> Result<PathBuf> {
     let work = root.join("target/upstream");
     let bin = work.join("bin");
     let stamp = bin.join(".pins");
-    let tag = pins_tag(&module.join("go.sum"))?;
+    let tag = pins_tag(&module)?;
     let built = COMMANDS.iter().all(|(_, name)| bin.join(name).exists());
     if built && std::fs::read_to_string(&stamp).is_ok_and(|t| t == tag) {
         eprintln!("xtask: upstream binaries in {} are current", bin.display());

@@ -115,8 +115,28 @@ pub(super) async fn openapi_root() -> Response {
     json_response(StatusCode::OK, &openapi::root())
 }
 
-pub(super) async fn openapi_v2() -> Response {
-    json_response(StatusCode::OK, crate::openapi_v2::document())
+/// `/openapi/v2` as JSON or, for clients that ask for it (kubectl's validation), in
+/// gnostic's protobuf encoding; 406 for any other form, as kube-apiserver answers.
+pub(super) async fn openapi_v2(headers: HeaderMap) -> Response {
+    use crate::openapi_v2::{Form, negotiate, protobuf};
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok());
+    let mut response = match negotiate(accept) {
+        Some(Form::Json) => json_response(StatusCode::OK, crate::openapi_v2::document()),
+        Some(Form::Protobuf) => match protobuf() {
+            Ok(bytes) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, Form::Protobuf.content_type())],
+                bytes.clone(),
+            )
+                .into_response(),
+            Err(e) => status_response(&Status::internal(&e.to_string())),
+        },
+        None => StatusCode::NOT_ACCEPTABLE.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+    response
 }
 
 pub(super) async fn openapi_group_version(Path(gv): Path<String>) -> Response {

@@ -8,6 +8,7 @@ mod delete_options;
 mod dry_run;
 mod fidelity;
 mod kinds;
+mod openapi_v2;
 mod protocol;
 mod rollout;
 mod safety;

@@ -7,10 +7,78 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
+mod gnostic;
+mod yaml;
+
+pub use gnostic::EncodeError;
+
 /// The document, built on first use.
 pub fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(build)
+}
+
+/// The document in gnostic's protobuf encoding (`openapi.v2.Document`), built on first use.
+pub fn protobuf() -> &'static Result<Vec<u8>, EncodeError> {
+    static ENCODED: OnceLock<Result<Vec<u8>, EncodeError>> = OnceLock::new();
+    ENCODED.get_or_init(|| gnostic::encode(document()))
+}
+
+/// The forms `/openapi/v2` is served in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    Protobuf,
+}
+
+impl Form {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Form::Json => "application/json",
+            Form::Protobuf => "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        }
+    }
+}
+
+/// The form an `Accept` header asks for, as kube-openapi chooses it: clauses by quality
+/// (then the more specific first), the first that JSON or either protobuf name matches;
+/// `None` when none does (a 406). No header accepts anything, which is JSON.
+pub fn negotiate(accept: Option<&str>) -> Option<Form> {
+    const OFFERS: [(&str, &str, Form); 3] = [
+        ("application", "json", Form::Json),
+        (
+            "application",
+            "com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            Form::Protobuf,
+        ),
+        (
+            "application",
+            "com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            Form::Protobuf,
+        ),
+    ];
+    let accept = accept.map(str::trim).filter(|a| !a.is_empty()).unwrap_or("*/*");
+    let mut clauses: Vec<(f32, u8, &str, &str)> = Vec::new();
+    for clause in accept.split(',') {
+        let mut parts = clause.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let (kind, sub) = media.split_once('/').unwrap_or((media, ""));
+        let wildcards = u8::from(kind == "*") + u8::from(sub == "*");
+        if q > 0.0 {
+            clauses.push((q, wildcards, kind, sub));
+        }
+    }
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    clauses.iter().find_map(|(_, _, kind, sub)| {
+        OFFERS
+            .iter()
+            .find(|(k, s, _)| (*kind == "*" || kind == k) && (*sub == "*" || sub == s))
+            .map(|(_, _, form)| *form)
+    })
 }
 
 fn build() -> Value {
@@ -124,6 +192,53 @@ fn path_item_v2(item: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_headers_choose_the_form() {
+        assert_eq!(negotiate(None), Some(Form::Json));
+        assert_eq!(negotiate(Some("*/*")), Some(Form::Json));
+        assert_eq!(
+            negotiate(Some("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")),
+            Some(Form::Protobuf)
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/json;q=0.5, application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            )),
+            Some(Form::Protobuf)
+        );
+        assert_eq!(negotiate(Some("application/*")), Some(Form::Json));
+        assert_eq!(negotiate(Some("text/html")), None);
+        assert_eq!(negotiate(Some("application/json;q=0")), None);
+    }
+
+    #[test]
+    fn the_document_encodes() {
+        let encoded = protobuf().as_ref().expect("the document converts");
+        assert!(encoded.len() > 100_000, "{} bytes", encoded.len());
+    }
+
+    #[test]
+    fn keys_gnostic_refuses_are_refused() {
+        let mut doc = document().clone();
+        doc["definitions"]["io.k8s.api.core.v1.Service"]["nullable"] = json!(true);
+        let err = gnostic::encode(&doc).unwrap_err().to_string();
+        assert!(
+            err.contains("io.k8s.api.core.v1.Service") && err.contains("nullable"),
+            "{err}"
+        );
+        let mut doc = document().clone();
+        doc["paths"]["/api/v1/namespaces"]["get"]["parameters"][0]["in"] = json!("cookie");
+        assert!(gnostic::encode(&doc).is_err());
+        let mut doc = document().clone();
+        doc["info"].as_object_mut().unwrap().remove("title");
+        assert!(
+            gnostic::encode(&doc)
+                .unwrap_err()
+                .to_string()
+                .contains("misses required title")
+        );
+    }
 
     #[test]
     fn the_v2_document_has_v3s_paths_and_definitions_in_v2_form() {

@@ -271,10 +271,10 @@ impl CompiledModel {
         for ((fam, set, e), before) in touched.elements {
             let counts = self.shared_elements.get_mut(&(fam, set.clone()));
             let after = counts.as_ref().and_then(|c| c.get(&e)).copied().unwrap_or(0);
-            if after == 0 {
-                if let Some(counts) = counts {
-                    counts.remove(&e);
-                }
+            if after == 0
+                && let Some(counts) = counts
+            {
+                counts.remove(&e);
             }
             let c = changes.get_mut(&fam).expect("both families");
             if before == 0 && after > 0 {

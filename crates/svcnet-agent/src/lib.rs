@@ -354,9 +354,19 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
                 None => return Ok(()),
             },
             _ = resync.tick(), if first_sync_sent => {
-                // the periodic check: a model rebuilt from the caches against the incremental state
-                let rebuilt = tracker.lock().expect("tracker lock").rebuild();
-                if tx.send(Update::Resync(rebuilt)).is_err() || dataplane.is_finished() {
+                // the periodic check: a digest of the model rebuilt from the caches against the
+                // incremental state; after a difference, the whole model repairs it
+                let wanted = std::mem::take(&mut status.lock().expect("status lock").model_wanted);
+                let update = {
+                    let mut t = tracker.lock().expect("tracker lock");
+                    if wanted {
+                        tracing::info!("sending the whole model after a resync check found a difference");
+                        Update::Model(t.full_model())
+                    } else {
+                        Update::Resync(t.digest())
+                    }
+                };
+                if tx.send(update).is_err() || dataplane.is_finished() {
                     return Err(AgentError::DataplaneStopped);
                 }
                 continue;

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use svcnet_dataplane::model::{
-    ProxyConfig, ProxyModel, ServicePort, SliceEndpoints, service_ports, slice_service, with_endpoints,
+    ModelDigest, ProxyConfig, ProxyModel, ServicePort, SliceEndpoints, service_ports, slice_service, with_endpoints,
 };
 
 /// (namespace, name) of a Service or an EndpointSlice.
@@ -41,7 +41,8 @@ pub const ANNOTATION_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-t
 struct TrackedSlice {
     service: Option<Key>,
     endpoints: SliceEndpoints,
-    trigger_time: Option<String>,
+    /// The slice's last-change-trigger-time, parsed (kept small: one per slice is held).
+    trigger_time: Option<SystemTime>,
 }
 
 /// What changed since the last [`ChangeTracker::take_changes`].
@@ -72,8 +73,9 @@ pub struct ChangeTracker {
     /// Each proxied Service's ports without endpoints (ignored Services are absent).
     services: HashMap<Key, Vec<ServicePort>>,
     slices: HashMap<Key, TrackedSlice>,
-    /// Slice names by the Service they belong to.
-    slices_of: HashMap<Key, BTreeSet<String>>,
+    /// Slice names by the Service they belong to (a Service has one or a few, so a short
+    /// vector rather than a set: tens of thousands of them are held).
+    slices_of: HashMap<Key, Vec<String>>,
     /// The port ids each Service contributed in the changes reported so far.
     reported: HashMap<Key, Vec<String>>,
     dirty: BTreeSet<Key>,
@@ -150,7 +152,7 @@ impl ChangeTracker {
             .annotations
             .as_ref()
             .and_then(|a| a.get(ANNOTATION_TRIGGER_TIME))
-            .cloned();
+            .and_then(|t| parse_time(t));
         let tracked = TrackedSlice {
             service: slice_service(slice),
             endpoints: SliceEndpoints::of(slice, &self.node_name),
@@ -163,7 +165,7 @@ impl ChangeTracker {
         // the first list only seeds the trigger times: those changes were programmed before
         if retriggered
             && self.listed.contains(&Watched::EndpointSlices)
-            && let Some(at) = tracked.trigger_time.as_deref().and_then(parse_time)
+            && let Some(at) = tracked.trigger_time
         {
             self.change_times.push(at);
         }
@@ -173,7 +175,10 @@ impl ChangeTracker {
         }
         self.unlink_slice(&key);
         if let Some(service) = &tracked.service {
-            self.slices_of.entry(service.clone()).or_default().insert(key.1.clone());
+            let names = self.slices_of.entry(service.clone()).or_default();
+            if !names.contains(&key.1) {
+                names.push(key.1.clone());
+            }
             self.dirty.insert(service.clone());
         }
         self.slices.insert(key, tracked);
@@ -190,7 +195,7 @@ impl ChangeTracker {
             return;
         };
         if let Some(names) = self.slices_of.get_mut(&service) {
-            names.remove(&key.1);
+            names.retain(|n| *n != key.1);
             if names.is_empty() {
                 self.slices_of.remove(&service);
             }
@@ -321,6 +326,29 @@ impl ChangeTracker {
             config: self.config.clone(),
             ports,
         }
+    }
+
+    /// A digest of [`rebuild`](Self::rebuild)'s model, built one port at a time: the
+    /// periodic check never holds a second model.
+    pub fn digest(&self) -> ModelDigest {
+        let mut digest = ModelDigest {
+            node: ProxyModel {
+                node_name: self.node_name.clone(),
+                node_ips: self.node_ips.clone(),
+                node_zone: self.node_zone.clone(),
+                cluster_cidrs: self.cluster_cidrs.clone(),
+                service_cidrs: self.service_cidrs.clone(),
+                config: self.config.clone(),
+                ports: BTreeMap::new(),
+            },
+            ports: BTreeMap::new(),
+        };
+        for key in self.services.keys() {
+            for port in self.ports_of(key) {
+                digest.add(&port);
+            }
+        }
+        digest
     }
 
     /// Every proxied service port's template (no endpoints), e.g. to name counters.

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use svcnet_agent::tracker::{ChangeTracker, Watched};
 use svcnet_dataplane::incremental::CompiledModel;
-use svcnet_dataplane::model::{ProxyConfig, ProxyModel, service_ports};
+use svcnet_dataplane::model::{ModelDigest, ProxyConfig, ProxyModel, service_ports};
 
 const NODE: &str = "node-a";
 const NAMESPACES: [&str; 2] = ["default", "team"];
@@ -357,6 +357,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let expected = cluster.model();
     prop_assert_eq!(&agent.model, &expected);
     prop_assert_eq!(&agent.tracker.rebuild(), &expected);
+    prop_assert_eq!(agent.tracker.digest(), ModelDigest::of(&expected));
     prop_assert!(
         agent.compiled.ruleset() == CompiledModel::new(expected).ruleset(),
         "incremental ruleset differs"

@@ -158,7 +158,7 @@ impl<'a> Topology<'a> {
 }
 
 /// A service port as the proxy sees it: every address it is reachable on and its endpoints.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServicePort {
     pub namespace: String,
     pub name: String,
@@ -283,6 +283,56 @@ pub struct ProxyModel {
     pub node_zone: Option<String>,
     /// Keyed by `ServicePort::id()`.
     pub ports: BTreeMap<String, ServicePort>,
+}
+
+/// A model reduced to its node-wide inputs and one hash per service port: what the periodic
+/// check compares with the incrementally maintained state, without a second copy of every
+/// port and endpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelDigest {
+    /// The node-wide inputs (its `ports` stay empty).
+    pub node: ProxyModel,
+    /// Each port's [`port_hash`] by its id.
+    pub ports: BTreeMap<String, u64>,
+}
+
+impl ModelDigest {
+    /// A digest of `model`.
+    pub fn of(model: &ProxyModel) -> Self {
+        let mut digest = ModelDigest {
+            node: model.clone_node_wide(),
+            ports: BTreeMap::new(),
+        };
+        model.ports.values().for_each(|p| digest.add(p));
+        digest
+    }
+
+    pub fn add(&mut self, port: &ServicePort) {
+        self.ports.insert(port.id(), port_hash(port));
+    }
+}
+
+/// A hash of everything in a service port (stable within one build of svcnet).
+pub fn port_hash(port: &ServicePort) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    port.hash(&mut h);
+    h.finish()
+}
+
+impl ProxyModel {
+    /// The node-wide inputs without the ports.
+    pub fn clone_node_wide(&self) -> ProxyModel {
+        ProxyModel {
+            node_name: self.node_name.clone(),
+            node_ips: self.node_ips.clone(),
+            cluster_cidrs: self.cluster_cidrs.clone(),
+            service_cidrs: self.service_cidrs.clone(),
+            config: self.config.clone(),
+            node_zone: self.node_zone.clone(),
+            ports: BTreeMap::new(),
+        }
+    }
 }
 
 /// Whether the proxy must leave this Service alone.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
-use crate::model::{ProxyModel, ServicePort};
+use crate::model::{ModelDigest, ProxyModel, ServicePort, port_hash};
 use crate::runner::Schedule;
 use crate::syncer::{SyncKind, Syncer};
 
@@ -26,10 +26,11 @@ pub enum Update {
     /// last-change-trigger-time); the next successful sync observes how long they took to
     /// reach the kernel (network programming latency).
     ChangeTimes(Vec<std::time::SystemTime>),
-    /// A whole model rebuilt from the sender's caches (the periodic resync): it must equal
-    /// the state the `Ports` updates built incrementally. A difference is counted, logged
-    /// and repaired by programming the rebuilt model.
-    Resync(ProxyModel),
+    /// A digest of the whole model rebuilt from the sender's caches (the periodic resync): it
+    /// must equal the state the `Ports` updates built incrementally. A difference is
+    /// counted, logged, and answered by setting [`SyncStatus::model_wanted`], on which the
+    /// sender sends the whole model (`Model`) to program.
+    Resync(ModelDigest),
 }
 
 /// Upper bounds (seconds) of the network programming latency buckets, upstream's.
@@ -111,6 +112,8 @@ pub struct SyncStatus {
     /// a difference.
     pub resync_checks: u64,
     pub resync_mismatches: u64,
+    /// A resync check found a difference: the sender should send the whole model.
+    pub model_wanted: bool,
     /// From the first whole model's arrival (the agent's initial lists) to the sync that
     /// programmed it: how long a (re)started agent takes to take over.
     pub initial_sync_ms: Option<u64>,
@@ -148,27 +151,9 @@ fn udp_ports<B: Backend>(syncer: &Syncer<B>, ids: Option<&BTreeSet<String>>) -> 
 }
 
 /// The ids of the service ports whose incremental state (`base` with the `pending` changes)
-/// differs from `rebuilt`; `["(node)"]` when the node-wide inputs differ.
-fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, rebuilt: &ProxyModel) -> Vec<String> {
-    type NodeWide<'a> = (
-        &'a String,
-        &'a Vec<std::net::IpAddr>,
-        &'a Option<String>,
-        &'a Vec<ipnet::IpNet>,
-        &'a Vec<ipnet::IpNet>,
-        &'a crate::model::ProxyConfig,
-    );
-    fn node_wide(m: &ProxyModel) -> NodeWide<'_> {
-        (
-            &m.node_name,
-            &m.node_ips,
-            &m.node_zone,
-            &m.cluster_cidrs,
-            &m.service_cidrs,
-            &m.config,
-        )
-    }
-    if node_wide(base) != node_wide(rebuilt) {
+/// differs from the `rebuilt` digest; `["(node)"]` when the node-wide inputs differ.
+fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, rebuilt: &ModelDigest) -> Vec<String> {
+    if base.clone_node_wide() != rebuilt.node {
         return vec!["(node)".to_owned()];
     }
     let expected = |id: &String| match pending.get(id) {
@@ -178,7 +163,7 @@ fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, 
     let mut out: BTreeSet<String> = rebuilt
         .ports
         .iter()
-        .filter(|(id, p)| expected(id) != Some(*p))
+        .filter(|(id, hash)| expected(id).map(port_hash) != Some(**hash))
         .map(|(id, _)| id.clone())
         .collect();
     out.extend(
@@ -229,8 +214,6 @@ pub fn run<B: Backend>(
             }
             Ok(Update::Resync(rebuilt)) => {
                 let Some(base) = model.as_ref().or(syncer.applied_model()) else {
-                    model = Some(rebuilt);
-                    schedule.request();
                     continue;
                 };
                 let differing = diverged(base, &ports, &rebuilt);
@@ -238,16 +221,12 @@ pub fn run<B: Backend>(
                 st.resync_checks += 1;
                 if !differing.is_empty() {
                     st.resync_mismatches += 1;
+                    st.model_wanted = true;
                     tracing::warn!(
                         count = differing.len(),
                         first = ?&differing[..differing.len().min(5)],
-                        "the incrementally maintained model differs from a rebuild; programming the rebuild"
+                        "the incrementally maintained model differs from a rebuild; asking for the whole model"
                     );
-                    model = Some(rebuilt);
-                    ports.clear();
-                    schedule.request();
-                    st.pending_since_ms.get_or_insert(now());
-                    st.pending_since_unix.get_or_insert(unix_now());
                 }
                 continue;
             }
@@ -534,5 +513,48 @@ mod tests {
             "50 updates within one min interval take one or two syncs, took {}",
             n - 1
         );
+    }
+
+    #[test]
+    fn a_resync_digest_that_differs_asks_for_the_whole_model() {
+        let Harness { tx, status, handle, .. } = start(0, 5);
+        let (id, sp) = port(1);
+        let mut model = ProxyModel::default();
+        model.ports.insert(id.clone(), sp.clone().unwrap());
+        tx.send(Update::Model(model.clone())).unwrap();
+        wait_for(&status, |s| s.full_syncs == 1);
+
+        // the same model: checked, nothing wanted
+        tx.send(Update::Resync(ModelDigest::of(&model))).unwrap();
+        wait_for(&status, |s| s.resync_checks == 1);
+        let st = status.lock().unwrap().clone();
+        assert_eq!((st.resync_mismatches, st.model_wanted), (0, false));
+
+        // a port whose endpoints differ, and one the incremental state lacks
+        let mut other = model.clone();
+        other.ports.get_mut(&id).unwrap().endpoints[0].port = 81;
+        let (id2, sp2) = port(2);
+        other.ports.insert(id2, sp2.unwrap());
+        tx.send(Update::Resync(ModelDigest::of(&other))).unwrap();
+        wait_for(&status, |s| s.resync_checks == 2);
+        let st = status.lock().unwrap().clone();
+        assert_eq!((st.resync_mismatches, st.model_wanted), (1, true));
+
+        // once the changed port is applied, only the missing one differs
+        tx.send(Update::Ports(vec![(id.clone(), other.ports.get(&id).cloned())]))
+            .unwrap();
+        wait_for(&status, |s| s.incremental_syncs == 1);
+        drop(tx);
+        let syncer = handle.join().unwrap();
+        let applied = syncer.applied_model().unwrap();
+        assert_eq!(applied.ports[&id].endpoints[0].port, 81);
+        let mut changed_node = other.clone();
+        changed_node.node_name = "elsewhere".into();
+        assert_eq!(
+            diverged(applied, &BTreeMap::new(), &ModelDigest::of(&changed_node)),
+            ["(node)"]
+        );
+        let missing = diverged(applied, &BTreeMap::new(), &ModelDigest::of(&other));
+        assert_eq!(missing.len(), 1, "{missing:?}");
     }
 }

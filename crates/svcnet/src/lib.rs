@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agnhost;
+pub mod arenas;
 pub mod bench;
 pub mod cli;
 pub mod dns;

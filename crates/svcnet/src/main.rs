@@ -16,5 +16,6 @@ fn main() -> std::process::ExitCode {
         }
         default_hook(info);
     }));
+    svcnet::arenas::limit_for_servers();
     svcnet::cli::run()
 }

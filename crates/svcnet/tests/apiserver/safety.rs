@@ -124,3 +124,16 @@ fn a_huge_replica_count_neither_stops_the_server_nor_its_restart() {
         |t| t == "1",
     );
 }
+
+/// The server runs with two malloc arenas (it executes itself again with
+/// `MALLOC_ARENA_MAX=2`; see `svcnet::arenas`), under the same process id.
+#[test]
+fn the_server_limits_its_malloc_arenas() {
+    let server = Server::start();
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    assert!(
+        vars.contains(&&b"MALLOC_ARENA_MAX=2"[..]),
+        "MALLOC_ARENA_MAX=2 is not in the server's environment"
+    );
+}

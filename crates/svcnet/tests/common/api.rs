@@ -69,6 +69,12 @@ impl ApiServer {
         self.kubeconfig = kubeconfig;
     }
 
+    /// The server's process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("token")).unwrap()
     }

@@ -318,13 +318,21 @@ impl ChangeTracker {
             }
         }
         ProxyModel {
+            ports,
+            ..self.node_wide()
+        }
+    }
+
+    /// The node-wide inputs, without ports.
+    fn node_wide(&self) -> ProxyModel {
+        ProxyModel {
             node_name: self.node_name.clone(),
             node_ips: self.node_ips.clone(),
             node_zone: self.node_zone.clone(),
             cluster_cidrs: self.cluster_cidrs.clone(),
             service_cidrs: self.service_cidrs.clone(),
             config: self.config.clone(),
-            ports,
+            ports: BTreeMap::new(),
         }
     }
 
@@ -332,15 +340,7 @@ impl ChangeTracker {
     /// periodic check never holds a second model.
     pub fn digest(&self) -> ModelDigest {
         let mut digest = ModelDigest {
-            node: ProxyModel {
-                node_name: self.node_name.clone(),
-                node_ips: self.node_ips.clone(),
-                node_zone: self.node_zone.clone(),
-                cluster_cidrs: self.cluster_cidrs.clone(),
-                service_cidrs: self.service_cidrs.clone(),
-                config: self.config.clone(),
-                ports: BTreeMap::new(),
-            },
+            node: self.node_wide(),
             ports: BTreeMap::new(),
         };
         for key in self.services.keys() {

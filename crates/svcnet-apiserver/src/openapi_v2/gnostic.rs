@@ -171,9 +171,10 @@ static BODY_PARAMETER: Object = Object {
     required: &["in", "name", "schema"],
 };
 
-/// The validation keywords every non-body parameter shares, numbered from `first`
-/// (`default` to `multipleOf`, then the extensions).
-macro_rules! non_body_parameter {
+/// A message made of `head` and then the keywords of a primitive value, numbered from
+/// `first` (`type` to `multipleOf`, then the extensions): `PrimitivesItems` and the four
+/// non-body parameters.
+macro_rules! primitive {
     ($name:ident, [$($head:expr),* $(,)?], $first:literal, $required:expr) => {
         static $name: Object = Object {
             fields: &[
@@ -202,76 +203,43 @@ macro_rules! non_body_parameter {
     };
 }
 
-non_body_parameter!(
-    HEADER_PARAMETER,
-    [
-        ("required", 1, Bool),
-        ("in", 2, Str),
-        ("description", 3, Str),
-        ("name", 4, Str)
-    ],
-    5,
-    &["in", "name", "type"]
-);
-non_body_parameter!(
-    FORM_DATA_PARAMETER,
-    [
-        ("required", 1, Bool),
-        ("in", 2, Str),
-        ("description", 3, Str),
-        ("name", 4, Str),
-        ("allowEmptyValue", 5, Bool),
-    ],
-    6,
-    &["in", "name", "type"]
-);
-non_body_parameter!(
-    QUERY_PARAMETER,
-    [
-        ("required", 1, Bool),
-        ("in", 2, Str),
-        ("description", 3, Str),
-        ("name", 4, Str),
-        ("allowEmptyValue", 5, Bool),
-    ],
-    6,
-    &["in", "name", "type"]
-);
-non_body_parameter!(
-    PATH_PARAMETER,
-    [
-        ("required", 1, Bool),
-        ("in", 2, Str),
-        ("description", 3, Str),
-        ("name", 4, Str)
-    ],
-    5,
-    &["in", "name", "required", "type"]
-);
+/// A non-body parameter: `required`, `in`, `description`, `name` (and `allowEmptyValue`
+/// for query and form parameters), then a primitive's keywords.
+macro_rules! non_body_parameter {
+    ($name:ident, $required:expr) => {
+        primitive!(
+            $name,
+            [
+                ("required", 1, Bool),
+                ("in", 2, Str),
+                ("description", 3, Str),
+                ("name", 4, Str)
+            ],
+            5,
+            $required
+        );
+    };
+    ($name:ident, allow_empty_value, $required:expr) => {
+        primitive!(
+            $name,
+            [
+                ("required", 1, Bool),
+                ("in", 2, Str),
+                ("description", 3, Str),
+                ("name", 4, Str),
+                ("allowEmptyValue", 5, Bool),
+            ],
+            6,
+            $required
+        );
+    };
+}
 
-static PRIMITIVES_ITEMS: Object = Object {
-    fields: &[
-        ("type", 1, Str),
-        ("format", 2, Str),
-        ("items", 3, Object(&PRIMITIVES_ITEMS)),
-        ("collectionFormat", 4, Str),
-        ("default", 5, Any),
-        ("maximum", 6, Double),
-        ("exclusiveMaximum", 7, Bool),
-        ("minimum", 8, Double),
-        ("exclusiveMinimum", 9, Bool),
-        ("maxLength", 10, Int64),
-        ("minLength", 11, Int64),
-        ("pattern", 12, Str),
-        ("maxItems", 13, Int64),
-        ("minItems", 14, Int64),
-        ("uniqueItems", 15, Bool),
-        ("enum", 16, Anys),
-        ("multipleOf", 17, Double),
-        ("x-", 18, Extensions),
-    ],
-    required: &[],
-};
+primitive!(PRIMITIVES_ITEMS, [], 1, &[]);
+non_body_parameter!(HEADER_PARAMETER, &["in", "name", "type"]);
+non_body_parameter!(FORM_DATA_PARAMETER, allow_empty_value, &["in", "name", "type"]);
+non_body_parameter!(QUERY_PARAMETER, allow_empty_value, &["in", "name", "type"]);
+non_body_parameter!(PATH_PARAMETER, &["in", "name", "required", "type"]);
 
 static RESPONSE: Object = Object {
     fields: &[

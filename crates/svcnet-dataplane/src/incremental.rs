@@ -30,6 +30,9 @@ pub struct CompiledModel {
     sets: BTreeMap<(Family, String), (usize, SetDecl)>,
     /// Elements of the shared sets, by set, with how many ports contribute each.
     shared_elements: BTreeMap<(Family, String), BTreeMap<Element, usize>>,
+    /// How many elements of the other sets the ports contribute, kept as fragments are
+    /// counted so that [`stats`](Self::stats) compiles nothing.
+    port_elements: usize,
 }
 
 /// Counts before an update began, for objects the update touched.
@@ -62,6 +65,7 @@ impl CompiledModel {
             chains: BTreeMap::new(),
             sets: BTreeMap::new(),
             shared_elements: BTreeMap::new(),
+            port_elements: 0,
             model: ProxyModel::default(),
         };
         for fam in FAMILIES {
@@ -113,8 +117,9 @@ impl CompiledModel {
                 st.rules += chain.rules.len();
             }
             st.sets += self.sets(f).len();
-            self.for_each_element(f, &mut |_, elements| st.elements += elements.count());
+            st.elements += self.statics[&f].sets.values().map(|s| s.elements.len()).sum::<usize>();
         }
+        st.elements += self.shared_elements.values().map(BTreeMap::len).sum::<usize>() + self.port_elements;
         st
     }
 
@@ -225,6 +230,16 @@ impl CompiledModel {
             }
             bump(&mut entry.0);
         }
+        let own: usize = frag
+            .elements
+            .iter()
+            .filter(|(s, _)| !is_shared_set(s))
+            .map(|(_, e)| e.len())
+            .sum();
+        self.port_elements = self
+            .port_elements
+            .checked_add_signed(delta * own as isize)
+            .expect("element counts never go negative");
         for (set, elements) in frag.elements.iter().filter(|(s, _)| is_shared_set(s)) {
             let counts = self.shared_elements.entry((fam, set.clone())).or_default();
             for e in elements {

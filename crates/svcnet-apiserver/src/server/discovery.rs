@@ -126,7 +126,7 @@ pub(super) async fn openapi_v2(headers: HeaderMap) -> Response {
             Ok(bytes) => (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, Form::Protobuf.content_type())],
-                bytes.clone(),
+                axum::body::Bytes::from_static(bytes),
             )
                 .into_response(),
             Err(e) => status_response(&Status::internal(&e.to_string())),

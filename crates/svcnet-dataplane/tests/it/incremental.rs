@@ -191,6 +191,7 @@ proptest! {
             let changes = compiled.update(model.clone()).expect("node-wide inputs unchanged");
             let whole = compile(&model);
             prop_assert_eq!(&compiled.ruleset(), &whole, "after {:?}", e);
+            prop_assert_eq!(compiled.stats(), whole.stats(), "counts after {:?}", e);
             // a full replacement rendered from the compiled model says the same as one
             // rendered from the assembled ruleset
             // statements, with element lists split into one entry per element (their order

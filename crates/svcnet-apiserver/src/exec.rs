@@ -58,9 +58,31 @@ fn truthy(v: &str) -> bool {
     matches!(v, "true" | "1" | "True")
 }
 
-/// The request's query parameters (`command` repeats, one per word); a request without a
-/// command, or with none of stdin, stdout and stderr, is refused with upstream's words.
-pub fn parse_request(pairs: &[(String, String)]) -> Result<ExecRequest, String> {
+/// The query parameters that name the streams: the API's `pods/exec` says `stdin`, `stdout`
+/// and `stderr`; the kubelet's `/exec`, which kube-apiserver proxies to, says `input`, `output`
+/// and `error`. Both say `command`, `container` and `tty`.
+pub struct Parameters {
+    pub stdin: &'static str,
+    pub stdout: &'static str,
+    pub stderr: &'static str,
+}
+
+pub const API_PARAMETERS: Parameters = Parameters {
+    stdin: "stdin",
+    stdout: "stdout",
+    stderr: "stderr",
+};
+
+pub const KUBELET_PARAMETERS: Parameters = Parameters {
+    stdin: "input",
+    stdout: "output",
+    stderr: "error",
+};
+
+/// The request's query parameters (`command` repeats, one per word), named as `names` says; a
+/// request without a command, or with none of stdin, stdout and stderr, is refused with
+/// upstream's words.
+pub fn parse_request(pairs: &[(String, String)], names: &Parameters) -> Result<ExecRequest, String> {
     let mut r = ExecRequest {
         command: vec![],
         container: None,
@@ -73,10 +95,10 @@ pub fn parse_request(pairs: &[(String, String)]) -> Result<ExecRequest, String> 
         match k.as_str() {
             "command" => r.command.push(v.clone()),
             "container" => r.container = Some(v.clone()),
-            "stdin" => r.stdin = truthy(v),
-            "stdout" => r.stdout = truthy(v),
-            "stderr" => r.stderr = truthy(v),
             "tty" => r.tty = truthy(v),
+            k if k == names.stdin => r.stdin = truthy(v),
+            k if k == names.stdout => r.stdout = truthy(v),
+            k if k == names.stderr => r.stderr = truthy(v),
             _ => {}
         }
     }
@@ -150,27 +172,40 @@ mod tests {
 
     #[test]
     fn commands_repeat_and_a_stream_is_required() {
-        let r = parse_request(&pairs(&[
-            ("command", "sh"),
-            ("command", "-c"),
-            ("command", "echo hi"),
-            ("container", "shell"),
-            ("stdout", "true"),
-        ]))
+        let r = parse_request(
+            &pairs(&[
+                ("command", "sh"),
+                ("command", "-c"),
+                ("command", "echo hi"),
+                ("container", "shell"),
+                ("stdout", "true"),
+            ]),
+            &API_PARAMETERS,
+        )
         .unwrap();
         assert_eq!(r.command, ["sh", "-c", "echo hi"]);
         assert_eq!(r.container.as_deref(), Some("shell"));
         assert!(r.stdout && !r.stdin && !r.tty);
         assert!(
-            parse_request(&pairs(&[("stdout", "true")]))
+            parse_request(&pairs(&[("stdout", "true")]), &API_PARAMETERS)
                 .unwrap_err()
                 .contains("1 command")
         );
         assert!(
-            parse_request(&pairs(&[("command", "ls")]))
+            parse_request(&pairs(&[("command", "ls")]), &API_PARAMETERS)
                 .unwrap_err()
                 .contains("stdin, stdout, stderr")
         );
+    }
+
+    #[test]
+    fn the_kubelet_names_the_streams_its_own_way() {
+        let kubelet = pairs(&[("command", "ls"), ("input", "1"), ("output", "1"), ("tty", "1")]);
+        let r = parse_request(&kubelet, &KUBELET_PARAMETERS).unwrap();
+        assert!(r.stdin && r.stdout && !r.stderr && r.tty);
+        // the API's names mean nothing to the kubelet, and the kubelet's nothing to the API
+        assert!(parse_request(&pairs(&[("command", "ls"), ("stdout", "1")]), &KUBELET_PARAMETERS).is_err());
+        assert!(parse_request(&kubelet, &API_PARAMETERS).is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod credentials;
 pub mod delete_options;
 pub mod events;
 pub mod exec;
+pub mod exec_session;
 pub mod field_validation;
 pub mod finalizers;
 pub mod gc;

@@ -108,6 +108,7 @@ async fn start_upstream(bin: &std::path::Path) -> Result<Server> {
         dir.path().join("pids"),
         "127.0.0.1:0".parse()?,
         SERVICE_CIDR,
+        None,
     )
     .await?;
     Ok(Server {

@@ -97,17 +97,37 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
     let log_dir = state.join("pods");
     std::fs::create_dir_all(&log_dir)?;
     // upstream's kube-apiserver reads pod output from a kubelet API (svcnet's, from a hook)
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     let kubelet_port = match options.control_plane {
         ControlPlane::Svcnet => None,
         _ => {
             let creds = kubelet::api::credentials(&state.join("upstream"))?;
-            let (port, _task) = kubelet::api::start(&creds, log_dir.clone())
+            let served = kubelet::api::Served {
+                logs: Arc::new(crate::lab::hooks::LogFiles { dir: log_dir.clone() }),
+                client: client.clone(),
+                exec: Arc::new(crate::lab::hooks::PodCommands {
+                    plan: (*plan).clone(),
+                    state: state.to_owned(),
+                    exe: exe.clone(),
+                }),
+            };
+            let (port, _task) = kubelet::api::start(&creds, served)
                 .await
                 .context("starting the kubelet API")?;
+            // kube-apiserver reaches the kubelet API, pods and Services through this proxy
+            let egress = crate::lab::egress::bind(&crate::lab::egress::socket_path(&state.join("upstream")))?;
+            tokio::spawn(crate::lab::egress::serve(
+                egress,
+                crate::lab::egress::Routes {
+                    kubelet: SocketAddr::from(([127, 0, 0, 1], port)),
+                    dialer: crate::lab::hooks::NodeDialer {
+                        netns: plan.nodes[0].netns.clone(),
+                    },
+                },
+            ));
             Some(port)
         }
     };
-    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     let mut kubelets = Vec::new();
     for node in &plan.nodes {
         let ctx = Arc::new(NodeContext {

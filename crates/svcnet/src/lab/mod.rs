@@ -25,6 +25,7 @@ pub mod commands;
 pub mod control_plane;
 pub mod daemon;
 pub mod demo;
+pub mod egress;
 pub mod events;
 pub mod hooks;
 pub mod kubelet;

@@ -142,6 +142,7 @@ fn svcnet_answers_as_kube_apiserver_does() {
             dir.path().join("pids"),
             "127.0.0.1:0".parse().unwrap(),
             "10.96.0.0/12",
+            None,
         ))
         .unwrap_or_else(|e| panic!("kube-apiserver did not start: {e:#}"));
     let upstream_dir = dir.path().join("upstream");

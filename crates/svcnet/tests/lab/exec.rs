@@ -1,13 +1,13 @@
-//! `kubectl exec` against svcnet's API server (WebSocket, `v5.channel.k8s.io`): a command's
-//! output, errors and exit code come back apart, stdin reaches it and its end ends the
-//! command, and it runs as the pod's processes do (its hostname, user and resolver);
-//! `-t` gives it a terminal of kubectl's size; `kubectl cp` (tar over exec) copies the pod's
-//! files out.
+//! `kubectl exec` (WebSocket, `v5.channel.k8s.io`), on svcnet's API server and on upstream's
+//! (which proxies the WebSocket to the lab's kubelet API): a command's output, errors and exit
+//! code come back apart, stdin reaches it and its end ends the command, and it runs as the
+//! pod's processes do (its hostname, user and resolver); `-t` gives it a terminal of kubectl's
+//! size; `kubectl cp` (tar over exec) copies the pod's files out.
 
 use std::io::Write;
 use std::process::Stdio;
 
-use crate::support::Lab;
+use crate::support::{ControlPlane, Lab};
 
 fn exec(lab: &Lab, stdin: Option<&str>, args: &[&str]) -> (Option<i32>, String, String) {
     let mut command = lab.kubectl_command();
@@ -26,9 +26,22 @@ fn exec(lab: &Lab, stdin: Option<&str>, args: &[&str]) -> (Option<i32>, String, 
     )
 }
 
-#[test]
-fn kubectl_exec_runs_commands_in_the_pod_s_sandbox() {
-    let lab = Lab::up(1);
+mod kubectl_exec_runs_commands_in_the_pod_s_sandbox {
+    use crate::support::ControlPlane;
+
+    #[test]
+    fn svcnet() {
+        super::kubectl_exec_runs_commands_in_the_pod_s_sandbox(ControlPlane::Svcnet);
+    }
+
+    #[test]
+    fn upstream() {
+        super::kubectl_exec_runs_commands_in_the_pod_s_sandbox(ControlPlane::Upstream);
+    }
+}
+
+fn kubectl_exec_runs_commands_in_the_pod_s_sandbox(control_plane: ControlPlane) {
+    let lab = Lab::up_on(1, control_plane);
     lab.apply(
         "apiVersion: v1
 kind: Pod

@@ -198,11 +198,10 @@ fn logs_through_upstream_s_api_server_and_the_kubelet_api() {
 }
 
 /// Logs and the proxy subresources need the API server to reach the lab's pods and their
-/// output: svcnet's API server does (through the lab's hooks); on upstream's, logs go through
-/// the lab's kubelet API (the test above) and the proxies do not work, which the README says.
-#[test]
-fn logs_and_proxies_reach_pods_through_the_api_server() {
-    let lab = Lab::up(2);
+/// output: svcnet's API server does through the lab's hooks; upstream's through its egress
+/// selector (the lab's `CONNECT` proxy into a node's namespace) and the lab's kubelet API.
+fn logs_and_proxies_reach_pods_through_the_api_server(control_plane: ControlPlane) {
+    let lab = Lab::up_on(2, control_plane);
     lab.apply(&deployment("web", 2, ""));
     lab.apply(
         "apiVersion: v1
@@ -259,6 +258,20 @@ spec:
         !ok && text.contains(r#"no endpoints available for service "empty""#),
         "{text}"
     );
+}
+
+mod logs_and_proxies_reach_pods_through_the_api_server {
+    use crate::support::ControlPlane;
+
+    #[test]
+    fn svcnet() {
+        super::logs_and_proxies_reach_pods_through_the_api_server(ControlPlane::Svcnet);
+    }
+
+    #[test]
+    fn upstream() {
+        super::logs_and_proxies_reach_pods_through_the_api_server(ControlPlane::Upstream);
+    }
 }
 
 /// A Service that selects no pod.

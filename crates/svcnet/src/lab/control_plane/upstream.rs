@@ -169,13 +169,15 @@ pub struct ApiServer {
 
 /// Starts etcd and kube-apiserver (RBAC, a static admin token) with data, credentials and
 /// logs in `dir` and pid files in `pids`, on `api` (port 0: a free one), for Services in
-/// `service_cidr`; returns once kube-apiserver is ready.
+/// `service_cidr`; returns once kube-apiserver is ready. With `egress`, its connections to
+/// the cluster (pods, Services, kubelets) go as that egress selector configuration says.
 pub async fn start_api_server(
     bin: &Path,
     dir: &Path,
     pids: PathBuf,
     api: SocketAddr,
     service_cidr: &str,
+    egress: Option<&Path>,
 ) -> Result<ApiServer> {
     check_binaries(bin, &BINARIES[..2])?;
     credentials::private_dir(dir)?;
@@ -200,8 +202,8 @@ pub async fn start_api_server(
     .chain([ip.to_string(), first_service_ip(service_cidr)?])
     .collect::<Vec<_>>();
     let creds = credentials::ensure(dir, &url, &hosts)?;
-    // kube-apiserver reaches the lab's kubelet API (logs) on loopback, with a certificate of
-    // the lab's CA, and checks the kubelet's (see `kubelet::api`)
+    // kube-apiserver reaches the lab's kubelet API (logs, exec) on loopback, with a certificate
+    // of the lab's CA, and checks the kubelet's (see `kubelet::api`)
     let (kubelet_client_cert, kubelet_client_key) =
         credentials::issue_mutual_tls(dir, "apiserver-kubelet-client", &[])?;
     let (sa_key, sa_pub) = credentials::service_account_key(dir)?;
@@ -246,6 +248,7 @@ pub async fn start_api_server(
             "--log-level=warn".to_owned(),
         ],
     )?;
+    let egress = egress.map(|config| format!("--egress-selector-config-file={}", path(config)));
     processes.spawn(
         "kube-apiserver",
         &bin.join("kube-apiserver"),
@@ -277,7 +280,10 @@ pub async fn start_api_server(
                 "--kubelet-preferred-address-types={}",
                 crate::lab::kubelet::api::ADDRESS_TYPE
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(egress)
+        .collect::<Vec<_>>(),
     )?;
     wait_ready(&creds.kubeconfig, api, &mut processes).await?;
     Ok(ApiServer {
@@ -301,7 +307,19 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
         address,
         service_account_key: sa_key,
         ca,
-    } = start_api_server(bin, &dir, pid_dir(settings.state), settings.api, SERVICE_CIDR).await?;
+    } = {
+        credentials::private_dir(&dir)?;
+        let egress = crate::lab::egress::write_config(&dir)?;
+        start_api_server(
+            bin,
+            &dir,
+            pid_dir(settings.state),
+            settings.api,
+            SERVICE_CIDR,
+            Some(&egress),
+        )
+        .await?
+    };
     let path = |p: &Path| p.to_string_lossy().into_owned();
     processes.spawn(
         "kube-controller-manager",

@@ -1,8 +1,15 @@
 //! The kubelet API the lab serves to upstream's kube-apiserver (`--control-plane upstream`),
-//! so `kubectl logs` works there as on svcnet's own API server (which reads the same files
-//! through a hook): `GET /containerLogs/NS/POD/CONTAINER` with `previous`, `tailLines`,
-//! `limitBytes` and `follow`. One server for every node, on loopback where kube-apiserver
-//! runs; each Node reports it as its [`ADDRESS_TYPE`] address and `daemonEndpoints` port.
+//! so `kubectl logs` and `kubectl exec` work there as on svcnet's own API server (which reaches
+//! the same files and sandboxes through hooks):
+//! - `GET /containerLogs/NS/POD/CONTAINER` with `previous`, `tailLines`, `limitBytes` and
+//!   `follow`;
+//! - `/exec/NS/POD/CONTAINER` over WebSocket (`v5.channel.k8s.io`), which kube-apiserver
+//!   proxies to because each Node declares the feature `ExtendWebSocketsToKubelet` (it would
+//!   otherwise speak SPDY to the kubelet, which the lab does not serve).
+//!
+//! One server for every node, on loopback where kube-apiserver runs; each Node reports it as
+//! its [`ADDRESS_TYPE`] address and `daemonEndpoints` port, and kube-apiserver reaches it
+//! through the lab's egress proxy (`lab::egress`).
 //! Mutual TLS: only a client with a certificate of the lab's CA (kube-apiserver's kubelet
 //! client certificate; root's files) is answered, so no other local user reads pod output.
 
@@ -14,15 +21,31 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use k8s_openapi::api::core::v1::Pod;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use svcnet_apiserver::exec::{self, KUBELET_PARAMETERS, SharedPodExec};
 use svcnet_apiserver::logs::{PodLogs, cut};
 
 use crate::lab::hooks::LogFiles;
+
+/// The feature a Node declares (`status.declaredFeatures`) for kube-apiserver to proxy
+/// `kubectl exec`'s WebSocket to the kubelet as it is.
+pub const WEBSOCKETS_FEATURE: &str = "ExtendWebSocketsToKubelet";
+
+/// What the kubelet API reaches: the pods' output, the pods themselves (read from the API
+/// server) and a way to run commands in them.
+pub struct Served {
+    pub logs: Arc<LogFiles>,
+    pub client: kube::Client,
+    pub exec: SharedPodExec,
+}
 
 /// The address type kube-apiserver is told to prefer, under which each Node reports the
 /// kubelet API's loopback address.
@@ -40,10 +63,11 @@ struct LogQuery {
 }
 
 async fn container_logs(
-    State(logs): State<Arc<LogFiles>>,
+    State(served): State<Arc<Served>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Response {
+    let logs = served.logs.clone();
     let read = {
         let (logs, ns, pod, container) = (logs.clone(), ns.clone(), pod.clone(), container.clone());
         let previous = q.previous.unwrap_or(false);
@@ -98,6 +122,42 @@ async fn container_logs(
     Body::from_stream(stream).into_response()
 }
 
+/// A command in a container: the kubelet's parameters (`input`, `output`, `error`, `tty`,
+/// `command`), the pod as the API server has it, then the session the API server's own
+/// `pods/exec` runs.
+async fn container_exec(
+    State(served): State<Arc<Served>>,
+    UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = match exec::parse_request(&pairs, &KUBELET_PARAMETERS) {
+        Ok(r) => r,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), &ns);
+    let pod = match pods.get_opt(&pod).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")).into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}")).into_response(),
+    };
+    let Ok(upgrade) = upgrade else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
+        )
+            .into_response();
+    };
+    let pod = match serde_json::to_value(pod) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let hook = served.exec.clone();
+    upgrade
+        .protocols(exec::PROTOCOLS)
+        .on_upgrade(move |socket| svcnet_apiserver::exec_session::run(socket, hook, pod, container, request))
+}
+
 /// The server's TLS: its certificate, and client certificates of the lab's CA required.
 fn tls_config(cert: &Path, key: &Path, ca: &Path) -> Result<rustls::ServerConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -132,16 +192,17 @@ pub fn credentials(dir: &Path) -> Result<Credentials> {
     })
 }
 
-/// Binds the server on loopback; returns its port and the task that serves `log_dir`.
-pub async fn start(creds: &Credentials, log_dir: PathBuf) -> Result<(u16, tokio::task::JoinHandle<()>)> {
+/// Binds the server on loopback; returns its port and the task that serves `served`.
+pub async fn start(creds: &Credentials, served: Served) -> Result<(u16, tokio::task::JoinHandle<()>)> {
     let config = tls_config(&creds.cert, &creds.key, &creds.ca)?;
     let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let port = listener.local_addr()?.port();
     listener.set_nonblocking(true)?;
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route("/exec/{ns}/{pod}/{container}", get(container_exec).post(container_exec))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(Arc::new(LogFiles { dir: log_dir }));
+        .with_state(Arc::new(served));
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
     let server = axum_server::from_tcp_rustls(listener, tls);
     let task = tokio::spawn(async move {

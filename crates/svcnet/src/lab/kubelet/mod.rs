@@ -119,6 +119,7 @@ fn node_status(node: &NodePlan, ip: Ipv4Addr, kubelet_port: Option<u16>) -> serd
     }});
     if let Some(port) = kubelet_port {
         status["status"]["daemonEndpoints"] = json!({ "kubeletEndpoint": { "Port": port } });
+        status["status"]["declaredFeatures"] = json!([api::WEBSOCKETS_FEATURE]);
     }
     status
 }

@@ -27,11 +27,16 @@ pub struct Process {
     pub terminal: Option<std::fs::File>,
 }
 
-/// Runs commands in pods' containers.
-pub trait PodExec: Send + Sync {
+/// What the kubelet's streaming endpoints reach in pods: commands run in containers
+/// (`exec`) and connections to the pod's ports (`port-forward`).
+pub trait PodStreaming: Send + Sync {
     /// Starts `command` in `container` of `pod` (the stored object): with piped stdin, stdout
     /// and stderr, or on a new terminal when `tty`.
     fn start(&self, pod: &Value, container: &str, command: &[String], tty: bool) -> std::io::Result<Process>;
+
+    /// A connection to `port` on the pod's loopback, from inside its network namespace, as
+    /// the kubelet opens one for `kubectl port-forward`.
+    fn connect(&self, pod: &Value, port: u16) -> std::io::Result<std::net::TcpStream>;
 }
 
 /// A terminal size from a resize message (`{"Width":80,"Height":24}`).
@@ -41,7 +46,7 @@ pub fn terminal_size(message: &[u8]) -> Option<(u16, u16)> {
     Some((dim("Width")?, dim("Height")?))
 }
 
-pub type SharedPodExec = Arc<dyn PodExec>;
+pub type SharedPodStreaming = Arc<dyn PodStreaming>;
 
 /// What an exec request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! One command's session over a WebSocket, for `pods/exec` here and for the lab's kubelet
 //! API (which upstream's kube-apiserver proxies `kubectl exec` to): the command is started by
-//! the [`PodExec`](crate::exec::PodExec) hook and its streams are relayed over the channels
+//! the [`PodStreaming`](crate::exec::PodStreaming) hook and its streams are relayed over the channels
 //! until it ends, when its exit status goes on the error channel. With `-t` the command gets a
 //! terminal: what it writes comes out of the terminal on stdout, and resize messages set the
 //! terminal's size.
@@ -46,7 +46,7 @@ async fn pump(mut from: impl tokio::io::AsyncRead + Unpin, channel: u8, to: toki
 /// Runs `request` in `container` of `pod` (the object) and relays it over `socket`.
 pub async fn run(
     mut socket: WebSocket,
-    hook: exec::SharedPodExec,
+    hook: exec::SharedPodStreaming,
     pod: Value,
     container: String,
     request: ExecRequest,

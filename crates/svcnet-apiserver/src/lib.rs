@@ -35,6 +35,7 @@ pub mod openapi;
 pub mod openapi_v2;
 pub mod paging;
 pub mod plain_http;
+pub mod port_forward;
 pub mod protobuf;
 pub mod proxy;
 pub mod registry;
@@ -44,6 +45,7 @@ pub mod scale;
 pub mod selection;
 pub mod server;
 pub mod service_cidrs;
+pub mod spdy;
 pub mod strategic;
 pub mod table;
 pub mod workloads;
@@ -66,8 +68,9 @@ pub struct Config {
     pub dialer: Option<proxy::SharedDialer>,
     /// Where `pods/log` reads container output (`None`: not available).
     pub pod_logs: Option<logs::SharedPodLogs>,
-    /// What runs `pods/exec` commands (`None`: not available).
-    pub pod_exec: Option<exec::SharedPodExec>,
+    /// What runs `pods/exec` commands and opens `pods/portforward` connections (`None`: not
+    /// available).
+    pub pod_streaming: Option<exec::SharedPodStreaming>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +104,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     let state = server::AppState {
         dialer: config.dialer.unwrap_or_else(|| Arc::new(proxy::DirectDialer)),
         pod_logs: config.pod_logs,
-        pod_exec: config.pod_exec,
+        pod_streaming: config.pod_streaming,
         revision,
         registry,
         token: Arc::new(creds.token.clone()),

@@ -664,7 +664,7 @@ fn run_apiserver(
         node_ports: node_ports.parse()?,
         dialer: None,
         pod_logs: None,
-        pod_exec: None,
+        pod_streaming: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(svcnet_apiserver::run(config, |addr, kubeconfig| {

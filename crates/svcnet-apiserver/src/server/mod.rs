@@ -5,7 +5,7 @@
 //!
 //! One file per concern: `auth` (who may ask), `body` (request bodies and patches),
 //! `discovery` (version, API lists, OpenAPI, health), `watch`, `handlers` (the verbs on
-//! resources), `subresources` (logs and proxies), `pod_exec` (exec over WebSocket), `reply` (answers and Status bodies);
+//! resources), `subresources` (logs and proxies), `pod_streaming` (exec and port-forward over WebSocket), `reply` (answers and Status bodies);
 //! this file holds the state, the routes and the TLS listener.
 
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ mod auth;
 mod body;
 mod discovery;
 mod handlers;
-mod pod_exec;
+mod pod_streaming;
 mod reply;
 mod subresources;
 mod watch;
@@ -48,7 +48,7 @@ use auth::*;
 use body::*;
 use discovery::*;
 use handlers::*;
-use pod_exec::*;
+use pod_streaming::*;
 use reply::*;
 use subresources::*;
 use watch::*;
@@ -67,7 +67,7 @@ pub struct AppState {
     /// Where `pods/log` reads from, if anywhere.
     pub pod_logs: Option<logs::SharedPodLogs>,
     /// Runs `pods/exec` commands (`None`: not available).
-    pub pod_exec: Option<crate::exec::SharedPodExec>,
+    pub pod_streaming: Option<crate::exec::SharedPodStreaming>,
     /// The store's latest revision, updated after every write.
     pub revision: tokio::sync::watch::Receiver<u64>,
 }
@@ -100,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(pod_exec).post(pod_exec))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/portforward",
+            get(pod_port_forward).post(pod_port_forward),
+        )
         .route("/api/v1/namespaces/{ns}/pods/{name}/binding", post(pod_binding))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy", any(pod_proxy))
         .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", any(pod_proxy))

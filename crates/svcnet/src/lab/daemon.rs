@@ -105,7 +105,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             let served = kubelet::api::Served {
                 logs: Arc::new(crate::lab::hooks::LogFiles { dir: log_dir.clone() }),
                 client: client.clone(),
-                exec: Arc::new(crate::lab::hooks::PodCommands {
+                streaming: Arc::new(crate::lab::hooks::PodCommands {
                     plan: (*plan).clone(),
                     state: state.to_owned(),
                     exe: exe.clone(),

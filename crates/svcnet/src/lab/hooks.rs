@@ -1,9 +1,13 @@
 //! How the lab's API server reaches pods: for the `proxy` subresources, connections are
 //! opened from inside a node's network namespace (where every pod address is routed), by a
-//! thread that enters it for that one connection; for `pods/log`, the kubelets' output files.
+//! thread that enters it for that one connection; for `pods/log`, the kubelets' output files;
+//! for `exec`, the pod's sandbox; for `port-forward`, the pod's own loopback, dialled the same
+//! way from inside the pod's namespace.
 
 use std::net::{SocketAddr, TcpStream};
+
 use std::time::Duration;
+use svcnet_apiserver::proxy::Dialer;
 
 pub struct NodeDialer {
     pub netns: String,
@@ -68,7 +72,7 @@ pub struct PodCommands {
     pub exe: String,
 }
 
-impl svcnet_apiserver::exec::PodExec for PodCommands {
+impl svcnet_apiserver::exec::PodStreaming for PodCommands {
     fn start(
         &self,
         pod: &serde_json::Value,
@@ -133,5 +137,20 @@ impl svcnet_apiserver::exec::PodExec for PodCommands {
         // the command's copies of the terminal are its own now; ours close with `cmd`
         drop(cmd);
         Ok(svcnet_apiserver::exec::Process { child, terminal })
+    }
+
+    fn connect(&self, pod: &serde_json::Value, port: u16) -> std::io::Result<TcpStream> {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        if !super::kubelet::isolation::sandbox_dir(&self.state, uid).is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the pod is not running on any node of the lab",
+            ));
+        }
+        // the pod's own loopback, as the kubelet dials for port-forward
+        NodeDialer {
+            netns: self.plan.pod_netns(uid),
+        }
+        .dial(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 }

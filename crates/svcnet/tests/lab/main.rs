@@ -4,6 +4,7 @@
 
 mod maglev;
 mod names;
+mod port_forward;
 mod sandbox;
 mod scale;
 mod support;

@@ -31,7 +31,7 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
         pod_logs: Some(Arc::new(crate::lab::hooks::LogFiles {
             dir: settings.state.join("pods"),
         })),
-        pod_exec: Some(Arc::new(crate::lab::hooks::PodCommands {
+        pod_streaming: Some(Arc::new(crate::lab::hooks::PodCommands {
             plan: settings.plan.clone(),
             state: settings.state.to_owned(),
             exe: std::env::current_exe()?.to_string_lossy().into_owned(),

@@ -3,9 +3,10 @@
 //! the same files and sandboxes through hooks):
 //! - `GET /containerLogs/NS/POD/CONTAINER` with `previous`, `tailLines`, `limitBytes` and
 //!   `follow`;
-//! - `/exec/NS/POD/CONTAINER` over WebSocket (`v5.channel.k8s.io`), which kube-apiserver
-//!   proxies to because each Node declares the feature `ExtendWebSocketsToKubelet` (it would
-//!   otherwise speak SPDY to the kubelet, which the lab does not serve).
+//! - `/exec/NS/POD/CONTAINER` over WebSocket (`v5.channel.k8s.io`) and `/portForward/NS/POD`
+//!   (SPDY tunnelled in a WebSocket), which kube-apiserver proxies to as kubectl sent them
+//!   because each Node declares the feature `ExtendWebSocketsToKubelet` (it would otherwise
+//!   speak plain SPDY to the kubelet, which the lab does not serve).
 //!
 //! One server for every node, on loopback where kube-apiserver runs; each Node reports it as
 //! its [`ADDRESS_TYPE`] address and `daemonEndpoints` port, and kube-apiserver reaches it
@@ -30,7 +31,7 @@ use axum::routing::get;
 use k8s_openapi::api::core::v1::Pod;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use svcnet_apiserver::exec::{self, KUBELET_PARAMETERS, SharedPodExec};
+use svcnet_apiserver::exec::{self, KUBELET_PARAMETERS, SharedPodStreaming};
 use svcnet_apiserver::logs::{PodLogs, cut};
 
 use crate::lab::hooks::LogFiles;
@@ -44,7 +45,7 @@ pub const WEBSOCKETS_FEATURE: &str = "ExtendWebSocketsToKubelet";
 pub struct Served {
     pub logs: Arc<LogFiles>,
     pub client: kube::Client,
-    pub exec: SharedPodExec,
+    pub streaming: SharedPodStreaming,
 }
 
 /// The address type kube-apiserver is told to prefer, under which each Node reports the
@@ -152,10 +153,40 @@ async fn container_exec(
         Ok(v) => v,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    let hook = served.exec.clone();
+    let hook = served.streaming.clone();
     upgrade
         .protocols(exec::PROTOCOLS)
         .on_upgrade(move |socket| svcnet_apiserver::exec_session::run(socket, hook, pod, container, request))
+}
+
+/// `kubectl port-forward`: the pod as the API server has it, then the session the API
+/// server's own `pods/portforward` runs.
+async fn port_forward(
+    State(served): State<Arc<Served>>,
+    UrlPath((ns, pod)): UrlPath<(String, String)>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), &ns);
+    let pod = match pods.get_opt(&pod).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")).into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}")).into_response(),
+    };
+    let Ok(upgrade) = upgrade else {
+        let message = format!(
+            "port-forward needs a WebSocket upgrade ({}); plain SPDY is not served",
+            svcnet_apiserver::port_forward::PROTOCOL
+        );
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    };
+    let pod = match serde_json::to_value(pod) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let hook = served.streaming.clone();
+    upgrade
+        .protocols([svcnet_apiserver::port_forward::PROTOCOL])
+        .on_upgrade(move |socket| svcnet_apiserver::port_forward::run(socket, hook, pod))
 }
 
 /// The server's TLS: its certificate, and client certificates of the lab's CA required.
@@ -201,6 +232,7 @@ pub async fn start(creds: &Credentials, served: Served) -> Result<(u16, tokio::t
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", get(container_exec).post(container_exec))
+        .route("/portForward/{ns}/{pod}", get(port_forward).post(port_forward))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(served));
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));

@@ -1,0 +1,83 @@
+//! The pod subresources that stream over WebSocket, each checked like upstream's before the
+//! upgrade:
+//! - `pods/exec` (`kubectl exec`, which speaks `v5.channel.k8s.io`): the pod, the container, a
+//!   command and a stream, then the command runs in an [`exec_session`](crate::exec_session);
+//! - `pods/portforward` (`kubectl port-forward`, SPDY tunnelled in a WebSocket): the pod, then
+//!   a [`port_forward`](crate::port_forward) session.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+
+use super::*;
+use crate::exec::{self, API_PARAMETERS};
+use crate::{exec_session, port_forward};
+
+/// The answer when no kubelet hook is configured.
+fn no_kubelets(what: &str) -> Box<Status> {
+    let mut s = Status::bad_request(format!(
+        "{what} is not available from this server (it runs no kubelets)"
+    ));
+    s.reason = "ServiceUnavailable".into();
+    s.code = 503;
+    Box::new(s)
+}
+
+pub(super) async fn pod_exec(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let checked = (|| {
+        let pod = objects::get(state.registry.store(), &resources::PODS, &ns, &name)?;
+        let request = exec::parse_request(&pairs, &API_PARAMETERS).map_err(|m| Box::new(Status::bad_request(m)))?;
+        let container = logs::container_of(&pod, request.container.as_deref())?;
+        let Some(hook) = state.pod_streaming.clone() else {
+            return Err(no_kubelets("exec"));
+        };
+        Ok((pod, request, container, hook))
+    })();
+    let (pod, request, container, hook) = match checked {
+        Ok(c) => c,
+        Err(s) => return status_response(&s),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(_) => {
+            return status_response(&Status::bad_request(
+                "pods/exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
+            ));
+        }
+    };
+    upgrade
+        .protocols(exec::PROTOCOLS)
+        .on_upgrade(move |socket| exec_session::run(socket, hook, pod, container, request))
+}
+
+pub(super) async fn pod_port_forward(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let checked = (|| {
+        let pod = objects::get(state.registry.store(), &resources::PODS, &ns, &name)?;
+        let hook = state.pod_streaming.clone().ok_or_else(|| no_kubelets("port-forward"))?;
+        Ok::<_, Box<Status>>((pod, hook))
+    })();
+    let (pod, hook) = match checked {
+        Ok(c) => c,
+        Err(s) => return status_response(&s),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(_) => {
+            return status_response(&Status::bad_request(format!(
+                "pods/portforward needs a WebSocket upgrade ({}); SPDY without a WebSocket is not served",
+                port_forward::PROTOCOL
+            )));
+        }
+    };
+    upgrade
+        .protocols([port_forward::PROTOCOL])
+        .on_upgrade(move |socket| port_forward::run(socket, hook, pod))
+}

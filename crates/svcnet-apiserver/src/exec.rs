@@ -34,9 +34,25 @@ pub trait PodStreaming: Send + Sync {
     /// and stderr, or on a new terminal when `tty`.
     fn start(&self, pod: &Value, container: &str, command: &[String], tty: bool) -> std::io::Result<Process>;
 
+    /// The streams of `container`'s running process, from now on: what it writes and, when
+    /// `stdin` is asked for and the container keeps its stdin open (`stdin: true`), where
+    /// its input goes.
+    fn attach(&self, pod: &Value, container: &str, stdin: bool) -> std::io::Result<Attached>;
+
     /// A connection to `port` on the pod's loopback, from inside its network namespace, as
     /// the kubelet opens one for `kubectl port-forward`.
     fn connect(&self, pod: &Value, port: u16) -> std::io::Result<std::net::TcpStream>;
+}
+
+/// A running container's streams, for `attach`.
+pub struct Attached {
+    /// What the container writes, by channel ([`STDOUT`] or [`STDERR`]); ends when it does.
+    pub output: tokio::sync::mpsc::Receiver<(u8, Vec<u8>)>,
+    /// Where the client's stdin goes (the container's stdin, or its terminal); dropping it
+    /// ends this client's input (and with `stdinOnce`, the container's).
+    pub input: Option<Box<dyn std::io::Write + Send>>,
+    /// The container's terminal, for resizes, when it runs on one.
+    pub terminal: Option<std::fs::File>,
 }
 
 /// A terminal size from a resize message (`{"Width":80,"Height":24}`).
@@ -88,6 +104,19 @@ pub const KUBELET_PARAMETERS: Parameters = Parameters {
 /// request without a command, or with none of stdin, stdout and stderr, is refused with
 /// upstream's words.
 pub fn parse_request(pairs: &[(String, String)], names: &Parameters) -> Result<ExecRequest, String> {
+    let r = parse_streams(pairs, names)?;
+    if r.command.is_empty() {
+        return Err("you must specify at least 1 command".into());
+    }
+    Ok(r)
+}
+
+/// An attach request's parameters: the streams, and no command.
+pub fn parse_attach(pairs: &[(String, String)], names: &Parameters) -> Result<ExecRequest, String> {
+    parse_streams(pairs, names)
+}
+
+fn parse_streams(pairs: &[(String, String)], names: &Parameters) -> Result<ExecRequest, String> {
     let mut r = ExecRequest {
         command: vec![],
         container: None,
@@ -106,9 +135,6 @@ pub fn parse_request(pairs: &[(String, String)], names: &Parameters) -> Result<E
             k if k == names.stderr => r.stderr = truthy(v),
             _ => {}
         }
-    }
-    if r.command.is_empty() {
-        return Err("you must specify at least 1 command".into());
     }
     if !(r.stdin || r.stdout || r.stderr) {
         return Err("you must specify at least 1 of stdin, stdout, stderr".into());
@@ -211,6 +237,22 @@ mod tests {
         // the API's names mean nothing to the kubelet, and the kubelet's nothing to the API
         assert!(parse_request(&pairs(&[("command", "ls"), ("stdout", "1")]), &KUBELET_PARAMETERS).is_err());
         assert!(parse_request(&kubelet, &API_PARAMETERS).is_err());
+    }
+
+    #[test]
+    fn attach_takes_streams_and_no_command() {
+        let r = parse_attach(
+            &pairs(&[("stdin", "true"), ("stdout", "true"), ("tty", "true")]),
+            &API_PARAMETERS,
+        )
+        .unwrap();
+        assert!(r.stdin && r.stdout && r.tty && r.command.is_empty());
+        assert!(parse_attach(&pairs(&[("tty", "true")]), &API_PARAMETERS).is_err());
+        assert!(
+            parse_attach(&pairs(&[("output", "1")]), &KUBELET_PARAMETERS)
+                .unwrap()
+                .stdout
+        );
     }
 
     #[test]

@@ -12,16 +12,28 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::exec::{self, ExecRequest, Incoming};
 
-/// Ends the session with a normal closure (kubectl reads a close without a code as an error).
-async fn close(socket: &mut WebSocket) {
+/// Ends the session with a normal closure (kubectl reads a close without a code as an error),
+/// then waits a moment for the client's answering close: what it still sends is read, so the
+/// connection ends cleanly instead of with a reset that could overtake the last messages.
+pub(crate) async fn close(socket: &mut WebSocket) {
     let frame = CloseFrame {
         code: axum::extract::ws::close_code::NORMAL,
         reason: "".into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let drained = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained).await;
 }
 
-async fn send(socket: &mut WebSocket, channel: u8, data: &[u8]) -> bool {
+pub(crate) async fn send(socket: &mut WebSocket, channel: u8, data: &[u8]) -> bool {
     socket
         .send(Message::Binary(Bytes::from(exec::frame(channel, data))))
         .await

@@ -5,7 +5,7 @@
 //!
 //! One file per concern: `auth` (who may ask), `body` (request bodies and patches),
 //! `discovery` (version, API lists, OpenAPI, health), `watch`, `handlers` (the verbs on
-//! resources), `subresources` (logs and proxies), `pod_streaming` (exec and port-forward over WebSocket), `reply` (answers and Status bodies);
+//! resources), `subresources` (logs and proxies), `pod_streaming` (exec, attach and port-forward over WebSocket), `reply` (answers and Status bodies);
 //! this file holds the state, the routes and the TLS listener.
 
 use std::collections::HashMap;
@@ -100,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .route("/api/v1/namespaces/{ns}/pods/{name}/exec", get(pod_exec).post(pod_exec))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/attach",
+            get(pod_attach).post(pod_attach),
+        )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/portforward",
             get(pod_port_forward).post(pod_port_forward),

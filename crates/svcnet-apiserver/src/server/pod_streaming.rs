@@ -2,6 +2,8 @@
 //! upgrade:
 //! - `pods/exec` (`kubectl exec`, which speaks `v5.channel.k8s.io`): the pod, the container, a
 //!   command and a stream, then the command runs in an [`exec_session`](crate::exec_session);
+//! - `pods/attach` (`kubectl attach`, `kubectl run -i`): the pod, the container and a stream,
+//!   then an [`attach_session`](crate::attach_session) on what the hook attaches to;
 //! - `pods/portforward` (`kubectl port-forward`, SPDY tunnelled in a WebSocket): the pod, then
 //!   a [`port_forward`](crate::port_forward) session.
 
@@ -10,7 +12,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 
 use super::*;
 use crate::exec::{self, API_PARAMETERS};
-use crate::{exec_session, port_forward};
+use crate::{attach_session, exec_session, port_forward};
 
 /// The answer when no kubelet hook is configured.
 fn no_kubelets(what: &str) -> Box<Status> {
@@ -80,4 +82,35 @@ pub(super) async fn pod_port_forward(
     upgrade
         .protocols([port_forward::PROTOCOL])
         .on_upgrade(move |socket| port_forward::run(socket, hook, pod))
+}
+
+pub(super) async fn pod_attach(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let checked = (|| {
+        let pod = objects::get(state.registry.store(), &resources::PODS, &ns, &name)?;
+        let request = exec::parse_attach(&pairs, &API_PARAMETERS).map_err(|m| Box::new(Status::bad_request(m)))?;
+        let container = logs::container_of(&pod, request.container.as_deref())?;
+        let hook = state.pod_streaming.clone().ok_or_else(|| no_kubelets("attach"))?;
+        Ok::<_, Box<Status>>((pod, request, container, hook))
+    })();
+    let (pod, request, container, hook) = match checked {
+        Ok(c) => c,
+        Err(s) => return status_response(&s),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(_) => {
+            return status_response(&Status::bad_request(
+                "pods/attach needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
+            ));
+        }
+    };
+    upgrade.protocols(exec::PROTOCOLS).on_upgrade(move |socket| async move {
+        let attached = hook.attach(&pod, &container, request.stdin);
+        attach_session::run(socket, attached, request).await
+    })
 }

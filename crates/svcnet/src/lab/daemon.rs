@@ -78,6 +78,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
         .await?
         .context("building the lab's network")?;
     let plan = Arc::new(plan);
+    let consoles = Arc::new(kubelet::console::Consoles::default());
     let started = options
         .control_plane
         .start(control_plane::Settings {
@@ -85,6 +86,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             state,
             api: options.api,
             upstream_bin: options.upstream_bin.clone(),
+            consoles: consoles.clone(),
         })
         .await?;
     let kubeconfig = started.kubeconfig.clone();
@@ -109,6 +111,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
                     plan: (*plan).clone(),
                     state: state.to_owned(),
                     exe: exe.clone(),
+                    consoles: consoles.clone(),
                 }),
             };
             let (port, _task) = kubelet::api::start(&creds, served)
@@ -146,6 +149,7 @@ async fn serve(plan: LabPlan, state: &Path, options: DaemonOptions) -> Result<()
             api: api_address,
             dns_kubeconfig: dns_kubeconfig.clone(),
             kubelet_port,
+            consoles: consoles.clone(),
         });
         let stop = shutdown.clone();
         let name = node.name.clone();

@@ -70,6 +70,7 @@ pub struct PodCommands {
     pub plan: super::plan::LabPlan,
     pub state: std::path::PathBuf,
     pub exe: String,
+    pub consoles: std::sync::Arc<super::kubelet::console::Consoles>,
 }
 
 impl svcnet_apiserver::exec::PodStreaming for PodCommands {
@@ -137,6 +138,26 @@ impl svcnet_apiserver::exec::PodStreaming for PodCommands {
         // the command's copies of the terminal are its own now; ours close with `cmd`
         drop(cmd);
         Ok(svcnet_apiserver::exec::Process { child, terminal })
+    }
+
+    fn attach(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        stdin: bool,
+    ) -> std::io::Result<svcnet_apiserver::exec::Attached> {
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        if !super::kubelet::isolation::sandbox_dir(&self.state, uid).is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the pod is not running on any node of the lab",
+            ));
+        }
+        let log = LogFiles::path(&self.state.join("pods"), &namespace, &name, container);
+        let key = (namespace, name, container.to_owned());
+        super::kubelet::console::attach(&self.consoles, &key, log, stdin)
     }
 
     fn connect(&self, pod: &serde_json::Value, port: u16) -> std::io::Result<TcpStream> {

@@ -2,6 +2,7 @@
 //! real TCP and UDP traffic from pods and from the external host. The upstream e2e behaviours
 //! of reference §8 that need traffic.
 
+mod attach;
 mod maglev;
 mod names;
 mod port_forward;

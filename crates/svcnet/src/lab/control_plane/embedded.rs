@@ -35,6 +35,7 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
             plan: settings.plan.clone(),
             state: settings.state.to_owned(),
             exe: std::env::current_exe()?.to_string_lossy().into_owned(),
+            consoles: settings.consoles.clone(),
         })),
     };
     let mut task = tokio::spawn(svcnet_apiserver::run(config, move |addr, kubeconfig| {

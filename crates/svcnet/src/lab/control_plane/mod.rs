@@ -36,6 +36,8 @@ pub struct Settings<'a> {
     pub api: std::net::SocketAddr,
     /// Where upstream's binaries are (upstream only).
     pub upstream_bin: PathBuf,
+    /// The containers' consoles, which `kubectl attach` reaches.
+    pub consoles: std::sync::Arc<crate::lab::kubelet::console::Consoles>,
 }
 
 /// A started control plane.

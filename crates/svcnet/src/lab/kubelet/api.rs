@@ -1,9 +1,10 @@
 //! The kubelet API the lab serves to upstream's kube-apiserver (`--control-plane upstream`),
-//! so `kubectl logs` and `kubectl exec` work there as on svcnet's own API server (which reaches
+//! so `kubectl logs`, `exec`, `attach` and `port-forward` work there as on svcnet's own API server (which reaches
 //! the same files and sandboxes through hooks):
 //! - `GET /containerLogs/NS/POD/CONTAINER` with `previous`, `tailLines`, `limitBytes` and
 //!   `follow`;
-//! - `/exec/NS/POD/CONTAINER` over WebSocket (`v5.channel.k8s.io`) and `/portForward/NS/POD`
+//! - `/exec/NS/POD/CONTAINER` and `/attach/NS/POD/CONTAINER` over WebSocket
+//!   (`v5.channel.k8s.io`), and `/portForward/NS/POD`
 //!   (SPDY tunnelled in a WebSocket), which kube-apiserver proxies to as kubectl sent them
 //!   because each Node declares the feature `ExtendWebSocketsToKubelet` (it would otherwise
 //!   speak plain SPDY to the kubelet, which the lab does not serve).
@@ -159,6 +160,42 @@ async fn container_exec(
         .on_upgrade(move |socket| svcnet_apiserver::exec_session::run(socket, hook, pod, container, request))
 }
 
+/// `kubectl attach`: the kubelet's parameters, the pod as the API server has it, then the
+/// session the API server's own `pods/attach` runs.
+async fn container_attach(
+    State(served): State<Arc<Served>>,
+    UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let request = match exec::parse_attach(&pairs, &KUBELET_PARAMETERS) {
+        Ok(r) => r,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), &ns);
+    let pod = match pods.get_opt(&pod).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")).into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}")).into_response(),
+    };
+    let Ok(upgrade) = upgrade else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "attach needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
+        )
+            .into_response();
+    };
+    let pod = match serde_json::to_value(pod) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    let hook = served.streaming.clone();
+    upgrade.protocols(exec::PROTOCOLS).on_upgrade(move |socket| async move {
+        let attached = hook.attach(&pod, &container, request.stdin);
+        svcnet_apiserver::attach_session::run(socket, attached, request).await
+    })
+}
+
 /// `kubectl port-forward`: the pod as the API server has it, then the session the API
 /// server's own `pods/portforward` runs.
 async fn port_forward(
@@ -232,6 +269,10 @@ pub async fn start(creds: &Credentials, served: Served) -> Result<(u16, tokio::t
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", get(container_exec).post(container_exec))
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(container_attach).post(container_attach),
+        )
         .route("/portForward/{ns}/{pod}", get(port_forward).post(port_forward))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(served));

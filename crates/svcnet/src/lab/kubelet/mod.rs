@@ -10,6 +10,7 @@
 
 pub mod address;
 pub mod api;
+pub mod console;
 pub mod container;
 pub mod dns_config;
 pub mod isolation;
@@ -57,6 +58,8 @@ pub struct NodeContext {
     pub dns_kubeconfig: PathBuf,
     /// The port of the lab's kubelet API ([`api`]), when the control plane is upstream's.
     pub kubelet_port: Option<u16>,
+    /// The consoles of containers with stdin or a terminal, for `kubectl attach`.
+    pub consoles: Arc<console::Consoles>,
 }
 
 impl NodeContext {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tokio::time::Instant;
 use anyhow::Context;
 
 use super::NodeContext;
+use super::console;
 use super::container::{CannotRun, argv};
 use super::dns_config;
 use super::isolation::{self, Isolation};
@@ -260,14 +260,18 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                         crate::lab::hooks::LogFiles::previous_path(&ctx.log_dir, &namespace, &name, &c.run.name);
                     let _ = std::fs::rename(log, previous);
                 }
-                let isolated = Isolation {
+                let isolation = Isolation {
                     hostname: dns_config::hostname(&pod),
                     dir: sandbox_dir.clone(),
                     uid: who.0,
                     gid: who.1,
-                }
-                .wrap(&ctx.exe, words);
-                match spawn(&ctx.log_dir, &namespace, &name, &c.run.name, &netns, &isolated, &c.spec) {
+                };
+                let isolated = match c.spec.tty.unwrap_or(false) {
+                    true => isolation.wrap_on_terminal(&ctx.exe, words),
+                    false => isolation.wrap(&ctx.exe, words),
+                };
+                let key = (namespace.clone(), name.clone(), c.run.name.clone());
+                match spawn(&ctx, key, &netns, &isolated, &c.spec) {
                     Ok(child) => {
                         c.child = Some(child);
                         if !first {
@@ -405,6 +409,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     let _ = std::fs::remove_dir_all(&sandbox_dir);
     ctx.ips.lock().expect("pool").release(ip);
     tracing::info!(pod = %name, "pod stopped");
+    ctx.consoles.remove_pod(&namespace, &name);
     // its output goes with it (a new pod of the same name starts afresh)
     for c in &containers {
         let _ = std::fs::remove_file(crate::lab::hooks::LogFiles::path(
@@ -518,26 +523,26 @@ fn run_as(
 }
 
 /// Starts one container: `words` (wrapped by [`Isolation`], which takes the container's
-/// user) in the pod's network namespace, its output to the container's log file.
+/// user) in the pod's network namespace, its output to the container's log file (through its
+/// console, when it has one).
 fn spawn(
-    log_dir: &std::path::Path,
-    namespace: &str,
-    pod: &str,
-    container: &str,
+    ctx: &NodeContext,
+    key: console::Key,
     netns: &str,
     words: &[String],
     spec: &Container,
 ) -> anyhow::Result<tokio::process::Child> {
-    let log_path: PathBuf = crate::lab::hooks::LogFiles::path(log_dir, namespace, pod, container);
+    let (namespace, pod, container) = (&key.0, &key.1, &key.2);
+    let log_path: PathBuf = crate::lab::hooks::LogFiles::path(&ctx.log_dir, namespace, pod, container);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let (program, args) = anyhow::Context::context(words.split_first(), "a container needs a command")?;
+    let streams = console::streams(spec, &log)?;
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env("HOSTNAME", pod)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0);
+    cmd.args(args).env("HOSTNAME", pod);
+    if !streams.tty() {
+        // on a terminal, the sandbox makes it a session (and group) leader instead
+        cmd.process_group(0);
+    }
     for var in spec.env.iter().flatten() {
         if let Some(value) = &var.value {
             cmd.env(&var.name, value);
@@ -545,7 +550,12 @@ fn spawn(
     }
     // never the kubelet's own directory (the checkout): the container's, else the root
     cmd.current_dir(spec.working_dir.as_deref().unwrap_or("/"));
-    Ok(crate::netns::spawn_async_in(netns, &mut cmd)?)
+    let console = streams.give_to(&mut cmd);
+    let child = crate::netns::spawn_async_in(netns, &mut cmd)?;
+    // our ends of its streams go with the command
+    drop(cmd);
+    console.started(&ctx.consoles, key, &log)?;
+    Ok(child)
 }
 
 fn signal_group(group: Option<u32>, signal: rustix::process::Signal) {

@@ -40,6 +40,38 @@ fn pins_tag(module: &Path) -> Result<String> {
     Ok(format!("{h:016x}"))
 }
 
+/// The source directory of Go module `path` at the version `upstream/go.mod` pins it to,
+/// downloaded into the module cache under `target/upstream` when it is not there yet.
+pub fn module_source(path: &str) -> Result<PathBuf> {
+    let root = std::env::current_dir()?;
+    let module = root.join("upstream");
+    let go_mod = std::fs::read_to_string(module.join("go.mod")).context("reading upstream/go.mod")?;
+    let replace = format!("{path} => {path} ");
+    let version = go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&replace))
+        .map(str::trim)
+        .with_context(|| format!("upstream/go.mod pins no version of {path}"))?;
+    let output = Command::new("go")
+        .args(["mod", "download", "-json", &format!("{path}@{version}")])
+        .current_dir(&module)
+        .env("GOMODCACHE", root.join("target/upstream/gomod"))
+        .env("GOFLAGS", "-mod=readonly")
+        .output()
+        .context("running go (the Go toolchain reads upstream's API types)")?;
+    if !output.status.success() {
+        bail!(
+            "go mod download {path}@{version} failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    info["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .with_context(|| format!("go mod download {path}@{version} named no directory"))
+}
+
 /// Builds (or reuses) the upstream binaries; returns their directory.
 pub fn build() -> Result<PathBuf> {
     let root = std::env::current_dir()?;

@@ -27,6 +27,19 @@ pub fn field<T: FieldJson>(object: &mut Map<String, Value>, name: &str, value: &
     }
 }
 
+/// [`field`] for a Go field that is not a pointer and is tagged `omitempty`: Go's JSON leaves
+/// it out at zero (0 or false), though protobuf carries it.
+pub fn field_omit_zero<T: FieldJson>(object: &mut Map<String, Value>, name: &str, value: &T) {
+    match value.field_json() {
+        Some(Value::Bool(false)) => {}
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => {}
+        Some(v) => {
+            object.insert(name.to_owned(), v);
+        }
+        None => {}
+    }
+}
+
 /// Merges an embedded Go struct's fields into its parent, as Go's JSON inlines them.
 pub fn inline<T: ToJson>(object: &mut Map<String, Value>, value: &Option<T>) {
     if let Some(Value::Object(fields)) = value.as_ref().map(ToJson::to_json) {

@@ -183,3 +183,61 @@ fn bad_bodies_are_errors_not_panics() {
         let _ = decode(&body[..end]);
     }
 }
+
+/// What `kubectl create service nodeport web --tcp=80` sends: Go's non-pointer numbers and
+/// bools travel at zero in protobuf, and Go's JSON leaves them out (`omitempty`); pointer
+/// fields set to zero stay.
+#[test]
+fn zero_values_go_s_json_omits_are_left_out() {
+    let service = core::Service {
+        metadata: Some(meta::ObjectMeta {
+            name: Some("web".into()),
+            generation: Some(0),
+            ..Default::default()
+        }),
+        spec: Some(core::ServiceSpec {
+            r#type: Some("NodePort".into()),
+            ports: vec![core::ServicePort {
+                name: Some("80".into()),
+                protocol: Some("TCP".into()),
+                port: Some(80),
+                node_port: Some(0),
+                ..Default::default()
+            }],
+            health_check_node_port: Some(0),
+            publish_not_ready_addresses: Some(false),
+            ..Default::default()
+        }),
+        status: Some(Default::default()),
+    };
+    let json = decode(&envelope("v1", "Service", service.encode_to_vec())).expect("decodes");
+    let port = &json["spec"]["ports"][0];
+    assert_eq!(port["port"], 80);
+    for (at, field) in [
+        (port, "nodePort"),
+        (&json["spec"], "healthCheckNodePort"),
+        (&json["spec"], "publishNotReadyAddresses"),
+        (&json["metadata"], "generation"),
+    ] {
+        assert!(at.get(field).is_none(), "{field} at zero is in {json}");
+    }
+
+    // a non-zero value of such a field stays, and so does a pointer field's zero
+    let mut pod = core::Pod::default();
+    pod.spec = Some(core::PodSpec {
+        host_network: Some(true),
+        termination_grace_period_seconds: Some(0),
+        containers: vec![core::Container {
+            name: Some("c".into()),
+            stdin: Some(false),
+            tty: Some(true),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let json = decode(&envelope("v1", "Pod", pod.encode_to_vec())).expect("decodes");
+    assert_eq!(json["spec"]["hostNetwork"], true);
+    assert_eq!(json["spec"]["terminationGracePeriodSeconds"], 0);
+    assert_eq!(json["spec"]["containers"][0]["tty"], true);
+    assert!(json["spec"]["containers"][0].get("stdin").is_none(), "{json}");
+}

@@ -712,6 +712,15 @@ fn kubectl_generators_send_protobuf_and_are_understood() {
         ],
     );
     assert!(ok && text == "NodePort 30123 8080", "{text}");
+    // Go's non-pointer numbers travel at zero in protobuf and are left out of JSON, as
+    // upstream's encoder leaves them out: no `nodePort: 0` on a ClusterIP Service
+    let (ok, text) = kubectl(&server, &["create", "service", "clusterip", "cip", "--tcp=80:8080"]);
+    assert!(ok && text.contains("service/cip created"), "{text}");
+    let (ok, text) = kubectl(&server, &["get", "service", "cip", "-o", "json"]);
+    let cip: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(ok && cip["spec"]["ports"][0]["port"] == 80, "{text}");
+    assert!(cip["spec"]["ports"][0].get("nodePort").is_none(), "{text}");
+    assert!(cip["metadata"].get("generation").is_none(), "{text}");
     // validation errors come back the same way as for JSON bodies
     let (ok, text) = kubectl(&server, &["create", "deployment", "bad", "--image=x", "--replicas=-1"]);
     assert!(

@@ -223,18 +223,20 @@ fn zero_values_go_s_json_omits_are_left_out() {
     }
 
     // a non-zero value of such a field stays, and so does a pointer field's zero
-    let mut pod = core::Pod::default();
-    pod.spec = Some(core::PodSpec {
-        host_network: Some(true),
-        termination_grace_period_seconds: Some(0),
-        containers: vec![core::Container {
-            name: Some("c".into()),
-            stdin: Some(false),
-            tty: Some(true),
+    let pod = core::Pod {
+        spec: Some(core::PodSpec {
+            host_network: Some(true),
+            termination_grace_period_seconds: Some(0),
+            containers: vec![core::Container {
+                name: Some("c".into()),
+                stdin: Some(false),
+                tty: Some(true),
+                ..Default::default()
+            }],
             ..Default::default()
-        }],
+        }),
         ..Default::default()
-    });
+    };
     let json = decode(&envelope("v1", "Pod", pod.encode_to_vec())).expect("decodes");
     assert_eq!(json["spec"]["hostNetwork"], true);
     assert_eq!(json["spec"]["terminationGracePeriodSeconds"], 0);

@@ -37,6 +37,12 @@ pub struct Strategy {
     pub validate: fn(&Value) -> Vec<FieldError>,
     /// What an update may not change: the new object's errors against the stored one.
     pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    /// What an update of the object keeps from the stored one, whatever was sent (upstream's
+    /// `PrepareForUpdate`): the new object, then the stored one.
+    pub prepare_update: fn(&mut Value, &Value),
+    /// Whether the object, marked for deletion and without metadata finalizers, is still held
+    /// by something of its kind (a Namespace by its `spec.finalizers`).
+    pub holds_deletion: fn(&Value) -> bool,
     /// The warnings upstream returns with an accepted object (`true`: on create).
     pub warnings: fn(&Value, bool) -> Vec<String>,
     /// Whether an update is checked by `validate_update` alone (as upstream's strategies for
@@ -95,6 +101,8 @@ where
         defaults,
         validate,
         validate_update: no_update_rules,
+        prepare_update: keep_nothing,
+        holds_deletion: holds_nothing,
         warnings: no_warnings,
         update_rules_only: false,
         name: svcnet_core::names::dns1123_subdomain,
@@ -106,7 +114,13 @@ pub static STRATEGIES: [Strategy; 23] = [
     // namespace names are RFC 1123 labels
     Strategy {
         name: svcnet_core::names::dns1123_label,
-        ..typed::<core::Namespace, pb::api::core::v1::Namespace>(&resources::NAMESPACES, defaults::namespace, no_rules)
+        prepare_update: keep_namespace_finalizers,
+        holds_deletion: namespace_finalizers_left,
+        ..typed::<core::Namespace, pb::api::core::v1::Namespace>(
+            &resources::NAMESPACES,
+            defaults::namespace,
+            rules::namespace,
+        )
     },
     Strategy {
         warnings: service_warnings,
@@ -188,6 +202,33 @@ pub static STRATEGIES: [Strategy; 23] = [
         )
     },
 ];
+
+fn keep_nothing(_: &mut Value, _: &Value) {}
+
+fn holds_nothing(_: &Value) -> bool {
+    false
+}
+
+/// A terminating Namespace stays while `spec.finalizers` holds anything.
+fn namespace_finalizers_left(namespace: &Value) -> bool {
+    namespace
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// A Namespace's `spec.finalizers` change only through `/finalize`, as upstream's.
+fn keep_namespace_finalizers(new: &mut Value, old: &Value) {
+    if new.is_object() {
+        if !new["spec"].is_object() {
+            new["spec"] = serde_json::json!({});
+        }
+        new["spec"]["finalizers"] = old
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(serde_json::json!([]));
+    }
+}
 
 fn decode_ip_address(v: &Value) -> Result<Value, String> {
     let mut filled = v.clone();
@@ -380,6 +421,28 @@ mod rules {
 
     pub fn service_cidr_update(new: &Value, old: &Value) -> Vec<FieldError> {
         service_cidr::validate_service_cidr_update(&service_cidr_of(new), &service_cidr_of(old))
+    }
+
+    /// A Namespace's `spec.finalizers`: each a qualified name, and either one of the standard
+    /// names (`kubernetes`, `orphan`, `foregroundDeletion`) or qualified by a domain.
+    pub fn namespace(obj: &Value) -> Vec<FieldError> {
+        let path = FieldPath::new("spec").child("finalizers");
+        let finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array);
+        let mut errors = Vec::new();
+        for (i, finalizer) in finalizers.into_iter().flatten().enumerate() {
+            let name = finalizer.as_str().unwrap_or_default();
+            for message in svcnet_core::names::qualified_name(name) {
+                errors.push(FieldError::invalid(path.index(i), name, message));
+            }
+            if !name.contains('/') && !matches!(name, "kubernetes" | "orphan" | "foregroundDeletion") {
+                errors.push(FieldError::invalid(
+                    path.index(i),
+                    name,
+                    "name is neither a standard finalizer name nor is it fully qualified",
+                ));
+            }
+        }
+        errors
     }
 
     /// Deployments and ReplicaSets: replicas ≥ 0, a selector matching the template's labels,

@@ -1,8 +1,10 @@
 //! Namespace lifecycle, as upstream's namespace admission and controller handle it: objects
 //! are only created in a namespace that exists and is not being deleted; deleting a namespace
 //! marks it `Terminating`, the controller rounds then delete everything in it (Services
-//! through the registry, so their addresses and ports are released; pods gracefully) and
-//! remove the namespace once it is empty. The system namespaces cannot be deleted.
+//! through the registry, so their addresses and ports are released; pods gracefully), then
+//! take the `kubernetes` finalizer out of `spec.finalizers` (through `/finalize`): the
+//! namespace goes once no finalizer is left, so one a user or another controller added holds
+//! it until removed. The system namespaces cannot be deleted.
 
 use serde_json::{Value, json};
 use svcnet_core::status::{Status, StatusCause};
@@ -121,7 +123,34 @@ pub fn reconcile(registry: &Registry) -> Reply<usize> {
                 writes += usize::from(deleted);
             }
         }
-        if remaining == 0 {
+        if remaining > 0 {
+            continue;
+        }
+        // its content is gone: the `kubernetes` finalizer is done with, as upstream's
+        // namespace controller finalizes it; others hold the namespace until removed
+        let finalizers: Vec<Value> = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let others: Vec<Value> = finalizers.iter().filter(|f| *f != "kubernetes").cloned().collect();
+        if others.len() < finalizers.len() {
+            let mut finalized = ns.clone();
+            finalized["spec"]["finalizers"] = json!(others);
+            objects::replace_with(
+                store,
+                &NAMESPACES,
+                "",
+                name,
+                finalized,
+                objects::Part::Finalizers,
+                &mut objects::RandomIds::new(),
+                crate::write_options::WriteOptions::default(),
+            )?;
+            writes += 1;
+        }
+        // (that write removed it when nothing else holds it)
+        if others.is_empty() && others.len() == finalizers.len() {
             writes += usize::from(objects::delete(store, &NAMESPACES, "", name).is_ok());
         }
     }

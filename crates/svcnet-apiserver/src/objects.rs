@@ -248,6 +248,19 @@ pub fn create_with(
     Ok(obj)
 }
 
+/// Which part of a stored object a replace writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The object: all but the stored status of kinds with a status subresource, and what
+    /// the kind's update preparation keeps (a Namespace's `spec.finalizers`).
+    Object,
+    /// `/status`: the stored spec is kept.
+    Status,
+    /// A Namespace's `/finalize`: the object with `spec.finalizers` exactly as sent (no
+    /// `kubernetes` added back), the stored status kept.
+    Finalizers,
+}
+
 /// PUT on the object (`status_only == false`) or on `/status`. The main resource keeps the
 /// stored status of kinds with a status subresource; `/status` keeps the stored spec.
 pub fn replace(
@@ -259,16 +272,8 @@ pub fn replace(
     status_only: bool,
     ids: &mut dyn Ids,
 ) -> Reply<Value> {
-    replace_with(
-        store,
-        kind,
-        namespace,
-        name,
-        obj,
-        status_only,
-        ids,
-        WriteOptions::default(),
-    )
+    let part = if status_only { Part::Status } else { Part::Object };
+    replace_with(store, kind, namespace, name, obj, part, ids, WriteOptions::default())
 }
 
 /// [`replace`] with the request's options (a dry run does every check and writes nothing).
@@ -279,10 +284,13 @@ pub fn replace_with(
     namespace: &str,
     name: &str,
     mut obj: Value,
-    status_only: bool,
+    part: Part,
     ids: &mut dyn Ids,
     options: WriteOptions,
 ) -> Reply<Value> {
+    let status_only = part == Part::Status;
+    // `/finalize` writes the finalizers as sent, before defaults would add `kubernetes`
+    let finalizers = (part == Part::Finalizers).then(|| obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([])));
     prepare(kind, namespace, &mut obj)?;
     if meta_str(&obj, "name").is_some_and(|n| n != name) {
         return Err(Box::new(Status::bad_request(
@@ -323,11 +331,18 @@ pub fn replace_with(
             set_meta(&mut obj, field, v.clone());
         }
     }
-    if status_only {
+    match (part, finalizers) {
         // finalizers and owners do not change through /status, as upstream
-        keep_meta(&old, &mut obj, &["finalizers", "ownerReferences"]);
+        (Part::Status, _) => keep_meta(&old, &mut obj, &["finalizers", "ownerReferences"]),
+        (Part::Finalizers, Some(finalizers)) => obj["spec"]["finalizers"] = finalizers,
+        _ => {
+            if let Some(strategy) = crate::kinds::of(kind) {
+                (strategy.prepare_update)(&mut obj, &old);
+            }
+        }
     }
-    let finished = carry_deletion(kind, &old, &mut obj)?;
+    let finished = carry_deletion(kind, &old, &mut obj)?
+        && !crate::kinds::of(kind).is_some_and(|strategy| (strategy.holds_deletion)(&obj));
     if kind.tracks_generation {
         // the generation counts changes of the desired state, not of status or metadata
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);

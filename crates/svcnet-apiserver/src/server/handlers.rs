@@ -259,7 +259,11 @@ pub(super) async fn write(
             &ns,
             &name,
             body,
-            status_only,
+            if status_only {
+                objects::Part::Status
+            } else {
+                objects::Part::Object
+            },
             &mut objects::RandomIds::new(),
             options,
         )
@@ -490,6 +494,33 @@ pub(super) async fn namespace_status_put(
     request: Request,
 ) -> Answer {
     put(state, namespace_status_params(p), request, true).await
+}
+
+/// `namespaces/NAME/finalize`: the Namespace with `spec.finalizers` as sent (the path through
+/// which the namespace controller, or a user, removes a finalizer), status kept.
+pub(super) async fn namespace_finalize(
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    request: Request,
+) -> Answer {
+    let t = target(&namespace_status_params(p)).ok_or_else(no_such_resource)?;
+    let options = write_options(&request, "UpdateOptions")?;
+    let body = read_json(t.kind, request).await?;
+    let (registry, name) = (state.registry.clone(), t.name.clone().unwrap_or_default());
+    let written = blocking(move || {
+        objects::replace_with(
+            registry.store(),
+            &resources::NAMESPACES,
+            "",
+            &name,
+            body,
+            objects::Part::Finalizers,
+            &mut objects::RandomIds::new(),
+            options,
+        )
+    })
+    .await;
+    Ok(reply(written, StatusCode::OK))
 }
 
 pub(super) async fn namespace_status_patch(

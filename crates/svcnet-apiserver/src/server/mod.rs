@@ -121,6 +121,11 @@ pub fn router(state: AppState) -> Router {
             .put(namespace_status_put)
             .patch(namespace_status_patch),
     );
+    // a Namespace's finalizers (`spec.finalizers`), which only this path changes
+    app = app.route(
+        "/api/{version}/namespaces/{ns}/finalize",
+        axum::routing::put(namespace_finalize),
+    );
     for prefix in ["/api/{version}", "/apis/{group}/{version}"] {
         app = app
             .route(

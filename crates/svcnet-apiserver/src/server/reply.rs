@@ -50,6 +50,8 @@ pub(super) async fn method_not_allowed(request: Request) -> Response {
     let mut s = Status::bad_request("the server does not allow this method on the requested resource");
     s.reason = "MethodNotAllowed".into();
     s.code = 405;
+    // upstream's carries empty details
+    s.details = Some(Default::default());
     status_response(&s)
 }
 

@@ -557,6 +557,109 @@ spec: {ports: [{port: 80}]}
     );
 }
 
+/// `namespaces/NAME/finalize`, the one path that changes `spec.finalizers`: a finalizer of
+/// one's own holds a deleted namespace `Terminating` after its content is gone (the
+/// controller takes out `kubernetes` only), and finalizing it away removes the namespace;
+/// names are checked as upstream checks them, and an ordinary update leaves them alone.
+#[test]
+fn a_namespace_s_finalizers_change_through_finalize_only() {
+    let server = Server::start();
+    let manifest = server.dir.path().join("ns.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: held}\nspec: {finalizers: [example.com/hold]}\n",
+    )
+    .unwrap();
+    let (ok, text) = kubectl(&server, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let finalizers = |server: &Server| {
+        let (ok, text) = kubectl(
+            server,
+            &["get", "namespace", "held", "-o", "jsonpath={.spec.finalizers}"],
+        );
+        assert!(ok, "{text}");
+        text
+    };
+    assert_eq!(finalizers(&server), r#"["example.com/hold","kubernetes"]"#);
+
+    // an ordinary update cannot drop them
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "patch",
+            "namespace",
+            "held",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"finalizers":[]},"metadata":{"labels":{"x":"y"}}}"#,
+        ],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(finalizers(&server), r#"["example.com/hold","kubernetes"]"#);
+
+    // /finalize checks the names as upstream does
+    let bad = server.dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"held"},"spec":{"finalizers":["hold"]}}"#,
+    )
+    .unwrap();
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/held/finalize",
+            "-f",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && text.contains("name is neither a standard finalizer name nor is it fully qualified"),
+        "{text}"
+    );
+
+    // deleted, it empties and loses `kubernetes`, but our finalizer holds it
+    let (ok, text) = kubectl(&server, &["delete", "namespace", "held", "--wait=false"]);
+    assert!(ok, "{text}");
+    kubectl_until(
+        &server,
+        &[
+            "get",
+            "namespace",
+            "held",
+            "-o",
+            "jsonpath={.status.phase} {.spec.finalizers}",
+        ],
+        |t| t == r#"Terminating ["example.com/hold"]"#,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (ok, text) = kubectl(&server, &["get", "namespace", "held", "-o", "name"]);
+    assert!(ok && text.trim() == "namespace/held", "{text}");
+
+    // finalizing it away removes it, and the answer is the namespace as it was finalized
+    let empty = server.dir.path().join("empty.json");
+    std::fs::write(
+        &empty,
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"held"},"spec":{"finalizers":[]}}"#,
+    )
+    .unwrap();
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/held/finalize",
+            "-f",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && text.contains(r#""finalizers":[]"#), "{text}");
+    kubectl_until(&server, &["get", "namespaces", "-o", "name"], |t| {
+        !t.contains("namespace/held")
+    });
+}
+
 #[test]
 fn kubectl_exposes_a_pod_and_shows_its_endpoints_every_way() {
     let server = Server::start();

@@ -819,6 +819,37 @@ fn workloads() -> Vec<Request> {
         "/api/v1/namespaces".into(),
         Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "held" }, "spec": { "finalizers": ["example.com/hold"] } })),
     ));
+    // the finalize subresource: an ordinary update leaves spec.finalizers alone, /finalize
+    // checks the names and writes exactly what it is sent
+    let held = "/api/v1/namespaces/held".to_owned();
+    let finalize = "/api/v1/namespaces/held/finalize".to_owned();
+    let held_with = |finalizers: Value| json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "held" }, "spec": { "finalizers": finalizers } });
+    out.push(Request {
+        id: "namespace/update-keeps-finalizers".into(),
+        method: "PATCH",
+        path: held.clone(),
+        content_type: "application/merge-patch+json",
+        body: Some(json!({ "spec": { "finalizers": [] } }).to_string()),
+    });
+    out.push(request(
+        "namespace/finalize-bad-name".into(),
+        "PUT",
+        finalize.clone(),
+        Some(held_with(json!(["hold", "Not Valid/x"]))),
+    ));
+    out.push(request(
+        "namespace/finalize-drops-kubernetes".into(),
+        "PUT",
+        finalize.clone(),
+        Some(held_with(json!(["example.com/hold"]))),
+    ));
+    out.push(request("namespace/finalized-get".into(), "GET", held, None));
+    out.push(request(
+        "namespace/finalize-patch".into(),
+        "PATCH",
+        finalize,
+        Some(held_with(json!([]))),
+    ));
     // a Namespace's status subresource: read, and a patch of the status only
     let status = format!("/api/v1/namespaces/{NAMESPACE}/status");
     out.push(request("namespace/status-get".into(), "GET", status.clone(), None));

@@ -43,6 +43,11 @@ pub struct Strategy {
     /// Whether the object, marked for deletion and without metadata finalizers, is still held
     /// by something of its kind (a Namespace by its `spec.finalizers`).
     pub holds_deletion: fn(&Value) -> bool,
+    /// Admission of a new object, after its name and namespace are settled: what it gets from
+    /// other objects (a Pod from its ServiceAccount), or why it may not be created. The last
+    /// argument says whether this is a dry run (nothing may be created).
+    pub admit_create:
+        fn(&svcnet_store::Store, &str, &mut Value, &mut dyn crate::objects::Ids, bool) -> crate::objects::Reply<()>,
     /// The warnings upstream returns with an accepted object (`true`: on create).
     pub warnings: fn(&Value, bool) -> Vec<String>,
     /// Whether an update is checked by `validate_update` alone (as upstream's strategies for
@@ -103,6 +108,7 @@ where
         validate_update: no_update_rules,
         prepare_update: keep_nothing,
         holds_deletion: holds_nothing,
+        admit_create: admit_anything,
         warnings: no_warnings,
         update_rules_only: false,
         name: svcnet_core::names::dns1123_subdomain,
@@ -128,6 +134,7 @@ pub static STRATEGIES: [Strategy; 23] = [
     },
     Strategy {
         validate_update: svcnet_core::workloads::pod_update::validate_pod_update,
+        admit_create: crate::service_accounts::admit_pod,
         ..typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, rules::pod)
     },
     typed::<core::Node, pb::api::core::v1::Node>(&resources::NODES, no_defaults, no_rules),
@@ -204,6 +211,16 @@ pub static STRATEGIES: [Strategy; 23] = [
 ];
 
 fn keep_nothing(_: &mut Value, _: &Value) {}
+
+fn admit_anything(
+    _: &svcnet_store::Store,
+    _: &str,
+    _: &mut Value,
+    _: &mut dyn crate::objects::Ids,
+    _: bool,
+) -> crate::objects::Reply<()> {
+    Ok(())
+}
 
 fn holds_nothing(_: &Value) -> bool {
     false

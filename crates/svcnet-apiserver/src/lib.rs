@@ -45,6 +45,7 @@ pub mod reviews;
 pub mod scale;
 pub mod selection;
 pub mod server;
+pub mod service_accounts;
 pub mod service_cidrs;
 pub mod spdy;
 pub mod strategic;

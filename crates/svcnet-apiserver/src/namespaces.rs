@@ -65,12 +65,16 @@ fn ensure_default_service_accounts(store: &Store, namespaces: &[Value]) -> Reply
         if name.is_empty() || has_default(name) {
             continue;
         }
-        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
-        let mut ids = objects::RandomIds::new();
-        created +=
-            usize::from(objects::create(store, &crate::resources::SERVICE_ACCOUNTS, name, account, &mut ids).is_ok());
+        created += usize::from(create_default_service_account(store, name).is_ok());
     }
     Ok(created)
+}
+
+/// Creates `namespace`'s ServiceAccount `default`.
+pub fn create_default_service_account(store: &Store, namespace: &str) -> Reply<Value> {
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+    let mut ids = objects::RandomIds::new();
+    objects::create(store, &crate::resources::SERVICE_ACCOUNTS, namespace, account, &mut ids)
 }
 
 /// 403 for the system namespaces, which may not be deleted.

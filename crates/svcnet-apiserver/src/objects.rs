@@ -216,6 +216,9 @@ pub fn create_with(
         return Err(invalid(kind, &name, errs));
     }
     crate::namespaces::admit_create(store, kind, namespace, &name)?;
+    if let Some(strategy) = crate::kinds::of(kind) {
+        (strategy.admit_create)(store, namespace, &mut obj, ids, options.dry_run)?;
+    }
     set_meta(&mut obj, "uid", json!(ids.uid()));
     set_meta(&mut obj, "creationTimestamp", json!(now()));
     // a new object is not being deleted, whatever the body says

@@ -12,6 +12,7 @@ pub mod pod_defaults;
 pub mod pod_spec;
 pub mod pod_update;
 pub mod replicaset;
+pub mod service_account;
 pub mod validate;
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};

@@ -660,6 +660,66 @@ fn a_namespace_s_finalizers_change_through_finalize_only() {
     });
 }
 
+/// ServiceAccount admission: a new Pod mounts its account's token volume, a Pod naming an
+/// account that does not exist is forbidden in upstream's words, and a namespace created a
+/// moment ago already admits pods (its `default` account is made at the first need).
+#[test]
+fn pods_are_admitted_with_their_service_account() {
+    let server = Server::start();
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "run",
+            "p",
+            "--image=nginx",
+            r#"--overrides={"spec":{"serviceAccountName":"nobody"}}"#,
+        ],
+    );
+    assert!(
+        !ok && text.contains(
+            r#"pods "p" is forbidden: error looking up service account default/nobody: serviceaccount "nobody" not found"#
+        ),
+        "{text}"
+    );
+    let (ok, text) = kubectl(&server, &["create", "namespace", "fresh"]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["run", "q", "-n", "fresh", "--image=nginx"]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "get",
+            "pod",
+            "q",
+            "-n",
+            "fresh",
+            "-o",
+            "jsonpath={.spec.serviceAccountName} {.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath}",
+        ],
+    );
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(ok && words.len() == 3, "{text}");
+    assert_eq!(words[0], "default");
+    assert!(
+        words[1].starts_with("kube-api-access-") && words[1].len() == 21,
+        "{text}"
+    );
+    assert_eq!(words[2], "/var/run/secrets/kubernetes.io/serviceaccount");
+    // with automounting off, no volume
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "run",
+            "r",
+            "--image=nginx",
+            r#"--overrides={"spec":{"automountServiceAccountToken":false}}"#,
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["get", "pod", "r", "-o", "jsonpath={.spec.volumes}"]);
+    assert!(ok && text.is_empty(), "{text}");
+}
+
 #[test]
 fn kubectl_exposes_a_pod_and_shows_its_endpoints_every_way() {
     let server = Server::start();

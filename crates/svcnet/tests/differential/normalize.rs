@@ -94,9 +94,19 @@ fn asked_for(value: &Value, request_body: &str) -> bool {
     }
 }
 
+/// The random five characters of a ServiceAccount token volume's name.
+const TOKEN_VOLUME: &str = "kube-api-access-";
+
 /// UUIDs → `<uid>`, RFC 3339 times → `<time>`, the stored resourceVersion a precondition
-/// message quotes → `<rv>`.
+/// message quotes → `<rv>`, a token volume's random suffix → `<suffix>`.
 fn placeholders(s: &str) -> String {
+    let s = match s.strip_prefix(TOKEN_VOLUME) {
+        Some(suffix) if suffix.len() == 5 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            format!("{TOKEN_VOLUME}<suffix>")
+        }
+        _ => s.to_owned(),
+    };
+    let s = s.as_str();
     let s = match s.split_once("ResourceVersion in record (") {
         Some((before, after)) => match after.split_once(')') {
             Some((_, rest)) => format!("{before}ResourceVersion in record (<rv>){rest}"),

@@ -237,11 +237,32 @@ enum LabCommand {
         #[arg(long, default_value = crate::lab::commands::DEFAULT_NAME)]
         name: String,
     },
+    /// Holds a pod's PID, IPC and UTS namespaces (the kubelet's helper, not for direct use).
+    #[command(hide = true)]
+    SandboxInit {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
+    /// A pod's PID 1, reaping its orphans (the kubelet's helper, not for direct use).
+    #[command(hide = true)]
+    SandboxReaper,
+    /// The second stage of `sandbox`, inside the pod's PID namespace (not for direct use).
+    #[command(hide = true)]
+    SandboxExec {
+        #[arg(long)]
+        uid: u32,
+        #[arg(long)]
+        gid: u32,
+        #[arg(long)]
+        tty: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Runs a pod's container process in its sandbox (the kubelet's helper, not for direct use).
     #[command(hide = true)]
     Sandbox {
-        #[arg(long)]
-        hostname: String,
         #[arg(long)]
         dir: std::path::PathBuf,
         #[arg(long)]
@@ -774,16 +795,23 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::External { name, command } => commands::external(&name, &command),
         LabCommand::Node { node, ip, name } => commands::node(&name, &node, ip),
         LabCommand::Sandbox {
-            hostname,
             dir,
             uid,
             gid,
             tty,
             command,
         } => {
-            crate::lab::kubelet::isolation::enter_and_exec(&hostname, &dir, uid, gid, tty, &command)?;
-            unreachable!("enter_and_exec returns only with an error")
+            let code = crate::lab::kubelet::isolation::enter(&dir, uid, gid, tty, &command)?;
+            std::process::exit(code)
         }
+        LabCommand::SandboxExec { uid, gid, tty, command } => {
+            crate::lab::kubelet::isolation::exec_in_pod(uid, gid, tty, &command)?;
+            unreachable!("exec_in_pod returns only with an error")
+        }
+        LabCommand::SandboxInit { hostname, dir } => {
+            crate::lab::kubelet::isolation::init_pod(&hostname, &dir).map(|()| ExitCode::SUCCESS)
+        }
+        LabCommand::SandboxReaper => crate::lab::kubelet::isolation::reap().map(|()| ExitCode::SUCCESS),
         LabCommand::Daemon {
             name,
             nodes,

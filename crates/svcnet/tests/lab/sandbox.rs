@@ -2,7 +2,9 @@
 //! than the lab's own directory: a pasted manifest cannot write to the machine's system files.
 //! They have their own mount, UTS and IPC namespaces, with the pod's name as hostname and the
 //! pod's own `/etc/resolv.conf` and `/etc/hosts`: even a root pod that writes to those changes
-//! only its copy.
+//! only its copy. A pod's containers share its PID, IPC and UTS namespaces and nothing else
+//! does: they see the pod's processes only, under the pod's init as PID 1, which takes what
+//! is left of the pod with it when the pod goes.
 
 use std::time::Duration;
 
@@ -137,4 +139,98 @@ mod a_container_the_lab_cannot_run_is_explained_by_a_warning_event {
     fn upstream() {
         super::a_container_the_lab_cannot_run_is_explained_by_a_warning_event(ControlPlane::Upstream);
     }
+}
+
+#[test]
+fn a_pod_s_containers_share_its_pid_ipc_and_uts_namespaces() {
+    let lab = Lab::up(1);
+    lab.apply(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: two, labels: {app: two}}
+spec:
+  containers:
+    - {name: a, image: busybox, command: [sleep, infinity]}
+    - {name: b, image: busybox, command: [sh, -c, 'sleep 1000']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, labels: {app: other}}
+spec:
+  containers:
+    - {name: c, image: busybox, command: [sleep, infinity]}
+",
+    );
+    lab.wait_ready_pods("app=two", 1);
+    lab.wait_ready_pods("app=other", 1);
+    let exec =
+        |pod: &str, container: &str, script: &str| lab.k(&["exec", pod, "-c", container, "--", "sh", "-c", script]);
+    let namespaces = "hostname; readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/uts";
+    let (a, b, c) = (
+        exec("two", "a", namespaces),
+        exec("two", "b", namespaces),
+        exec("other", "c", namespaces),
+    );
+    assert_eq!(a, b, "the containers of one pod share its namespaces");
+    assert!(a.starts_with("two\n") && c.starts_with("other\n"), "{a}{c}");
+    for ns in ["pid", "ipc", "uts"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}"))
+            .unwrap()
+            .display()
+            .to_string();
+        let line = |out: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("{ns}:")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_ne!(line(&a), line(&c), "two pods share a {ns} namespace");
+        assert_ne!(line(&a), host, "a pod shares the host's {ns} namespace");
+    }
+    // the pod's processes only, under its init as PID 1
+    let seen = exec(
+        "two",
+        "a",
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done",
+    );
+    let first = exec("two", "a", "tr '\\0' ' ' < /proc/1/cmdline");
+    assert!(first.contains("lab sandbox-reaper"), "PID 1 is {first:?}");
+    let commands: Vec<&str> = seen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(commands.iter().any(|c| c.starts_with("sleep infinity")), "{seen}");
+    assert!(commands.iter().any(|c| c.starts_with("sleep 1000")), "{seen}");
+    assert!(
+        commands.len() < 12
+            && !commands
+                .iter()
+                .any(|c| c.contains("lab daemon") || c.contains("svcnet proxy")),
+        "the pod sees processes beyond its own: {seen}"
+    );
+    // System V IPC is the pod's: a queue made in one container is seen by the other only
+    let made = exec("two", "a", "ipcmk -Q");
+    let key_line = exec("two", "b", "ipcs -q");
+    let id = made.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    assert!(
+        key_line
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(id.as_str())),
+        "queue {id} not seen by the pod's other container: {key_line}"
+    );
+    let elsewhere = exec("other", "c", "ipcs -q");
+    assert!(
+        !elsewhere
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(id.as_str()) && l.contains("0x")),
+        "another pod sees the queue: {elsewhere}"
+    );
+
+    // the pod's init goes with it
+    let uid = lab.get(&["pod", "two"], "{.metadata.uid}");
+    let init_file = lab.state_dir().join("sandboxes").join(&uid).join("init.pid");
+    let init = std::fs::read_to_string(&init_file).unwrap();
+    let init = std::path::PathBuf::from(format!("/proc/{}", init.trim()));
+    assert!(init.exists(), "{} is not running", init.display());
+    lab.k(&["delete", "pod", "two"]);
+    wait_for("the pod's init to end", Duration::from_secs(30), || {
+        (!init.exists()).then_some(())
+    });
 }

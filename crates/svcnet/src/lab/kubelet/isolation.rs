@@ -1,15 +1,29 @@
-//! What a pod's processes see beyond their network namespace: their own mount, UTS (the pod's
-//! hostname) and IPC namespaces, the pod's own `/etc/resolv.conf` and `/etc/hosts` bound over
-//! the host's, and their user. The kubelet (and `lab exec`) start every container through
-//! `svcnet lab sandbox ARGS -- COMMAND`, which sets this up as root and then becomes the
-//! container's user and runs COMMAND. Not isolated: the filesystem otherwise (read-only to
-//! an unprivileged user where the host's permissions say so), PIDs, cgroups and resources.
+//! What a pod's processes see beyond their network namespace.
+//!
+//! Each pod has PID, IPC and UTS namespaces of its own, held by its init: `svcnet lab
+//! sandbox-init` (started by the kubelet with the pod) enters new ones, sets the pod's
+//! hostname and starts `svcnet lab sandbox-reaper` as PID 1 of the pod, which reaps orphans
+//! until the kubelet ends the pod (then every process left in the pod goes with it). Its PID
+//! is in the sandbox directory ([`INIT_PID_FILE`]). As with upstream's `shareProcessNamespace:
+//! true`, the pod's containers see each other's processes.
+//!
+//! Every container (and `kubectl exec`, `lab exec`) starts through `svcnet lab sandbox ARGS --
+//! COMMAND`: as root it joins the pod's namespaces, enters a mount namespace of its own, binds
+//! the pod's `/etc/resolv.conf` and `/etc/hosts` over the host's, then starts `svcnet lab
+//! sandbox-exec`, which (inside the pod's PID namespace) mounts a `/proc` of the pod's
+//! processes only, becomes the container's user and runs COMMAND. The first stage waits for
+//! it, passes on the signals it gets and exits as it did. Not isolated: the filesystem
+//! otherwise (read-only to an unprivileged user where the host's permissions say so),
+//! cgroups and resources.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+/// The file in a pod's sandbox directory holding its init's PID (in the host's namespace).
+pub const INIT_PID_FILE: &str = "init.pid";
 
 /// The files bound over the host's, inside a pod's sandbox directory.
 pub const BOUND_FILES: [(&str, &str); 2] = [("resolv.conf", "/etc/resolv.conf"), ("hosts", "/etc/hosts")];
@@ -32,8 +46,6 @@ impl Isolation {
             exe.to_owned(),
             "lab".into(),
             "sandbox".into(),
-            "--hostname".into(),
-            self.hostname.clone(),
             "--dir".into(),
             self.dir.to_string_lossy().into_owned(),
             "--uid".into(),
@@ -48,6 +60,20 @@ impl Isolation {
 }
 
 impl Isolation {
+    /// `svcnet lab sandbox-init …`: the command line of the pod's init, which holds its PID,
+    /// IPC and UTS namespaces (with the pod's hostname).
+    pub fn init_command(&self, exe: &str) -> Vec<String> {
+        vec![
+            exe.to_owned(),
+            "lab".into(),
+            "sandbox-init".into(),
+            "--hostname".into(),
+            self.hostname.clone(),
+            "--dir".into(),
+            self.dir.to_string_lossy().into_owned(),
+        ]
+    }
+
     /// [`Isolation::wrap`] for a command whose standard streams are a terminal: it becomes a
     /// session leader with that terminal as its controlling terminal.
     pub fn wrap_on_terminal(&self, exe: &str, argv: &[String]) -> Vec<String> {
@@ -93,20 +119,39 @@ pub fn write_files(dir: &Path, resolv_conf: &str, hosts: &str) -> Result<()> {
     Ok(())
 }
 
-/// `svcnet lab sandbox`: enters new mount, UTS and IPC namespaces, binds the pod's files,
-/// sets the hostname, drops to `uid`/`gid` and execs `argv`; returns only on failure. Must run
-/// single-threaded (user and group changes are per thread on Linux).
-pub fn enter_and_exec(hostname: &str, dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<()> {
+/// `svcnet lab sandbox`: into the pod's namespaces (those of the init whose PID
+/// [`INIT_PID_FILE`] in `dir` holds), a mount namespace of its own with the pod's files bound,
+/// then COMMAND through `svcnet lab sandbox-exec` as `uid`/`gid`; returns the exit status to
+/// leave with. Must run single-threaded (namespace changes are per thread on Linux).
+pub fn enter(dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<i32> {
     use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
-    use rustix::thread::{Gid, Uid, UnshareFlags};
-    let Some((program, args)) = argv.split_first() else {
+    use rustix::thread::{LinkNameSpaceType, UnshareFlags, move_into_link_name_space};
+    if argv.is_empty() {
         bail!("lab sandbox: no command given");
+    }
+    let init = std::fs::read_to_string(dir.join(INIT_PID_FILE))
+        .with_context(|| format!("the pod's init ({}) is not running", dir.join(INIT_PID_FILE).display()))?;
+    let init = init.trim();
+    // every namespace opened before any is entered: /proc is read in the host's
+    let open = |kind: &str| {
+        std::fs::File::open(format!("/proc/{init}/ns/{kind}")).with_context(|| format!("the pod's {kind} namespace"))
     };
-    // mount, UTS and IPC only: the network namespace is the pod's already, and FILES (the
-    // flag that makes this call unsafe) is not among them
+    let (ipc, uts, pid) = (open("ipc")?, open("uts")?, open("pid")?);
+    move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ipc),
+        Some(LinkNameSpaceType::InterProcessCommunication),
+    )
+    .context("joining the pod's IPC namespace")?;
+    move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&uts),
+        Some(LinkNameSpaceType::HostNameAndNISDomainName),
+    )
+    .context("joining the pod's UTS namespace")?;
+    move_into_link_name_space(std::os::fd::AsFd::as_fd(&pid), Some(LinkNameSpaceType::ProcessID))
+        .context("joining the pod's PID namespace")?;
+    // a mount namespace of its own (FILES, the flag that makes this call unsafe, is not asked)
     #[allow(deprecated)]
-    rustix::thread::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC)
-        .context("new mount, UTS and IPC namespaces")?;
+    rustix::thread::unshare(UnshareFlags::NEWNS).context("a new mount namespace")?;
     // nothing mounted here may reach the host's mount namespace
     mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
         .context("making the mounts private")?;
@@ -114,7 +159,70 @@ pub fn enter_and_exec(hostname: &str, dir: &Path, uid: u32, gid: u32, tty: bool,
         let source = dir.join(file);
         mount_bind(&source, target).with_context(|| format!("binding {} over {target}", source.display()))?;
     }
-    rustix::system::sethostname(hostname.as_bytes()).context("setting the hostname")?;
+    // the command starts in the pod's PID namespace; this process waits for it
+    let exe = std::env::current_exe().context("this program's path")?;
+    let mut second = std::process::Command::new(exe);
+    second.args([
+        "lab",
+        "sandbox-exec",
+        "--uid",
+        &uid.to_string(),
+        "--gid",
+        &gid.to_string(),
+    ]);
+    if tty {
+        second.arg("--tty");
+    }
+    second.arg("--").args(argv);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut child = tokio::process::Command::from(second)
+            .spawn()
+            .context("starting the command")?;
+        let pid = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32));
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut quit = signal(SignalKind::quit())?;
+        loop {
+            let forward = tokio::select! {
+                status = child.wait() => {
+                    let status = status?;
+                    use std::os::unix::process::ExitStatusExt;
+                    return Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9)));
+                }
+                _ = term.recv() => rustix::process::Signal::TERM,
+                _ = int.recv() => rustix::process::Signal::INT,
+                _ = hup.recv() => rustix::process::Signal::HUP,
+                _ = quit.recv() => rustix::process::Signal::QUIT,
+            };
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, forward);
+            }
+        }
+    })
+}
+
+/// `svcnet lab sandbox-exec`, inside the pod's PID namespace: dies with its parent, mounts the
+/// pod's `/proc`, takes its terminal (with `tty`), becomes `uid`/`gid` and execs `argv`;
+/// returns only on failure.
+pub fn exec_in_pod(uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<()> {
+    use rustix::mount::{MountFlags, mount};
+    use rustix::thread::{Gid, Uid};
+    let Some((program, args)) = argv.split_first() else {
+        bail!("lab sandbox-exec: no command given");
+    };
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .context("dying with the sandbox")?;
+    mount(
+        "proc",
+        "/proc",
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .context("mounting the pod's /proc")?;
     if tty {
         // a session of its own, with its stdin (the terminal) as the controlling terminal
         rustix::process::setsid().context("a new session")?;
@@ -127,6 +235,43 @@ pub fn enter_and_exec(hostname: &str, dir: &Path, uid: u32, gid: u32, tty: bool,
     }
     let error = std::process::Command::new(program).args(args).exec();
     Err(error).with_context(|| format!("running {}", program.to_string_lossy()))
+}
+
+/// `svcnet lab sandbox-init`: new PID, IPC and UTS namespaces for a pod, its `hostname`, and
+/// `svcnet lab sandbox-reaper` as the pod's PID 1, whose PID goes to [`INIT_PID_FILE`] in
+/// `dir`; waits for it (it ends when this process is killed). Single-threaded.
+pub fn init_pod(hostname: &str, dir: &Path) -> Result<()> {
+    use rustix::thread::UnshareFlags;
+    #[allow(deprecated)]
+    rustix::thread::unshare(UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS)
+        .context("new PID, IPC and UTS namespaces")?;
+    rustix::system::sethostname(hostname.as_bytes()).context("setting the hostname")?;
+    let exe = std::env::current_exe().context("this program's path")?;
+    let mut reaper = std::process::Command::new(exe)
+        .args(["lab", "sandbox-reaper"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("starting the pod's init")?;
+    let path = dir.join(INIT_PID_FILE);
+    svcnet_apiserver::credentials::write_file(&path, reaper.id().to_string().as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let _ = reaper.wait();
+    Ok(())
+}
+
+/// `svcnet lab sandbox-reaper`: the pod's PID 1, which reaps the orphans of the pod (PID 1
+/// inherits them) and dies with the init that started it.
+pub fn reap() -> Result<()> {
+    use rustix::process::{WaitOptions, wait};
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .context("dying with the pod's init")?;
+    loop {
+        match wait(WaitOptions::empty()) {
+            Ok(_) => {}
+            // no child yet: orphans come when processes of the pod leave theirs
+            Err(_) => std::thread::sleep(std::time::Duration::from_secs(1)),
+        }
+    }
 }
 
 #[cfg(test)]

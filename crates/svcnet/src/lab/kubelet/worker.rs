@@ -88,6 +88,17 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         Ok(()) => write_sandbox_files(&ctx, &pod, &sandbox_dir, ip),
         Err(e) => Err(e),
     };
+    // the pod's init holds its PID, IPC and UTS namespaces, which every container joins
+    let mut init = match &sandbox_result {
+        Ok(()) => match start_init(&ctx, &pod, &sandbox_dir).await {
+            Ok(child) => Some(child),
+            Err(e) => {
+                tracing::error!(pod = %name, error = %format!("{e:#}"), "the pod's init did not start");
+                None
+            }
+        },
+        Err(_) => None,
+    };
     let spec = pod.spec.clone().unwrap_or_default();
     // the cluster DNS reads the API from its pod's namespace, through a relay there
     let relay = match &sandbox_result {
@@ -401,6 +412,11 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         }
     }
     terminate(&mut containers, stopping.grace).await;
+    // the init goes last, and whatever the containers left in the pod with it
+    if let Some(init) = &mut init {
+        let _ = init.start_kill();
+        let _ = init.wait().await;
+    }
     if let Some(relay) = relay {
         relay.abort();
     }
@@ -463,6 +479,35 @@ fn write_sandbox_files(
 
 /// Creates the pod's network namespace and link. Tried 5 times (a kubelet retries sandboxes
 /// too; under load a namespace or link operation can fail once).
+/// Starts the pod's init (`svcnet lab sandbox-init`) and waits for it to name its PID.
+async fn start_init(ctx: &NodeContext, pod: &Pod, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+    let init = Isolation {
+        hostname: dns_config::hostname(pod),
+        dir: dir.to_owned(),
+        uid: 0,
+        gid: 0,
+    }
+    .init_command(&ctx.exe);
+    let pid_file = dir.join(isolation::INIT_PID_FILE);
+    let _ = std::fs::remove_file(&pid_file);
+    let mut child = tokio::process::Command::new(&init[0])
+        .args(&init[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    for _ in 0..200 {
+        if pid_file.exists() {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("it exited ({status})");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("it named no PID within 5 s")
+}
+
 async fn create_sandbox(node_netns: &str, pod_netns: &str, ip: std::net::Ipv4Addr, pod: &str) -> anyhow::Result<()> {
     retrying(5, pod, "cannot create the pod's network", || {
         let (node_ns, pod_ns) = (node_netns.to_owned(), pod_netns.to_owned());

@@ -24,6 +24,22 @@ fn no_kubelets(what: &str) -> Box<Status> {
     Box::new(s)
 }
 
+/// The upgrade of a `pods/SUBRESOURCE` request to a WebSocket speaking one of `protocols`,
+/// or the Status that answers a request without one.
+fn websocket(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    subresource: &str,
+    protocols: &[&'static str],
+) -> Result<WebSocketUpgrade, Box<Status>> {
+    match upgrade {
+        Ok(u) => Ok(u.protocols(protocols.iter().copied())),
+        Err(_) => Err(Box::new(Status::bad_request(format!(
+            "pods/{subresource} needs a WebSocket upgrade ({}); SPDY is not served",
+            protocols.join(" or ")
+        )))),
+    }
+}
+
 pub(super) async fn pod_exec(
     State(state): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
@@ -43,17 +59,10 @@ pub(super) async fn pod_exec(
         Ok(c) => c,
         Err(s) => return status_response(&s),
     };
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(_) => {
-            return status_response(&Status::bad_request(
-                "pods/exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
-            ));
-        }
-    };
-    upgrade
-        .protocols(exec::PROTOCOLS)
-        .on_upgrade(move |socket| exec_session::run(socket, hook, pod, container, request))
+    match websocket(upgrade, "exec", &exec::PROTOCOLS) {
+        Ok(upgrade) => upgrade.on_upgrade(move |socket| exec_session::run(socket, hook, pod, container, request)),
+        Err(status) => status_response(&status),
+    }
 }
 
 pub(super) async fn pod_port_forward(
@@ -70,18 +79,10 @@ pub(super) async fn pod_port_forward(
         Ok(c) => c,
         Err(s) => return status_response(&s),
     };
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(_) => {
-            return status_response(&Status::bad_request(format!(
-                "pods/portforward needs a WebSocket upgrade ({}); SPDY without a WebSocket is not served",
-                port_forward::PROTOCOL
-            )));
-        }
-    };
-    upgrade
-        .protocols([port_forward::PROTOCOL])
-        .on_upgrade(move |socket| port_forward::run(socket, hook, pod))
+    match websocket(upgrade, "portforward", &[port_forward::PROTOCOL]) {
+        Ok(upgrade) => upgrade.on_upgrade(move |socket| port_forward::run(socket, hook, pod)),
+        Err(status) => status_response(&status),
+    }
 }
 
 pub(super) async fn pod_attach(
@@ -101,16 +102,11 @@ pub(super) async fn pod_attach(
         Ok(c) => c,
         Err(s) => return status_response(&s),
     };
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(_) => {
-            return status_response(&Status::bad_request(
-                "pods/attach needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
-            ));
-        }
-    };
-    upgrade.protocols(exec::PROTOCOLS).on_upgrade(move |socket| async move {
-        let attached = hook.attach(&pod, &container, request.stdin);
-        attach_session::run(socket, attached, request).await
-    })
+    match websocket(upgrade, "attach", &exec::PROTOCOLS) {
+        Ok(upgrade) => upgrade.on_upgrade(move |socket| async move {
+            let attached = hook.attach(&pod, &container, request.stdin);
+            attach_session::run(socket, attached, request).await
+        }),
+        Err(status) => status_response(&status),
+    }
 }

@@ -9,19 +9,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::{self, ControlPlane, Lab};
 
-mod kubectl_attach_and_run_interactively {
-    use crate::support::ControlPlane;
-
-    #[test]
-    fn svcnet() {
-        super::kubectl_attach_and_run_interactively(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::kubectl_attach_and_run_interactively(ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(kubectl_attach_and_run_interactively);
 
 /// kubectl with `input` on its stdin (then closed); its exit code, stdout and stderr.
 fn kubectl_with_input(lab: &Lab, input: &str, args: &[&str]) -> (Option<i32>, String, String) {

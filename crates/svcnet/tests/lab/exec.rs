@@ -26,19 +26,7 @@ fn exec(lab: &Lab, stdin: Option<&str>, args: &[&str]) -> (Option<i32>, String, 
     )
 }
 
-mod kubectl_exec_runs_commands_in_the_pod_s_sandbox {
-    use crate::support::ControlPlane;
-
-    #[test]
-    fn svcnet() {
-        super::kubectl_exec_runs_commands_in_the_pod_s_sandbox(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::kubectl_exec_runs_commands_in_the_pod_s_sandbox(ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(kubectl_exec_runs_commands_in_the_pod_s_sandbox);
 
 fn kubectl_exec_runs_commands_in_the_pod_s_sandbox(control_plane: ControlPlane) {
     let lab = Lab::up_on(1, control_plane);

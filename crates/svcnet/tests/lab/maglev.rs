@@ -157,13 +157,4 @@ spec:
     println!("random: {random} of {FLOWS} flows reached another pod with the same four pods");
 }
 
-mod consistent_hashing {
-    #[test]
-    fn svcnet() {
-        super::consistent_hashing(super::ControlPlane::Svcnet);
-    }
-    #[test]
-    fn upstream() {
-        super::consistent_hashing(super::ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(consistent_hashing);

@@ -2,6 +2,24 @@
 //! real TCP and UDP traffic from pods and from the external host. The upstream e2e behaviours
 //! of reference §8 that need traffic.
 
+/// Each scenario as two tests: `<scenario>::svcnet` (svcnet's control plane) and
+/// `<scenario>::upstream` (upstream's kube-apiserver and kube-controller-manager), with
+/// svcnet's proxy on both: for what the control plane and the lab's kubelets serve.
+macro_rules! on_svcnet_and_upstream {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn svcnet() {
+                super::$scenario(crate::support::ControlPlane::Svcnet);
+            }
+            #[test]
+            fn upstream() {
+                super::$scenario(crate::support::ControlPlane::Upstream);
+            }
+        }
+    )*};
+}
+
 mod attach;
 mod maglev;
 mod names;
@@ -77,19 +95,7 @@ mod load_balancer;
 mod node_address;
 mod topology;
 
-mod restart_policies_and_a_crashed_lab {
-    use crate::support::ControlPlane;
-
-    #[test]
-    fn svcnet() {
-        super::restart_policies_and_a_crashed_lab(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::restart_policies_and_a_crashed_lab(ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(restart_policies_and_a_crashed_lab);
 
 on_both_control_planes!(
     demo_shows_clusterip_and_nodeport_traffic,
@@ -262,19 +268,7 @@ spec:
     );
 }
 
-mod logs_and_proxies_reach_pods_through_the_api_server {
-    use crate::support::ControlPlane;
-
-    #[test]
-    fn svcnet() {
-        super::logs_and_proxies_reach_pods_through_the_api_server(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::logs_and_proxies_reach_pods_through_the_api_server(ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(logs_and_proxies_reach_pods_through_the_api_server);
 
 /// A Service that selects no pod.
 const EMPTY_SERVICE: &str = "apiVersion: v1

@@ -8,19 +8,7 @@ use std::process::{Command, Stdio};
 
 use crate::support::{self, ControlPlane, Lab};
 
-mod kubectl_port_forward_reaches_a_service_s_pod {
-    use crate::support::ControlPlane;
-
-    #[test]
-    fn svcnet() {
-        super::kubectl_port_forward_reaches_a_service_s_pod(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::kubectl_port_forward_reaches_a_service_s_pod(ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(kubectl_port_forward_reaches_a_service_s_pod);
 
 /// `kubectl port-forward TARGET :PORT` for at most a minute; returns it and the local port
 /// it listens on.

@@ -113,33 +113,9 @@ fn a_container_the_lab_cannot_run_is_explained_by_a_warning_event(control_plane:
     assert!(page.contains("Welcome to nginx!"), "{page}");
 }
 
-mod pods_run_unprivileged_unless_they_ask_for_root {
-    use crate::support::ControlPlane;
+on_svcnet_and_upstream!(pods_run_unprivileged_unless_they_ask_for_root);
 
-    #[test]
-    fn svcnet() {
-        super::pods_run_unprivileged_unless_they_ask_for_root(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::pods_run_unprivileged_unless_they_ask_for_root(ControlPlane::Upstream);
-    }
-}
-
-mod a_container_the_lab_cannot_run_is_explained_by_a_warning_event {
-    use crate::support::ControlPlane;
-
-    #[test]
-    fn svcnet() {
-        super::a_container_the_lab_cannot_run_is_explained_by_a_warning_event(ControlPlane::Svcnet);
-    }
-
-    #[test]
-    fn upstream() {
-        super::a_container_the_lab_cannot_run_is_explained_by_a_warning_event(ControlPlane::Upstream);
-    }
-}
+on_svcnet_and_upstream!(a_container_the_lab_cannot_run_is_explained_by_a_warning_event);
 
 #[test]
 fn a_pod_s_containers_share_its_pid_ipc_and_uts_namespaces() {

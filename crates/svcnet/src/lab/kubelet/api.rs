@@ -124,9 +124,35 @@ async fn container_logs(
     Body::from_stream(stream).into_response()
 }
 
+/// What every streaming request needs before its session: the pod as the API server has
+/// it (JSON, as the hook takes it) and the WebSocket upgrade, `protocols` chosen; or the
+/// answer that ends the request.
+async fn pod_and_upgrade(
+    served: &Served,
+    ns: &str,
+    pod: &str,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    protocols: &[&'static str],
+) -> Result<(serde_json::Value, WebSocketUpgrade), (StatusCode, String)> {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), ns);
+    let found = match pods.get_opt(pod).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err((StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found"))),
+        Err(e) => return Err((StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}"))),
+    };
+    let Ok(upgrade) = upgrade else {
+        let message = format!(
+            "a WebSocket upgrade ({}) is needed; SPDY is not served",
+            protocols.join(" or ")
+        );
+        return Err((StatusCode::BAD_REQUEST, message));
+    };
+    let found = serde_json::to_value(found).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((found, upgrade.protocols(protocols.iter().copied())))
+}
+
 /// A command in a container: the kubelet's parameters (`input`, `output`, `error`, `tty`,
-/// `command`), the pod as the API server has it, then the session the API server's own
-/// `pods/exec` runs.
+/// `command`), then the session the API server's own `pods/exec` runs.
 async fn container_exec(
     State(served): State<Arc<Served>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
@@ -137,31 +163,16 @@ async fn container_exec(
         Ok(r) => r,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), &ns);
-    let pod = match pods.get_opt(&pod).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")).into_response(),
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}")).into_response(),
-    };
-    let Ok(upgrade) = upgrade else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
-        )
-            .into_response();
-    };
-    let pod = match serde_json::to_value(pod) {
-        Ok(v) => v,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    let (pod, upgrade) = match pod_and_upgrade(&served, &ns, &pod, upgrade, &exec::PROTOCOLS).await {
+        Ok(ready) => ready,
+        Err(answer) => return answer.into_response(),
     };
     let hook = served.streaming.clone();
-    upgrade
-        .protocols(exec::PROTOCOLS)
-        .on_upgrade(move |socket| svcnet_apiserver::exec_session::run(socket, hook, pod, container, request))
+    upgrade.on_upgrade(move |socket| svcnet_apiserver::exec_session::run(socket, hook, pod, container, request))
 }
 
-/// `kubectl attach`: the kubelet's parameters, the pod as the API server has it, then the
-/// session the API server's own `pods/attach` runs.
+/// `kubectl attach`: the kubelet's parameters, then the session the API server's own
+/// `pods/attach` runs.
 async fn container_attach(
     State(served): State<Arc<Served>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
@@ -172,58 +183,30 @@ async fn container_attach(
         Ok(r) => r,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), &ns);
-    let pod = match pods.get_opt(&pod).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")).into_response(),
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}")).into_response(),
-    };
-    let Ok(upgrade) = upgrade else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "attach needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
-        )
-            .into_response();
-    };
-    let pod = match serde_json::to_value(pod) {
-        Ok(v) => v,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    let (pod, upgrade) = match pod_and_upgrade(&served, &ns, &pod, upgrade, &exec::PROTOCOLS).await {
+        Ok(ready) => ready,
+        Err(answer) => return answer.into_response(),
     };
     let hook = served.streaming.clone();
-    upgrade.protocols(exec::PROTOCOLS).on_upgrade(move |socket| async move {
+    upgrade.on_upgrade(move |socket| async move {
         let attached = hook.attach(&pod, &container, request.stdin);
         svcnet_apiserver::attach_session::run(socket, attached, request).await
     })
 }
 
-/// `kubectl port-forward`: the pod as the API server has it, then the session the API
-/// server's own `pods/portforward` runs.
+/// `kubectl port-forward`: the session the API server's own `pods/portforward` runs.
 async fn port_forward(
     State(served): State<Arc<Served>>,
     UrlPath((ns, pod)): UrlPath<(String, String)>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let pods: kube::Api<Pod> = kube::Api::namespaced(served.client.clone(), &ns);
-    let pod = match pods.get_opt(&pod).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")).into_response(),
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("reading pod {ns}/{pod}: {e}")).into_response(),
-    };
-    let Ok(upgrade) = upgrade else {
-        let message = format!(
-            "port-forward needs a WebSocket upgrade ({}); plain SPDY is not served",
-            svcnet_apiserver::port_forward::PROTOCOL
-        );
-        return (StatusCode::BAD_REQUEST, message).into_response();
-    };
-    let pod = match serde_json::to_value(pod) {
-        Ok(v) => v,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    let protocols = [svcnet_apiserver::port_forward::PROTOCOL];
+    let (pod, upgrade) = match pod_and_upgrade(&served, &ns, &pod, upgrade, &protocols).await {
+        Ok(ready) => ready,
+        Err(answer) => return answer.into_response(),
     };
     let hook = served.streaming.clone();
-    upgrade
-        .protocols([svcnet_apiserver::port_forward::PROTOCOL])
-        .on_upgrade(move |socket| svcnet_apiserver::port_forward::run(socket, hook, pod))
+    upgrade.on_upgrade(move |socket| svcnet_apiserver::port_forward::run(socket, hook, pod))
 }
 
 /// The server's TLS: its certificate, and client certificates of the lab's CA required.

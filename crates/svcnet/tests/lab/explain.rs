@@ -43,10 +43,12 @@ fn service(name: &str, spec: &str) -> String {
     format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {spec}\n")
 }
 
-#[test]
-fn explain_names_the_reason_for_each_failure() {
+on_svcnet_and_upstream!(explain_names_the_reason_for_each_failure);
+
+fn explain_names_the_reason_for_each_failure(control_plane: crate::support::ControlPlane) {
     // node-2's address does not serve node ports
-    let (lab, _) = Lab::up_with(2, &["--no-dns", "--nodeport-addresses", "10.240.0.11/32"]);
+    let extra = ["--no-dns", "--nodeport-addresses", "10.240.0.11/32"];
+    let (lab, _) = Lab::up_with_path_on(2, &extra, None, control_plane);
     lab.apply(&client_pod("client", Some(1)));
     lab.apply(&web_pod("web-1", "web", 1, 8080));
     lab.apply(&web_pod("web-2", "web", 2, 8080));

@@ -803,6 +803,12 @@ spec:
     if control_plane != ControlPlane::Svcnet {
         return;
     }
+    let crashed_pods: Vec<String> = lab
+        .get(&["pods"], "{.items[*].metadata.uid}")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(!crashed_pods.is_empty());
     let pid: i32 = std::fs::read_to_string(lab.state_dir().join("pid"))
         .unwrap()
         .trim()
@@ -824,4 +830,12 @@ spec:
     assert!(text.contains("namespaces a previous lab"), "{text}");
     let pods = lab.get(&["pods"], "{.items[*].metadata.name}");
     assert!(pods.is_empty(), "the new lab starts empty: {pods}");
+    // and no process of the crashed lab's pods is left (their inits included)
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| crashed_pods.iter().any(|uid| c.contains(uid.as_str())))
+        .collect();
+    assert!(survivors.is_empty(), "left from the crashed lab: {survivors:?}");
 }

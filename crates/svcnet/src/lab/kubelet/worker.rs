@@ -90,7 +90,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     };
     // the pod's init holds its PID, IPC and UTS namespaces, which every container joins
     let mut init = match &sandbox_result {
-        Ok(()) => match start_init(&ctx, &pod, &sandbox_dir).await {
+        Ok(()) => match start_init(&ctx, &pod, &sandbox_dir, &netns).await {
             Ok(child) => Some(child),
             Err(e) => {
                 tracing::error!(pod = %name, error = %format!("{e:#}"), "the pod's init did not start");
@@ -479,8 +479,15 @@ fn write_sandbox_files(
 
 /// Creates the pod's network namespace and link. Tried 5 times (a kubelet retries sandboxes
 /// too; under load a namespace or link operation can fail once).
-/// Starts the pod's init (`svcnet lab sandbox-init`) and waits for it to name its PID.
-async fn start_init(ctx: &NodeContext, pod: &Pod, dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+/// Starts the pod's init (`svcnet lab sandbox-init`) and waits for it to name its PID. It runs
+/// in the pod's network namespace, so whatever removes the lab's namespaces (`lab down`, also
+/// after a crashed daemon) ends it with the pod's other processes.
+async fn start_init(
+    ctx: &NodeContext,
+    pod: &Pod,
+    dir: &std::path::Path,
+    netns: &str,
+) -> anyhow::Result<tokio::process::Child> {
     let init = Isolation {
         hostname: dns_config::hostname(pod),
         dir: dir.to_owned(),
@@ -490,12 +497,13 @@ async fn start_init(ctx: &NodeContext, pod: &Pod, dir: &std::path::Path) -> anyh
     .init_command(&ctx.exe);
     let pid_file = dir.join(isolation::INIT_PID_FILE);
     let _ = std::fs::remove_file(&pid_file);
-    let mut child = tokio::process::Command::new(&init[0])
+    let mut command = tokio::process::Command::new(&init[0]);
+    command
         .args(&init[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    let mut child = crate::netns::spawn_async_in(netns, &mut command)?;
     for _ in 0..200 {
         if pid_file.exists() {
             return Ok(child);

@@ -79,6 +79,31 @@ pub fn dns1123_label(value: &str) -> Vec<String> {
     errs
 }
 
+/// A lowercase RFC 1123 subdomain whose labels may also hold `_` (and start with one): a pod's
+/// DNS search domains.
+pub fn dns1123_subdomain_with_underscore(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    let label = |s: &str| {
+        let s = s.strip_prefix('_').unwrap_or(s);
+        let b = s.as_bytes();
+        !b.is_empty()
+            && (is_lower_alnum(b[0]) || b[0] == b'_')
+            && (is_lower_alnum(b[b.len() - 1]) || b[b.len() - 1] == b'_')
+            && b.iter().all(|&c| is_lower_alnum(c) || c == b'-' || c == b'_')
+    };
+    if !value.split('.').all(label) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character",
+            "_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*",
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
 /// A lowercase RFC 1123 subdomain (most object names, externalName).
 pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errs = Vec::new();

@@ -578,6 +578,54 @@ fn workloads() -> Vec<Request> {
         ),
         request("pod/get".into(), "GET", format!("{pods}/p-valid"), None),
         request(
+            "pod/dns-bad-policy".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-dns1",
+                json!({ "containers": container, "dnsPolicy": "Sometimes" }),
+            )),
+        ),
+        request(
+            "pod/dns-none-without-config".into(),
+            "POST",
+            pods.clone(),
+            Some(pod("p-dns2", json!({ "containers": container, "dnsPolicy": "None" }))),
+        ),
+        request(
+            "pod/dns-none-without-nameservers".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-dns3",
+                json!({ "containers": container, "dnsPolicy": "None", "dnsConfig": { "searches": ["a.b"] } }),
+            )),
+        ),
+        request(
+            "pod/dns-config-bad".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-dns4",
+                json!({ "containers": container, "dnsConfig": {
+                    "nameservers": ["1.1.1.1", "not-an-ip", "010.1.1.1", "8.8.8.8"],
+                    "searches": ["Bad_Domain", "ok.example.", "."],
+                    "options": [{ "value": "2" }],
+                } }),
+            )),
+        ),
+        request(
+            "pod/dns-none-valid".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-dns5",
+                json!({ "containers": container, "dnsPolicy": "None", "dnsConfig": {
+                    "nameservers": ["10.96.0.10"], "searches": ["_srv.example.com"], "options": [{ "name": "ndots", "value": "2" }],
+                } }),
+            )),
+        ),
+        request(
             "pod/no-containers".into(),
             "POST",
             pods.clone(),

@@ -164,6 +164,20 @@ enum DataplaneCommand {
     Dump(ProxyArgs),
 }
 
+/// A container's command and who it runs as, for the sandbox's two stages.
+#[derive(clap::Args, Debug)]
+struct SandboxedCommand {
+    #[arg(long)]
+    uid: u32,
+    #[arg(long)]
+    gid: u32,
+    /// Its standard streams are a terminal to take as controlling terminal.
+    #[arg(long)]
+    tty: bool,
+    #[arg(last = true, required = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
 #[derive(Subcommand)]
 enum LabCommand {
     /// Start a lab: API server on loopback, K nodes and an external host, pods as processes.
@@ -251,29 +265,16 @@ enum LabCommand {
     /// The second stage of `sandbox`, inside the pod's PID namespace (not for direct use).
     #[command(hide = true)]
     SandboxExec {
-        #[arg(long)]
-        uid: u32,
-        #[arg(long)]
-        gid: u32,
-        #[arg(long)]
-        tty: bool,
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        run: SandboxedCommand,
     },
     /// Runs a pod's container process in its sandbox (the kubelet's helper, not for direct use).
     #[command(hide = true)]
     Sandbox {
         #[arg(long)]
         dir: std::path::PathBuf,
-        #[arg(long)]
-        uid: u32,
-        #[arg(long)]
-        gid: u32,
-        /// Its standard streams are a terminal to take as controlling terminal.
-        #[arg(long)]
-        tty: bool,
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        run: SandboxedCommand,
     },
     /// The background process `up` starts (not for direct use).
     #[command(hide = true)]
@@ -794,18 +795,12 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
         } => commands::exec(&name, &pod, &namespace, &command),
         LabCommand::External { name, command } => commands::external(&name, &command),
         LabCommand::Node { node, ip, name } => commands::node(&name, &node, ip),
-        LabCommand::Sandbox {
-            dir,
-            uid,
-            gid,
-            tty,
-            command,
-        } => {
-            let code = crate::lab::kubelet::isolation::enter(&dir, uid, gid, tty, &command)?;
+        LabCommand::Sandbox { dir, run } => {
+            let code = crate::lab::kubelet::isolation::enter(&dir, run.uid, run.gid, run.tty, &run.command)?;
             std::process::exit(code)
         }
-        LabCommand::SandboxExec { uid, gid, tty, command } => {
-            crate::lab::kubelet::isolation::exec_in_pod(uid, gid, tty, &command)?;
+        LabCommand::SandboxExec { run } => {
+            crate::lab::kubelet::isolation::exec_in_pod(run.uid, run.gid, run.tty, &run.command)?;
             unreachable!("exec_in_pod returns only with an error")
         }
         LabCommand::SandboxInit { hostname, dir } => {

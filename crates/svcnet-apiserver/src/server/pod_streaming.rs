@@ -11,7 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 
 use super::*;
-use crate::exec::{self, API_PARAMETERS};
+use crate::exec::{self, API_PARAMETERS, ExecRequest, SharedPodStreaming};
 use crate::{attach_session, exec_session, port_forward};
 
 /// The answer when no kubelet hook is configured.
@@ -40,25 +40,37 @@ fn websocket(
     }
 }
 
+/// How a request names the streams it wants (`parse_request` for exec, `parse_attach`).
+type Parse = fn(&[(String, String)], &exec::Parameters) -> Result<ExecRequest, String>;
+
+/// What exec and attach check before the upgrade, in upstream's order: the pod, the request's
+/// parameters, the container, and a kubelet to run it.
+fn container_target(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    pairs: &[(String, String)],
+    parse: Parse,
+    what: &str,
+) -> Result<(Value, ExecRequest, String, SharedPodStreaming), Box<Status>> {
+    let pod = objects::get(state.registry.store(), &resources::PODS, ns, name)?;
+    let request = parse(pairs, &API_PARAMETERS).map_err(|m| Box::new(Status::bad_request(m)))?;
+    let container = logs::container_of(&pod, request.container.as_deref())?;
+    let hook = state.pod_streaming.clone().ok_or_else(|| no_kubelets(what))?;
+    Ok((pod, request, container, hook))
+}
+
 pub(super) async fn pod_exec(
     State(state): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let checked = (|| {
-        let pod = objects::get(state.registry.store(), &resources::PODS, &ns, &name)?;
-        let request = exec::parse_request(&pairs, &API_PARAMETERS).map_err(|m| Box::new(Status::bad_request(m)))?;
-        let container = logs::container_of(&pod, request.container.as_deref())?;
-        let Some(hook) = state.pod_streaming.clone() else {
-            return Err(no_kubelets("exec"));
+    let (pod, request, container, hook) =
+        match container_target(&state, &ns, &name, &pairs, exec::parse_request, "exec") {
+            Ok(c) => c,
+            Err(s) => return status_response(&s),
         };
-        Ok((pod, request, container, hook))
-    })();
-    let (pod, request, container, hook) = match checked {
-        Ok(c) => c,
-        Err(s) => return status_response(&s),
-    };
     match websocket(upgrade, "exec", &exec::PROTOCOLS) {
         Ok(upgrade) => upgrade.on_upgrade(move |socket| exec_session::run(socket, hook, pod, container, request)),
         Err(status) => status_response(&status),
@@ -91,17 +103,11 @@ pub(super) async fn pod_attach(
     Query(pairs): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let checked = (|| {
-        let pod = objects::get(state.registry.store(), &resources::PODS, &ns, &name)?;
-        let request = exec::parse_attach(&pairs, &API_PARAMETERS).map_err(|m| Box::new(Status::bad_request(m)))?;
-        let container = logs::container_of(&pod, request.container.as_deref())?;
-        let hook = state.pod_streaming.clone().ok_or_else(|| no_kubelets("attach"))?;
-        Ok::<_, Box<Status>>((pod, request, container, hook))
-    })();
-    let (pod, request, container, hook) = match checked {
-        Ok(c) => c,
-        Err(s) => return status_response(&s),
-    };
+    let (pod, request, container, hook) =
+        match container_target(&state, &ns, &name, &pairs, exec::parse_attach, "attach") {
+            Ok(c) => c,
+            Err(s) => return status_response(&s),
+        };
     match websocket(upgrade, "attach", &exec::PROTOCOLS) {
         Ok(upgrade) => upgrade.on_upgrade(move |socket| async move {
             let attached = hook.attach(&pod, &container, request.stdin);

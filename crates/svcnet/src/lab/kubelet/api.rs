@@ -151,42 +151,53 @@ async fn pod_and_upgrade(
     Ok((found, upgrade.protocols(protocols.iter().copied())))
 }
 
-/// A command in a container: the kubelet's parameters (`input`, `output`, `error`, `tty`,
-/// `command`), then the session the API server's own `pods/exec` runs.
+/// How a request names the streams it wants (`parse_request` for exec, `parse_attach`).
+type Parse = fn(&[(String, String)], &exec::Parameters) -> Result<exec::ExecRequest, String>;
+
+/// Exec's and attach's first steps: the kubelet's parameters (`input`, `output`, `error`,
+/// `tty`, `command`), then the pod and the upgrade.
+async fn container_request(
+    served: &Served,
+    (ns, pod): (&str, &str),
+    pairs: &[(String, String)],
+    parse: Parse,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<(exec::ExecRequest, serde_json::Value, WebSocketUpgrade), Response> {
+    let request = parse(pairs, &KUBELET_PARAMETERS).map_err(|m| (StatusCode::BAD_REQUEST, m).into_response())?;
+    let (pod, upgrade) = pod_and_upgrade(served, ns, pod, upgrade, &exec::PROTOCOLS)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((request, pod, upgrade))
+}
+
+/// A command in a container: the session the API server's own `pods/exec` runs.
 async fn container_exec(
     State(served): State<Arc<Served>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let request = match exec::parse_request(&pairs, &KUBELET_PARAMETERS) {
-        Ok(r) => r,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
-    };
-    let (pod, upgrade) = match pod_and_upgrade(&served, &ns, &pod, upgrade, &exec::PROTOCOLS).await {
-        Ok(ready) => ready,
-        Err(answer) => return answer.into_response(),
-    };
+    let (request, pod, upgrade) =
+        match container_request(&served, (&ns, &pod), &pairs, exec::parse_request, upgrade).await {
+            Ok(ready) => ready,
+            Err(answer) => return answer,
+        };
     let hook = served.streaming.clone();
     upgrade.on_upgrade(move |socket| svcnet_apiserver::exec_session::run(socket, hook, pod, container, request))
 }
 
-/// `kubectl attach`: the kubelet's parameters, then the session the API server's own
-/// `pods/attach` runs.
+/// `kubectl attach`: the session the API server's own `pods/attach` runs.
 async fn container_attach(
     State(served): State<Arc<Served>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let request = match exec::parse_attach(&pairs, &KUBELET_PARAMETERS) {
-        Ok(r) => r,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
-    };
-    let (pod, upgrade) = match pod_and_upgrade(&served, &ns, &pod, upgrade, &exec::PROTOCOLS).await {
-        Ok(ready) => ready,
-        Err(answer) => return answer.into_response(),
-    };
+    let (request, pod, upgrade) =
+        match container_request(&served, (&ns, &pod), &pairs, exec::parse_attach, upgrade).await {
+            Ok(ready) => ready,
+            Err(answer) => return answer,
+        };
     let hook = served.streaming.clone();
     upgrade.on_upgrade(move |socket| async move {
         let attached = hook.attach(&pod, &container, request.stdin);

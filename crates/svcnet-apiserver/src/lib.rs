@@ -99,6 +99,7 @@ pub async fn run(config: Config, on_ready: impl FnOnce(SocketAddr, PathBuf)) -> 
     })
     .await
     .map_err(|e| std::io::Error::other(e.to_string()))??;
+    registry.publish_root_ca(creds.ca_pem.clone());
     let registry = Arc::new(registry);
     let revision = server::revision_feed(&registry);
     tokio::spawn(controller::run(registry.clone(), revision.clone()));

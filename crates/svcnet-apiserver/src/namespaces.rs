@@ -70,6 +70,48 @@ fn ensure_default_service_accounts(store: &Store, namespaces: &[Value]) -> Reply
     Ok(created)
 }
 
+/// The ConfigMap every namespace holds with the cluster's CA, as upstream's root CA
+/// publisher (in kube-controller-manager) keeps it; pods' token volumes project it.
+pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+
+/// Every active namespace has [`ROOT_CA_CONFIG_MAP`] holding `ca` (recreated when deleted,
+/// rewritten when changed). Returns how many writes it made.
+fn ensure_root_ca_config_maps(store: &Store, namespaces: &[Value], ca: &str) -> Reply<usize> {
+    let mut writes = 0;
+    for ns in namespaces.iter().filter(|n| !is_terminating(n)) {
+        let name = ns["metadata"]["name"].as_str().unwrap_or("");
+        if name.is_empty() {
+            continue;
+        }
+        let wanted = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": ROOT_CA_CONFIG_MAP,
+                "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION},
+            },
+            "data": {"ca.crt": ca},
+        });
+        let mut ids = objects::RandomIds::new();
+        let written = match objects::get(store, &crate::resources::CONFIG_MAPS, name, ROOT_CA_CONFIG_MAP) {
+            Ok(existing) if existing["data"] == wanted["data"] => continue,
+            Ok(mut existing) => {
+                existing["data"] = wanted["data"].clone();
+                let kind = &crate::resources::CONFIG_MAPS;
+                objects::replace(store, kind, name, ROOT_CA_CONFIG_MAP, existing, false, &mut ids)
+            }
+            Err(s) if s.code == 404 => objects::create(store, &crate::resources::CONFIG_MAPS, name, wanted, &mut ids),
+            Err(s) => Err(s),
+        };
+        writes += usize::from(written.is_ok());
+    }
+    Ok(writes)
+}
+
+/// What the root CA ConfigMap says of itself (in upstream's sense: its use is to verify the
+/// API server through the cluster's internal endpoints).
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+
 /// Creates `namespace`'s ServiceAccount `default`.
 pub fn create_default_service_account(store: &Store, namespace: &str) -> Reply<Value> {
     let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
@@ -109,6 +151,9 @@ pub fn reconcile(registry: &Registry) -> Reply<usize> {
     let store = registry.store();
     let (namespaces, _) = objects::list(store, &NAMESPACES, None)?;
     let mut writes = ensure_default_service_accounts(store, &namespaces)?;
+    if let Some(ca) = registry.root_ca() {
+        writes += ensure_root_ca_config_maps(store, &namespaces, ca)?;
+    }
     for ns in namespaces.iter().filter(|n| is_terminating(n)) {
         let name = ns["metadata"]["name"].as_str().unwrap_or("");
         let mut remaining = 0;

@@ -64,6 +64,8 @@ pub struct Registry {
     /// `--service-cluster-ip-range`, which the ServiceCIDR `kubernetes` mirrors.
     configured: Vec<IpNet>,
     node_ports: PortRange,
+    /// The cluster's CA (PEM), published in every namespace once known.
+    root_ca: std::sync::OnceLock<String>,
 }
 
 /// How many times a write picks another address when the one it planned turns out to be
@@ -125,6 +127,16 @@ fn after(allocators: &Allocators, changes: &svcnet_core::alloc::AllocationChange
 }
 
 impl Registry {
+    /// Sets the cluster's CA (PEM), which the namespace rounds publish in every namespace
+    /// (the first value set stays).
+    pub fn publish_root_ca(&self, pem: String) {
+        let _ = self.root_ca.set(pem);
+    }
+
+    pub fn root_ca(&self) -> Option<&str> {
+        self.root_ca.get().map(String::as_str)
+    }
+
     /// Opens the store at `path`, rebuilds the allocators from the stored Services, and makes
     /// sure `default/kubernetes` exists.
     pub fn open(path: &Path, service_cidrs: &[IpNet], node_ports: PortRange) -> Result<Self, OpenError> {
@@ -156,6 +168,7 @@ impl Registry {
             }),
             configured: service_cidrs.to_vec(),
             node_ports,
+            root_ca: std::sync::OnceLock::new(),
         };
         registry.bootstrap()?;
         // after bootstrap, which may have created `default/kubernetes`

@@ -174,6 +174,9 @@ struct SandboxedCommand {
     /// Its standard streams are a terminal to take as controlling terminal.
     #[arg(long)]
     tty: bool,
+    /// It joins a running container (its root and /proc are there) instead of starting one.
+    #[arg(long)]
+    join: bool,
     #[arg(last = true, required = true)]
     command: Vec<std::ffi::OsString>,
 }
@@ -273,6 +276,12 @@ enum LabCommand {
     Sandbox {
         #[arg(long)]
         dir: std::path::PathBuf,
+        /// The container's directory (its mounts, and the PID holding its root when running).
+        #[arg(long)]
+        container_dir: std::path::PathBuf,
+        /// The working directory in the container.
+        #[arg(long, default_value = "/")]
+        workdir: String,
         #[command(flatten)]
         run: SandboxedCommand,
     },
@@ -795,12 +804,27 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
         } => commands::exec(&name, &pod, &namespace, &command),
         LabCommand::External { name, command } => commands::external(&name, &command),
         LabCommand::Node { node, ip, name } => commands::node(&name, &node, ip),
-        LabCommand::Sandbox { dir, run } => {
-            let code = crate::lab::kubelet::isolation::enter(&dir, run.uid, run.gid, run.tty, &run.command)?;
+        LabCommand::Sandbox {
+            dir,
+            container_dir,
+            workdir,
+            run,
+        } => {
+            use crate::lab::kubelet::isolation::{Entry, Sandboxed, enter};
+            let code = enter(&Sandboxed {
+                dir: &dir,
+                container_dir: &container_dir,
+                workdir: &workdir,
+                uid: run.uid,
+                gid: run.gid,
+                tty: run.tty,
+                entry: if run.join { Entry::Join } else { Entry::Start },
+                argv: &run.command,
+            })?;
             std::process::exit(code)
         }
         LabCommand::SandboxExec { run } => {
-            crate::lab::kubelet::isolation::exec_in_pod(run.uid, run.gid, run.tty, &run.command)?;
+            crate::lab::kubelet::isolation::exec_in_pod(run.uid, run.gid, run.tty, run.join, &run.command)?;
             unreachable!("exec_in_pod returns only with an error")
         }
         LabCommand::SandboxInit { hostname, dir } => {

@@ -275,12 +275,7 @@ fn run_demo(ready: &Ready) -> Result<()> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let client_pod = demo::DemoClient {
             netns: ready.plan.pod_netns(&uid),
-            isolation: super::kubelet::isolation::Isolation {
-                hostname: "client".into(),
-                dir: super::kubelet::isolation::sandbox_dir(&state_dir(&ready.plan.name), &uid),
-                uid: 0,
-                gid: 0,
-            },
+            isolation: as_root_in_first_container(&state_dir(&ready.plan.name), &pod),
         };
         anyhow::Ok((ip, lb_ip, client_pod))
     })?;
@@ -457,14 +452,27 @@ pub fn exec(name: &str, pod: &str, namespace: &str, command: &[String]) -> Resul
     if !dir.is_dir() {
         return run_inherited(&netns, command);
     }
-    let isolation = super::kubelet::isolation::Isolation {
-        hostname: super::kubelet::dns_config::hostname(&found),
-        dir,
-        uid: 0,
-        gid: 0,
-    };
+    let isolation = as_root_in_first_container(&state_dir(name), &found);
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
     run_inherited(&netns, &isolation.wrap(&exe, command))
+}
+
+/// Joining `pod`'s first container as root (as an administrator's `kubectl exec` into a
+/// root container would be).
+fn as_root_in_first_container(state: &std::path::Path, pod: &Pod) -> super::kubelet::isolation::Isolation {
+    let uid = pod.metadata.uid.as_deref().unwrap_or("");
+    let first = pod.spec.as_ref().and_then(|s| s.containers.first());
+    super::kubelet::isolation::Isolation {
+        dir: super::kubelet::isolation::sandbox_dir(state, uid),
+        container: first.map(|c| c.name.clone()).unwrap_or_default(),
+        entry: super::kubelet::isolation::Entry::Join,
+        uid: 0,
+        gid: 0,
+        workdir: first
+            .and_then(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+    }
 }
 
 /// `svcnet lab node NODE --ip ADDR`: changes a node's address and waits until its Node

@@ -81,7 +81,7 @@ impl svcnet_apiserver::exec::PodStreaming for PodCommands {
         command: &[String],
         tty: bool,
     ) -> std::io::Result<svcnet_apiserver::exec::Process> {
-        use super::kubelet::{container as containers, dns_config, isolation};
+        use super::kubelet::{container as containers, isolation};
         let pod: k8s_openapi::api::core::v1::Pod =
             serde_json::from_value(pod.clone()).map_err(std::io::Error::other)?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -100,28 +100,29 @@ impl svcnet_apiserver::exec::PodStreaming for PodCommands {
             .ok_or_else(|| std::io::Error::other(format!("container {container} not found")))?;
         let (uid_, gid) = containers::identity(found, spec.security_context.as_ref());
         let isolation = isolation::Isolation {
-            hostname: dns_config::hostname(&pod),
             dir,
+            container: container.to_owned(),
+            entry: isolation::Entry::Join,
             uid: uid_,
             gid,
+            workdir: found
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
         };
         let argv = if tty {
             isolation.wrap_on_terminal(&self.exe, command)
         } else {
             isolation.wrap(&self.exe, command)
         };
+        // the sandbox gives the command the container's environment
         let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .env("HOSTNAME", dns_config::hostname(&pod))
-            .kill_on_drop(true)
-            .current_dir(found.working_dir.as_deref().unwrap_or("/"));
+        cmd.args(&argv[1..]).kill_on_drop(true).current_dir("/");
         // a terminal: the command's three streams are its side, we keep the master
         let terminal = if tty {
             let (master, slave) = isolation::open_terminal()?;
-            cmd.env("TERM", "xterm")
-                .stdin(slave.try_clone()?)
-                .stdout(slave.try_clone()?)
-                .stderr(slave);
+            cmd.stdin(slave.try_clone()?).stdout(slave.try_clone()?).stderr(slave);
             Some(master)
         } else {
             cmd.stdin(std::process::Stdio::piped())
@@ -129,11 +130,6 @@ impl svcnet_apiserver::exec::PodStreaming for PodCommands {
                 .stderr(std::process::Stdio::piped());
             None
         };
-        for var in found.env.iter().flatten() {
-            if let Some(value) = &var.value {
-                cmd.env(&var.name, value);
-            }
-        }
         let child = crate::netns::spawn_async_in(&self.plan.pod_netns(&uid), &mut cmd)?;
         // the command's copies of the terminal are its own now; ours close with `cmd`
         drop(cmd);

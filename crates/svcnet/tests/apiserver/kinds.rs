@@ -77,6 +77,27 @@ fn configmaps_secrets_and_service_accounts() {
     kubectl_until(&server, &["get", "sa", "-n", "default", "-o", "name"], |t| {
         t.contains("serviceaccount/default")
     });
+    // and the cluster's CA in `kube-root-ca.crt`, as kube-controller-manager publishes it,
+    // put back when deleted
+    let ca = std::fs::read_to_string(server.dir.path().join("ca.crt")).unwrap();
+    let published = |ns: &str| {
+        kubectl_until(
+            &server,
+            &[
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ],
+            |t| t.contains("BEGIN CERTIFICATE"),
+        )
+    };
+    assert_eq!(published("team").trim(), ca.trim());
+    run(&server, &["delete", "configmap", "kube-root-ca.crt", "-n", "team"]);
+    assert_eq!(published("team").trim(), ca.trim());
 }
 
 #[test]

@@ -28,6 +28,7 @@ mod sandbox;
 mod scale;
 mod support;
 mod upstream;
+mod volumes;
 
 use std::time::Duration;
 
@@ -684,12 +685,18 @@ kind: Pod
 metadata: {{name: {name}}}
 spec:
   restartPolicy: {policy}
-  containers: [{{name: c, image: busybox, command: [sh, -c, '{script}']}}]
+  containers: [{{name: c, image: busybox, command: [sh, -c, '{script}'], volumeMounts: [{{name: state, mountPath: /state}}]}}]
+  volumes: [{{name: state, emptyDir: {{}}}}]
 "
         )
     };
     lab.apply(&pod("crashes", "Always", "echo started; exit 3"));
-    lab.apply(&pod("fails-once", "OnFailure", "test -e /tmp/svcnet-lab-$HOSTNAME || { touch /tmp/svcnet-lab-$HOSTNAME; exit 1; }; rm /tmp/svcnet-lab-$HOSTNAME"));
+    // a restarted container's root is fresh: what it keeps across runs is in an emptyDir
+    lab.apply(&pod(
+        "fails-once",
+        "OnFailure",
+        "test -e /state/failed || { touch /state/failed /tmp/run-1; exit 1; }; test ! -e /tmp/run-1",
+    ));
     lab.apply(&pod("fails", "Never", "exit 2"));
     lab.apply(&pod("succeeds", "Never", "true"));
     lab.apply(&pod(

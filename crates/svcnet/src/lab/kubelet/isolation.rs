@@ -7,20 +7,23 @@
 //! is in the sandbox directory ([`INIT_PID_FILE`]). As with upstream's `shareProcessNamespace:
 //! true`, the pod's containers see each other's processes.
 //!
-//! Every container (and `kubectl exec`, `lab exec`) starts through `svcnet lab sandbox ARGS --
-//! COMMAND`: as root it joins the pod's namespaces, enters a mount namespace of its own, binds
-//! the pod's `/etc/resolv.conf` and `/etc/hosts` over the host's, then starts `svcnet lab
-//! sandbox-exec`, which (inside the pod's PID namespace) mounts a `/proc` of the pod's
-//! processes only, becomes the container's user and runs COMMAND. The first stage waits for
-//! it, passes on the signals it gets and exits as it did. Not isolated: the filesystem
-//! otherwise (read-only to an unprivileged user where the host's permissions say so),
-//! cgroups and resources.
+//! Every container starts through `svcnet lab sandbox ARGS -- COMMAND`: as root it joins the
+//! pod's namespaces, enters a mount namespace of its own holding the container's root
+//! filesystem (see [`rootfs`]: the host's under a private writable layer, with the pod's
+//! volumes, `/etc/resolv.conf` and `/etc/hosts`), then starts `svcnet lab sandbox-exec`,
+//! which (inside the pod's PID namespace) mounts a `/proc` of the pod's processes only,
+//! becomes the container's user and runs COMMAND. The first stage waits for it, passes on the
+//! signals it gets and exits as it did. `kubectl exec` and `lab exec` join a running
+//! container's mount namespace instead ([`Entry::Join`]). Not isolated: what the host's
+//! files let the container's user read, cgroups and resources.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use super::rootfs;
 
 /// The file in a pod's sandbox directory holding its init's PID (in the host's namespace).
 pub const INIT_PID_FILE: &str = "init.pid";
@@ -31,12 +34,25 @@ pub const BOUND_FILES: [(&str, &str); 2] = [("resolv.conf", "/etc/resolv.conf"),
 /// How one process is to be sandboxed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Isolation {
-    /// The pod's hostname (its name, unless `spec.hostname` says otherwise).
-    pub hostname: String,
-    /// The pod's sandbox directory, holding [`BOUND_FILES`].
+    /// The pod's sandbox directory, holding [`BOUND_FILES`] and the containers' directories.
     pub dir: PathBuf,
+    /// The container the process belongs to.
+    pub container: String,
+    /// Whether it starts the container (a new root) or joins the running one (`exec`).
+    pub entry: Entry,
     pub uid: u32,
     pub gid: u32,
+    /// The working directory in the container.
+    pub workdir: String,
+}
+
+/// How a sandboxed process meets its container's root filesystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// The container's own process: builds the container's root ([`rootfs::build`]).
+    Start,
+    /// Another process in a running container (`kubectl exec`): joins its mount namespace.
+    Join,
 }
 
 impl Isolation {
@@ -48,30 +64,23 @@ impl Isolation {
             "sandbox".into(),
             "--dir".into(),
             self.dir.to_string_lossy().into_owned(),
+            "--container-dir".into(),
+            rootfs::container_dir(&self.dir, &self.container)
+                .to_string_lossy()
+                .into_owned(),
+            "--workdir".into(),
+            self.workdir.clone(),
             "--uid".into(),
             self.uid.to_string(),
             "--gid".into(),
             self.gid.to_string(),
-            "--".into(),
         ];
+        if self.entry == Entry::Join {
+            out.push("--join".into());
+        }
+        out.push("--".into());
         out.extend(argv.iter().cloned());
         out
-    }
-}
-
-impl Isolation {
-    /// `svcnet lab sandbox-init …`: the command line of the pod's init, which holds its PID,
-    /// IPC and UTS namespaces (with the pod's hostname).
-    pub fn init_command(&self, exe: &str) -> Vec<String> {
-        vec![
-            exe.to_owned(),
-            "lab".into(),
-            "sandbox-init".into(),
-            "--hostname".into(),
-            self.hostname.clone(),
-            "--dir".into(),
-            self.dir.to_string_lossy().into_owned(),
-        ]
     }
 
     /// [`Isolation::wrap`] for a command whose standard streams are a terminal: it becomes a
@@ -82,6 +91,20 @@ impl Isolation {
         out.insert(separator, "--tty".into());
         out
     }
+}
+
+/// `svcnet lab sandbox-init …`: the command line of a pod's init, which holds its PID, IPC
+/// and UTS namespaces (with the pod's `hostname`).
+pub fn init_command(exe: &str, hostname: &str, dir: &Path) -> Vec<String> {
+    vec![
+        exe.to_owned(),
+        "lab".into(),
+        "sandbox-init".into(),
+        "--hostname".into(),
+        hostname.to_owned(),
+        "--dir".into(),
+        dir.to_string_lossy().into_owned(),
+    ]
 }
 
 /// A new pseudo-terminal: (master, slave). The slave goes to the command as its stdin,
@@ -119,24 +142,56 @@ pub fn write_files(dir: &Path, resolv_conf: &str, hosts: &str) -> Result<()> {
     Ok(())
 }
 
+/// What `svcnet lab sandbox` is asked to run.
+pub struct Sandboxed<'a> {
+    /// The pod's sandbox directory and the container's directory in it.
+    pub dir: &'a Path,
+    pub container_dir: &'a Path,
+    pub workdir: &'a str,
+    pub uid: u32,
+    pub gid: u32,
+    pub tty: bool,
+    pub entry: Entry,
+    pub argv: &'a [OsString],
+}
+
 /// `svcnet lab sandbox`: into the pod's namespaces (those of the init whose PID
-/// [`INIT_PID_FILE`] in `dir` holds), a mount namespace of its own with the pod's files bound,
-/// then COMMAND through `svcnet lab sandbox-exec` as `uid`/`gid`; returns the exit status to
-/// leave with. Must run single-threaded (namespace changes are per thread on Linux).
-pub fn enter(dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<i32> {
-    use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
+/// [`INIT_PID_FILE`] in the sandbox directory holds), then into the container's root: a new
+/// one ([`rootfs::build`]) or the running container's; then the command through `svcnet lab
+/// sandbox-exec` as its user. Returns the exit status to leave with. Must run
+/// single-threaded (namespace changes are per thread on Linux).
+pub fn enter(run: &Sandboxed) -> Result<i32> {
+    use rustix::mount::{MountPropagationFlags, mount_change};
     use rustix::thread::{LinkNameSpaceType, UnshareFlags, move_into_link_name_space};
-    if argv.is_empty() {
+    if run.argv.is_empty() {
         bail!("lab sandbox: no command given");
     }
-    let init = std::fs::read_to_string(dir.join(INIT_PID_FILE))
-        .with_context(|| format!("the pod's init ({}) is not running", dir.join(INIT_PID_FILE).display()))?;
+    let init = std::fs::read_to_string(run.dir.join(INIT_PID_FILE)).with_context(|| {
+        format!(
+            "the pod's init ({}) is not running",
+            run.dir.join(INIT_PID_FILE).display()
+        )
+    })?;
     let init = init.trim();
     // every namespace opened before any is entered: /proc is read in the host's
-    let open = |kind: &str| {
-        std::fs::File::open(format!("/proc/{init}/ns/{kind}")).with_context(|| format!("the pod's {kind} namespace"))
+    let open = |pid: &str, kind: &str| {
+        std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).with_context(|| format!("the pod's {kind} namespace"))
     };
-    let (ipc, uts, pid) = (open("ipc")?, open("uts")?, open("pid")?);
+    let (ipc, uts, pid) = (open(init, "ipc")?, open(init, "uts")?, open(init, "pid")?);
+    // read while the host's tree is still in view
+    let mut env = super::mounting::saved_env(run.container_dir);
+    if env.is_empty() {
+        env = super::environment::base("", run.uid, false);
+    }
+    let container_mounts = match run.entry {
+        Entry::Join => {
+            let holder = rootfs::running_root(run.container_dir)?;
+            Some(open(&holder.to_string(), "mnt")?)
+        }
+        Entry::Start => None,
+    };
+    // this program, found before the root changes (it is the host's path to it)
+    let exe = std::env::current_exe().context("this program's path")?;
     move_into_link_name_space(
         std::os::fd::AsFd::as_fd(&ipc),
         Some(LinkNameSpaceType::InterProcessCommunication),
@@ -149,18 +204,31 @@ pub fn enter(dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Re
     .context("joining the pod's UTS namespace")?;
     move_into_link_name_space(std::os::fd::AsFd::as_fd(&pid), Some(LinkNameSpaceType::ProcessID))
         .context("joining the pod's PID namespace")?;
-    // a mount namespace of its own (FILES, the flag that makes this call unsafe, is not asked)
-    #[allow(deprecated)]
-    rustix::thread::unshare(UnshareFlags::NEWNS).context("a new mount namespace")?;
-    // nothing mounted here may reach the host's mount namespace
-    mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
-        .context("making the mounts private")?;
-    for (file, target) in BOUND_FILES {
-        let source = dir.join(file);
-        mount_bind(&source, target).with_context(|| format!("binding {} over {target}", source.display()))?;
-    }
+    let container_dir_fd = match container_mounts {
+        Some(mounts) => {
+            // the container's root and its /proc come with its mount namespace
+            move_into_link_name_space(std::os::fd::AsFd::as_fd(&mounts), Some(LinkNameSpaceType::Mount))
+                .context("joining the container's mount namespace")?;
+            rustix::process::chdir(run.workdir).with_context(|| format!("the working directory {}", run.workdir))?;
+            None
+        }
+        None => {
+            // a mount namespace of its own (FILES, the flag that makes this call unsafe, is
+            // not asked)
+            #[allow(deprecated)]
+            rustix::thread::unshare(UnshareFlags::NEWNS).context("a new mount namespace")?;
+            // nothing mounted here may reach the host's mount namespace
+            mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
+                .context("making the mounts private")?;
+            let bound: Vec<(PathBuf, &str)> = BOUND_FILES
+                .iter()
+                .map(|(file, target)| (run.dir.join(file), *target))
+                .collect();
+            Some(rootfs::build(run.container_dir, &bound, run.workdir)?)
+        }
+    };
+    let (uid, gid, tty, argv) = (run.uid, run.gid, run.tty, run.argv);
     // the command starts in the pod's PID namespace; this process waits for it
-    let exe = std::env::current_exe().context("this program's path")?;
     let mut second = std::process::Command::new(exe);
     second.args([
         "lab",
@@ -172,6 +240,14 @@ pub fn enter(dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Re
     ]);
     if tty {
         second.arg("--tty");
+    }
+    if run.entry == Entry::Join {
+        second.arg("--join");
+        // what joins a container gets its environment, as a runtime's exec does
+        second.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        if tty {
+            second.env("TERM", "xterm");
+        }
     }
     second.arg("--").args(argv);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -190,6 +266,10 @@ pub fn enter(dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Re
                 status = child.wait() => {
                     let status = status?;
                     use std::os::unix::process::ExitStatusExt;
+                    if let Some(dir) = &container_dir_fd {
+                        // the container ends: `exec` may not join what is left of it
+                        let _ = rustix::fs::unlinkat(dir, rootfs::ROOT_PID_FILE, rustix::fs::AtFlags::empty());
+                    }
                     return Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9)));
                 }
                 _ = term.recv() => rustix::process::Signal::TERM,
@@ -207,7 +287,7 @@ pub fn enter(dir: &Path, uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Re
 /// `svcnet lab sandbox-exec`, inside the pod's PID namespace: dies with its parent, mounts the
 /// pod's `/proc`, takes its terminal (with `tty`), becomes `uid`/`gid` and execs `argv`;
 /// returns only on failure.
-pub fn exec_in_pod(uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<()> {
+pub fn exec_in_pod(uid: u32, gid: u32, tty: bool, join: bool, argv: &[OsString]) -> Result<()> {
     use rustix::mount::{MountFlags, mount};
     use rustix::thread::{Gid, Uid};
     let Some((program, args)) = argv.split_first() else {
@@ -215,14 +295,16 @@ pub fn exec_in_pod(uid: u32, gid: u32, tty: bool, argv: &[OsString]) -> Result<(
     };
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .context("dying with the sandbox")?;
-    mount(
-        "proc",
-        "/proc",
-        "proc",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None,
-    )
-    .context("mounting the pod's /proc")?;
+    if !join {
+        mount(
+            "proc",
+            "/proc",
+            "proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        )
+        .context("mounting the pod's /proc")?;
+    }
     if tty {
         // a session of its own, with its stdin (the terminal) as the controlling terminal
         rustix::process::setsid().context("a new session")?;
@@ -280,16 +362,27 @@ mod tests {
 
     #[test]
     fn the_wrapped_command_carries_everything_after_a_separator() {
-        let iso = Isolation {
-            hostname: "web-0".into(),
+        let mut iso = Isolation {
             dir: "/run/svcnet-lab/x/sandboxes/u1".into(),
+            container: "web".into(),
+            entry: Entry::Start,
             uid: 65534,
             gid: 65534,
+            workdir: "/".into(),
         };
         let argv = iso.wrap("/bin/svcnet", &["sh".into(), "-c".into(), "--uid 0".into()]);
         let sep = argv.iter().position(|a| a == "--").unwrap();
         assert_eq!(&argv[sep + 1..], ["sh", "-c", "--uid 0"]);
         assert_eq!(&argv[..3], ["/bin/svcnet", "lab", "sandbox"]);
         assert!(argv.windows(2).any(|w| w == ["--uid", "65534"]));
+        assert!(
+            argv.windows(2)
+                .any(|w| w == ["--container-dir", "/run/svcnet-lab/x/sandboxes/u1/containers/web"])
+        );
+        assert!(!argv[..sep].contains(&"--join".to_owned()));
+        iso.entry = Entry::Join;
+        let joined = iso.wrap_on_terminal("/bin/svcnet", &["sh".into()]);
+        let sep = joined.iter().position(|a| a == "--").unwrap();
+        assert!(joined[..sep].contains(&"--join".to_owned()) && joined[..sep].contains(&"--tty".to_owned()));
     }
 }

@@ -13,10 +13,14 @@ pub mod api;
 pub mod console;
 pub mod container;
 pub mod dns_config;
+pub mod environment;
 pub mod isolation;
+pub mod mounting;
 pub mod probe;
+pub mod rootfs;
 pub mod sandbox;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};

@@ -21,7 +21,8 @@ use super::NodeContext;
 use super::console;
 use super::container::{CannotRun, argv};
 use super::dns_config;
-use super::isolation::{self, Isolation};
+use super::isolation::{self, Entry, Isolation};
+use super::mounting::{self, MadeVolumes};
 use super::probe::{self, Plan};
 use super::sandbox;
 use super::status::{ContainerRun, PodRun, RunState, pod_status};
@@ -33,6 +34,16 @@ const PULL_BACKOFF: Duration = Duration::from_secs(2);
 /// shorter here, a lab wants to see restarts).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often volumes are tried again while they cannot be made (upstream backs off from
+/// 500 ms), and how often configMap, secret and projected volumes are brought up to date.
+const MOUNT_RETRY: Duration = Duration::from_secs(2);
+const VOLUME_RESYNC: Duration = Duration::from_secs(10);
+
+/// A name for a new generation of a volume's files, as upstream's atomic writer names them.
+fn volume_stamp() -> String {
+    let t = Timestamp::now();
+    format!("{}.{:09}", t.strftime("%Y_%m_%d_%H_%M_%S"), t.subsec_nanosecond())
+}
 
 struct Readiness {
     plan: Plan,
@@ -189,8 +200,38 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     }
     let mut sent: Option<PodStatus> = None;
     let mut backoff: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut volumes = MadeVolumes::default();
+    let mut next_volume_sync = Instant::now();
+    let mut last_mount_failure: Option<String> = None;
     let stopping = loop {
         let now_instant = Instant::now();
+        // volumes: made before any container starts, then kept up to date
+        if pod_ip.is_some() && next_volume_sync <= now_instant {
+            let first = !volumes.complete(&pod);
+            match volumes.sync(&ctx.client, &pod, &sandbox_dir, &volume_stamp()).await {
+                Ok(notes) => {
+                    if first {
+                        for note in notes {
+                            tracing::warn!(pod = %name, "{note}");
+                        }
+                    }
+                    last_mount_failure = None;
+                    next_volume_sync = now_instant + VOLUME_RESYNC;
+                }
+                Err(failure) => {
+                    let message = failure.message();
+                    // once per reason, as upstream's events are aggregated
+                    if first && last_mount_failure.as_deref() != Some(message.as_str()) {
+                        let node = Some(ctx.node.name.as_str());
+                        crate::lab::events::warn(&ctx.client, &pod, "FailedMount", &message, "kubelet", node).await;
+                    }
+                    tracing::warn!(pod = %name, %message, "volumes not ready");
+                    last_mount_failure = Some(message);
+                    next_volume_sync = now_instant + if first { MOUNT_RETRY } else { VOLUME_RESYNC };
+                }
+            }
+        }
+        let volumes_ready = volumes.complete(&pod);
         for c in &mut containers {
             // a pull that failed: back off, and stay there (the lab pulls nothing)
             if c.argv.is_none()
@@ -257,6 +298,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             }
             // starts and restarts
             if pod_ip.is_some()
+                && volumes_ready
                 && c.child.is_none()
                 && c.restart_at.is_some_and(|at| at <= now_instant)
                 && let Some(words) = &c.argv
@@ -264,6 +306,45 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                 c.restart_at = None;
                 let first = c.run.restarts == 0 && c.run.last_termination.is_none();
                 let who = run_as(&ctx.exe, &c.spec, spec.security_context.as_ref());
+                let container_dir = super::rootfs::container_dir(&sandbox_dir, &c.run.name);
+                let host_ip = ctx.ip().to_string();
+                let configured = match mounting::container_mounts(&pod, &c.spec, &sandbox_dir)
+                    .map(|mut mounts| {
+                        if super::container::is_cluster_dns(&c.spec) {
+                            mounts.extend(mounting::credentials_mounts(&ctx.dns_kubeconfig));
+                        }
+                        mounts
+                    })
+                    .and_then(|m| super::rootfs::prepare(&container_dir, &m).map_err(|e| format!("{e:#}")))
+                {
+                    Ok(()) => mounting::container_env(&ctx.client, &pod, &c.spec, &ip.to_string(), &host_ip).await,
+                    Err(message) => Err(message),
+                };
+                let env = match configured {
+                    Ok(env) => env,
+                    Err(message) => {
+                        // reported once per reason, tried again shortly (a ConfigMap may come)
+                        let repeated = matches!(&c.run.state, RunState::Waiting { message: m, .. } if *m == message);
+                        if !repeated {
+                            let event = format!("Error: {message}");
+                            let node = Some(ctx.node.name.as_str());
+                            crate::lab::events::warn(&ctx.client, &pod, "Failed", &event, "kubelet", node).await;
+                        }
+                        c.run.state = RunState::Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message,
+                        };
+                        c.restart_at = Some(now_instant + MOUNT_RETRY);
+                        continue;
+                    }
+                };
+                let tty = c.spec.tty.unwrap_or(false);
+                let mut full_env = super::environment::base(&dns_config::hostname(&pod), who.0, tty);
+                full_env.extend(env);
+                if let Err(e) = mounting::save_env(&container_dir, &full_env) {
+                    tracing::warn!(pod = %name, error = %e, "cannot keep the container's environment for exec");
+                }
+                let words = super::environment::expand_words(words, &full_env);
                 if !first {
                     // each run logs on its own; the one before stays for `logs --previous`
                     let log = crate::lab::hooks::LogFiles::path(&ctx.log_dir, &namespace, &name, &c.run.name);
@@ -272,17 +353,24 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                     let _ = std::fs::rename(log, previous);
                 }
                 let isolation = Isolation {
-                    hostname: dns_config::hostname(&pod),
                     dir: sandbox_dir.clone(),
+                    container: c.run.name.clone(),
+                    entry: Entry::Start,
                     uid: who.0,
                     gid: who.1,
+                    workdir: c
+                        .spec
+                        .working_dir
+                        .clone()
+                        .filter(|w| !w.is_empty())
+                        .unwrap_or_else(|| "/".into()),
                 };
-                let isolated = match c.spec.tty.unwrap_or(false) {
-                    true => isolation.wrap_on_terminal(&ctx.exe, words),
-                    false => isolation.wrap(&ctx.exe, words),
+                let isolated = match tty {
+                    true => isolation.wrap_on_terminal(&ctx.exe, &words),
+                    false => isolation.wrap(&ctx.exe, &words),
                 };
                 let key = (namespace.clone(), name.clone(), c.run.name.clone());
-                match spawn(&ctx, key, &netns, &isolated, &c.spec) {
+                match spawn(&ctx, key, &netns, &isolated, &c.spec, &full_env) {
                     Ok(child) => {
                         c.child = Some(child);
                         if !first {
@@ -306,10 +394,21 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                         .await;
                         c.run.state = RunState::Running { started_at: now() };
                         c.run.will_restart = policy != "Never";
+                        // an exec probe runs in the container, as its user, as `kubectl exec` does
+                        let in_container = Isolation {
+                            entry: Entry::Join,
+                            ..isolation.clone()
+                        };
                         c.readiness = c.spec.readiness_probe.as_ref().and_then(|p| {
                             probe::plan(p, &c.spec, IpAddr::V4(ip))
                                 .inspect_err(|e| tracing::warn!(pod = %name, error = %e, "readiness probe ignored"))
                                 .ok()
+                                .map(|mut plan| {
+                                    if let probe::Action::Exec(command) = &mut plan.action {
+                                        *command = in_container.wrap(&ctx.exe, command);
+                                    }
+                                    plan
+                                })
                                 .map(|plan| Readiness {
                                     next_at: now_instant + Duration::from_secs(plan.initial_delay),
                                     plan,
@@ -488,13 +587,7 @@ async fn start_init(
     dir: &std::path::Path,
     netns: &str,
 ) -> anyhow::Result<tokio::process::Child> {
-    let init = Isolation {
-        hostname: dns_config::hostname(pod),
-        dir: dir.to_owned(),
-        uid: 0,
-        gid: 0,
-    }
-    .init_command(&ctx.exe);
+    let init = isolation::init_command(&ctx.exe, &dns_config::hostname(pod), dir);
     let pid_file = dir.join(isolation::INIT_PID_FILE);
     let _ = std::fs::remove_file(&pid_file);
     let mut command = tokio::process::Command::new(&init[0]);
@@ -584,6 +677,7 @@ fn spawn(
     netns: &str,
     words: &[String],
     spec: &Container,
+    env: &[(String, String)],
 ) -> anyhow::Result<tokio::process::Child> {
     let (namespace, pod, container) = (&key.0, &key.1, &key.2);
     let log_path: PathBuf = crate::lab::hooks::LogFiles::path(&ctx.log_dir, namespace, pod, container);
@@ -591,18 +685,14 @@ fn spawn(
     let (program, args) = anyhow::Context::context(words.split_first(), "a container needs a command")?;
     let streams = console::streams(spec, &log)?;
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).env("HOSTNAME", pod);
+    // the container's environment only, nothing of the kubelet's
+    cmd.args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     if !streams.tty() {
         // on a terminal, the sandbox makes it a session (and group) leader instead
         cmd.process_group(0);
     }
-    for var in spec.env.iter().flatten() {
-        if let Some(value) = &var.value {
-            cmd.env(&var.name, value);
-        }
-    }
-    // never the kubelet's own directory (the checkout): the container's, else the root
-    cmd.current_dir(spec.working_dir.as_deref().unwrap_or("/"));
+    // never the kubelet's own directory (the checkout); the sandbox enters the container's
+    cmd.current_dir("/");
     let console = streams.give_to(&mut cmd);
     let child = crate::netns::spawn_async_in(netns, &mut cmd)?;
     // our ends of its streams go with the command

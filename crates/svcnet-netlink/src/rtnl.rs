@@ -295,9 +295,15 @@ impl Rtnl {
 
 /// `ifaddrmsg`: family, prefix length, flags, scope and interface index.
 fn ifaddrmsg(addr: &IpNet, index: u32) -> [u8; 8] {
+    /// `IFA_F_NODAD`: an IPv6 address is usable at once, without duplicate address detection
+    /// (every address here is planned, none can be a duplicate).
+    const IFA_F_NODAD: u8 = 0x02;
     let mut header = [0u8; 8];
     header[0] = family(&addr.addr());
     header[1] = addr.prefix_len();
+    if addr.addr().is_ipv6() {
+        header[2] = IFA_F_NODAD;
+    }
     header[4..8].copy_from_slice(&index.to_ne_bytes());
     header
 }

@@ -216,6 +216,9 @@ enum LabCommand {
         /// Leave out the cluster DNS (kube-system/kube-dns).
         #[arg(long)]
         no_dns: bool,
+        /// `dual`: IPv6 addresses, pod CIDRs and a Service range beside the IPv4 ones.
+        #[arg(long, value_enum, default_value = "ipv4")]
+        ip_family: crate::lab::plan::IpFamily,
     },
     /// Stop a lab and remove every namespace, process and file it made.
     Down {
@@ -306,6 +309,8 @@ enum LabCommand {
         nodeport_addresses: Vec<ipnet::IpNet>,
         #[arg(long)]
         no_dns: bool,
+        #[arg(long, value_enum)]
+        ip_family: crate::lab::plan::IpFamily,
     },
 }
 
@@ -780,10 +785,12 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             zones,
             nodeport_addresses,
             no_dns,
+            ip_family,
         } => commands::up(&commands::UpOptions {
             name,
             nodes,
             zones,
+            ip_family,
             demo,
             daemon: DaemonOptions {
                 api: api_listen,
@@ -841,10 +848,12 @@ fn run_lab(command: LabCommand) -> anyhow::Result<ExitCode> {
             zones,
             nodeport_addresses,
             no_dns,
+            ip_family,
         } => commands::daemon(
             &name,
             nodes,
             &zones,
+            ip_family,
             DaemonOptions {
                 api: api_listen,
                 control_plane,

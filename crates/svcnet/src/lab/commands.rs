@@ -48,6 +48,7 @@ pub struct UpOptions {
     pub nodes: usize,
     /// The nodes' zones, in turn (none: no zone labels).
     pub zones: Vec<String>,
+    pub ip_family: super::plan::IpFamily,
     pub demo: bool,
     pub daemon: DaemonOptions,
 }
@@ -111,7 +112,9 @@ fn check_api_address(api: SocketAddr) -> Result<()> {
 
 /// Starts the daemon, waits until the cluster is ready, and deploys the demo if asked.
 pub fn up(opts: &UpOptions) -> Result<ExitCode> {
-    let plan = LabPlan::new(&opts.name, opts.nodes)?.with_zones(&opts.zones)?;
+    let plan = LabPlan::new(&opts.name, opts.nodes)?
+        .with_zones(&opts.zones)?
+        .with_ip_family(opts.ip_family);
     require_root()?;
     let _starting = StartLock::take(&opts.name)?;
     let state = state_dir(&opts.name);
@@ -150,6 +153,10 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
             &opts.nodes.to_string(),
         ])
         .args(["--api-listen", &opts.daemon.api.to_string()])
+        .args([
+            "--ip-family",
+            opts.ip_family.to_possible_value().expect("named").get_name(),
+        ])
         .args(if opts.zones.is_empty() {
             vec![]
         } else {
@@ -219,14 +226,20 @@ pub fn up(opts: &UpOptions) -> Result<ExitCode> {
     );
     for node in &plan.nodes {
         let zone = node.zone.as_ref().map(|z| format!("zone {z}; ")).unwrap_or_default();
-        println!(
-            "  {}: {} ({zone}pods {}; namespace {})",
-            node.name, node.ip, node.pod_cidr, node.netns
-        );
+        let (ips, pods) = match &node.ipv6 {
+            Some(v6) => (
+                format!("{} {}", node.ip, v6.ip),
+                format!("{} {}", node.pod_cidr, v6.pod_cidr),
+            ),
+            None => (node.ip.to_string(), node.pod_cidr.to_string()),
+        };
+        println!("  {}: {ips} ({zone}pods {pods}; namespace {})", node.name, node.netns);
     }
     println!(
-        "  external host: {} (namespace {})",
-        plan.external_ip, plan.external_netns
+        "  external host: {}{} (namespace {})",
+        plan.external_ip,
+        plan.external_ipv6.map(|v6| format!(" {v6}")).unwrap_or_default(),
+        plan.external_netns
     );
     if opts.demo {
         run_demo(&ready)?;
@@ -522,8 +535,14 @@ pub fn external(name: &str, command: &[String]) -> Result<ExitCode> {
 }
 
 /// `svcnet lab daemon`: what `up` starts in the background.
-pub fn daemon(name: &str, nodes: usize, zones: &[String], options: DaemonOptions) -> Result<ExitCode> {
-    let plan = LabPlan::new(name, nodes)?.with_zones(zones)?;
+pub fn daemon(
+    name: &str,
+    nodes: usize,
+    zones: &[String],
+    ip_family: super::plan::IpFamily,
+    options: DaemonOptions,
+) -> Result<ExitCode> {
+    let plan = LabPlan::new(name, nodes)?.with_zones(zones)?.with_ip_family(ip_family);
     require_root()?;
     let state = state_dir(name);
     std::fs::create_dir_all(&state)?;

@@ -1,11 +1,11 @@
 //! What a lab is made of: namespace names, addresses and paths, derived from its name and
 //! node count alone, so every command finds the same things the daemon made.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// The switch subnet every node and the external host sit on.
@@ -13,6 +13,15 @@ pub const LAB_SUBNET: &str = "10.240.0.0/24";
 /// All pod addresses; node i (from 1) gets `10.244.i.0/24`.
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// With `--ip-family dual`: the switch's IPv6 subnet (node i is `fd00:240::1i` in hex, as
+/// its IPv4 address ends in `1i`; the external host `fd00:240::100`), all pods' IPv6
+/// addresses (node i's pods in `fd00:244:0:i::/64`) and the Services' IPv6 range (a /108, the
+/// widest svcnet's bitmap allocator takes).
+pub const LAB_SUBNET_V6: &str = "fd00:240::/64";
+pub const CLUSTER_CIDR_V6: &str = "fd00:244::/48";
+pub const SERVICE_CIDR_V6: &str = "fd00:96::/108";
+/// The IPv6 gateway of every pod: link-local, on the node side of each pod's veth.
+pub const POD_GATEWAY_V6: &str = "fe80::1";
 /// The cluster DNS Service's address (`kube-system/kube-dns`), as kubeadm gives it.
 pub const CLUSTER_DNS_IP: &str = "10.96.0.10";
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -34,6 +43,43 @@ pub struct NodePlan {
     /// Its `topology.kubernetes.io/zone` label (`svcnet lab up --zones`).
     #[serde(default)]
     pub zone: Option<String>,
+    /// Its IPv6 address and pod CIDR (`--ip-family dual`).
+    #[serde(default)]
+    pub ipv6: Option<NodeIpv6>,
+}
+
+/// A dual-stack node's IPv6 side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIpv6 {
+    pub ip: Ipv6Addr,
+    pub pod_cidr: Ipv6Net,
+}
+
+impl NodePlan {
+    /// The IPv6 address of the pod whose IPv4 address is `ip`, on a dual-stack node: the
+    /// same host number in the node's IPv6 pod CIDR.
+    pub fn pod_ipv6(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        let v6 = self.ipv6.as_ref()?;
+        let host = u32::from(ip) & !u32::from(self.pod_cidr.netmask());
+        Some(Ipv6Addr::from(u128::from(v6.pod_cidr.network()) | u128::from(host)))
+    }
+
+    /// Its pod CIDRs, IPv4 first.
+    pub fn pod_cidrs(&self) -> Vec<IpNet> {
+        let v6 = self.ipv6.as_ref().map(|v| IpNet::V6(v.pod_cidr));
+        std::iter::once(IpNet::V4(self.pod_cidr)).chain(v6).collect()
+    }
+}
+
+/// Which address families a lab's nodes, pods and Services have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    /// IPv4 only.
+    #[default]
+    Ipv4,
+    /// IPv4 and IPv6 (IPv4 first, as the default family).
+    Dual,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +89,9 @@ pub struct LabPlan {
     pub nodes: Vec<NodePlan>,
     pub external_netns: String,
     pub external_ip: Ipv4Addr,
+    /// The external host's IPv6 address (`--ip-family dual`).
+    #[serde(default)]
+    pub external_ipv6: Option<Ipv6Addr>,
 }
 
 /// Every namespace of lab `name` starts with this.
@@ -78,6 +127,7 @@ impl LabPlan {
                 ip: Ipv4Addr::new(10, 240, 0, 10 + i as u8),
                 pod_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, i as u8, 0), 24).expect("valid prefix"),
                 zone: None,
+                ipv6: None,
             })
             .collect();
         Ok(LabPlan {
@@ -86,7 +136,49 @@ impl LabPlan {
             nodes,
             external_netns: format!("{prefix}external"),
             external_ip: Ipv4Addr::new(10, 240, 0, 100),
+            external_ipv6: None,
         })
+    }
+
+    /// Gives the lab IPv6 too (`dual`): every node an address on the switch's IPv6 subnet
+    /// and an IPv6 pod CIDR, the external host an address.
+    pub fn with_ip_family(mut self, family: IpFamily) -> Self {
+        if family == IpFamily::Dual {
+            let subnet: Ipv6Net = LAB_SUBNET_V6.parse().expect("valid subnet");
+            let base = u128::from(subnet.network());
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                let n = i as u128 + 1;
+                let pods = (0xfd00_0244u128 << 96) | (n << 64);
+                node.ipv6 = Some(NodeIpv6 {
+                    ip: Ipv6Addr::from(base | (0x10 + n)),
+                    pod_cidr: Ipv6Net::new(Ipv6Addr::from(pods), 64).expect("valid prefix"),
+                });
+            }
+            self.external_ipv6 = Some(Ipv6Addr::from(base | 0x100));
+        }
+        self
+    }
+
+    pub fn is_dual_stack(&self) -> bool {
+        self.external_ipv6.is_some()
+    }
+
+    /// The Services' ranges (`--service-cluster-ip-range`), IPv4 first.
+    pub fn service_cidrs(&self) -> Vec<IpNet> {
+        let mut out = vec![SERVICE_CIDR.parse().expect("valid CIDR")];
+        if self.is_dual_stack() {
+            out.push(SERVICE_CIDR_V6.parse().expect("valid CIDR"));
+        }
+        out
+    }
+
+    /// All pods' ranges (`--cluster-cidr`), IPv4 first.
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        let mut out = vec![CLUSTER_CIDR.parse().expect("valid CIDR")];
+        if self.is_dual_stack() {
+            out.push(CLUSTER_CIDR_V6.parse().expect("valid CIDR"));
+        }
+        out
     }
 
     /// Puts node i (from 1) in zone `zones[(i - 1) % len]`, so `--zones a,b` on four nodes
@@ -123,6 +215,30 @@ mod tests {
         assert_eq!(plan.nodes[1].pod_cidr.to_string(), "10.244.2.0/24");
         assert_eq!(plan.external_netns, "svl-demo-external");
         assert_eq!(plan.pod_netns("3f2a-11ee-aaaa-bbbbcccc"), "svl-demo-pod-3f2a11eeaaaa");
+    }
+
+    #[test]
+    fn a_dual_stack_plan_gives_every_node_and_pod_an_ipv6_side() {
+        let plan = LabPlan::new("demo", 2).unwrap().with_ip_family(IpFamily::Dual);
+        let node = &plan.nodes[1];
+        let v6 = node.ipv6.as_ref().unwrap();
+        assert_eq!(v6.ip.to_string(), "fd00:240::12");
+        assert_eq!(v6.pod_cidr.to_string(), "fd00:244:0:2::/64");
+        assert_eq!(plan.external_ipv6.unwrap().to_string(), "fd00:240::100");
+        assert_eq!(
+            node.pod_ipv6(Ipv4Addr::new(10, 244, 2, 7)).unwrap().to_string(),
+            "fd00:244:0:2::7"
+        );
+        let cidrs: Vec<String> = plan.service_cidrs().iter().map(ToString::to_string).collect();
+        assert_eq!(cidrs, ["10.96.0.0/16", "fd00:96::/108"]);
+        let pod_cidrs: Vec<String> = node.pod_cidrs().iter().map(ToString::to_string).collect();
+        assert_eq!(pod_cidrs, ["10.244.2.0/24", "fd00:244:0:2::/64"]);
+        let cluster: Vec<IpNet> = plan.cluster_cidrs();
+        assert!(cluster[1].contains(&IpNet::V6(v6.pod_cidr)));
+        // single stack: none of it
+        let v4 = LabPlan::new("demo", 2).unwrap();
+        assert!(!v4.is_dual_stack() && v4.nodes[0].pod_ipv6(Ipv4Addr::new(10, 244, 1, 2)).is_none());
+        assert_eq!(v4.service_cidrs().len(), 1);
     }
 
     #[test]

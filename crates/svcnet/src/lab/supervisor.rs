@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::plan::{CLUSTER_CIDR, NodePlan, SERVICE_CIDR};
+use super::plan::{CLUSTER_CIDR, CLUSTER_CIDR_V6, NodePlan, SERVICE_CIDR, SERVICE_CIDR_V6};
 
 pub fn pid_dir(state: &Path) -> PathBuf {
     state.join("proxies")
@@ -77,6 +77,18 @@ impl NodeProxy {
     }
 }
 
+/// The pods' and Services' ranges a proxy on `node` is told (both families on a dual-stack
+/// node), comma-separated.
+fn ranges(node: &NodePlan) -> (String, String) {
+    match node.ipv6 {
+        Some(_) => (
+            format!("{CLUSTER_CIDR},{CLUSTER_CIDR_V6}"),
+            format!("{SERVICE_CIDR},{SERVICE_CIDR_V6}"),
+        ),
+        None => (CLUSTER_CIDR.to_owned(), SERVICE_CIDR.to_owned()),
+    }
+}
+
 /// Either proxy syncs at most this often in the lab (kube-proxy's default is 1 s).
 pub const MIN_SYNC_PERIOD_MS: u64 = 100;
 
@@ -92,7 +104,7 @@ mode: nftables
 clientConnection:
   kubeconfig: {kubeconfig}
 hostnameOverride: {node}
-clusterCIDR: {CLUSTER_CIDR}
+clusterCIDR: {cluster_cidrs}
 conntrack:
   maxPerCore: 0
   tcpEstablishedTimeout: 0s
@@ -108,6 +120,7 @@ logging:
 ",
         kubeconfig = kubeconfig.display(),
         node = node.name,
+        cluster_cidrs = ranges(node).0,
         nodeport_addresses = nodeport_addresses.join(", "),
     )
 }
@@ -115,6 +128,7 @@ logging:
 /// `svcnet proxy`'s arguments for `node`.
 pub fn proxy_args(node: &NodePlan, kubeconfig: &Path, nodeport_addresses: &[IpNet]) -> Vec<String> {
     let min_sync = MIN_SYNC_PERIOD_MS.to_string();
+    let (cluster_cidrs, service_cidrs) = ranges(node);
     let mut args: Vec<String> = [
         "proxy",
         "--kubeconfig",
@@ -124,9 +138,9 @@ pub fn proxy_args(node: &NodePlan, kubeconfig: &Path, nodeport_addresses: &[IpNe
         "--netns",
         &node.netns,
         "--cluster-cidr",
-        CLUSTER_CIDR,
+        &cluster_cidrs,
         "--service-cidr",
-        SERVICE_CIDR,
+        &service_cidrs,
         "--min-sync-period-ms",
         &min_sync,
         "--status-bind-address",

@@ -2,8 +2,11 @@
 //!
 //! Nodes and the external host hang off a bridge in the switch namespace. Each node forwards,
 //! routes every other node's pod CIDR to that node and everything else to the external host
-//! (its way out); pods are added later by the kubelet.
+//! (its way out); pods are added later by the kubelet. A dual-stack lab does the same over
+//! IPv6 (addresses without duplicate detection, so they work at once).
 //! Nothing is added to the root namespace.
+
+use std::net::Ipv6Addr;
 
 use anyhow::{Context, Result};
 
@@ -18,14 +21,18 @@ fn add_namespace(netns: &str) -> Result<Rtnl> {
     Ok(rtnl)
 }
 
-/// Puts a host (node or external) on the switch with `ip/24` on its `eth0`.
-fn attach(plan: &LabPlan, netns: &str, port: &str, ip: &str) -> Result<()> {
+/// Puts a host (node or external) on the switch with `ip/24` (and `ipv6/64`, dual-stack) on
+/// its `eth0`.
+fn attach(plan: &LabPlan, netns: &str, port: &str, ip: &str, ipv6: Option<Ipv6Addr>) -> Result<()> {
     let mut host = add_namespace(netns)?;
     let mut switch = Rtnl::open_in(&plan.switch_netns).context("netlink in the switch")?;
     host.add_veth("eth0", port, &plan.switch_netns)?;
     switch.set_master(port, "br0")?;
     switch.set_up(port)?;
     host.add_address("eth0", format!("{ip}/24").parse()?)?;
+    if let Some(v6) = ipv6 {
+        host.add_address("eth0", format!("{v6}/64").parse()?)?;
+    }
     host.set_up("eth0")?;
     Ok(())
 }
@@ -36,9 +43,11 @@ pub fn build(plan: &LabPlan) -> Result<()> {
         add_namespace(&plan.switch_netns).context("creating network namespaces (is this Linux, as root?)")?;
     switch.add_bridge("br0")?;
     switch.set_up("br0")?;
-    attach(plan, &plan.external_netns, "p-external", &plan.external_ip.to_string())?;
+    let external = (&plan.external_ip.to_string(), plan.external_ipv6);
+    attach(plan, &plan.external_netns, "p-external", external.0, external.1)?;
     for node in &plan.nodes {
-        attach(plan, &node.netns, &format!("p-{}", node.name), &node.ip.to_string())?;
+        let v6 = node.ipv6.as_ref().map(|v| v.ip);
+        attach(plan, &node.netns, &format!("p-{}", node.name), &node.ip.to_string(), v6)?;
         for sysctl in [
             "net.ipv4.ip_forward=1",
             // the pod gateway address sits on every pod's veth; replies must not be filtered
@@ -49,7 +58,12 @@ pub fn build(plan: &LabPlan) -> Result<()> {
         }
         // like a real node, a default route towards the outside (the external host): service
         // addresses are routed before the rules decide to reject or drop them
-        Rtnl::open_in(&node.netns)?.add_route("0.0.0.0/0".parse()?, Some(plan.external_ip.into()), None)?;
+        let mut rtnl = Rtnl::open_in(&node.netns)?;
+        rtnl.add_route("0.0.0.0/0".parse()?, Some(plan.external_ip.into()), None)?;
+        if let Some(external) = plan.external_ipv6 {
+            sysctl_in(&node.netns, "net.ipv6.conf.all.forwarding=1")?;
+            rtnl.add_route("::/0".parse()?, Some(external.into()), None)?;
+        }
         // the kernel's nftables support, checked once per node so a missing module is named
         check_nftables_in(&node.netns)
             .context("nftables is not usable in a network namespace (kernel module nf_tables?)")?;
@@ -58,6 +72,9 @@ pub fn build(plan: &LabPlan) -> Result<()> {
         let mut rtnl = Rtnl::open_in(&a.netns)?;
         for b in plan.nodes.iter().filter(|b| b.name != a.name) {
             rtnl.add_route(b.pod_cidr.into(), Some(b.ip.into()), None)?;
+            if let Some(v6) = &b.ipv6 {
+                rtnl.add_route(v6.pod_cidr.into(), Some(v6.ip.into()), None)?;
+            }
         }
     }
     Ok(())

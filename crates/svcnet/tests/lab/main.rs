@@ -90,6 +90,7 @@ macro_rules! on_both_control_planes {
 }
 
 mod dns;
+mod dual_stack;
 mod exec;
 mod explain;
 mod load_balancer;

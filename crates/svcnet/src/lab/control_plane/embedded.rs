@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 
 use super::{Running, Settings, Started};
-use crate::lab::plan::SERVICE_CIDR;
 
 pub struct Embedded {
     task: tokio::task::JoinHandle<Result<(), svcnet_apiserver::ServeError>>,
@@ -23,7 +22,7 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
     let config = svcnet_apiserver::Config {
         data_dir: settings.state.join("apiserver"),
         listen: settings.api,
-        service_cidrs: vec![SERVICE_CIDR.parse()?],
+        service_cidrs: settings.plan.service_cidrs(),
         node_ports: svcnet_core::alloc::PortRange::DEFAULT,
         dialer: Some(Arc::new(crate::lab::hooks::NodeDialer {
             netns: settings.plan.nodes[0].netns.clone(),

@@ -26,7 +26,6 @@ use svcnet_apiserver::credentials;
 
 use super::{Running, Settings, Started};
 use crate::lab::daemon::client_for;
-use crate::lab::plan::SERVICE_CIDR;
 
 /// The manifest users apply to run `svcnet proxy` on their cluster.
 const PROXY_MANIFEST: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/svcnet-proxy.yaml"));
@@ -300,6 +299,8 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
     let bin = &settings.upstream_bin;
     check_binaries(bin, &BINARIES)?;
     let dir = settings.state.join("upstream");
+    let service_cidrs: Vec<String> = settings.plan.service_cidrs().iter().map(ToString::to_string).collect();
+    let service_cidrs = service_cidrs.join(",");
     let ApiServer {
         mut processes,
         kubeconfig,
@@ -315,7 +316,7 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
             &dir,
             pid_dir(settings.state),
             settings.api,
-            SERVICE_CIDR,
+            &service_cidrs,
             Some(&egress),
         )
         .await?
@@ -331,7 +332,7 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
             "--secure-port=0".to_owned(),
             format!("--service-account-private-key-file={}", path(&sa_key)),
             format!("--root-ca-file={}", path(&ca)),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--service-cluster-ip-range={service_cidrs}"),
         ],
     )?;
     let client = client_for(&kubeconfig).await?;
@@ -350,7 +351,9 @@ pub async fn start(settings: Settings<'_>) -> Result<Started> {
 
 /// The first address of `service_cidr`: the `kubernetes` Service's.
 fn first_service_ip(service_cidr: &str) -> Result<String> {
-    let net: ipnet::Ipv4Net = service_cidr.parse().context("an IPv4 service CIDR")?;
+    // of the first range (the default family's) when several are given
+    let first = service_cidr.split(',').next().unwrap_or_default();
+    let net: ipnet::Ipv4Net = first.parse().context("an IPv4 service CIDR")?;
     Ok(std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string())
 }
 
@@ -509,6 +512,7 @@ async fn account_kubeconfig(client: &Client, path: &Path, url: &str, namespace: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::plan::SERVICE_CIDR;
 
     #[test]
     fn the_manifest_gives_the_agent_an_account_a_role_and_a_binding_between_them() {
@@ -529,5 +533,6 @@ mod tests {
     #[test]
     fn the_kubernetes_service_address_is_the_range_s_first() {
         assert_eq!(first_service_ip(SERVICE_CIDR).unwrap(), "10.96.0.1");
+        assert_eq!(first_service_ip("10.96.0.0/16,fd00:96::/108").unwrap(), "10.96.0.1");
     }
 }

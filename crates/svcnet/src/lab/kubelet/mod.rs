@@ -87,7 +87,10 @@ fn node_object(node: &NodePlan) -> Node {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": { "name": node.name, "labels": labels },
-        "spec": { "podCIDR": node.pod_cidr.to_string(), "podCIDRs": [node.pod_cidr.to_string()] },
+        "spec": {
+            "podCIDR": node.pod_cidr.to_string(),
+            "podCIDRs": node.pod_cidrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
     }))
     .expect("node object")
 }
@@ -101,10 +104,11 @@ fn node_resources() -> serde_json::Value {
 
 fn node_status(node: &NodePlan, ip: Ipv4Addr, kubelet_port: Option<u16>) -> serde_json::Value {
     let now = svcnet_apiserver::objects::now();
-    let mut addresses = vec![
-        json!({ "type": "InternalIP", "address": ip.to_string() }),
-        json!({ "type": "Hostname", "address": node.name }),
-    ];
+    let mut addresses = vec![json!({ "type": "InternalIP", "address": ip.to_string() })];
+    if let Some(v6) = &node.ipv6 {
+        addresses.push(json!({ "type": "InternalIP", "address": v6.ip.to_string() }));
+    }
+    addresses.push(json!({ "type": "Hostname", "address": node.name }));
     if kubelet_port.is_some() {
         addresses.push(json!({ "type": api::ADDRESS_TYPE, "address": api::ADDRESS }));
     }

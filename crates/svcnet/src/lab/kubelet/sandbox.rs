@@ -3,12 +3,12 @@
 //! between pods passes the node's stack, so the node's nftables rules see it).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Result, bail};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::lab::plan::POD_GATEWAY;
+use crate::lab::plan::{POD_GATEWAY, POD_GATEWAY_V6};
 use crate::lab::shell::{add_namespace, remove_namespace};
 use crate::rtnl::Rtnl;
 
@@ -45,8 +45,9 @@ pub fn host_veth(pod_netns: &str) -> String {
     format!("vp{id}")
 }
 
-/// Creates the pod's namespace and wires it to the node.
-pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
+/// Creates the pod's namespace and wires it to the node (over IPv6 too when `ipv6` is
+/// given: the address on the pod's `eth0`, a default route through [`POD_GATEWAY_V6`]).
+pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr, ipv6: Option<Ipv6Addr>) -> Result<()> {
     if host_veth(pod_netns).len() > 15 {
         bail!("interface name for {pod_netns} is too long");
     }
@@ -57,6 +58,10 @@ pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
         let host = |a: Ipv4Addr| IpNet::from(Ipv4Net::from(a));
         let mut pod = Rtnl::open_in(pod_netns)?;
         let mut node = Rtnl::open_in(node_netns)?;
+        if ipv6.is_some() {
+            // the pod's link-local address is usable at once, so its first packets go out
+            crate::netns::set_sysctl(pod_netns, "net/ipv6/conf/default/accept_dad", "0")?;
+        }
         pod.set_up("lo")?;
         node.add_veth(&veth, "eth0", pod_netns)?;
         node.set_up(&veth)?;
@@ -66,6 +71,13 @@ pub fn create(node_netns: &str, pod_netns: &str, ip: Ipv4Addr) -> Result<()> {
         pod.set_up("eth0")?;
         pod.add_route(host(gateway), None, Some("eth0"))?;
         pod.add_route("0.0.0.0/0".parse()?, Some(gateway.into()), Some("eth0"))?;
+        if let Some(v6) = ipv6 {
+            let gateway: Ipv6Addr = POD_GATEWAY_V6.parse()?;
+            node.add_address(&veth, IpNet::V6(Ipv6Net::new(gateway, 64)?))?;
+            node.add_route(IpNet::V6(Ipv6Net::from(v6)), None, Some(&veth))?;
+            pod.add_address("eth0", IpNet::V6(Ipv6Net::from(v6)))?;
+            pod.add_route("::/0".parse()?, Some(gateway.into()), Some("eth0"))?;
+        }
         // unprivileged containers may listen on low ports in their own namespace, as container
         // runtimes allow (pods run as nobody unless they ask for root)
         crate::netns::set_sysctl(pod_netns, "net/ipv4/ip_unprivileged_port_start", "0")?;

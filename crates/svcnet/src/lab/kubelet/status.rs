@@ -41,8 +41,10 @@ pub struct ContainerRun {
 }
 
 pub struct PodRun<'a> {
-    pub pod_ip: Option<IpAddr>,
-    pub host_ip: IpAddr,
+    /// The pod's addresses, IPv4 first (none before its network exists).
+    pub pod_ips: &'a [IpAddr],
+    /// The node's addresses, IPv4 first.
+    pub host_ips: &'a [IpAddr],
     pub start_time: Timestamp,
     pub containers: &'a [ContainerRun],
     pub now: Timestamp,
@@ -139,15 +141,13 @@ pub fn pod_status(run: &PodRun) -> PodStatus {
     let ready = phase == "Running" && run.containers.iter().all(|c| c.ready);
     PodStatus {
         phase: Some(phase.into()),
-        host_ip: Some(run.host_ip.to_string()),
-        host_ips: Some(vec![HostIP {
-            ip: run.host_ip.to_string(),
-        }]),
-        pod_ip: run.pod_ip.map(|ip| ip.to_string()),
-        pod_ips: run.pod_ip.map(|ip| vec![PodIP { ip: ip.to_string() }]),
+        host_ip: run.host_ips.first().map(ToString::to_string),
+        host_ips: Some(run.host_ips.iter().map(|ip| HostIP { ip: ip.to_string() }).collect()),
+        pod_ip: run.pod_ips.first().map(ToString::to_string),
+        pod_ips: (!run.pod_ips.is_empty()).then(|| run.pod_ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect()),
         start_time: Some(Time(run.start_time)),
         conditions: Some(vec![
-            condition(run, "PodReadyToStartContainers", run.pod_ip.is_some()),
+            condition(run, "PodReadyToStartContainers", !run.pod_ips.is_empty()),
             condition(run, "Initialized", true),
             condition(run, "Ready", ready),
             condition(run, "ContainersReady", ready),
@@ -181,8 +181,8 @@ mod tests {
 
     fn status(containers: &[ContainerRun], previous: Option<&PodStatus>, now: i64) -> PodStatus {
         pod_status(&PodRun {
-            pod_ip: Some("10.244.1.2".parse().unwrap()),
-            host_ip: "10.240.0.11".parse().unwrap(),
+            pod_ips: &["10.244.1.2".parse().unwrap(), "fd00:244:0:1::2".parse().unwrap()],
+            host_ips: &["10.240.0.11".parse().unwrap()],
             start_time: at(0),
             containers,
             now: at(now),
@@ -247,6 +247,8 @@ mod tests {
         ];
         assert_eq!(cond(&status(&two, None, 0), "Ready").0, "False");
         assert_eq!(ready.pod_ip.as_deref(), Some("10.244.1.2"));
+        let ips: Vec<&str> = ready.pod_ips.iter().flatten().map(|p| p.ip.as_str()).collect();
+        assert_eq!(ips, ["10.244.1.2", "fd00:244:0:1::2"], "both families, IPv4 first");
         assert_eq!(ready.container_statuses.unwrap()[0].started, Some(true));
     }
 }

@@ -95,7 +95,8 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         return;
     };
     let sandbox_dir = isolation::sandbox_dir(&ctx.state, &uid);
-    let sandbox_result = match create_sandbox(&ctx.node.netns, &netns, ip, &name).await {
+    let ipv6 = ctx.node.pod_ipv6(ip);
+    let sandbox_result = match create_sandbox(&ctx.node.netns, &netns, ip, ipv6, &name).await {
         Ok(()) => write_sandbox_files(&ctx, &pod, &sandbox_dir, ip),
         Err(e) => Err(e),
     };
@@ -125,7 +126,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         _ => None,
     };
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-    let mut pod_ip = Some(IpAddr::V4(ip));
+    let mut pod_ips: Vec<IpAddr> = std::iter::once(IpAddr::V4(ip)).chain(ipv6.map(IpAddr::V6)).collect();
     let mut containers: Vec<Running> = spec
         .containers
         .iter()
@@ -176,7 +177,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             };
             c.restart_at = None;
         }
-        pod_ip = None;
+        pod_ips.clear();
     }
     let node = Some(ctx.node.name.as_str());
     for c in containers.iter_mut().filter(|c| c.argv.is_none()) {
@@ -206,7 +207,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     let stopping = loop {
         let now_instant = Instant::now();
         // volumes: made before any container starts, then kept up to date
-        if pod_ip.is_some() && next_volume_sync <= now_instant {
+        if !pod_ips.is_empty() && next_volume_sync <= now_instant {
             let first = !volumes.complete(&pod);
             match volumes.sync(&ctx.client, &pod, &sandbox_dir, &volume_stamp()).await {
                 Ok(notes) => {
@@ -297,7 +298,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
                 tracing::info!(pod = %name, container = %c.run.name, code, restart, "container exited");
             }
             // starts and restarts
-            if pod_ip.is_some()
+            if !pod_ips.is_empty()
                 && volumes_ready
                 && c.child.is_none()
                 && c.restart_at.is_some_and(|at| at <= now_instant)
@@ -472,9 +473,12 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
             }
         }
         let runs: Vec<ContainerRun> = containers.iter().map(|c| c.run.clone()).collect();
+        let host_ips: Vec<IpAddr> = std::iter::once(IpAddr::V4(ctx.ip()))
+            .chain(ctx.node.ipv6.as_ref().map(|v| IpAddr::V6(v.ip)))
+            .collect();
         let status = pod_status(&PodRun {
-            pod_ip,
-            host_ip: IpAddr::V4(ctx.ip()),
+            pod_ips: &pod_ips,
+            host_ips: &host_ips,
             start_time: started,
             containers: &runs,
             now: now(),
@@ -609,11 +613,17 @@ async fn start_init(
     anyhow::bail!("it named no PID within 5 s")
 }
 
-async fn create_sandbox(node_netns: &str, pod_netns: &str, ip: std::net::Ipv4Addr, pod: &str) -> anyhow::Result<()> {
+async fn create_sandbox(
+    node_netns: &str,
+    pod_netns: &str,
+    ip: std::net::Ipv4Addr,
+    ipv6: Option<std::net::Ipv6Addr>,
+    pod: &str,
+) -> anyhow::Result<()> {
     retrying(5, pod, "cannot create the pod's network", || {
         let (node_ns, pod_ns) = (node_netns.to_owned(), pod_netns.to_owned());
         async move {
-            tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip))
+            tokio::task::spawn_blocking(move || sandbox::create(&node_ns, &pod_ns, ip, ipv6))
                 .await
                 .map_err(|e| anyhow::anyhow!("the sandbox task failed: {e}"))?
         }

@@ -1,6 +1,6 @@
 //! `cargo xtask upstream`: builds upstream's etcd, kube-apiserver, kube-controller-manager and
-//! kube-proxy from their published Go modules (pinned in `upstream/go.mod` and `go.sum`) into
-//! `target/upstream/bin`, with the Go module and build caches under `target/upstream` too,
+//! kube-proxy from their published Go modules (pinned in `upstream/go.mod` and `go.sum`), and
+//! CoreDNS (pinned apart, in `upstream/coredns/`), into `target/upstream/bin`, with the Go module and build caches under `target/upstream` too,
 //! and beside them `openapi-v2-proto` (ours, in `upstream/`), which encodes an OpenAPI v2
 //! document with gnostic as kube-apiserver does, for the API server's tests.
 //! Nothing of upstream is vendored or committed. A build is reused while the pinned versions
@@ -24,8 +24,11 @@ const COMMANDS: &[(&str, &str)] = &[
     ("./openapi-v2-proto", "openapi-v2-proto"),
 ];
 
+/// CoreDNS, built in its own module (`upstream/coredns`).
+const COREDNS: (&str, &str) = ("github.com/coredns/coredns", "coredns");
+
 /// Files of ours the build also depends on.
-const SOURCES: &[&str] = &["go.sum", "openapi-v2-proto/main.go"];
+const SOURCES: &[&str] = &["go.sum", "openapi-v2-proto/main.go", "coredns/go.sum"];
 
 /// A stable tag for the pinned versions and our sources (FNV-1a of [`SOURCES`]).
 fn pins_tag(module: &Path) -> Result<String> {
@@ -80,17 +83,20 @@ pub fn build() -> Result<PathBuf> {
     let bin = work.join("bin");
     let stamp = bin.join(".pins");
     let tag = pins_tag(&module)?;
-    let built = COMMANDS.iter().all(|(_, name)| bin.join(name).exists());
+    let built = COMMANDS
+        .iter()
+        .chain([&COREDNS])
+        .all(|(_, name)| bin.join(name).exists());
     if built && std::fs::read_to_string(&stamp).is_ok_and(|t| t == tag) {
         eprintln!("xtask: upstream binaries in {} are current", bin.display());
         return Ok(bin);
     }
     std::fs::create_dir_all(&bin)?;
-    let go = |args: &[&str]| -> Result<()> {
+    let go = |dir: &Path, args: &[&str]| -> Result<()> {
         eprintln!("xtask: go {}", args.join(" "));
         let status = Command::new("go")
             .args(args)
-            .current_dir(&module)
+            .current_dir(dir)
             .env("GOMODCACHE", work.join("gomod"))
             .env("GOCACHE", work.join("gocache"))
             .env("GOFLAGS", "-mod=readonly")
@@ -104,13 +110,14 @@ pub fn build() -> Result<PathBuf> {
     let out = format!("{}/", bin.display());
     let mut args = vec!["build", "-o", out.as_str()];
     args.extend(COMMANDS.iter().map(|(package, _)| *package));
-    go(&args)?;
+    go(&module, &args)?;
+    go(&module.join("coredns"), &["build", "-o", out.as_str(), COREDNS.0])?;
     // a package path ending in a major version names its binary after the element before it
     let etcd = bin.join("server");
     if etcd.exists() {
         std::fs::rename(&etcd, bin.join("etcd"))?;
     }
-    for (_, name) in COMMANDS {
+    for (_, name) in COMMANDS.iter().chain([&COREDNS]) {
         if !bin.join(name).exists() {
             bail!("go build made no {name} in {}", bin.display());
         }

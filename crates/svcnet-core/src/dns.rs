@@ -425,6 +425,7 @@ impl ClusterDns {
                 answers.extend(a);
                 additionals.extend(b);
             }
+            spread_weights(&mut answers);
             return answer_or_nodata(answers, dedup(additionals));
         }
         let ips: Vec<IpAddr> = if entry.headless {
@@ -445,7 +446,8 @@ impl ClusterDns {
         answer_or_nodata(answers, vec![])
     }
 
-    /// SRV records (and their targets' addresses) for one port of a Service: the Service's
+    /// SRV records (and their targets' addresses) for one port of a Service (weights to be
+    /// spread by [`spread_weights`] over the whole answer): the Service's
     /// own name as target, or each ready endpoint's name when headless.
     fn srv_for(
         &self,
@@ -470,12 +472,10 @@ impl ClusterDns {
             let additionals = entry.cluster_ips.iter().map(|ip| address_record(&base, *ip)).collect();
             return (vec![srv(base.clone(), 100, port)], additionals);
         }
-        let endpoints = self.endpoints_of(ns, service);
-        let weight = (100 / endpoints.len().max(1)) as u16;
         let (mut answers, mut additionals) = (vec![], vec![]);
-        for (label, ep) in endpoints {
+        for (label, ep) in self.endpoints_of(ns, service) {
             let target = format!("{label}.{base}");
-            answers.push(srv(target.clone(), weight.max(1), port));
+            answers.push(srv(target.clone(), 100, port));
             additionals.extend(ep.addresses.iter().map(|ip| address_record(&target, *ip)));
         }
         (answers, additionals)
@@ -503,7 +503,8 @@ impl ClusterDns {
         if !matches!(qtype, QueryType::Srv | QueryType::Any) {
             return Outcome::NoData;
         }
-        let (answers, additionals) = self.srv_for(name, ns, service, entry, found.port);
+        let (mut answers, additionals) = self.srv_for(name, ns, service, entry, found.port);
+        spread_weights(&mut answers);
         answer_or_nodata(answers, dedup(additionals))
     }
 
@@ -573,4 +574,16 @@ fn dedup(records: Vec<Record>) -> Vec<Record> {
         }
     }
     out
+}
+
+/// Shares a weight of 100 equally among an answer's SRV records (at least 1 each), as
+/// CoreDNS's kubernetes plugin weighs them: over every record of the answer, all ports'.
+fn spread_weights(answers: &mut [Record]) {
+    let count = answers.iter().filter(|r| matches!(r.data, Data::Srv { .. })).count();
+    let share = u16::try_from(100 / count.max(1)).unwrap_or(100).max(1);
+    for record in answers {
+        if let Data::Srv { weight, .. } = &mut record.data {
+            *weight = share;
+        }
+    }
 }

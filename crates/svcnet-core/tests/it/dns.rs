@@ -85,6 +85,15 @@ fn named_ports_have_srv_records_pointing_at_the_service() {
         }
     );
     assert_eq!(additionals.len(), 2, "the target's A and AAAA: {additionals:?}");
+    // the Service's own name: one record per port, sharing a weight of 100 (as CoreDNS)
+    let weights: Vec<u16> = self::answers(dns.resolve("web.default.svc.cluster.local", QueryType::Srv))
+        .into_iter()
+        .filter_map(|d| match d {
+            Data::Srv { weight, .. } => Some(weight),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, [50, 50]);
     assert_eq!(
         dns.resolve("_http._udp.web.default.svc.cluster.local", QueryType::Srv),
         Outcome::NxDomain

@@ -56,6 +56,7 @@ pub enum ErrorKind {
     Required,
     Invalid,
     Duplicate,
+    NotFound,
     NotSupported,
     Forbidden,
     TooLong,
@@ -69,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Required => "Required value",
             ErrorKind::Invalid => "Invalid value",
             ErrorKind::Duplicate => "Duplicate value",
+            ErrorKind::NotFound => "Not found",
             ErrorKind::NotSupported => "Unsupported value",
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::TooLong => "Too long",
@@ -82,6 +84,7 @@ impl ErrorKind {
             ErrorKind::Required => "FieldValueRequired",
             ErrorKind::Invalid => "FieldValueInvalid",
             ErrorKind::Duplicate => "FieldValueDuplicate",
+            ErrorKind::NotFound => "FieldValueNotFound",
             ErrorKind::NotSupported => "FieldValueNotSupported",
             ErrorKind::Forbidden => "FieldValueForbidden",
             ErrorKind::TooLong => "FieldValueTooLong",
@@ -222,6 +225,10 @@ impl FieldError {
 
     pub fn duplicate(path: FieldPath, value: impl Into<BadValue>) -> Self {
         Self::new(ErrorKind::Duplicate, path, value.into(), "")
+    }
+
+    pub fn not_found(path: FieldPath, value: impl Into<BadValue>) -> Self {
+        Self::new(ErrorKind::NotFound, path, value.into(), "")
     }
 
     pub fn forbidden(path: FieldPath, detail: impl Into<String>) -> Self {

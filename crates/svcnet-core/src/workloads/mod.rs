@@ -4,13 +4,15 @@
 //! - [`deployment`]: a Deployment's ReplicaSets (one per pod template) and its status.
 //! - [`replicaset`]: a ReplicaSet's pods and its status.
 //! - [`pod_defaults`]: upstream's Pod defaults and a new Pod's status.
-//! - [`pod_spec`]: upstream's checks of a Pod's spec.
+//! - [`pod_spec`]: upstream's checks of a Pod's spec; [`pod_volumes`]: of its volumes and
+//!   mounts.
 //! - [`validate`]: the spec checks made before they are stored.
 
 pub mod deployment;
 pub mod pod_defaults;
 pub mod pod_spec;
 pub mod pod_update;
+pub mod pod_volumes;
 pub mod replicaset;
 pub mod service_account;
 pub mod validate;

@@ -34,6 +34,54 @@ pub fn default_pod_spec(spec: &mut Value) {
             containers.iter_mut().for_each(default_container);
         }
     }
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        volumes.iter_mut().filter(|v| v.is_object()).for_each(default_volume);
+    }
+}
+
+/// A volume's defaults: an emptyDir when it names no source; mode 0644 for the file sources,
+/// `v1` field selectors, an hour for projected tokens and an unset hostPath type.
+fn default_volume(volume: &mut Value) {
+    const FILE_MODE: i64 = 0o644;
+    let sources = super::pod_volumes::SOURCES;
+    if sources
+        .iter()
+        .all(|(field, _)| volume.get(field).is_none_or(Value::is_null))
+    {
+        volume["emptyDir"] = json!({});
+    }
+    for field in ["configMap", "secret", "downwardAPI", "projected"] {
+        if let Some(source) = volume.get_mut(field).filter(|s| s.is_object()) {
+            default(source, "defaultMode", json!(FILE_MODE));
+        }
+    }
+    if let Some(host_path) = volume.get_mut("hostPath").filter(|s| s.is_object()) {
+        default(host_path, "type", json!(""));
+    }
+    if let Some(items) = volume.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut) {
+        items.iter_mut().for_each(default_field_ref);
+    }
+    for source in volume
+        .pointer_mut("/projected/sources")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(token) = source.get_mut("serviceAccountToken").filter(|t| t.is_object()) {
+            default(token, "expirationSeconds", json!(3600));
+        }
+        if let Some(items) = source.pointer_mut("/downwardAPI/items").and_then(Value::as_array_mut) {
+            items.iter_mut().for_each(default_field_ref);
+        }
+    }
+}
+
+/// An object field selector's `apiVersion` (`v1`), where `holder` (an env var's `valueFrom`
+/// or a downward API item) has one.
+fn default_field_ref(holder: &mut Value) {
+    if let Some(field_ref) = holder.get_mut("fieldRef").filter(|f| f.is_object()) {
+        default(field_ref, "apiVersion", json!("v1"));
+    }
 }
 
 /// What a Pod gets on creation and a pod template does not (upstream's pod strategy and
@@ -94,6 +142,13 @@ fn default_container(container: &mut Value) {
     let policy = image_pull_policy(container["image"].as_str().unwrap_or(""));
     default(container, "imagePullPolicy", json!(policy));
     default(container, "resources", json!({}));
+    if let Some(env) = container.get_mut("env").and_then(Value::as_array_mut) {
+        for var in env.iter_mut() {
+            if let Some(from) = var.get_mut("valueFrom").filter(|f| f.is_object()) {
+                default_field_ref(from);
+            }
+        }
+    }
     if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
         for port in ports.iter_mut().filter(|p| p.is_object()) {
             default(port, "protocol", json!("TCP"));
@@ -179,6 +234,35 @@ mod tests {
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c["readinessProbe"]["periodSeconds"], 10);
         assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTP");
+    }
+
+    #[test]
+    fn volumes_and_field_selectors_get_upstreams_defaults() {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x",
+            "env": [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}],
+        "volumes": [
+            {"name": "bare"},
+            {"name": "cfg", "configMap": {"name": "a"}},
+            {"name": "own", "secret": {"secretName": "s", "defaultMode": 256}},
+            {"name": "host", "hostPath": {"path": "/x"}},
+            {"name": "info", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"name": "p", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}},
+        ]});
+        default_pod_spec(&mut spec);
+        let v = &spec["volumes"];
+        assert_eq!(v[0]["emptyDir"], json!({}));
+        assert_eq!(v[1]["configMap"]["defaultMode"], 420);
+        assert_eq!(v[2]["secret"]["defaultMode"], 256, "a given mode stays");
+        assert_eq!(v[3]["hostPath"]["type"], "");
+        assert_eq!(v[4]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(
+            v[5]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+            3600
+        );
+        assert_eq!(
+            spec["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["apiVersion"],
+            "v1"
+        );
     }
 
     #[test]

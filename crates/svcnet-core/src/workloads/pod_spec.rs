@@ -1,6 +1,7 @@
-//! Upstream's checks of a Pod's spec that the lab and clients rely on: containers given, each
-//! named (a unique RFC 1123 label) with an image, known restart and image pull policies,
-//! container ports in range with known protocols, and the DNS policy and config the lab's
+//! Upstream's checks of a Pod's spec that the lab and clients rely on: volumes and mounts
+//! ([`super::pod_volumes`]), containers given, each named (a unique RFC 1123 label) with an
+//! image, known restart and image pull policies, container ports in range with known
+//! protocols, and the DNS policy and config the lab's
 //! kubelet writes `resolv.conf` from. Paths and messages are upstream's (compared
 //! with kube-apiserver 1.37 by the differential tests). Works on JSON, after defaulting.
 
@@ -21,7 +22,7 @@ const MAX_SEARCH_CHARS: usize = 2048;
 
 /// The errors of a Pod's `spec` (at `path`).
 pub fn validate_pod_spec(spec: &Value, path: &FieldPath) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+    let (volumes, mut errs) = super::pod_volumes::validate_volumes(&spec["volumes"], &path.child("volumes"));
     let containers = spec["containers"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     if containers.is_empty() {
         errs.push(FieldError::required(path.child("containers"), ""));
@@ -32,6 +33,7 @@ pub fn validate_pod_spec(spec: &Value, path: &FieldPath) -> Vec<FieldError> {
             container,
             &path.child("containers").index(i),
             &mut seen,
+            &volumes,
         ));
     }
     if let Some(policy) = spec["restartPolicy"].as_str()
@@ -143,7 +145,12 @@ fn validate_dns_config(spec: &Value, path: &FieldPath) -> Vec<FieldError> {
     errs
 }
 
-fn validate_container(container: &Value, path: &FieldPath, seen: &mut HashSet<String>) -> Vec<FieldError> {
+fn validate_container(
+    container: &Value,
+    path: &FieldPath,
+    seen: &mut HashSet<String>,
+    volumes: &HashSet<String>,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let name = container["name"].as_str().unwrap_or("");
     if name.is_empty() {
@@ -158,15 +165,6 @@ fn validate_container(container: &Value, path: &FieldPath, seen: &mut HashSet<St
     }
     if container["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
         errs.push(FieldError::required(path.child("image"), ""));
-    }
-    if let Some(policy) = container["imagePullPolicy"].as_str()
-        && !PULL_POLICIES.contains(&policy)
-    {
-        errs.push(FieldError::not_supported(
-            path.child("imagePullPolicy"),
-            policy,
-            &PULL_POLICIES,
-        ));
     }
     for (i, port) in container["ports"].as_array().into_iter().flatten().enumerate() {
         let at = path.child("ports").index(i);
@@ -183,6 +181,20 @@ fn validate_container(container: &Value, path: &FieldPath, seen: &mut HashSet<St
         {
             errs.push(FieldError::not_supported(at.child("protocol"), protocol, &PROTOCOLS));
         }
+    }
+    errs.extend(super::pod_volumes::validate_mounts(
+        &container["volumeMounts"],
+        volumes,
+        &path.child("volumeMounts"),
+    ));
+    if let Some(policy) = container["imagePullPolicy"].as_str()
+        && !PULL_POLICIES.contains(&policy)
+    {
+        errs.push(FieldError::not_supported(
+            path.child("imagePullPolicy"),
+            policy,
+            &PULL_POLICIES,
+        ));
     }
     errs
 }

@@ -680,6 +680,65 @@ fn workloads() -> Vec<Request> {
             )),
         ),
         request(
+            "pod/volume-no-source".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-vol1",
+                json!({ "containers": container, "volumes": [{ "name": "v" }] }),
+            )),
+        ),
+        request(
+            "pod/volume-two-sources".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-vol2",
+                json!({ "containers": container, "volumes": [
+                    { "name": "v", "emptyDir": {}, "downwardAPI": {}, "configMap": { "name": "x" } },
+                    { "name": "v", "emptyDir": {} },
+                ] }),
+            )),
+        ),
+        request(
+            "pod/volume-fields".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-vol3",
+                json!({ "containers": container, "volumes": [
+                    { "name": "c", "configMap": { "defaultMode": 1000, "items": [
+                        { "key": "", "path": "../x" }, { "key": "k", "path": "/abs", "mode": -1 }, { "key": "k", "path": "..data" }] } },
+                    { "name": "s", "secret": {} },
+                    { "name": "h", "hostPath": { "path": "/a/../b" } },
+                ] }),
+            )),
+        ),
+        request(
+            "pod/volume-mounts".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-vol4",
+                json!({ "containers": [{ "name": "c", "image": "x", "imagePullPolicy": "Sometimes", "volumeMounts": [
+                    { "name": "data", "mountPath": "/d", "subPath": "../up" },
+                    { "name": "gone", "mountPath": "/d" },
+                    { "name": "data", "mountPath": "/e", "subPath": "a", "subPathExpr": "$(X)" },
+                ] }], "volumes": [{ "name": "data", "emptyDir": {} }] }),
+            )),
+        ),
+        request(
+            "pod/volumes-valid".into(),
+            "POST",
+            pods.clone(),
+            Some(pod(
+                "p-vol5",
+                json!({ "containers": [{ "name": "c", "image": "x", "volumeMounts": [
+                    { "name": "data", "mountPath": "/d" }, { "name": "cfg", "mountPath": "/etc/app.conf", "subPath": "app.conf" },
+                ] }], "volumes": [{ "name": "data", "emptyDir": {} }, { "name": "cfg", "configMap": { "name": "app", "items": [{ "key": "a", "path": "app.conf" }] } }] }),
+            )),
+        ),
+        request(
             "pod/with-node".into(),
             "POST",
             pods.clone(),

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret, Service};
 
 use super::volumes::{Inputs, Needs, pod_field};
 
@@ -125,20 +125,29 @@ pub fn service_variables(services: &[Service], namespace: &str, links: bool) -> 
     out
 }
 
-fn config_map_value(inputs: &Inputs, name: &str, key: &str) -> Result<Option<String>, String> {
-    let Some(map) = inputs.config_maps.get(name).cloned().flatten() else {
-        return Err(format!("configmap \"{name}\" not found"));
-    };
-    Ok(map.data.and_then(|d| d.get(key).cloned()))
+/// The value of `key` in the ConfigMap or Secret (`kind`) `namespace/name`, whose text data
+/// is `data` when it exists; `None` when it or the key is missing and `optional`.
+fn key_value(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    optional: bool,
+    data: Option<BTreeMap<String, String>>,
+) -> Result<Option<String>, String> {
+    match data.map(|d| d.get(key).cloned()) {
+        Some(Some(value)) => Ok(Some(value)),
+        _ if optional => Ok(None),
+        Some(None) => Err(format!("couldn't find key {key} in {kind} {namespace}/{name}")),
+        None => Err(format!("{} \"{name}\" not found", kind.to_lowercase())),
+    }
 }
 
-fn secret_value(inputs: &Inputs, name: &str, key: &str) -> Result<Option<String>, String> {
-    let Some(secret) = inputs.secrets.get(name).cloned().flatten() else {
-        return Err(format!("secret \"{name}\" not found"));
-    };
-    Ok(secret
-        .data
-        .and_then(|d| d.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned())))
+fn secret_text(secret: Secret) -> BTreeMap<String, String> {
+    let data = secret.data.unwrap_or_default();
+    data.into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
 }
 
 /// `container`'s environment in `pod` (whose status carries its pod and host IPs), sorted by
@@ -150,7 +159,6 @@ pub fn resolve(
     services: &[Service],
 ) -> Result<Vec<(String, String)>, String> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let namespace_of = |name: &str| format!("{namespace}/{name}");
     let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
     let service_env = service_variables(services, namespace, links);
     let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -188,33 +196,23 @@ pub fn resolve(
                 let found = if let Some(field) = &from.field_ref {
                     Some(pod_field(pod, &field.field_path)?)
                 } else if let Some(r) = &from.config_map_key_ref {
-                    let optional = r.optional.unwrap_or(false);
-                    match config_map_value(inputs, &r.name, &r.key) {
-                        Ok(Some(v)) => Some(v),
-                        Ok(None) if !optional => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {}",
-                                r.key,
-                                namespace_of(&r.name)
-                            ));
-                        }
-                        Err(why) if !optional => return Err(why),
-                        _ => None,
-                    }
+                    let data = inputs
+                        .config_maps
+                        .get(&r.name)
+                        .cloned()
+                        .flatten()
+                        .map(|m| m.data.unwrap_or_default());
+                    key_value(
+                        "ConfigMap",
+                        namespace,
+                        &r.name,
+                        &r.key,
+                        r.optional.unwrap_or(false),
+                        data,
+                    )?
                 } else if let Some(r) = &from.secret_key_ref {
-                    let optional = r.optional.unwrap_or(false);
-                    match secret_value(inputs, &r.name, &r.key) {
-                        Ok(Some(v)) => Some(v),
-                        Ok(None) if !optional => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {}",
-                                r.key,
-                                namespace_of(&r.name)
-                            ));
-                        }
-                        Err(why) if !optional => return Err(why),
-                        _ => None,
-                    }
+                    let data = inputs.secrets.get(&r.name).cloned().flatten().map(secret_text);
+                    key_value("Secret", namespace, &r.name, &r.key, r.optional.unwrap_or(false), data)?
                 } else if from.resource_field_ref.is_some() {
                     return Err(format!(
                         "env {}: the lab sets no resource limits, so resourceFieldRef has no value",

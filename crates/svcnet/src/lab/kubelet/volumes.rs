@@ -207,32 +207,32 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     data.chain(text).collect()
 }
 
-/// A ConfigMap's files (`name` looked up in `inputs`).
-fn config_map_files(
+/// The files of the ConfigMap or Secret (`kind`: `configmap` or `secret`) `name`, whose
+/// data is `data` when it exists.
+fn object_files(
+    kind: &str,
     name: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
     items: Option<&[KeyToPath]>,
     optional: bool,
     mode: u32,
-    inputs: &Inputs,
 ) -> Result<Vec<VolumeFile>, String> {
-    match inputs.config_maps.get(name).cloned().flatten() {
-        Some(map) => key_files("configmap", &config_map_data(&map), items, optional, mode),
+    match data {
+        Some(data) => key_files(kind, &data, items, optional, mode),
         None if optional => Ok(Vec::new()),
-        None => Err(format!("configmap \"{name}\" not found")),
+        None => Err(format!("{kind} \"{name}\" not found")),
     }
 }
 
-fn secret_files(
-    name: &str,
-    items: Option<&[KeyToPath]>,
-    optional: bool,
-    mode: u32,
-    inputs: &Inputs,
-) -> Result<Vec<VolumeFile>, String> {
-    match inputs.secrets.get(name).cloned().flatten() {
-        Some(secret) => key_files("secret", &secret_data(&secret), items, optional, mode),
-        None if optional => Ok(Vec::new()),
-        None => Err(format!("secret \"{name}\" not found")),
+impl Inputs {
+    /// ConfigMap `name`'s keys (text and binary), if it exists.
+    fn config_map(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.config_maps.get(name)?.as_ref().map(config_map_data)
+    }
+
+    /// Secret `name`'s keys, if it exists.
+    fn secret(&self, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(name)?.as_ref().map(secret_data)
     }
 }
 
@@ -243,7 +243,8 @@ impl VolumeKind for ConfigMapVolumeSource {
     fn content(&self, _: &Pod, inputs: &Inputs) -> Result<Content, String> {
         let mode = mode_of(self.default_mode, DEFAULT_MODE);
         let optional = self.optional.unwrap_or(false);
-        config_map_files(&self.name, self.items.as_deref(), optional, mode, inputs).map(files)
+        let data = inputs.config_map(&self.name);
+        object_files("configmap", &self.name, data, self.items.as_deref(), optional, mode).map(files)
     }
 }
 
@@ -255,7 +256,15 @@ impl VolumeKind for SecretVolumeSource {
         let mode = mode_of(self.default_mode, DEFAULT_MODE);
         let optional = self.optional.unwrap_or(false);
         let name = self.secret_name.as_deref().unwrap_or_default();
-        secret_files(name, self.items.as_deref(), optional, mode, inputs).map(files)
+        object_files(
+            "secret",
+            name,
+            inputs.secret(name),
+            self.items.as_deref(),
+            optional,
+            mode,
+        )
+        .map(files)
     }
 }
 
@@ -380,10 +389,26 @@ impl VolumeKind for ProjectedVolumeSource {
         for source in self.sources.iter().flatten() {
             if let Some(c) = &source.config_map {
                 let optional = c.optional.unwrap_or(false);
-                out.extend(config_map_files(&c.name, c.items.as_deref(), optional, mode, inputs)?);
+                let data = inputs.config_map(&c.name);
+                out.extend(object_files(
+                    "configmap",
+                    &c.name,
+                    data,
+                    c.items.as_deref(),
+                    optional,
+                    mode,
+                )?);
             } else if let Some(s) = &source.secret {
                 let optional = s.optional.unwrap_or(false);
-                out.extend(secret_files(&s.name, s.items.as_deref(), optional, mode, inputs)?);
+                let data = inputs.secret(&s.name);
+                out.extend(object_files(
+                    "secret",
+                    &s.name,
+                    data,
+                    s.items.as_deref(),
+                    optional,
+                    mode,
+                )?);
             } else if let Some(d) = &source.downward_api {
                 out.extend(downward_files(d.items.as_deref().unwrap_or_default(), pod, mode)?);
             } else if let Some(t) = &source.service_account_token {

@@ -20,6 +20,17 @@ const MAX_NAMESERVERS: usize = 3;
 const MAX_SEARCH_PATHS: usize = 32;
 const MAX_SEARCH_CHARS: usize = 2048;
 
+/// The errors of a required name that must be an RFC 1123 label (a container's, a volume's).
+pub(super) fn label_name(name: &str, path: &FieldPath) -> Vec<FieldError> {
+    if name.is_empty() {
+        return vec![FieldError::required(path.clone(), "")];
+    }
+    names::dns1123_label(name)
+        .into_iter()
+        .map(|msg| FieldError::invalid(path.clone(), name, msg))
+        .collect()
+}
+
 /// The errors of a Pod's `spec` (at `path`).
 pub fn validate_pod_spec(spec: &Value, path: &FieldPath) -> Vec<FieldError> {
     let (volumes, mut errs) = super::pod_volumes::validate_volumes(&spec["volumes"], &path.child("volumes"));
@@ -151,17 +162,10 @@ fn validate_container(
     seen: &mut HashSet<String>,
     volumes: &HashSet<String>,
 ) -> Vec<FieldError> {
-    let mut errs = Vec::new();
     let name = container["name"].as_str().unwrap_or("");
-    if name.is_empty() {
-        errs.push(FieldError::required(path.child("name"), ""));
-    } else {
-        for msg in names::dns1123_label(name) {
-            errs.push(FieldError::invalid(path.child("name"), name, msg));
-        }
-        if !seen.insert(name.to_owned()) {
-            errs.push(FieldError::duplicate(path.child("name"), name));
-        }
+    let mut errs = label_name(name, &path.child("name"));
+    if !name.is_empty() && !seen.insert(name.to_owned()) {
+        errs.push(FieldError::duplicate(path.child("name"), name));
     }
     if container["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
         errs.push(FieldError::required(path.child("image"), ""));

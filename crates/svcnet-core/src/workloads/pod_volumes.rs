@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::field::{FieldError, FieldPath};
-use crate::names;
 
 /// Every volume source, in the order upstream checks them: (field, the path a second source
 /// is reported at).
@@ -60,13 +59,7 @@ pub fn validate_volumes(volumes: &Value, path: &FieldPath) -> (HashSet<String>, 
         let at = path.index(i);
         let mut own = validate_source(volume, &at);
         let name = volume["name"].as_str().unwrap_or("");
-        if name.is_empty() {
-            own.push(FieldError::required(at.child("name"), ""));
-        } else {
-            for msg in names::dns1123_label(name) {
-                own.push(FieldError::invalid(at.child("name"), name, msg));
-            }
-        }
+        own.extend(super::pod_spec::label_name(name, &at.child("name")));
         if names_seen.contains(name) {
             own.push(FieldError::duplicate(at.child("name"), name));
         }

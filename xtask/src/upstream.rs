@@ -49,11 +49,15 @@ pub fn module_source(path: &str) -> Result<PathBuf> {
     let root = std::env::current_dir()?;
     let module = root.join("upstream");
     let go_mod = std::fs::read_to_string(module.join("go.mod")).context("reading upstream/go.mod")?;
+    // a staging module is pinned by a replace line, the others by a require line
     let replace = format!("{path} => {path} ");
+    let require = format!("{path} ");
     let version = go_mod
         .lines()
         .find_map(|l| l.trim().strip_prefix(&replace))
+        .or_else(|| go_mod.lines().find_map(|l| l.trim().strip_prefix(&require)))
         .map(str::trim)
+        .and_then(|v| v.split_whitespace().next())
         .with_context(|| format!("upstream/go.mod pins no version of {path}"))?;
     let output = Command::new("go")
         .args(["mod", "download", "-json", &format!("{path}@{version}")])
@@ -123,6 +127,8 @@ pub fn build() -> Result<PathBuf> {
         }
     }
     std::fs::write(&stamp, tag)?;
+    // the build cache (about 12 GB) only speeds up a rebuild, which a pin change alone asks for
+    go(&module, &["clean", "-cache"])?;
     eprintln!("xtask: upstream binaries built in {}", bin.display());
     Ok(bin)
 }

@@ -7,6 +7,7 @@
 //! - `demo`: installs what the lab needs, builds svcnet and runs `svcnet lab up --demo` (the
 //!   README's main command); a demo lab already running is replaced.
 //! - `gen-protobuf [--check]`: writes (or checks) the API server's protobuf-to-JSON code.
+//! - `gen-apply-schema [--check]`: writes (or checks) the types server-side apply merges by.
 //! - `upstream`: builds upstream's etcd, kube-apiserver, kube-controller-manager and
 //!   kube-proxy from their Go modules into `target/upstream/bin` (reused while unchanged).
 
@@ -14,6 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod apply_schema;
 mod protobuf;
 mod upstream;
 
@@ -24,9 +26,12 @@ fn main() -> Result<()> {
         Some("prereqs") => prereqs(),
         Some("demo") => demo(),
         Some("gen-protobuf") => protobuf::generate(args.get(1).is_some_and(|a| a == "--check")),
+        Some("gen-apply-schema") => apply_schema::generate(args.get(1).is_some_and(|a| a == "--check")),
         Some("upstream") => upstream::build().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <test|prereqs|demo|gen-protobuf [--check]|upstream>");
+            eprintln!(
+                "usage: cargo xtask <test|prereqs|demo|gen-protobuf [--check]|gen-apply-schema [--check]|upstream>"
+            );
             bail!("unknown or missing command")
         }
     }
@@ -127,6 +132,7 @@ fn test() -> Result<()> {
     upstream::build()?;
     run("cargo", &["fmt", "--all", "--check"])?;
     protobuf::generate(true)?;
+    apply_schema::generate(true)?;
     run(
         "cargo",
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],

@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod attach_session;
 pub mod binding;
 pub mod controller;

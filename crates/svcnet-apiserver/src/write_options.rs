@@ -1,8 +1,86 @@
 //! The options every create, update and patch request carries (CreateOptions, UpdateOptions,
 //! PatchOptions): `dryRun`, honoured by every kind's write path, or refused when its value is
-//! not upstream's one (`All`).
+//! not upstream's one (`All`); `fieldManager` (recorded in managedFields, required for an
+//! apply) and `force` (an apply's answer to conflicts, refused on any other write).
 
+use svcnet_core::field::{BadValue, FieldError, FieldPath};
 use svcnet_core::status::Status;
+
+/// Who a write names as the manager of the fields it sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagerOptions {
+    /// As sent; empty when the client named none.
+    pub field_manager: String,
+    /// An apply's `force`.
+    pub force: bool,
+}
+
+/// Upstream's limit on a manager's name.
+const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+impl ManagerOptions {
+    /// From a request's query pairs, checked as upstream checks them; `apply` says whether the
+    /// request is an apply patch.
+    pub fn from_query(query: &[(String, String)], options_kind: &str, apply: bool) -> Result<Self, Box<Status>> {
+        let first = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let field_manager = first("fieldManager").unwrap_or("").to_owned();
+        let mut errors = Vec::new();
+        let force = match first("force") {
+            None => None,
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Some(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Some(false),
+            Some(other) => {
+                return Err(Box::new(Status::bad_request(format!(
+                    "failed to parse \"force\": strconv.ParseBool: parsing {}: invalid syntax",
+                    svcnet_core::field::go_quote(other)
+                ))));
+            }
+        };
+        if apply && field_manager.is_empty() {
+            errors.push(FieldError::required(
+                FieldPath::new("fieldManager"),
+                "is required for apply patch",
+            ));
+        }
+        if !apply && force.is_some() {
+            errors.push(FieldError::forbidden(
+                FieldPath::new("force"),
+                "may not be specified for non-apply patch",
+            ));
+        }
+        if field_manager.len() > FIELD_MANAGER_MAX_LENGTH {
+            errors.push(FieldError::too_long(
+                FieldPath::new("fieldManager"),
+                format!("may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"),
+            ));
+        }
+        for (i, c) in field_manager.char_indices() {
+            if c.is_control() {
+                errors.push(FieldError::invalid(
+                    FieldPath::new("fieldManager"),
+                    BadValue::str(field_manager.clone()),
+                    format!("invalid character U+{:04X} (at position {i})", c as u32),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Box::new(Status::invalid("meta.k8s.io", options_kind, "", &errors)));
+        }
+        Ok(ManagerOptions {
+            field_manager,
+            force: force.unwrap_or(false),
+        })
+    }
+
+    /// The manager's name: the one sent, else the user agent's product.
+    pub fn manager(&self, user_agent: &str) -> String {
+        if self.field_manager.is_empty() {
+            crate::apply::manager_from_user_agent(user_agent)
+        } else {
+            self.field_manager.clone()
+        }
+    }
+}
 
 /// How a write is carried out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +111,29 @@ impl WriteOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_apply_needs_a_manager_and_only_an_apply_may_force() {
+        let err = ManagerOptions::from_query(&[], "PatchOptions", true).unwrap_err();
+        assert_eq!(
+            err.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        let err = ManagerOptions::from_query(&q(&[("force", "true")]), "PatchOptions", false).unwrap_err();
+        assert_eq!(
+            err.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+        );
+        let ok =
+            ManagerOptions::from_query(&q(&[("fieldManager", "me"), ("force", "true")]), "PatchOptions", true).unwrap();
+        assert_eq!((ok.manager("kubectl/v1"), ok.force), ("me".to_owned(), true));
+        let unnamed = ManagerOptions::from_query(&[], "UpdateOptions", false).unwrap();
+        assert_eq!(unnamed.manager("kubectl/v1.37.2 (linux/amd64)"), "kubectl");
+        let long = "m".repeat(129);
+        let err = ManagerOptions::from_query(&q(&[("fieldManager", &long)]), "CreateOptions", false).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(err.message.contains("fieldManager: Too long"), "{}", err.message);
+    }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()

@@ -118,18 +118,33 @@ pub(super) enum Patch {
     Merge(Value),
     Strategic(Value),
     Json(json_patch::Patch),
+    /// A server-side apply configuration (YAML, or JSON, which is YAML too).
+    Apply(Value),
 }
 
+pub(super) const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
 impl Patch {
-    pub(super) fn parse(content_type: &str, body: Value) -> Result<Self, Box<Status>> {
+    pub(super) fn parse(content_type: &str, body: &[u8]) -> Result<Self, Box<Status>> {
         if content_type.starts_with("application/merge-patch+json") {
-            Ok(Self::Merge(body))
+            Ok(Self::Merge(parse_json(body)?))
         } else if content_type.starts_with("application/strategic-merge-patch+json") {
-            Ok(Self::Strategic(body))
+            Ok(Self::Strategic(parse_json(body)?))
         } else if content_type.starts_with("application/json-patch+json") {
-            serde_json::from_value(body)
+            serde_json::from_value(parse_json(body)?)
                 .map(Self::Json)
                 .map_err(|e| Box::new(Status::bad_request(format!("invalid JSON patch: {e}"))))
+        } else if content_type.starts_with(APPLY_PATCH) {
+            match serde_yaml_ng::from_slice::<Value>(body) {
+                Ok(config @ Value::Object(_)) => Ok(Self::Apply(config)),
+                Ok(_) => Err(Box::new(Status::bad_request(
+                    "error encoding patch: an apply configuration must be an object",
+                ))),
+                // upstream's words, around the YAML parser's own
+                Err(e) => Err(Box::new(Status::bad_request(format!(
+                    "error encoding patch: yaml: {e}"
+                )))),
+            }
         } else {
             // upstream's words for a patch type it does not know, whatever the type
             let mut s = Status::bad_request("415: Unsupported Media Type");
@@ -143,7 +158,7 @@ impl Patch {
     /// Whether the client made the patch conditional on a resourceVersion.
     pub(super) fn pins_resource_version(&self) -> bool {
         match self {
-            Self::Merge(v) | Self::Strategic(v) => v["metadata"].get("resourceVersion").is_some(),
+            Self::Merge(v) | Self::Strategic(v) | Self::Apply(v) => v["metadata"].get("resourceVersion").is_some(),
             Self::Json(ops) => serde_json::to_value(ops)
                 .ok()
                 .and_then(|v| v.as_array().cloned())
@@ -157,6 +172,13 @@ impl Patch {
         match self {
             Self::Merge(p) => json_patch::merge(target, p),
             Self::Strategic(p) => crate::strategic::apply(target, p),
+            // an apply merges by the type's schema and records owners: `crate::apply`
+            Self::Apply(_) => {
+                let mut s = Status::bad_request("415: Unsupported Media Type");
+                s.reason = "UnsupportedMediaType".into();
+                s.code = 415;
+                return Err(Box::new(s));
+            }
             Self::Json(ops) => json_patch::patch(target, ops).map_err(|e| {
                 // upstream's generic words for a patch that does not apply; the operation
                 // and path that failed go to the log

@@ -152,10 +152,12 @@ pub(super) async fn collection_post(
         return Err(no_such_resource());
     }
     let options = write_options(&request, "CreateOptions")?;
-    let body = read_json(t.kind, request).await?;
+    let ownership = Ownership::of(&request, "CreateOptions", false)?;
+    let mut body = read_json(t.kind, request).await?;
     if t.kind.create_only {
         return Ok(reply(crate::reviews::answer(t.kind, body), StatusCode::CREATED));
     }
+    ownership.record_update(t.kind, None, &mut body, "");
     let ns = t.namespace.unwrap_or_default();
     let registry = state.registry.clone();
     if *t.kind == resources::SERVICES {
@@ -220,7 +222,15 @@ pub(super) async fn put(state: AppState, p: HashMap<String, String>, request: Re
         return Err(no_such_resource());
     }
     let options = write_options(&request, "UpdateOptions")?;
-    let body = read_json(t.kind, request).await?;
+    let ownership = Ownership::of(&request, "UpdateOptions", false)?;
+    let mut body = read_json(t.kind, request).await?;
+    let live = current(&state, &t).ok();
+    ownership.record_update(
+        t.kind,
+        live.as_ref(),
+        &mut body,
+        if status_only { "status" } else { "" },
+    );
     let written = write(&state, &t, body, status_only, options).await;
     if status_only {
         return Ok(reply(written, StatusCode::OK));
@@ -293,8 +303,18 @@ pub(super) async fn patch(
     let result = async {
         let directive = field_validation_of(&request)?;
         let options = write_options(&request, "PatchOptions")?;
+        let is_apply = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(APPLY_PATCH));
+        let ownership = Ownership::of(&request, "PatchOptions", is_apply)?;
         let (content_type, body) = read_body(request).await?;
-        let patch = Patch::parse(&content_type, parse_json(&body)?)?;
+        let patch = Patch::parse(&content_type, &body)?;
+        let subresource = if status_only { "status" } else { "" };
+        if let Patch::Apply(config) = &patch {
+            return apply_patch(&state, &t, config, &ownership, subresource, directive, options).await;
+        }
         let name = t.name.clone().unwrap_or_default();
         // Like upstream, a patch that does not name a resourceVersion is re-applied to the
         // newer object when another write got in between, instead of failing with 409.
@@ -307,6 +327,7 @@ pub(super) async fn patch(
                 t.namespace.as_deref().unwrap_or(""),
                 &name,
             )?;
+            let live = current.clone();
             patch.apply(&mut current)?;
             // a patch may not rename the object or take its metadata away
             let patched_name = current["metadata"]["name"].as_str().unwrap_or("");
@@ -321,17 +342,107 @@ pub(super) async fn patch(
                 ))));
             }
             field_validation::check(t.kind, directive, &current)?;
+            ownership.record_update(t.kind, Some(&live), &mut current, subresource);
             match write(&state, &t, current, status_only, options).await {
                 Err(s) if s.code == 409 && !patch.pins_resource_version() && attempts < PATCH_ATTEMPTS => continue,
-                written => return written,
+                written => return written.map(|o| (o, StatusCode::OK)),
             }
         }
     }
     .await;
+    // an apply that created the object answers 201
+    let (result, code) = match result {
+        Ok((object, code)) => (Ok(object), code),
+        Err(e) => (Err(e), StatusCode::OK),
+    };
     if status_only {
-        return reply(result, StatusCode::OK);
+        return reply(result, code);
     }
-    written_reply(t.kind, result, StatusCode::OK, false)
+    written_reply(t.kind, result, code, code == StatusCode::CREATED)
+}
+
+/// A server-side apply: the configuration merged into the live object (or creating it) by
+/// the type's schema, owners recorded and conflicts refused (`crate::apply`), then written as
+/// a replace or a create, so validation, admission and dry run apply as for those.
+async fn apply_patch(
+    state: &AppState,
+    t: &Target,
+    config: &Value,
+    ownership: &Ownership,
+    subresource: &str,
+    directive: field_validation::Directive,
+    options: WriteOptions,
+) -> Result<(Value, StatusCode), Box<Status>> {
+    let name = t.name.clone().unwrap_or_default();
+    let mut config = config.clone();
+    match config["metadata"]["name"].as_str() {
+        Some(n) if n != name => {
+            return Err(Box::new(Status::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            ))));
+        }
+        _ => {}
+    }
+    if config["kind"].as_str() != Some(t.kind.kind) {
+        return Err(Box::new(Status::bad_request(format!(
+            "the kind of the object ({}) does not match the kind on the URL ({})",
+            config["kind"].as_str().unwrap_or(""),
+            t.kind.kind
+        ))));
+    }
+    field_validation::check(t.kind, directive, &config)?;
+    let pinned = config["metadata"].get("resourceVersion").is_some();
+    for _ in 0..PATCH_ATTEMPTS {
+        let live = match objects::get(
+            state.registry.store(),
+            t.kind,
+            t.namespace.as_deref().unwrap_or(""),
+            &name,
+        ) {
+            Ok(live) => Some(live),
+            Err(s) if s.code == 404 && subresource.is_empty() => None,
+            Err(s) => return Err(s),
+        };
+        let Some(live) = live else {
+            // an apply to nothing creates the object
+            if !config["metadata"].is_object() {
+                config["metadata"] = json!({});
+            }
+            config["metadata"]["name"] = name.clone().into();
+            let mut created = ownership.apply(t.kind, None, &config, subresource)?;
+            created["apiVersion"] = t.kind.api_version().into();
+            created["kind"] = t.kind.kind.into();
+            let ns = t.namespace.clone().unwrap_or_default();
+            let registry = state.registry.clone();
+            let kind = t.kind;
+            let created = if *kind == resources::SERVICES {
+                let svc = as_service(created)?;
+                blocking(move || registry.create_service_with(&ns, svc, options))
+                    .await
+                    .and_then(|svc| serde_json::to_value(svc).map_err(|e| Box::new(Status::internal(&e.to_string()))))
+            } else {
+                blocking(move || {
+                    objects::create_with(
+                        registry.store(),
+                        kind,
+                        &ns,
+                        created,
+                        &mut objects::RandomIds::new(),
+                        options,
+                    )
+                })
+                .await
+            };
+            return created.map(|o| (o, StatusCode::CREATED));
+        };
+        let applied = ownership.apply(t.kind, Some(&live), &config, subresource)?;
+        match write(state, t, applied, !subresource.is_empty(), options).await {
+            Err(s) if s.code == 409 && s.reason != "Conflict" => return Err(s),
+            Err(s) if s.code == 409 && !pinned && s.details.as_ref().is_none_or(|d| d.causes.is_empty()) => continue,
+            written => return written.map(|o| (o, StatusCode::OK)),
+        }
+    }
+    Err(Box::new(Status::conflict(t.kind.group, t.kind.plural, &name)))
 }
 
 /// The object behind a `/scale` request (404 unless its kind has the subresource).
@@ -366,9 +477,12 @@ pub(super) async fn scale_put(
     let result = async {
         let t = scale_target(&p)?;
         let options = write_options(&request, "UpdateOptions")?;
+        let ownership = Ownership::of(&request, "UpdateOptions", false)?;
         let (content_type, body) = read_body(request).await?;
         let wanted = object_json(&content_type, &body)?;
-        let obj = scale::apply_scale(current(&state, &t)?, &wanted)?;
+        let live = current(&state, &t)?;
+        let mut obj = scale::apply_scale(live.clone(), &wanted)?;
+        ownership.record_update(t.kind, Some(&live), &mut obj, "scale");
         write(&state, &t, obj, false, options)
             .await
             .map(|o| scale::to_scale(&o))
@@ -385,13 +499,16 @@ pub(super) async fn scale_patch(
     let result = async {
         let t = scale_target(&p)?;
         let options = write_options(&request, "PatchOptions")?;
+        let ownership = Ownership::of(&request, "PatchOptions", false)?;
         let (content_type, body) = read_body(request).await?;
-        let patch = Patch::parse(&content_type, parse_json(&body)?)?;
+        let patch = Patch::parse(&content_type, &body)?;
         for _ in 0..PATCH_ATTEMPTS {
             let obj = current(&state, &t)?;
             let mut wanted = scale::to_scale(&obj);
             patch.apply(&mut wanted)?;
-            match write(&state, &t, scale::apply_scale(obj, &wanted)?, false, options).await {
+            let mut scaled = scale::apply_scale(obj.clone(), &wanted)?;
+            ownership.record_update(t.kind, Some(&obj), &mut scaled, "scale");
+            match write(&state, &t, scaled, false, options).await {
                 Err(s) if s.code == 409 && !patch.pins_resource_version() => continue,
                 written => return written.map(|o| scale::to_scale(&o)),
             }

@@ -12,6 +12,7 @@ mod openapi_v2;
 mod protocol;
 mod rollout;
 mod safety;
+mod server_side_apply;
 mod service_cidrs;
 
 use std::path::PathBuf;

@@ -399,6 +399,65 @@ fn updates() -> Vec<Request> {
     out
 }
 
+/// Server-side apply on a ConfigMap and a Service: create, conflicts between managers (an
+/// applier's and an updater's), force, and the refusals of a bad request.
+fn applies() -> Vec<Request> {
+    let path = |name: &str, query: &str| format!("/api/v1/namespaces/{NAMESPACE}/{name}?{query}");
+    let apply = |id: &str, target: String, body: String| Request {
+        id: format!("apply/{id}"),
+        method: "PATCH",
+        path: target,
+        content_type: "application/apply-patch+yaml",
+        body: Some(body),
+    };
+    let config_map =
+        |data: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata: {{{data}}}\n");
+    let cm = |query: &str| path("configmaps/applied", query);
+    vec![
+        apply("create", cm("fieldManager=one"), config_map("a: '1', b: '1'")),
+        apply("conflict-with-applier", cm("fieldManager=two"), config_map("a: '2'")),
+        apply("same-value-is-shared", cm("fieldManager=two"), config_map("b: '1'")),
+        apply("forced", cm("fieldManager=two&force=true"), config_map("a: '2', b: '1'")),
+        Request {
+            id: "apply/update-by-another".into(),
+            method: "PATCH",
+            path: cm("fieldManager=three"),
+            content_type: "application/merge-patch+json",
+            body: Some(json!({ "data": { "b": "3", "c": "3" } }).to_string()),
+        },
+        apply("conflicts-with-updater", cm("fieldManager=two"), config_map("a: '2', b: '1', c: '2'")),
+        apply("drop-owned-field", cm("fieldManager=two"), config_map("b: '3'")),
+        request("apply/get".into(), "GET", cm(""), None),
+        apply("no-manager", cm(""), config_map("a: '1'")),
+        apply("wrong-version", cm("fieldManager=one"), config_map("a: '1'").replace("v1", "v2")),
+        apply("with-managed-fields", cm("fieldManager=one"), config_map("a: '1'").replace("  name: applied\n", "  name: applied\n  managedFields: []\n")),
+        apply("bad-yaml", cm("fieldManager=one"), "apiVersion: [\n".into()),
+        apply("other-name", cm("fieldManager=one"), config_map("a: '1'").replace("name: applied", "name: other")),
+        Request {
+            id: "apply/force-on-merge-patch".into(),
+            method: "PATCH",
+            path: cm("fieldManager=one&force=true"),
+            content_type: "application/merge-patch+json",
+            body: Some(json!({ "data": { "a": "9" } }).to_string()),
+        },
+        apply(
+            "service-create",
+            path("services/applied", "fieldManager=one"),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: applied\nspec:\n  selector: {app: a}\n  ports: [{port: 80}]\n".into(),
+        ),
+        apply(
+            "service-second-port",
+            path("services/applied", "fieldManager=two"),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: applied\nspec:\n  ports: [{port: 443, name: https}]\n".into(),
+        ),
+        apply(
+            "service-duplicate-port",
+            path("services/applied", "fieldManager=two"),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: applied\nspec:\n  ports: [{port: 443}, {port: 443}]\n".into(),
+        ),
+    ]
+}
+
 /// The three patch types on one Service, valid and not.
 fn patches() -> Vec<Request> {
     let path = format!("{}/patched", services_path());
@@ -1142,6 +1201,7 @@ pub fn corpus() -> Vec<Request> {
     all.extend(transitions());
     all.extend(updates());
     all.extend(patches());
+    all.extend(applies());
     all.extend(workloads());
     all.extend(lists());
     all.extend(malformed());

@@ -1,0 +1,141 @@
+//! Server-side apply with real kubectl: `apply --server-side` creates and updates, owners are
+//! recorded, a field another manager set conflicts until forced, fields an applier stops
+//! naming go, and two appliers share a keyed list.
+
+use super::{Server, kubectl};
+
+fn deployment(replicas: u32, labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: c, image: nginx}}]\n"
+    )
+}
+
+fn get(server: &Server, what: &str, jsonpath: &str) -> String {
+    let (ok, text) = kubectl(
+        server,
+        &[
+            "get",
+            what,
+            "--show-managed-fields",
+            "-o",
+            &format!("jsonpath={jsonpath}"),
+        ],
+    );
+    assert!(ok, "{text}");
+    text
+}
+
+#[test]
+fn kubectl_apply_server_side_tracks_owners_and_refuses_conflicts_until_forced() {
+    let server = Server::start();
+    let manifest = server.dir.path().join("web.yaml");
+    let path = manifest.to_str().unwrap();
+    std::fs::write(&manifest, deployment(2, "tier: front, team: a")).unwrap();
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "-f", path]);
+    assert!(ok && text.contains("deployment.apps/web serverside-applied"), "{text}");
+    assert_eq!(
+        get(
+            &server,
+            "deploy/web",
+            "{.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}"
+        ),
+        "kubectl Apply"
+    );
+    // another writer changes a field the applier owns; re-applying the old value conflicts
+    let (ok, text) = kubectl(&server, &["scale", "deploy/web", "--replicas=5"]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "-f", path]);
+    assert!(
+        !ok && text.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1"
+        ) && text.contains(".spec.replicas"),
+        "{text}"
+    );
+    assert_eq!(
+        get(&server, "deploy/web", "{.spec.replicas}"),
+        "5",
+        "a refused apply changed nothing"
+    );
+    // a server dry run of the forced apply changes nothing either
+    let (ok, text) = kubectl(
+        &server,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-f",
+            path,
+        ],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(get(&server, "deploy/web", "{.spec.replicas}"), "5");
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "--force-conflicts", "-f", path]);
+    assert!(ok, "{text}");
+    assert_eq!(get(&server, "deploy/web", "{.spec.replicas}"), "2");
+    assert!(
+        !get(&server, "deploy/web", "{.metadata.managedFields[*].subresource}").contains("scale"),
+        "the scaler lost the only field it owned"
+    );
+    // a label the applier stops naming is removed; one another manager set stays
+    let (ok, text) = kubectl(&server, &["label", "deploy/web", "owner=ops"]);
+    assert!(ok, "{text}");
+    std::fs::write(&manifest, deployment(2, "tier: front")).unwrap();
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "-f", path]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        get(&server, "deploy/web", "{.metadata.labels}"),
+        r#"{"owner":"ops","tier":"front"}"#
+    );
+    // without a manager an apply is refused in upstream's words
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "--field-manager=", "-f", path]);
+    assert!(
+        !ok && text.contains("fieldManager: Required value: is required for apply patch"),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_appliers_share_a_service_s_ports_each_owning_its_own() {
+    let server = Server::start();
+    let manifest = server.dir.path().join("svc.yaml");
+    let path = manifest.to_str().unwrap();
+    let service = |port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports: [{{name: p{port}, port: {port}}}]\n"
+        )
+    };
+    let apply = |port: u16, manager: &str| {
+        std::fs::write(&manifest, service(port)).unwrap();
+        let (ok, text) = kubectl(
+            &server,
+            &[
+                "apply",
+                "--server-side",
+                &format!("--field-manager={manager}"),
+                "-f",
+                path,
+            ],
+        );
+        assert!(ok, "{text}");
+    };
+    apply(80, "team-a");
+    apply(443, "team-b");
+    assert_eq!(get(&server, "svc/web", "{.spec.ports[*].port}"), "80 443");
+    // team-a applies an empty port list: port 80, which only it owned, goes
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n",
+    )
+    .unwrap();
+    let (ok, text) = kubectl(
+        &server,
+        &["apply", "--server-side", "--field-manager=team-a", "-f", path],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(get(&server, "svc/web", "{.spec.ports[*].port}"), "443");
+    assert!(
+        !get(&server, "svc/web", "{.spec.clusterIP}").is_empty(),
+        "the apply-created service was allocated"
+    );
+}

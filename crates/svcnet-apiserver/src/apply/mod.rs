@@ -184,6 +184,15 @@ pub fn track_update(kind: &Kind, live: Option<&Value>, new: &mut Value, writer: 
     set_entries(new, &entries);
 }
 
+/// Go's spelling of an apiVersion in a group-version-kind: the core group is empty (`/v1`).
+fn go_group_version(api_version: &str) -> String {
+    if api_version.contains('/') {
+        api_version.to_owned()
+    } else {
+        format!("/{api_version}")
+    }
+}
+
 /// An apply refused.
 fn bad_request(message: String) -> Box<Status> {
     Box::new(Status::bad_request(message))
@@ -209,14 +218,9 @@ pub fn apply(
     let api_version = kind.api_version();
     let sent_version = config["apiVersion"].as_str().unwrap_or("");
     if sent_version != api_version {
-        // Go's spelling of a group-version-kind: the core group is empty
-        let group_version = if sent_version.contains('/') {
-            sent_version.to_owned()
-        } else {
-            format!("/{sent_version}")
-        };
         return Err(bad_request(format!(
-            "invalid object type: {group_version}, Kind={}",
+            "invalid object type: {}, Kind={}",
+            go_group_version(sent_version),
             kind.kind
         )));
     }
@@ -226,11 +230,7 @@ pub fn apply(
     let schema = Schema::get();
     // upstream answers an object its type cannot hold with a bare 500
     let typed_error = |what: &str, e: String| {
-        let group_version = if kind.group.is_empty() {
-            format!("/{api_version}")
-        } else {
-            api_version.clone()
-        };
+        let group_version = go_group_version(&api_version);
         let mut status = Status::internal(&e);
         status.message = format!(
             "failed to create typed {what} object ({}/{}; {group_version}, Kind={}): {e}",

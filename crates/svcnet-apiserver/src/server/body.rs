@@ -113,6 +113,15 @@ pub(super) fn parse_bool(v: Option<&String>) -> bool {
 /// How often a patch is re-applied after losing a race with another write.
 pub(super) const PATCH_ATTEMPTS: u32 = 5;
 
+/// Upstream's words for a patch type it does not take, whatever the type.
+fn unsupported_patch_type() -> Box<Status> {
+    let mut s = Status::bad_request("415: Unsupported Media Type");
+    s.reason = "UnsupportedMediaType".into();
+    s.code = 415;
+    s.details = Some(Default::default());
+    Box::new(s)
+}
+
 /// A parsed PATCH body, by its content type.
 pub(super) enum Patch {
     Merge(Value),
@@ -146,12 +155,7 @@ impl Patch {
                 )))),
             }
         } else {
-            // upstream's words for a patch type it does not know, whatever the type
-            let mut s = Status::bad_request("415: Unsupported Media Type");
-            s.reason = "UnsupportedMediaType".into();
-            s.code = 415;
-            s.details = Some(Default::default());
-            Err(Box::new(s))
+            Err(unsupported_patch_type())
         }
     }
 
@@ -173,12 +177,7 @@ impl Patch {
             Self::Merge(p) => json_patch::merge(target, p),
             Self::Strategic(p) => crate::strategic::apply(target, p),
             // an apply merges by the type's schema and records owners: `crate::apply`
-            Self::Apply(_) => {
-                let mut s = Status::bad_request("415: Unsupported Media Type");
-                s.reason = "UnsupportedMediaType".into();
-                s.code = 415;
-                return Err(Box::new(s));
-            }
+            Self::Apply(_) => return Err(unsupported_patch_type()),
             Self::Json(ops) => json_patch::patch(target, ops).map_err(|e| {
                 // upstream's generic words for a patch that does not apply; the operation
                 // and path that failed go to the log

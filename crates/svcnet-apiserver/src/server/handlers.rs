@@ -111,7 +111,7 @@ pub(super) async fn collection_get(
     let (page, rev) = page;
     let include = table::Include::from_query(q.get("includeObject").map(String::as_str));
     let mut body = if wants_table(&headers) {
-        table::table(t.kind, &page.items, &rev.to_string(), objects::now_timestamp(), include)
+        table::table(t.kind, page.items, &rev.to_string(), objects::now_timestamp(), include)
     } else {
         // as upstream: a list names the kind once, its items do not
         let items: Vec<Value> = page
@@ -125,8 +125,11 @@ pub(super) async fn collection_get(
                 item
             })
             .collect();
-        json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
-               "metadata": {"resourceVersion": rev.to_string()}, "items": items})
+        let mut list = json!({"kind": format!("{}List", t.kind.kind), "apiVersion": t.kind.api_version(),
+               "metadata": {"resourceVersion": rev.to_string()}});
+        // moved in, not through `json!`, which would copy every item by serializing it
+        list["items"] = Value::Array(items);
+        list
     };
     if let Some(next) = &page.next {
         body["metadata"]["continue"] = json!(next.encode());
@@ -205,7 +208,7 @@ pub(super) async fn item_get(
                 StatusCode::OK,
                 &table::table(
                     t.kind,
-                    std::slice::from_ref(&object),
+                    vec![object],
                     &rv,
                     objects::now_timestamp(),
                     table::Include::from_query(q.get("includeObject").map(String::as_str)),

@@ -2,8 +2,17 @@
 
 use super::*;
 
+/// A watch event as sent: written straight from the object (through `json!` it would be
+/// copied into a `Value` first).
+#[derive(serde::Serialize)]
+struct Event<'a, T> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a T,
+}
+
 pub(super) fn event_line(kind: &str, object: &impl serde::Serialize) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    let mut line = serde_json::to_vec(&Event { kind, object }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -51,13 +60,7 @@ pub(super) fn watch(
         let shown = |object: Value| {
             if as_table {
                 let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
-                table::table(
-                    kind,
-                    std::slice::from_ref(&object),
-                    &rv,
-                    objects::now_timestamp(),
-                    include,
-                )
+                table::table(kind, vec![object], &rv, objects::now_timestamp(), include)
             } else {
                 object
             }

@@ -56,6 +56,12 @@ pub struct Strategy {
     /// What its objects' names must be: why a name is not (RFC 1123 subdomains unless the
     /// kind says otherwise).
     pub name: fn(&str) -> Vec<String>,
+    /// Whether a replace of a missing object creates it (upstream's `AllowCreateOnUpdate`);
+    /// otherwise it is 404, and a patch that lost a race with a delete cannot bring the
+    /// object back.
+    pub create_on_update: bool,
+    /// The warning every request to the kind carries (upstream's API lifecycle deprecation).
+    pub deprecated: Option<&'static str>,
 }
 
 fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
@@ -112,6 +118,24 @@ where
         warnings: no_warnings,
         update_rules_only: false,
         name: svcnet_core::names::dns1123_subdomain,
+        create_on_update: false,
+        deprecated: None,
+    }
+}
+
+/// [`typed`] for a kind whose replace of a missing object creates it.
+const fn created_on_update<T, P>(
+    kind: &'static Kind,
+    defaults: fn(&mut Value),
+    validate: fn(&Value) -> Vec<FieldError>,
+) -> Strategy
+where
+    T: JsonSchema + DeserializeOwned + Serialize,
+    P: prost::Message + Default + ToJson,
+{
+    Strategy {
+        create_on_update: true,
+        ..typed::<T, P>(kind, defaults, validate)
     }
 }
 
@@ -130,7 +154,7 @@ pub static STRATEGIES: [Strategy; 23] = [
     },
     Strategy {
         warnings: service_warnings,
-        ..typed::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules)
+        ..created_on_update::<core::Service, pb::api::core::v1::Service>(&resources::SERVICES, no_defaults, no_rules)
     },
     Strategy {
         validate_update: svcnet_core::workloads::pod_update::validate_pod_update,
@@ -138,8 +162,15 @@ pub static STRATEGIES: [Strategy; 23] = [
         ..typed::<core::Pod, pb::api::core::v1::Pod>(&resources::PODS, defaults::pod, rules::pod)
     },
     typed::<core::Node, pb::api::core::v1::Node>(&resources::NODES, no_defaults, no_rules),
-    typed::<core::Endpoints, pb::api::core::v1::Endpoints>(&resources::ENDPOINTS, no_defaults, no_rules),
-    typed::<core::Event, pb::api::core::v1::Event>(&resources::EVENTS, no_defaults, no_rules),
+    Strategy {
+        deprecated: Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"),
+        ..created_on_update::<core::Endpoints, pb::api::core::v1::Endpoints>(
+            &resources::ENDPOINTS,
+            no_defaults,
+            no_rules,
+        )
+    },
+    created_on_update::<core::Event, pb::api::core::v1::Event>(&resources::EVENTS, no_defaults, no_rules),
     Strategy {
         warnings: svcnet_core::endpoints::validate::endpoint_slice_warnings,
         ..typed::<discovery::EndpointSlice, pb::api::discovery::v1::EndpointSlice>(
@@ -168,10 +199,18 @@ pub static STRATEGIES: [Strategy; 23] = [
         no_defaults,
         no_rules,
     ),
-    typed::<rbac::Role, pb::api::rbac::v1::Role>(&resources::ROLES, no_defaults, no_rules),
-    typed::<rbac::ClusterRole, pb::api::rbac::v1::ClusterRole>(&resources::CLUSTER_ROLES, no_defaults, no_rules),
-    typed::<rbac::RoleBinding, pb::api::rbac::v1::RoleBinding>(&resources::ROLE_BINDINGS, no_defaults, rules::binding),
-    typed::<rbac::ClusterRoleBinding, pb::api::rbac::v1::ClusterRoleBinding>(
+    created_on_update::<rbac::Role, pb::api::rbac::v1::Role>(&resources::ROLES, no_defaults, no_rules),
+    created_on_update::<rbac::ClusterRole, pb::api::rbac::v1::ClusterRole>(
+        &resources::CLUSTER_ROLES,
+        no_defaults,
+        no_rules,
+    ),
+    created_on_update::<rbac::RoleBinding, pb::api::rbac::v1::RoleBinding>(
+        &resources::ROLE_BINDINGS,
+        no_defaults,
+        rules::binding,
+    ),
+    created_on_update::<rbac::ClusterRoleBinding, pb::api::rbac::v1::ClusterRoleBinding>(
         &resources::CLUSTER_ROLE_BINDINGS,
         no_defaults,
         rules::binding,

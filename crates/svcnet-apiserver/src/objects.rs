@@ -301,14 +301,19 @@ pub fn replace_with(
         )));
     }
     set_meta(&mut obj, "name", json!(name));
+    let k = key(kind, namespace, name);
+    let creates = !status_only && crate::kinds::of(kind).is_some_and(|s| s.create_on_update);
     if !status_only {
-        // a replace of a missing object is a create, checked by the create rules below
-        let exists = store.get(&key(kind, namespace, name)).map_err(internal)?.is_some();
+        // a replace of a missing object is a create (where the kind allows it), checked by
+        // the create rules below
+        let exists = store.get(&k).map_err(internal)?.is_some();
+        if !exists && !creates {
+            return Err(Box::new(Status::not_found(kind.group, kind.plural, name)));
+        }
         validate(kind, &obj, exists)?;
     }
-    let k = key(kind, namespace, name);
     let Some(stored) = store.get(&k).map_err(internal)? else {
-        if status_only {
+        if !creates {
             return Err(Box::new(Status::not_found(kind.group, kind.plural, name)));
         }
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -198,6 +198,19 @@ fn bad_request(message: String) -> Box<Status> {
     Box::new(Status::bad_request(message))
 }
 
+/// An apply configuration must name the kind's version (it is checked before its kind).
+pub fn check_type(kind: &Kind, config: &Value) -> Result<(), Box<Status>> {
+    let sent_version = config["apiVersion"].as_str().unwrap_or("");
+    if sent_version == kind.api_version() {
+        return Ok(());
+    }
+    Err(bad_request(format!(
+        "invalid object type: {}, Kind={}",
+        go_group_version(sent_version),
+        config["kind"].as_str().unwrap_or("")
+    )))
+}
+
 /// The object an apply of `config` by `writer` makes of `live` (none: the apply creates it),
 /// with its managedFields: the applier owns exactly what `config` names; what it owned before
 /// and no longer names is removed unless another manager owns it; changing a field another
@@ -215,15 +228,8 @@ pub fn apply(
             kind.plural
         )));
     };
+    check_type(kind, config)?;
     let api_version = kind.api_version();
-    let sent_version = config["apiVersion"].as_str().unwrap_or("");
-    if sent_version != api_version {
-        return Err(bad_request(format!(
-            "invalid object type: {}, Kind={}",
-            go_group_version(sent_version),
-            kind.kind
-        )));
-    }
     if !config["metadata"]["managedFields"].is_null() {
         return Err(bad_request("metadata.managedFields must be nil".into()));
     }

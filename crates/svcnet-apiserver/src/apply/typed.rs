@@ -89,9 +89,37 @@ fn collect(schema: &Schema, t: &TypeRef, value: &Value, path: &mut Path, set: &m
             }
         }
         (Node::Fields { .. } | Node::Items { .. }, Value::Null) => {}
+        (Node::Fields { .. }, other) => return Err(wrong_shape(path, "map", other)),
+        (Node::Items { .. }, other) => return Err(wrong_shape(path, "list", other)),
         _ => set.insert(path),
     }
     Ok(())
+}
+
+/// A value where the type wants a map or a list, in structured-merge-diff's words (it prints
+/// the value as Go's `%v` prints its wrapper).
+fn wrong_shape(path: &Path, wanted: &str, got: &Value) -> String {
+    format!(
+        "{}: expected {wanted}, got &{{{}}}",
+        super::fieldset::path_string(path),
+        go_print(got)
+    )
+}
+
+/// A JSON value as Go's `%v` prints it once decoded into `interface{}`.
+fn go_print(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!("[{}]", items.iter().map(go_print).collect::<Vec<_>>().join(" ")),
+        Value::Object(map) => {
+            let mut pairs: Vec<String> = map.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect();
+            pairs.sort();
+            format!("map[{}]", pairs.join(" "))
+        }
+    }
 }
 
 /// `config` merged into `live`: the config's scalars, atomic values and unknown elements
@@ -469,6 +497,24 @@ mod tests {
                               "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {},
                                   "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}}}}}})
         );
+    }
+
+    #[test]
+    fn a_config_with_a_map_or_list_of_the_wrong_shape_is_refused_with_its_path() {
+        let set = |config: Value| field_set(Schema::get(), &deployment(), &config);
+        assert_eq!(
+            set(json!({"metadata": ["a"]})).unwrap_err(),
+            ".metadata: expected map, got &{[a]}"
+        );
+        assert_eq!(
+            set(json!({"spec": {"template": {"spec": {"containers": {"b": 1, "a": "x"}}}}})).unwrap_err(),
+            ".spec.template.spec.containers: expected list, got &{map[a:x b:1]}"
+        );
+        assert_eq!(
+            set(json!({"metadata": {"labels": 7}})).unwrap_err(),
+            ".metadata.labels: expected map, got &{7}"
+        );
+        assert!(set(json!({"metadata": null, "spec": {"template": null}})).is_ok());
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub(super) async fn read_json(kind: &Kind, request: Request) -> Result<Value, Bo
     let directive = field_validation_of(&request)?;
     let (content_type, body) = read_body(request).await?;
     let value = object_json(&content_type, &body)?;
+    body_shape::check_body(kind, &value, &body)?;
     field_validation::check(kind, directive, &value)?;
     Ok(value)
 }
@@ -110,7 +111,8 @@ pub(super) fn parse_bool(v: Option<&String>) -> bool {
     matches!(v.map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
-/// How often a patch is re-applied after losing a race with another write.
+/// How often a patch is re-applied, or a delete tried again, after losing a race with another
+/// write.
 pub(super) const PATCH_ATTEMPTS: u32 = 5;
 
 /// Upstream's words for a patch type it does not take, whatever the type.
@@ -135,10 +137,25 @@ pub(super) const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 impl Patch {
     pub(super) fn parse(content_type: &str, body: &[u8]) -> Result<Self, Box<Status>> {
+        // a merge patch is a map: upstream decodes it into one first, where `null` passes
+        // (an empty map); the merge then refuses it, the strategic merge does nothing
+        let map = |body: &[u8], prefix: &str| {
+            let value = parse_json(body)?;
+            match body_shape::not_a_map(&value) {
+                Some(why) => Err(Box::new(Status::bad_request(format!("{prefix}{why}")))),
+                None => Ok(value),
+            }
+        };
         if content_type.starts_with("application/merge-patch+json") {
-            Ok(Self::Merge(parse_json(body)?))
+            match map(body, "error decoding patch: ")? {
+                Value::Null => Err(Box::new(Status::bad_request("Invalid JSON Patch"))),
+                patch => Ok(Self::Merge(patch)),
+            }
         } else if content_type.starts_with("application/strategic-merge-patch+json") {
-            Ok(Self::Strategic(parse_json(body)?))
+            Ok(Self::Strategic(match map(body, "")? {
+                Value::Null => Value::Object(Default::default()),
+                patch => patch,
+            }))
         } else if content_type.starts_with("application/json-patch+json") {
             serde_json::from_value(parse_json(body)?)
                 .map(Self::Json)
@@ -146,9 +163,12 @@ impl Patch {
         } else if content_type.starts_with(APPLY_PATCH) {
             match serde_yaml_ng::from_slice::<Value>(body) {
                 Ok(config @ Value::Object(_)) => Ok(Self::Apply(config)),
-                Ok(_) => Err(Box::new(Status::bad_request(
-                    "error encoding patch: an apply configuration must be an object",
-                ))),
+                // an empty document decodes as an empty map
+                Ok(Value::Null) => Ok(Self::Apply(Value::Object(Default::default()))),
+                Ok(other) => Err(Box::new(Status::bad_request(format!(
+                    "error decoding patch: error unmarshaling JSON: while decoding JSON: {}",
+                    body_shape::not_a_map(&other).unwrap_or_default()
+                )))),
                 // upstream's words, around the YAML parser's own
                 Err(e) => Err(Box::new(Status::bad_request(format!(
                     "error encoding patch: yaml: {e}"

@@ -238,7 +238,10 @@ pub(super) async fn put(state: AppState, p: HashMap<String, String>, request: Re
     if status_only {
         return Ok(reply(written, StatusCode::OK));
     }
-    Ok(written_reply(t.kind, written, StatusCode::OK, false))
+    // a replace of a missing object created it (where the kind allows that)
+    let created = live.is_none();
+    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(written_reply(t.kind, written, code, created))
 }
 
 /// Replaces an object (or its status) with `body`: Services through the registry, the rest
@@ -332,6 +335,7 @@ pub(super) async fn patch(
             )?;
             let live = current.clone();
             patch.apply(&mut current)?;
+            body_shape::check_patched(t.kind, &current)?;
             // a patch may not rename the object or take its metadata away
             let patched_name = current["metadata"]["name"].as_str().unwrap_or("");
             if patched_name.is_empty() {
@@ -386,6 +390,7 @@ async fn apply_patch(
         }
         _ => {}
     }
+    crate::apply::check_type(t.kind, &config)?;
     if config["kind"].as_str() != Some(t.kind.kind) {
         return Err(Box::new(Status::bad_request(format!(
             "the kind of the object ({}) does not match the kind on the URL ({})",
@@ -408,11 +413,16 @@ async fn apply_patch(
         };
         let Some(live) = live else {
             // an apply to nothing creates the object
-            if !config["metadata"].is_object() {
-                config["metadata"] = json!({});
+            match config.get_mut("metadata") {
+                Some(Value::Object(meta)) => {
+                    meta.insert("name".into(), name.clone().into());
+                }
+                None | Some(Value::Null) => config["metadata"] = json!({ "name": name }),
+                // not a map: the apply refuses it, naming the field
+                Some(_) => {}
             }
-            config["metadata"]["name"] = name.clone().into();
             let mut created = ownership.apply(t.kind, None, &config, subresource)?;
+            body_shape::check_patched(t.kind, &created)?;
             created["apiVersion"] = t.kind.api_version().into();
             created["kind"] = t.kind.kind.into();
             let ns = t.namespace.clone().unwrap_or_default();
@@ -439,6 +449,7 @@ async fn apply_patch(
             return created.map(|o| (o, StatusCode::CREATED));
         };
         let applied = ownership.apply(t.kind, Some(&live), &config, subresource)?;
+        body_shape::check_patched(t.kind, &applied)?;
         match write(state, t, applied, !subresource.is_empty(), options).await {
             Err(s) if s.code == 409 && s.reason != "Conflict" => return Err(s),
             Err(s) if s.code == 409 && !pinned && s.details.as_ref().is_none_or(|d| d.causes.is_empty()) => continue,
@@ -682,8 +693,35 @@ async fn delete_options_of(
 }
 
 /// Deletes one object of `kind` with `options`: preconditions checked first; a dry run stops
-/// after every check and returns the object as it is, writing nothing.
+/// after every check and returns the object as it is, writing nothing. Without preconditions,
+/// a delete that lost a race with another write (a controller updating the status) is tried
+/// again on the newer object, as upstream's storage does; with them, the race is the
+/// client's 409.
 pub(super) fn delete_one(
+    registry: &Registry,
+    kind: &'static Kind,
+    ns: &str,
+    name: &str,
+    options: &delete_options::DeleteOptions,
+) -> Result<Value, Box<Status>> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match delete_once(registry, kind, ns, name, options) {
+            Err(s)
+                if s.code == 409
+                    && s.reason == "Conflict"
+                    && !options.has_preconditions()
+                    && attempts < PATCH_ATTEMPTS =>
+            {
+                continue;
+            }
+            done => return done,
+        }
+    }
+}
+
+fn delete_once(
     registry: &Registry,
     kind: &'static Kind,
     ns: &str,

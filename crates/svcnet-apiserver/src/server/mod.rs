@@ -4,6 +4,8 @@
 //! body; request bodies are limited in size, and nothing a client sends can panic the server.
 //!
 //! One file per concern: `auth` (who may ask), `body` (request bodies and patches),
+//! `body_shape` (a body is an object of its kind's shape before anything reads it),
+//! `deprecation` (the warning on requests to deprecated kinds),
 //! `discovery` (version, API lists, OpenAPI, health), `watch`, `handlers` (the verbs on
 //! resources), `subresources` (logs and proxies), `pod_streaming` (exec, attach and port-forward over WebSocket), `reply` (answers and Status bodies);
 //! this file holds the state, the routes and the TLS listener.
@@ -37,6 +39,8 @@ use crate::{delete_options, field_validation, gc, logs, namespaces, openapi, pro
 
 mod auth;
 mod body;
+mod body_shape;
+mod deprecation;
 mod discovery;
 mod handlers;
 mod ownership;
@@ -47,6 +51,7 @@ mod watch;
 
 use auth::*;
 use body::*;
+use deprecation::warn_deprecated;
 use discovery::*;
 use handlers::*;
 use ownership::Ownership;
@@ -162,7 +167,9 @@ pub fn router(state: AppState) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(create_only))
+        .layer(middleware::from_fn(warn_deprecated))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
 

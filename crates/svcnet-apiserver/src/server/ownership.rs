@@ -43,7 +43,10 @@ impl Ownership {
     pub(super) fn record_update(&self, kind: &Kind, live: Option<&Value>, body: &mut Value, subresource: &str) {
         let mut defaulted = with_defaults(kind, body);
         apply::track_update(kind, live, &mut defaulted, self.writer(subresource));
-        let managed = defaulted["metadata"]["managedFields"].take();
+        let managed = defaulted
+            .pointer_mut("/metadata/managedFields")
+            .map(Value::take)
+            .unwrap_or_default();
         if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
             if managed.is_null() {
                 meta.remove("managedFields");

@@ -95,3 +95,32 @@ pub(super) fn written_reply(kind: &Kind, r: Result<Value, Box<Status>>, code: St
     }
     response
 }
+
+/// The answer when a handler panicked: a bug, logged with its message; the client gets a 500
+/// Status and the server goes on serving (upstream's panic filter does the same).
+pub(super) fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a request handler panicked");
+    status_response(&Status::internal(
+        "the request made the API server fail; the server's log has the details",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_answered_with_a_500_status() {
+        let response = panicked(Box::new("boom"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "InternalError");
+    }
+}

@@ -171,3 +171,83 @@ fn failed_preconditions_are_conflicts_and_delete_nothing() {
         assert_eq!(code, 200, "{text}");
     }
 }
+
+/// A delete without preconditions that races another writer (here a client relabelling every
+/// object as fast as it can, as a controller writing status would) deletes, and stays done:
+/// it is not the caller's 409, and the writer's patch that lost the race does not bring the
+/// object back.
+#[test]
+fn a_delete_without_preconditions_wins_against_concurrent_writes() {
+    use crate::raw::{client, send};
+    use http::Method;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    const OBJECTS: usize = 200;
+    let server = Server::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (failed, during, left) = runtime.block_on(async {
+        let client = client(&server).await;
+        let collection = "/api/v1/namespaces/default/configmaps";
+        let path = move |i: usize| format!("{collection}/race-{i}");
+        for i in 0..OBJECTS {
+            let body = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("race-{i}") } });
+            let created = send(&client, Method::POST, collection, "application/json", &body)
+                .await
+                .unwrap();
+            assert_eq!(created.code, 201, "{}", created.body);
+        }
+        let (stop, writes) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let writer = {
+            let (client, stop, writes) = (client.clone(), stop.clone(), writes.clone());
+            tokio::spawn(async move {
+                for round in 0u32.. {
+                    for i in 0..OBJECTS {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let label = json!({ "metadata": { "labels": { "round": round.to_string() } } });
+                        let answer =
+                            send(&client, Method::PATCH, &path(i), "application/merge-patch+json", &label).await;
+                        if answer.is_ok_and(|a| a.code == 200) {
+                            writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        };
+        // let the writer get going, then delete every object while it writes
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut failed = Vec::new();
+        let before = writes.load(Ordering::Relaxed);
+        for i in (0..OBJECTS).rev() {
+            let deleted = send(&client, Method::DELETE, &path(i), "application/json", &json!({}))
+                .await
+                .unwrap();
+            if deleted.code != 200 {
+                failed.push(format!("{}: {} {}", path(i), deleted.code, deleted.body));
+            }
+        }
+        let during = writes.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        writer.await.unwrap();
+        let list = send(&client, Method::GET, collection, "application/json", &json!(null))
+            .await
+            .unwrap();
+        let left: Vec<String> = list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|cm| cm["metadata"]["name"].as_str())
+            .filter(|n| n.starts_with("race-"))
+            .map(str::to_owned)
+            .collect();
+        (failed, during, left)
+    });
+    assert!(failed.is_empty(), "deletes failed:\n{}", failed.join("\n"));
+    assert!(left.is_empty(), "deleted objects came back: {left:?}");
+    assert!(
+        during >= 20,
+        "the writer made only {during} writes while the deletes ran: no race was run"
+    );
+}

@@ -4,12 +4,14 @@
 
 #[path = "../common/api.rs"]
 mod api;
+mod bad_bodies;
 mod delete_options;
 mod dry_run;
 mod fidelity;
 mod kinds;
 mod openapi_v2;
 mod protocol;
+mod raw;
 mod rollout;
 mod safety;
 mod server_side_apply;
@@ -776,7 +778,17 @@ fn kubectl_exposes_a_pod_and_shows_its_endpoints_every_way() {
     assert!(wide.contains("app=web") && wide.contains("10.244.1.5"), "{wide}");
     let (ok, text) = kubectl(&server, &["get", "svc,pods,ep,endpointslices", "-o", "json"]);
     assert!(ok, "{text}");
-    let list: serde_json::Value = serde_json::from_str(&text).expect("kubectl's JSON");
+    // kubectl prints upstream's deprecation warning for v1 Endpoints before the JSON
+    assert!(
+        text.contains("Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"),
+        "{text}"
+    );
+    let json: String = text
+        .lines()
+        .filter(|l| !l.starts_with("Warning: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let list: serde_json::Value = serde_json::from_str(&json).expect("kubectl's JSON");
     let kinds: Vec<&str> = list["items"]
         .as_array()
         .unwrap()

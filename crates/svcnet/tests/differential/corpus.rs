@@ -455,6 +455,67 @@ fn applies() -> Vec<Request> {
             path("services/applied", "fieldManager=two"),
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: applied\nspec:\n  ports: [{port: 443}, {port: 443}]\n".into(),
         ),
+        apply("a-list", cm("fieldManager=one"), "- a\n- b\n".into()),
+        apply("empty", cm("fieldManager=one"), "".into()),
+        apply("null", cm("fieldManager=one"), "null\n".into()),
+        apply("metadata-a-list", cm("fieldManager=one"), "apiVersion: v1\nkind: ConfigMap\nmetadata: [a]\n".into()),
+        // bodies that are not objects, on a kind other than Service
+        Request {
+            id: "apply/replace-with-array".into(),
+            method: "PUT",
+            path: cm(""),
+            content_type: "application/json",
+            body: Some("[]".into()),
+        },
+        Request {
+            id: "apply/create-array".into(),
+            method: "POST",
+            path: path("configmaps", ""),
+            content_type: "application/json",
+            body: Some("[{}]".into()),
+        },
+        // a replace of a missing object: 404, or a create where the kind allows it
+        Request {
+            id: "replace/missing-configmap".into(),
+            method: "PUT",
+            path: path("configmaps/never-made", ""),
+            content_type: "application/json",
+            body: Some(json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "never-made" } }).to_string()),
+        },
+        Request {
+            id: "replace/missing-endpoints".into(),
+            method: "PUT",
+            path: path("endpoints/made-by-put", ""),
+            content_type: "application/json",
+            body: Some(json!({ "apiVersion": "v1", "kind": "Endpoints", "metadata": { "name": "made-by-put" } }).to_string()),
+        },
+        Request {
+            id: "replace/missing-role".into(),
+            method: "PUT",
+            path: format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/roles/made-by-put"),
+            content_type: "application/json",
+            body: Some(json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": { "name": "made-by-put" }, "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["get"] }] }).to_string()),
+        },
+        Request {
+            id: "replace/missing-secret-status".into(),
+            method: "PUT",
+            path: path("secrets/never-made", ""),
+            content_type: "application/json",
+            body: Some(json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "never-made", "resourceVersion": "5" } }).to_string()),
+        },
+        request(
+            "replace/get-endpoints".into(),
+            "GET",
+            path("endpoints/made-by-put", ""),
+            None,
+        ),
+        Request {
+            id: "apply/merge-to-array".into(),
+            method: "PATCH",
+            path: cm(""),
+            content_type: "application/merge-patch+json",
+            body: Some("[]".into()),
+        },
     ]
 }
 
@@ -511,6 +572,36 @@ fn patches() -> Vec<Request> {
             json!([{ "op": "remove", "path": "/spec/nothing" }]),
         ),
         patch("json-not-a-list", "application/json-patch+json", json!({ "op": "add" })),
+        // patches that would leave something other than an object
+        patch("merge-to-array", "application/merge-patch+json", json!([])),
+        patch("merge-to-number", "application/merge-patch+json", json!(7)),
+        patch("merge-null", "application/merge-patch+json", json!(null)),
+        patch("strategic-null", "application/strategic-merge-patch+json", json!(null)),
+        patch(
+            "undecodable-metadata-string",
+            "application/merge-patch+json",
+            json!({ "metadata": "x" }),
+        ),
+        patch(
+            "undecodable-ports-map",
+            "application/merge-patch+json",
+            json!({ "spec": { "ports": { "a": 1 } } }),
+        ),
+        patch(
+            "strategic-to-array",
+            "application/strategic-merge-patch+json",
+            json!([1]),
+        ),
+        patch(
+            "json-replace-root",
+            "application/json-patch+json",
+            json!([{ "op": "replace", "path": "", "value": [] }]),
+        ),
+        patch(
+            "undecodable-metadata-array",
+            "application/json-patch+json",
+            json!([{ "op": "replace", "path": "/metadata", "value": [] }]),
+        ),
         patch("unknown-type", "application/x-unknown", json!({})),
         patch(
             "rename",
@@ -1083,6 +1174,12 @@ fn malformed() -> Vec<Request> {
         raw("not-json", "application/json", "{not json"),
         raw("empty", "application/json", ""),
         raw("array", "application/json", "[]"),
+        raw("number", "application/json", "7"),
+        raw(
+            "metadata-array",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Service","metadata":[],"spec":{"ports":[{"port":80}]}}"#,
+        ),
         raw(
             "wrong-type",
             "application/json",

@@ -124,6 +124,37 @@ fn prepare(server: &Endpoint) {
     }
 }
 
+/// Waits (at most a minute) until kube-apiserver's default ServiceCIDR is Ready: it may
+/// report ready before that, and a Service created earlier gets no ClusterIP.
+fn wait_for_default_service_cidr(server: &Endpoint) {
+    let probe = Request {
+        id: "setup".into(),
+        method: "GET",
+        path: "/apis/networking.k8s.io/v1/servicecidrs/kubernetes".into(),
+        content_type: "application/json",
+        body: None,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (code, text, _) = server.send(&probe);
+        let ready = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .is_some_and(|cidr| {
+                cidr["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            });
+        if ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-apiserver's default ServiceCIDR was not Ready within 60 s: {code} {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn svcnet_answers_as_kube_apiserver_does() {
     let bin = upstream_bin();
@@ -156,6 +187,7 @@ fn svcnet_answers_as_kube_apiserver_does() {
     };
     prepare(&ours_endpoint);
     prepare(&theirs);
+    wait_for_default_service_cidr(&theirs);
 
     let mut differences: BTreeMap<String, String> = BTreeMap::new();
     let all = corpus::corpus();

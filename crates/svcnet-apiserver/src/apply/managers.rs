@@ -147,6 +147,77 @@ pub fn encode(entries: &[Entry]) -> Value {
     )
 }
 
+/// How many update managers an object keeps (upstream's cap).
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager that holds what the oldest updaters owned once there are too many.
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Keeps at most `max` update entries, as upstream does after every update: oldest first
+/// (ties by name), each updater whose API version an older one already had is merged into
+/// that version's `ancient-changes` entry (the first of the version becoming it), until few
+/// enough are left. Appliers are never merged.
+pub fn cap_updaters(entries: &mut Vec<Entry>, max: usize) {
+    entries.retain(|e| !e.fields.is_empty());
+    let updaters = entries.iter().filter(|e| e.operation == Operation::Update).count();
+    if updaters <= max {
+        return;
+    }
+    let mut oldest_first: Vec<Entry> = entries
+        .iter()
+        .filter(|e| e.operation == Operation::Update)
+        .cloned()
+        .collect();
+    oldest_first.sort_by(|a, b| {
+        (
+            a.time.as_deref().unwrap_or(""),
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                b.time.as_deref().unwrap_or(""),
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let mut first_of_version: Vec<(String, Entry)> = Vec::new();
+    let mut left = updaters;
+    for updater in oldest_first {
+        if left <= max {
+            break;
+        }
+        let bucket = Entry::new(ANCIENT_CHANGES, Operation::Update, &updater.api_version, "");
+        let first = first_of_version
+            .iter()
+            .find(|(v, _)| *v == updater.api_version)
+            .map(|(_, e)| e.clone());
+        let first = match first {
+            None => {
+                first_of_version.push((updater.api_version.clone(), updater));
+                continue;
+            }
+            // the bucket is never merged into itself
+            Some(_) if updater.same_manager(&bucket) => continue,
+            Some(first) => first,
+        };
+        if !entries.iter().any(|e| e.same_manager(&bucket)) {
+            // the version's first updater becomes its bucket
+            if let Some(e) = entries.iter_mut().find(|e| e.same_manager(&first)) {
+                e.manager = ANCIENT_CHANGES.to_owned();
+                e.subresource = String::new();
+            }
+        }
+        entries.retain(|e| !e.same_manager(&updater));
+        if let Some(e) = entries.iter_mut().find(|e| e.same_manager(&bucket)) {
+            e.fields = e.fields.union(&updater.fields);
+            e.time = updater.time.clone();
+        }
+        left -= 1;
+    }
+}
+
 /// A field another manager owns and a write would change.
 #[derive(Debug, PartialEq)]
 pub struct Conflict {
@@ -234,6 +305,54 @@ mod tests {
         assert_eq!(encoded[1]["fieldsType"], "FieldsV1");
         let decoded = decode(&encoded).unwrap();
         assert_eq!(decoded, entries[..2].iter().rev().cloned().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_oldest_updaters_of_a_version_merge_into_ancient_changes_beyond_ten() {
+        let updater = |i: usize, version: &str| Entry {
+            fields: Set::from_fields_v1(&json!({ "f:metadata": { "f:labels": { format!("f:l{i}"): {} } } })).unwrap(),
+            time: Some(format!("2026-01-01T00:00:{i:02}Z")),
+            ..Entry::new(&format!("m{i:02}"), Operation::Update, version, "")
+        };
+        let mut entries: Vec<Entry> = (1..=12).map(|i| updater(i, "v1")).collect();
+        entries.push(entry("applier", Operation::Apply, json!({"f:data": {}})));
+        cap_updaters(&mut entries, MAX_UPDATE_MANAGERS);
+        let names: Vec<&str> = entries.iter().map(|e| e.manager.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ancient-changes",
+                "m04",
+                "m05",
+                "m06",
+                "m07",
+                "m08",
+                "m09",
+                "m10",
+                "m11",
+                "m12",
+                "applier"
+            ]
+        );
+        let ancient = &entries[0];
+        assert_eq!(ancient.time.as_deref(), Some("2026-01-01T00:00:03Z"));
+        assert_eq!(
+            ancient.fields.to_fields_v1(),
+            json!({ "f:metadata": { "f:labels": { "f:l1": {}, "f:l2": {}, "f:l3": {} } } })
+        );
+        // a second round merges into the existing bucket
+        entries.push(updater(13, "v1"));
+        cap_updaters(&mut entries, MAX_UPDATE_MANAGERS);
+        assert_eq!(entries.iter().filter(|e| e.operation == Operation::Update).count(), 10);
+        assert!(entries[0].fields.to_fields_v1()["f:metadata"]["f:labels"]["f:l4"].is_object());
+        // the first updater of each version is kept until a second one of that version comes
+        let mut mixed: Vec<Entry> = (1..=11)
+            .map(|i| updater(i, if i == 1 { "v1beta1" } else { "v1" }))
+            .collect();
+        cap_updaters(&mut mixed, MAX_UPDATE_MANAGERS);
+        let names: Vec<&str> = mixed.iter().map(|e| e.manager.as_str()).collect();
+        assert_eq!(names[..2], ["m01", "ancient-changes"]);
+        assert_eq!(mixed.len(), 10);
     }
 
     #[test]

@@ -181,6 +181,7 @@ pub fn track_update(kind: &Kind, live: Option<&Value>, new: &mut Value, writer: 
         entry.fields = entry.fields.union(&taken);
         entry.time = Some(writer.now.to_owned());
     }
+    managers::cap_updaters(&mut entries, managers::MAX_UPDATE_MANAGERS);
     set_entries(new, &entries);
 }
 

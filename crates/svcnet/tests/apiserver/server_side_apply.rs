@@ -139,3 +139,44 @@ fn two_appliers_share_a_service_s_ports_each_owning_its_own() {
         "the apply-created service was allocated"
     );
 }
+
+/// An object written by more than ten managers keeps ten update entries, the oldest merged
+/// into `ancient-changes` with the fields they owned (kubectl label, with a manager each).
+#[test]
+fn more_than_ten_updaters_leave_ten_entries_the_oldest_merged() {
+    let server = Server::start();
+    let (ok, text) = kubectl(&server, &["create", "configmap", "many"]);
+    assert!(ok, "{text}");
+    for i in 1..=12 {
+        let (ok, text) = kubectl(
+            &server,
+            &[
+                "label",
+                "configmap",
+                "many",
+                &format!("l{i:02}=x"),
+                &format!("--field-manager=m{i:02}"),
+            ],
+        );
+        assert!(ok, "{text}");
+    }
+    let managers = get(
+        &server,
+        "configmap/many",
+        "{range .metadata.managedFields[*]}{.manager}:{.operation} {end}",
+    );
+    let names: Vec<&str> = managers.split_whitespace().collect();
+    assert_eq!(names.len(), 10, "{managers}");
+    assert!(names.contains(&"ancient-changes:Update"), "{managers}");
+    assert!(
+        names.contains(&"m12:Update") && !names.contains(&"m01:Update"),
+        "{managers}"
+    );
+    let ancient = get(
+        &server,
+        "configmap/many",
+        "{.metadata.managedFields[?(@.manager==\"ancient-changes\")].fieldsV1}",
+    );
+    // kubectl-create made the object; it and the oldest labels are owned by the bucket now
+    assert!(ancient.contains("f:l01") && ancient.contains("f:l02"), "{ancient}");
+}

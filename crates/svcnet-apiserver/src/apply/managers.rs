@@ -219,7 +219,7 @@ pub fn cap_updaters(entries: &mut Vec<Entry>, max: usize) {
 }
 
 /// A field another manager owns and a write would change.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Conflict {
     pub manager: String,
     pub path: Path,

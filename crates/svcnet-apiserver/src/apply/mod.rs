@@ -10,6 +10,7 @@
 //! one there), and the interplay with client-side apply's last-applied annotation.
 
 mod fieldset;
+mod last_applied;
 mod managers;
 mod schema;
 mod typed;
@@ -41,6 +42,10 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
     }
     name[..end].to_owned()
 }
+
+/// The field manager kubectl applies as; only its applies hand over client-side apply's
+/// annotation, as upstream's.
+const KUBECTL: &str = "kubectl";
 
 /// Metadata the field manager never tracks.
 const UNTRACKED_METADATA: &[&str] = &[
@@ -297,7 +302,25 @@ pub fn apply(
     }
     let changes =
         changes(kind, &t, writer.subresource, &live_object, &new_object).map_err(|e| typed_error("new", e))?;
-    if let Err(conflicts) = managers::take_from_others(&mut entries, Some(mine), &changes, force) {
+    let mut taken = managers::take_from_others(&mut entries, Some(mine), &changes, force);
+    // kubectl's own applier takes over, without conflicts, what client-side apply last applied
+    // and the object still holds (a conflict leaves the entries untouched)
+    if let Err(conflicts) = &taken
+        && writer.manager == KUBECTL
+        && let Some(allowed) = last_applied::handed_over(schema, &t, &api_version, &live_object)
+    {
+        let left: Vec<managers::Conflict> = conflicts
+            .iter()
+            .filter(|c| !allowed.contains(&c.path))
+            .cloned()
+            .collect();
+        taken = if left.is_empty() {
+            managers::take_from_others(&mut entries, Some(mine), &changes, true)
+        } else {
+            Err(left)
+        };
+    }
+    if let Err(conflicts) = taken {
         let mut status = Status::conflict(
             kind.group,
             kind.plural,
@@ -319,6 +342,9 @@ pub fn apply(
     }
     if !changes.is_same() || live.is_none() {
         entries[mine].time = Some(writer.now.to_owned());
+    }
+    if writer.manager == KUBECTL {
+        last_applied::follow(&mut new_object, config);
     }
     set_entries_on(&mut new_object, &entries);
     Ok(new_object)

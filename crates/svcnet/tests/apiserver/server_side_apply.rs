@@ -180,3 +180,45 @@ fn more_than_ten_updaters_leave_ten_entries_the_oldest_merged() {
     // kubectl-create made the object; it and the oldest labels are owned by the bucket now
     assert!(ancient.contains("f:l01") && ancient.contains("f:l02"), "{ancient}");
 }
+
+/// Moving from client-side to server-side apply, as kubectl's docs describe it: `apply
+/// --server-side` takes over what `apply` last applied without a conflict, even where it
+/// changes a value, and rewrites the annotation; a value someone else changed since still
+/// conflicts.
+#[test]
+fn kubectl_apply_server_side_takes_over_from_client_side_apply() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("web.yaml");
+    let write = |replicas: u32, labels: &str| std::fs::write(&manifest, deployment(replicas, labels)).unwrap();
+    let file = manifest.to_str().unwrap();
+    write(2, "app: web");
+    let (ok, text) = kubectl(&server, &["apply", "-f", file]);
+    assert!(ok, "{text}");
+    // a changed value in a field client-side apply set: taken over, no --force-conflicts
+    write(3, "app: web");
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "-f", file]);
+    assert!(ok, "{text}");
+    let replicas = get(&server, "deployment/web", "{.spec.replicas}");
+    assert_eq!(replicas.trim(), "3");
+    let annotation = get(
+        &server,
+        "deployment/web",
+        "{.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
+    );
+    assert!(
+        annotation.contains("\"replicas\":3"),
+        "the annotation follows the apply: {annotation}"
+    );
+    // client-side apply still works from the rewritten annotation
+    write(4, "app: web");
+    let (ok, text) = kubectl(&server, &["apply", "-f", file]);
+    assert!(ok, "{text}");
+    assert_eq!(get(&server, "deployment/web", "{.spec.replicas}").trim(), "4");
+    // a field changed by another manager since is not handed over
+    let (ok, text) = kubectl(&server, &["scale", "deployment/web", "--replicas=6"]);
+    assert!(ok, "{text}");
+    write(5, "app: web");
+    let (ok, text) = kubectl(&server, &["apply", "--server-side", "-f", file]);
+    assert!(!ok && text.contains("conflict"), "{text}");
+}

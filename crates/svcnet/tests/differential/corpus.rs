@@ -455,6 +455,43 @@ fn applies() -> Vec<Request> {
             path("services/applied", "fieldManager=two"),
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: applied\nspec:\n  ports: [{port: 443}, {port: 443}]\n".into(),
         ),
+        // client-side apply's annotation handed over to kubectl's server-side applier
+        Request {
+            id: "apply/handover-create".into(),
+            method: "POST",
+            path: path("configmaps", "fieldManager=kubectl-client-side-apply"),
+            content_type: "application/json",
+            body: Some(
+                json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": { "name": "handed", "annotations": { "kubectl.kubernetes.io/last-applied-configuration":
+                            "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"1\",\"b\":\"1\",\"c\":\"1\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{},\"name\":\"handed\",\"namespace\":\"diff\"}}\n" } },
+                        "data": { "a": "1", "b": "1", "c": "1" } })
+                .to_string(),
+            ),
+        },
+        Request {
+            id: "apply/handover-changed-by-another".into(),
+            method: "PATCH",
+            path: path("configmaps/handed", "fieldManager=other"),
+            content_type: "application/merge-patch+json",
+            body: Some(json!({ "data": { "b": "2" } }).to_string()),
+        },
+        apply(
+            "handover-not-kubectl",
+            path("configmaps/handed", "fieldManager=tool"),
+            config_map("a: '2'").replace("name: applied", "name: handed"),
+        ),
+        apply(
+            "handover-kubectl",
+            path("configmaps/handed", "fieldManager=kubectl"),
+            config_map("a: '2', c: '1'").replace("name: applied", "name: handed"),
+        ),
+        apply(
+            "handover-changed-field-conflicts",
+            path("configmaps/handed", "fieldManager=kubectl"),
+            config_map("a: '2', b: '3'").replace("name: applied", "name: handed"),
+        ),
+        request("apply/handover-get".into(), "GET", path("configmaps/handed", ""), None),
         apply("a-list", cm("fieldManager=one"), "- a\n- b\n".into()),
         apply("empty", cm("fieldManager=one"), "".into()),
         apply("null", cm("fieldManager=one"), "null\n".into()),

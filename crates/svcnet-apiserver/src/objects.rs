@@ -11,7 +11,7 @@ use svcnet_store::{Key, Store, StoreError};
 
 use crate::finalizers;
 use crate::resources::Kind;
-use crate::write_options::WriteOptions;
+use crate::write_options::{CONTROLLER_MANAGER, WriteOptions};
 
 pub type Reply<T> = Result<T, Box<Status>>;
 
@@ -171,7 +171,24 @@ fn validate(kind: &Kind, obj: &Value, update: bool) -> Reply<()> {
 
 /// POST: stores a new object.
 pub fn create(store: &Store, kind: &Kind, namespace: &str, obj: Value, ids: &mut dyn Ids) -> Reply<Value> {
-    create_with(store, kind, namespace, obj, ids, WriteOptions::default())
+    create_with(store, kind, namespace, obj, ids, WriteOptions::by(CONTROLLER_MANAGER))
+}
+
+/// Records an internal writer's changes from `live` (none: a create) in `obj`'s managedFields.
+fn record_manager(kind: &Kind, live: Option<&Value>, obj: &mut Value, options: WriteOptions, subresource: &str) {
+    if let Some(manager) = options.manager {
+        let now = now();
+        crate::apply::track_update(
+            kind,
+            live,
+            obj,
+            crate::apply::Writer {
+                manager,
+                subresource,
+                now: &now,
+            },
+        );
+    }
 }
 
 /// [`create`] with the request's options: a dry run does every check and stores nothing
@@ -235,6 +252,7 @@ pub fn create_with(
         // a new pod is Pending, whatever status the body carried
         obj["status"] = svcnet_core::workloads::pod_defaults::initial_status(&obj["spec"]);
     }
+    record_manager(kind, None, &mut obj, options, "");
     let k = key(kind, namespace, &name);
     if options.dry_run {
         if store.get(&k).map_err(internal)?.is_some() {
@@ -276,7 +294,16 @@ pub fn replace(
     ids: &mut dyn Ids,
 ) -> Reply<Value> {
     let part = if status_only { Part::Status } else { Part::Object };
-    replace_with(store, kind, namespace, name, obj, part, ids, WriteOptions::default())
+    replace_with(
+        store,
+        kind,
+        namespace,
+        name,
+        obj,
+        part,
+        ids,
+        WriteOptions::by(CONTROLLER_MANAGER),
+    )
 }
 
 /// [`replace`] with the request's options (a dry run does every check and writes nothing).
@@ -377,6 +404,13 @@ pub fn replace_with(
             }
         }
     }
+    record_manager(
+        kind,
+        Some(&old),
+        &mut obj,
+        options,
+        if status_only { "status" } else { "" },
+    );
     if options.dry_run {
         return Ok(if finished { old } else { obj });
     }

@@ -338,7 +338,8 @@ impl Registry {
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if objects::get(&self.store, &NAMESPACES, "", name).is_err() {
                 let namespace = serde_json::json!({"metadata": {"name": name}, "status": {"phase": "Active"}});
-                objects::create(&self.store, &NAMESPACES, "", namespace, &mut ids)
+                let by_api_server = crate::write_options::WriteOptions::by(crate::write_options::API_SERVER_MANAGER);
+                objects::create_with(&self.store, &NAMESPACES, "", namespace, &mut ids, by_api_server)
                     .map_err(|s| OpenError::Bootstrap(s.message))?;
             }
         }

@@ -106,7 +106,8 @@ pub fn ensure_default(store: &Store, configured: &[IpNet], ids: &mut dyn Ids) ->
         "metadata": { "name": DEFAULT_SERVICE_CIDR, "finalizers": [FINALIZER] },
         "spec": { "cidrs": cidrs },
     });
-    objects::create(store, &SERVICE_CIDRS, "", obj, ids).map(|_| true)
+    let by_api_server = crate::write_options::WriteOptions::by(crate::write_options::API_SERVER_MANAGER);
+    objects::create_with(store, &SERVICE_CIDRS, "", obj, ids, by_api_server).map(|_| true)
 }
 
 fn ready_condition(cidr: &Value, status: &str, reason: &str, message: &str) -> Option<Value> {

@@ -82,12 +82,23 @@ impl ManagerOptions {
     }
 }
 
+/// The field manager of the API server's controllers (upstream's run in
+/// kube-controller-manager, and tools such as GitOps controllers ignore its fields by name).
+pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+
+/// The field manager of what the API server makes itself (system namespaces, the default
+/// ServiceCIDR).
+pub const API_SERVER_MANAGER: &str = "kube-apiserver";
+
 /// How a write is carried out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Everything runs (defaulting, naming, allocation, validation, admission) and nothing is
     /// stored, allocated or announced.
     pub dry_run: bool,
+    /// The field manager an internal writer records its changes as (requests record theirs
+    /// before the write, in `server/ownership.rs`, and leave this `None`).
+    pub manager: Option<&'static str>,
 }
 
 impl WriteOptions {
@@ -104,7 +115,16 @@ impl WriteOptions {
         }
         Ok(WriteOptions {
             dry_run: !values.is_empty(),
+            manager: None,
         })
+    }
+
+    /// An internal write, recorded as `manager`'s.
+    pub fn by(manager: &'static str) -> Self {
+        WriteOptions {
+            dry_run: false,
+            manager: Some(manager),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! recorded, a field another manager set conflicts until forced, fields an applier stops
 //! naming go, and two appliers share a keyed list.
 
-use super::{Server, kubectl};
+use super::{Server, kubectl, kubectl_until};
 
 fn deployment(replicas: u32, labels: &str) -> String {
     format!(
@@ -221,4 +221,50 @@ fn kubectl_apply_server_side_takes_over_from_client_side_apply() {
     write(5, "app: web");
     let (ok, text) = kubectl(&server, &["apply", "--server-side", "-f", file]);
     assert!(!ok && text.contains("conflict"), "{text}");
+}
+
+/// What the API server's controllers write is theirs in managedFields, under upstream's
+/// name for them (GitOps tools ignore kube-controller-manager's fields by that name): the
+/// ReplicaSet and Pods a Deployment makes, the Deployment's status, a Service's
+/// EndpointSlice; the system namespaces are kube-apiserver's.
+#[test]
+fn the_controllers_writes_are_recorded_as_kube_controller_manager() {
+    let server = Server::start();
+    let (ok, text) = kubectl(
+        &server,
+        &["create", "deployment", "web", "--image=nginx", "--replicas=2"],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&server, &["expose", "deployment", "web", "--port=80"]);
+    assert!(ok, "{text}");
+    let managers = "{range .items[*].metadata.managedFields[*]}{.manager}/{.operation}/{.subresource};{end}";
+    let sets = kubectl_until(
+        &server,
+        &["get", "replicasets", "-o", &format!("jsonpath={managers}")],
+        |t| t.contains("kube-controller-manager/Update/;"),
+    );
+    assert!(sets.contains("kube-controller-manager/Update/status;"), "{sets}");
+    let pods = kubectl_until(&server, &["get", "pods", "-o", &format!("jsonpath={managers}")], |t| {
+        t.matches("kube-controller-manager/Update/;").count() == 2
+    });
+    assert!(!pods.contains("kubectl"), "{pods}");
+    let deployment = kubectl_until(
+        &server,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource};{end}",
+        ],
+        |t| t.contains("kube-controller-manager/Update/status;"),
+    );
+    assert!(deployment.contains("kubectl-create/Update/;"), "{deployment}");
+    kubectl_until(
+        &server,
+        &["get", "endpointslices", "-o", &format!("jsonpath={managers}")],
+        |t| t.contains("kube-controller-manager/Update/;"),
+    );
+    let namespaces = get(&server, "namespace/kube-system", "{.metadata.managedFields[*].manager}");
+    assert_eq!(namespaces.trim(), "kube-apiserver");
 }

@@ -87,6 +87,16 @@ fn load_balancers(control_plane: ControlPlane) {
 
     // an address from the pool, reached from outside on every endpoint, and from a pod
     let ip = ingress(&lab, "web");
+    // who wrote what, as managedFields name them: the load balancer the Service's status,
+    // the kubelet the Pod's
+    let managers = "{range .metadata.managedFields[*]}{.manager}/{.subresource};{end}";
+    let service_managers = lab.get(&["service", "web"], managers);
+    assert!(
+        service_managers.contains("svcnet-lab-load-balancer/status;"),
+        "{service_managers}"
+    );
+    let pod_managers = lab.get(&["pod", "web-1"], managers);
+    assert!(pod_managers.contains("kubelet/status;"), "{pod_managers}");
     let target = format!("{ip}:80");
     expect_outside(
         &lab,

@@ -153,7 +153,7 @@ fn os_image() -> String {
 /// Creates (or takes over) this node's Node object and marks it Ready.
 pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr, kubelet_port: Option<u16>) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    match nodes.create(&PostParams::default(), &node_object(node)).await {
+    match nodes.create(&as_kubelet_post(), &node_object(node)).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e).context("registering the node"),
@@ -161,7 +161,7 @@ pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr, kubelet_po
     nodes
         .patch_status(
             &node.name,
-            &PatchParams::default(),
+            &as_kubelet(),
             &Patch::Merge(&node_status(node, ip, kubelet_port)),
         )
         .await
@@ -169,12 +169,30 @@ pub async fn register(client: &Client, node: &NodePlan, ip: Ipv4Addr, kubelet_po
     Ok(())
 }
 
+/// The field manager the kubelet's writes are recorded as (upstream's kubelet's).
+const FIELD_MANAGER: &str = "kubelet";
+
+/// Patch parameters of the kubelet's writes.
+pub(crate) fn as_kubelet() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
+fn as_kubelet_post() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    }
+}
+
 /// Patches the Node's status: Ready, and the addresses it has now.
 async fn report_status(ctx: &NodeContext) {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let status = node_status(&ctx.node, ctx.ip(), ctx.kubelet_port);
     if let Err(e) = nodes
-        .patch_status(&ctx.node.name, &PatchParams::default(), &Patch::Merge(&status))
+        .patch_status(&ctx.node.name, &as_kubelet(), &Patch::Merge(&status))
         .await
     {
         tracing::warn!(node = %ctx.node.name, error = %e, "node status update failed");

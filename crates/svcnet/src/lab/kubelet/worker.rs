@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -487,7 +487,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
         if sent.as_ref() != Some(&status) {
             let body = serde_json::json!({ "status": status });
             match api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+                .patch_status(&name, &super::as_kubelet(), &Patch::Merge(&body))
                 .await
             {
                 Ok(_) => sent = Some(status),

@@ -21,6 +21,9 @@ use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
+
+/// The field manager the load balancer's status writes are recorded as.
+const FIELD_MANAGER: &str = "svcnet-lab-load-balancer";
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -417,7 +420,14 @@ impl Controller {
         };
         let patch = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
         Api::<Service>::namespaced(self.client.clone(), &ns)
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
             .await
             .with_context(|| format!("writing the status of Service {ns}/{name}"))?;
         Ok(())

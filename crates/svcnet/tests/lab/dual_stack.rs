@@ -39,6 +39,15 @@ spec:
         pod_ips.starts_with("10.244.1.") && pod_ips.contains(" fd00:244:0:1::"),
         "{pod_ips}"
     );
+    // the pod's hosts file names it under both addresses, as the kubelet writes it
+    let (ok, hosts) = lab.kubectl(&["exec", "client", "--", "cat", "/etc/hosts"]);
+    assert!(ok, "{hosts}");
+    for ip in pod_ips.split_whitespace() {
+        assert!(
+            hosts.contains(&format!("{ip}\tclient\n")),
+            "{ip} is missing from:\n{hosts}"
+        );
+    }
     let node_addresses = lab.get(&["node", "node-2"], "{.status.addresses[*].address}");
     assert!(node_addresses.contains("fd00:240::12"), "{node_addresses}");
     let types = wait_for("an IPv6 EndpointSlice", Duration::from_secs(20), || {

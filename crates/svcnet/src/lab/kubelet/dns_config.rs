@@ -100,9 +100,9 @@ pub fn resolv_conf(pod: &Pod, cluster: &ClusterDnsSettings, host: &str) -> Strin
     out
 }
 
-/// The pod's hosts file: localhost, the pod's own address under its hostname (with its
-/// subdomain's name when it has one), then its `hostAliases`.
-pub fn hosts(pod: &Pod, pod_ip: &str, cluster: &ClusterDnsSettings) -> String {
+/// The pod's hosts file: localhost, each of the pod's own addresses under its hostname (with
+/// its subdomain's name when it has one), then its `hostAliases`.
+pub fn hosts(pod: &Pod, pod_ips: &[std::net::IpAddr], cluster: &ClusterDnsSettings) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -110,12 +110,14 @@ pub fn hosts(pod: &Pod, pod_ip: &str, cluster: &ClusterDnsSettings) -> String {
     let mut out = String::from(
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
-    match &spec.subdomain {
-        Some(sub) if !sub.is_empty() => out.push_str(&format!(
-            "{pod_ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n",
-            cluster.domain
-        )),
-        _ => out.push_str(&format!("{pod_ip}\t{hostname}\n")),
+    for pod_ip in pod_ips {
+        match &spec.subdomain {
+            Some(sub) if !sub.is_empty() => out.push_str(&format!(
+                "{pod_ip}\t{hostname}.{sub}.{namespace}.svc.{}\t{hostname}\n",
+                cluster.domain
+            )),
+            _ => out.push_str(&format!("{pod_ip}\t{hostname}\n")),
+        }
     }
     let aliases = spec.host_aliases.unwrap_or_default();
     if !aliases.is_empty() {
@@ -194,8 +196,20 @@ mod tests {
         let p = pod(
             "metadata: {name: web-0, namespace: shop}\nspec: {hostname: w, subdomain: web, hostAliases: [{ip: 10.1.2.3, hostnames: [foo.local, bar.local]}], containers: []}",
         );
-        let text = hosts(&p, "10.244.1.5", &cluster());
+        let text = hosts(&p, &["10.244.1.5".parse().unwrap()], &cluster());
         assert!(text.contains("10.244.1.5\tw.web.shop.svc.cluster.local\tw\n"), "{text}");
+        // a dual-stack pod is named under both its addresses, in the order of its podIPs
+        let dual = hosts(
+            &p,
+            &["10.244.1.5".parse().unwrap(), "fd00:10:244:1::5".parse().unwrap()],
+            &cluster(),
+        );
+        assert!(
+            dual.contains(
+                "10.244.1.5\tw.web.shop.svc.cluster.local\tw\nfd00:10:244:1::5\tw.web.shop.svc.cluster.local\tw\n"
+            ),
+            "{dual}"
+        );
         assert!(
             text.ends_with("# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n"),
             "{text}"

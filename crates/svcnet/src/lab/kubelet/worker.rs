@@ -97,7 +97,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: Pod, mut stop: StopSignal) {
     let sandbox_dir = isolation::sandbox_dir(&ctx.state, &uid);
     let ipv6 = ctx.node.pod_ipv6(ip);
     let sandbox_result = match create_sandbox(&ctx.node.netns, &netns, ip, ipv6, &name).await {
-        Ok(()) => write_sandbox_files(&ctx, &pod, &sandbox_dir, ip),
+        Ok(()) => write_sandbox_files(&ctx, &pod, &sandbox_dir, ip, ipv6),
         Err(e) => Err(e),
     };
     // the pod's init holds its PID, IPC and UTS namespaces, which every container joins
@@ -567,16 +567,19 @@ async fn retrying<T, E: std::fmt::Display, F: std::future::Future<Output = Resul
     }
 }
 
-/// Writes the pod's resolv.conf and hosts file (see [`dns_config`]).
+/// Writes the pod's resolv.conf and hosts file (see [`dns_config`]); a dual-stack pod's
+/// hosts file names it under both addresses.
 fn write_sandbox_files(
     ctx: &NodeContext,
     pod: &Pod,
     dir: &std::path::Path,
     ip: std::net::Ipv4Addr,
+    ipv6: Option<std::net::Ipv6Addr>,
 ) -> anyhow::Result<()> {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = dns_config::resolv_conf(pod, &ctx.dns, &host);
-    let hosts = dns_config::hosts(pod, &ip.to_string(), &ctx.dns);
+    let ips: Vec<IpAddr> = std::iter::once(IpAddr::V4(ip)).chain(ipv6.map(IpAddr::V6)).collect();
+    let hosts = dns_config::hosts(pod, &ips, &ctx.dns);
     isolation::write_files(dir, &resolv, &hosts).context("writing the pod's resolv.conf and hosts")
 }
 

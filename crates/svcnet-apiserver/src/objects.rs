@@ -329,20 +329,17 @@ pub fn replace_with(
     }
     set_meta(&mut obj, "name", json!(name));
     let k = key(kind, namespace, name);
+    let stored = store.get(&k).map_err(internal)?;
+    // a replace of a missing object is a create where the kind allows it (checked by the
+    // create rules below); never through /status
     let creates = !status_only && crate::kinds::of(kind).is_some_and(|s| s.create_on_update);
-    if !status_only {
-        // a replace of a missing object is a create (where the kind allows it), checked by
-        // the create rules below
-        let exists = store.get(&k).map_err(internal)?.is_some();
-        if !exists && !creates {
-            return Err(Box::new(Status::not_found(kind.group, kind.plural, name)));
-        }
-        validate(kind, &obj, exists)?;
+    if stored.is_none() && !creates {
+        return Err(Box::new(Status::not_found(kind.group, kind.plural, name)));
     }
-    let Some(stored) = store.get(&k).map_err(internal)? else {
-        if !creates {
-            return Err(Box::new(Status::not_found(kind.group, kind.plural, name)));
-        }
+    if !status_only {
+        validate(kind, &obj, stored.is_some())?;
+    }
+    let Some(stored) = stored else {
         if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }

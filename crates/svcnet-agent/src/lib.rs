@@ -401,7 +401,7 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
                     "initial lists in; programming the whole model"
                 );
                 // the first lists' trigger times were programmed before this agent started
-                let _ = t.take_changes();
+                t.forget_change_times();
                 Some((Update::Model(t.full_model()), Vec::new()))
             } else {
                 let changes = t.take_changes();

@@ -39,7 +39,8 @@ pub enum Watched {
 pub const ANNOTATION_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 struct TrackedSlice {
-    service: Option<Key>,
+    /// The name of the Service it belongs to (in the slice's namespace).
+    service: Option<String>,
     endpoints: SliceEndpoints,
     /// The slice's last-change-trigger-time, parsed (kept small: one per slice is held).
     trigger_time: Option<SystemTime>,
@@ -76,8 +77,9 @@ pub struct ChangeTracker {
     /// Slice names by the Service they belong to (a Service has one or a few, so a short
     /// vector rather than a set: tens of thousands of them are held).
     slices_of: HashMap<Key, Vec<String>>,
-    /// The port ids each Service contributed in the changes reported so far.
-    reported: HashMap<Key, Vec<String>>,
+    /// Each dirty Service's port ids as last reported (taken when it became dirty: until
+    /// then its templates are what was reported), so removed ports can be named.
+    previous: HashMap<Key, Vec<String>>,
     dirty: BTreeSet<Key>,
     node_changed: bool,
     change_times: Vec<SystemTime>,
@@ -99,7 +101,7 @@ impl ChangeTracker {
             services: HashMap::new(),
             slices: HashMap::new(),
             slices_of: HashMap::new(),
-            reported: HashMap::new(),
+            previous: HashMap::new(),
             dirty: BTreeSet::new(),
             node_changed: false,
             change_times: Vec::new(),
@@ -111,6 +113,20 @@ impl ChangeTracker {
     /// Whether the first list of every watched kind is in (the first sync waits for it).
     pub fn is_listed(&self) -> bool {
         self.listed.len() == 3
+    }
+
+    /// Marks a Service dirty; call it before its templates change.
+    fn mark_dirty(&mut self, key: &Key) {
+        if self.dirty.contains(key) {
+            return;
+        }
+        let ids = self
+            .services
+            .get(key)
+            .map(|ports| ports.iter().map(ServicePort::id).collect())
+            .unwrap_or_default();
+        self.previous.insert(key.clone(), ids);
+        self.dirty.insert(key.clone());
     }
 
     fn seen(&mut self, kind: Watched, key: &Key) {
@@ -127,20 +143,17 @@ impl ChangeTracker {
                 if self.services.get(&key) == Some(&ports) {
                     return;
                 }
-                self.services.insert(key.clone(), ports);
+                self.mark_dirty(&key);
+                self.services.insert(key, ports);
             }
-            None => {
-                if self.services.remove(&key).is_none() {
-                    return;
-                }
-            }
+            None => self.delete_service(&key),
         }
-        self.dirty.insert(key);
     }
 
     pub fn delete_service(&mut self, key: &Key) {
-        if self.services.remove(key).is_some() {
-            self.dirty.insert(key.clone());
+        if self.services.contains_key(key) {
+            self.mark_dirty(key);
+            self.services.remove(key);
         }
     }
 
@@ -154,7 +167,7 @@ impl ChangeTracker {
             .and_then(|a| a.get(ANNOTATION_TRIGGER_TIME))
             .and_then(|t| parse_time(t));
         let tracked = TrackedSlice {
-            service: slice_service(slice),
+            service: slice_service(slice).map(|(_, name)| name),
             endpoints: SliceEndpoints::of(slice, &self.node_name),
             trigger_time,
         };
@@ -175,11 +188,14 @@ impl ChangeTracker {
         }
         self.unlink_slice(&key);
         if let Some(service) = &tracked.service {
+            let service = (key.0.clone(), service.clone());
             let names = self.slices_of.entry(service.clone()).or_default();
             if !names.contains(&key.1) {
+                // most Services have one slice: no spare room in tens of thousands of these
+                names.reserve_exact(1);
                 names.push(key.1.clone());
             }
-            self.dirty.insert(service.clone());
+            self.mark_dirty(&service);
         }
         self.slices.insert(key, tracked);
     }
@@ -194,13 +210,14 @@ impl ChangeTracker {
         let Some(service) = self.slices.get(key).and_then(|s| s.service.clone()) else {
             return;
         };
+        let service = (key.0.clone(), service);
         if let Some(names) = self.slices_of.get_mut(&service) {
             names.retain(|n| *n != key.1);
             if names.is_empty() {
                 self.slices_of.remove(&service);
             }
         }
-        self.dirty.insert(service);
+        self.mark_dirty(&service);
     }
 
     /// This node's object (`None`: deleted). Only a change of its addresses or its zone
@@ -276,13 +293,10 @@ impl ChangeTracker {
         for key in std::mem::take(&mut self.dirty) {
             let now = self.ports_of(&key);
             let ids: Vec<String> = now.iter().map(ServicePort::id).collect();
-            for old in self.reported.remove(&key).unwrap_or_default() {
+            for old in self.previous.remove(&key).unwrap_or_default() {
                 if !ids.contains(&old) {
                     ports.push((old, None));
                 }
-            }
-            if !ids.is_empty() {
-                self.reported.insert(key, ids.clone());
             }
             ports.extend(ids.into_iter().zip(now.into_iter().map(Some)));
         }
@@ -298,15 +312,15 @@ impl ChangeTracker {
     pub fn full_model(&mut self) -> ProxyModel {
         let model = self.rebuild();
         self.dirty.clear();
+        self.previous.clear();
         self.node_changed = false;
-        self.reported.clear();
-        for port in model.ports.values() {
-            self.reported
-                .entry((port.namespace.clone(), port.name.clone()))
-                .or_default()
-                .push(port.id());
-        }
         model
+    }
+
+    /// Forgets the change times recorded so far (the first lists' changes were programmed
+    /// before this agent started).
+    pub fn forget_change_times(&mut self) {
+        self.change_times.clear();
     }
 
     /// The whole model from the caches, changing nothing (for checks).

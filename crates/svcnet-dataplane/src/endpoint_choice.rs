@@ -246,9 +246,9 @@ mod tests {
     fn zone_hints_name_the_zones() {
         let m = model();
         let mut a = ep("10.0.0.1", false, true);
-        a.hints.zones = vec!["a".into()];
+        a.hints.zones = vec!["a".into()].into();
         let mut b = ep("10.0.0.2", false, true);
-        b.hints.zones = vec!["b".into()];
+        b.hints.zones = vec!["b".into()].into();
         let c = choose(&m, &port(vec![a, b]), Destination::ClusterIp, Client::Pod);
         let r = reasons(&c);
         assert!(r[0].1 && !r[1].1, "{r:?}");

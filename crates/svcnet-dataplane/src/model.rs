@@ -77,8 +77,9 @@ pub enum NodeHint {
 /// An endpoint's topology hints as one node reads them (see [`Topology`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hints {
-    /// The zones it is hinted for; empty when it has no zone hints.
-    pub zones: Vec<String>,
+    /// The zones it is hinted for; empty when it has no zone hints. A boxed slice, not a
+    /// vector: every endpoint of a large cluster holds one, twice in the agent.
+    pub zones: Box<[String]>,
     pub node: NodeHint,
 }
 
@@ -405,7 +406,7 @@ pub struct SliceEndpoints {
 impl SliceEndpoints {
     /// What `slice` gives the proxy of node `node_name`.
     pub fn of(slice: &EndpointSlice, node_name: &str) -> Self {
-        let ports = slice
+        let mut ports: Vec<(String, Protocol, u16)> = slice
             .ports
             .iter()
             .flatten()
@@ -435,6 +436,10 @@ impl SliceEndpoints {
                 });
             }
         }
+        // exact sizes: an agent keeps one of these per slice of the cluster, and a vector
+        // grown by pushing holds up to twice (a one-element one four times) what it needs
+        ports.shrink_to_fit();
+        addresses.shrink_to_fit();
         SliceEndpoints { ports, addresses }
     }
 }

@@ -61,7 +61,7 @@ pub const ZONES: u32 = 3;
 pub fn hint(sp: &mut ServicePort) {
     for (j, ep) in sp.endpoints.iter_mut().enumerate() {
         ep.hints = Hints {
-            zones: vec![format!("zone-{}", j as u32 % ZONES)],
+            zones: vec![format!("zone-{}", j as u32 % ZONES)].into(),
             ..Hints::default()
         };
     }

@@ -172,6 +172,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // the bound address (the port may have been 0), for whoever scrapes
+    tracing::info!(addr = %listener.local_addr()?, "serving health and metrics");
     axum::serve(listener, app).await
 }
 

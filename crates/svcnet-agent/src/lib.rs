@@ -3,7 +3,7 @@
 //! the server is away), feeds every event to the [`tracker`], and hands the dataplane's sync
 //! loop the whole model once, then only the service ports that changed; the loop batches,
 //! applies and retries. Every sync period a model rebuilt from the tracker's caches checks the
-//! incremental state.
+//! incremental state, a part of the Services at a time, between event batches.
 
 #![forbid(unsafe_code)]
 
@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use svcnet_dataplane::backend::BackendKind;
 use svcnet_dataplane::conntrack::Cleaner;
-use svcnet_dataplane::model::{ProxyConfig, ProxyModel};
+use svcnet_dataplane::model::{DigestPart, ProxyConfig, ProxyModel};
 use svcnet_dataplane::runner::Schedule;
 use svcnet_dataplane::sync_loop::{self, SyncStatus, Update};
 use svcnet_dataplane::syncer::Syncer;
@@ -248,6 +248,10 @@ impl Connectivity {
 /// reaches the dataplane in bounded steps.
 const MAX_EVENTS_PER_BATCH: usize = 10_000;
 
+/// The periodic check digests about this many Services at a time (about 20 ms at 50,000
+/// Services on this project's machines), so events never wait long behind it.
+const SERVICES_PER_RESYNC_PART: usize = 5_000;
+
 /// Runs until the watches fail or the dataplane stops; `status` reports syncs.
 pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), AgentError> {
     let client = client(&opts.kubeconfig).await?;
@@ -347,28 +351,42 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
     let mut first_sync_sent = false;
     let resync_period = Duration::from_millis(opts.sync_period_ms.max(1000));
     let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + resync_period, resync_period);
+    // the next part of a periodic check in progress
+    let mut resync_next: Option<DigestPart> = None;
     loop {
         let first = tokio::select! {
             event = events.next() => match event {
                 Some(e) => e,
                 None => return Ok(()),
             },
-            _ = resync.tick(), if first_sync_sent => {
-                // the periodic check: a digest of the model rebuilt from the caches against the
-                // incremental state; after a difference, the whole model repairs it
+            _ = resync.tick(), if first_sync_sent && resync_next.is_none() => {
+                // the periodic check: digests of the model rebuilt from the caches against the
+                // incremental state, a part at a time; after a difference, the whole model
+                // repairs it
                 let wanted = std::mem::take(&mut status.lock().expect("status lock").model_wanted);
-                let update = {
-                    let mut t = tracker.lock().expect("tracker lock");
-                    if wanted {
-                        tracing::info!("sending the whole model after a resync check found a difference");
-                        Update::Model(t.full_model())
-                    } else {
-                        Update::Resync(t.digest())
+                let mut t = tracker.lock().expect("tracker lock");
+                if wanted {
+                    tracing::info!("sending the whole model after a resync check found a difference");
+                    if tx.send(Update::Model(t.full_model())).is_err() || dataplane.is_finished() {
+                        return Err(AgentError::DataplaneStopped);
                     }
-                };
-                if tx.send(update).is_err() || dataplane.is_finished() {
+                } else {
+                    let count = (t.service_count() / SERVICES_PER_RESYNC_PART).max(1) as u32;
+                    resync_next = Some(DigestPart { index: 0, count });
+                }
+                continue;
+            }
+            // one part per turn, taking turns with the events that are waiting
+            _ = std::future::ready(()), if resync_next.is_some() => {
+                let part = resync_next.take().expect("checked by the branch condition");
+                let digest = tracker.lock().expect("tracker lock").digest_part(part);
+                if tx.send(Update::Resync(digest)).is_err() || dataplane.is_finished() {
                     return Err(AgentError::DataplaneStopped);
                 }
+                resync_next = (part.index + 1 < part.count).then_some(DigestPart {
+                    index: part.index + 1,
+                    ..part
+                });
                 continue;
             }
         };

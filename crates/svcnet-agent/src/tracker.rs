@@ -21,7 +21,8 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use svcnet_dataplane::model::{
-    ModelDigest, ProxyConfig, ProxyModel, ServicePort, SliceEndpoints, service_ports, slice_service, with_endpoints,
+    DigestPart, ModelDigest, ProxyConfig, ProxyModel, ServicePort, SliceEndpoints, service_ports, slice_service,
+    with_endpoints,
 };
 
 /// (namespace, name) of a Service or an EndpointSlice.
@@ -353,11 +354,17 @@ impl ChangeTracker {
     /// A digest of [`rebuild`](Self::rebuild)'s model, built one port at a time: the
     /// periodic check never holds a second model.
     pub fn digest(&self) -> ModelDigest {
+        self.digest_part(DigestPart::WHOLE)
+    }
+
+    /// A digest of the ports of the Services in `part` (see [`DigestPart`]).
+    pub fn digest_part(&self, part: DigestPart) -> ModelDigest {
         let mut digest = ModelDigest {
             node: self.node_wide(),
+            part,
             ports: BTreeMap::new(),
         };
-        for key in self.services.keys() {
+        for key in self.services.keys().filter(|(ns, name)| part.holds_service(ns, name)) {
             for port in self.ports_of(key) {
                 digest.add(&port);
             }

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use svcnet_agent::tracker::{ChangeTracker, Watched};
 use svcnet_dataplane::incremental::CompiledModel;
-use svcnet_dataplane::model::{ModelDigest, ProxyConfig, ProxyModel, service_ports};
+use svcnet_dataplane::model::{DigestPart, ModelDigest, ProxyConfig, ProxyModel, service_ports};
 
 const NODE: &str = "node-a";
 const NAMESPACES: [&str; 2] = ["default", "team"];
@@ -358,6 +358,19 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     prop_assert_eq!(&agent.model, &expected);
     prop_assert_eq!(&agent.tracker.rebuild(), &expected);
     prop_assert_eq!(agent.tracker.digest(), ModelDigest::of(&expected));
+    // the parts of a check cover every port once, and each agrees with the model's part
+    for count in [2, 3] {
+        let mut union = std::collections::BTreeMap::new();
+        for index in 0..count {
+            let part = DigestPart { index, count };
+            let digest = agent.tracker.digest_part(part);
+            prop_assert_eq!(&digest, &ModelDigest::of_part(&expected, part));
+            for (id, hash) in digest.ports {
+                prop_assert!(union.insert(id, hash).is_none(), "a port in two parts");
+            }
+        }
+        prop_assert_eq!(&union, &ModelDigest::of(&expected).ports);
+    }
     prop_assert!(
         agent.compiled.ruleset() == CompiledModel::new(expected).ruleset(),
         "incremental ruleset differs"

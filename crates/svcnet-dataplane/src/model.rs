@@ -288,29 +288,84 @@ pub struct ProxyModel {
 
 /// A model reduced to its node-wide inputs and one hash per service port: what the periodic
 /// check compares with the incrementally maintained state, without a second copy of every
-/// port and endpoint.
+/// port and endpoint. A digest may cover one [`DigestPart`] of the Services only, so a large
+/// model is checked a part at a time and no check holds up the events for long.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelDigest {
     /// The node-wide inputs (its `ports` stay empty).
     pub node: ProxyModel,
-    /// Each port's [`port_hash`] by its id.
+    /// Which Services' ports it covers.
+    pub part: DigestPart,
+    /// Each covered port's [`port_hash`] by its id.
     pub ports: BTreeMap<String, u64>,
 }
 
 impl ModelDigest {
-    /// A digest of `model`.
+    /// A digest of the whole of `model`.
     pub fn of(model: &ProxyModel) -> Self {
+        Self::of_part(model, DigestPart::WHOLE)
+    }
+
+    /// A digest of the ports of `model` in `part`.
+    pub fn of_part(model: &ProxyModel, part: DigestPart) -> Self {
         let mut digest = ModelDigest {
             node: model.clone_node_wide(),
+            part,
             ports: BTreeMap::new(),
         };
-        model.ports.values().for_each(|p| digest.add(p));
+        model
+            .ports
+            .iter()
+            .filter(|(id, _)| part.holds_port(id))
+            .for_each(|(_, p)| digest.add(p));
         digest
     }
 
     pub fn add(&mut self, port: &ServicePort) {
         self.ports.insert(port.id(), port_hash(port));
     }
+}
+
+/// Part `index` of `count`: the Services whose namespace and name hash to `index` modulo
+/// `count` (every port of a Service falls in the same part).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestPart {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for DigestPart {
+    fn default() -> Self {
+        Self::WHOLE
+    }
+}
+
+impl DigestPart {
+    pub const WHOLE: DigestPart = DigestPart { index: 0, count: 1 };
+
+    /// Whether the Service `namespace/name` is in this part.
+    pub fn holds_service(&self, namespace: &str, name: &str) -> bool {
+        self.count <= 1 || service_hash(namespace, name) % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Whether the port with this id ([`ServicePort::id`]: `namespace/name/...`) is in this
+    /// part.
+    pub fn holds_port(&self, id: &str) -> bool {
+        let mut fields = id.splitn(3, '/');
+        let (namespace, name) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        self.holds_service(namespace, name)
+    }
+}
+
+/// FNV-1a over `namespace/name`: the same in every process, so the sender and the receiver
+/// of a digest part agree on what it covers.
+fn service_hash(namespace: &str, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in namespace.bytes().chain(std::iter::once(b'/')).chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// A hash of everything in a service port (stable within one build of svcnet).

@@ -26,9 +26,10 @@ pub enum Update {
     /// last-change-trigger-time); the next successful sync observes how long they took to
     /// reach the kernel (network programming latency).
     ChangeTimes(Vec<std::time::SystemTime>),
-    /// A digest of the whole model rebuilt from the sender's caches (the periodic resync): it
-    /// must equal the state the `Ports` updates built incrementally. A difference is
-    /// counted, logged, and answered by setting [`SyncStatus::model_wanted`], on which the
+    /// A digest of the model rebuilt from the sender's caches, whole or one part of its
+    /// Services (the periodic resync): it must equal the state the `Ports` updates sent
+    /// before it built incrementally. A difference is counted (once per check, when its last
+    /// part is in), logged, and answered by setting [`SyncStatus::model_wanted`], on which the
     /// sender sends the whole model (`Model`) to program.
     Resync(ModelDigest),
 }
@@ -160,6 +161,7 @@ fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, 
         Some(change) => change.as_ref(),
         None => base.ports.get(id),
     };
+    let part = rebuilt.part;
     let mut out: BTreeSet<String> = rebuilt
         .ports
         .iter()
@@ -170,7 +172,7 @@ fn diverged(base: &ProxyModel, pending: &BTreeMap<String, Option<ServicePort>>, 
         base.ports
             .keys()
             .chain(pending.keys())
-            .filter(|id| !rebuilt.ports.contains_key(*id) && expected(id).is_some())
+            .filter(|id| part.holds_port(id) && !rebuilt.ports.contains_key(*id) && expected(id).is_some())
             .cloned(),
     );
     out.into_iter().collect()
@@ -198,6 +200,8 @@ pub fn run<B: Backend>(
     // a full sync or a failure)
     let mut endpoints: u64 = 0;
     let mut recount = true;
+    // whether a part of the periodic check in progress found a difference
+    let mut round_differs = false;
     // when the first whole model arrived, until the first sync programmed it
     let mut st_first_model: Option<u64> = None;
     loop {
@@ -218,9 +222,15 @@ pub fn run<B: Backend>(
                 };
                 let differing = diverged(base, &ports, &rebuilt);
                 let mut st = status.lock().expect("status lock");
-                st.resync_checks += 1;
+                round_differs |= !differing.is_empty();
+                // a check is counted when its last part is in
+                if rebuilt.part.index + 1 >= rebuilt.part.count {
+                    st.resync_checks += 1;
+                    if std::mem::take(&mut round_differs) {
+                        st.resync_mismatches += 1;
+                    }
+                }
                 if !differing.is_empty() {
-                    st.resync_mismatches += 1;
                     st.model_wanted = true;
                     tracing::warn!(
                         count = differing.len(),
@@ -513,6 +523,48 @@ mod tests {
             "50 updates within one min interval take one or two syncs, took {}",
             n - 1
         );
+    }
+
+    #[test]
+    fn a_check_in_parts_is_counted_once_and_finds_a_difference_in_any_part() {
+        use crate::model::DigestPart;
+        let Harness { tx, status, handle, .. } = start(0, 5);
+        let mut model = ProxyModel::default();
+        for i in 0..40 {
+            let (id, sp) = port(i);
+            model.ports.insert(id, sp.unwrap());
+        }
+        tx.send(Update::Model(model.clone())).unwrap();
+        wait_for(&status, |s| s.full_syncs == 1);
+        fn parts(m: &ProxyModel) -> Vec<ModelDigest> {
+            (0..4)
+                .map(|index| ModelDigest::of_part(m, DigestPart { index, count: 4 }))
+                .collect()
+        }
+        for (i, digest) in parts(&model).into_iter().enumerate() {
+            assert!(
+                !digest.ports.is_empty() && digest.ports.len() < 40,
+                "part {i}: {:?}",
+                digest.ports.len()
+            );
+            tx.send(Update::Resync(digest)).unwrap();
+        }
+        wait_for(&status, |s| s.resync_checks == 1);
+        assert_eq!(status.lock().unwrap().resync_mismatches, 0);
+
+        // one port differs, and one the incremental state lacks: found in their parts, one
+        // mismatch for the whole check
+        let mut other = model.clone();
+        other.ports.values_mut().nth(7).unwrap().endpoints[0].port = 81;
+        other.ports.remove(&port(3).0);
+        for digest in parts(&other) {
+            tx.send(Update::Resync(digest)).unwrap();
+        }
+        wait_for(&status, |s| s.resync_checks == 2);
+        let st = status.lock().unwrap().clone();
+        assert_eq!((st.resync_mismatches, st.model_wanted), (1, true));
+        drop(tx);
+        handle.join().unwrap();
     }
 
     #[test]

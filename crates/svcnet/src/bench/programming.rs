@@ -203,6 +203,30 @@ fn field_after(line: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// The periodic checks `svcnet proxy` made and how many found a difference, from its
+/// `/metrics` (its address is the last one its log names).
+fn resync_checks(log: &str) -> Value {
+    let scrape = || -> Option<String> {
+        let line = log.lines().rev().find(|l| l.contains("serving health and metrics"))?;
+        let addr: std::net::SocketAddr = line.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok()?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        use std::io::{Read, Write};
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    let Some(text) = scrape() else {
+        return Value::Null;
+    };
+    let counter = |name: &str| -> Option<u64> { text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()) };
+    json!({
+        "checks": counter("svcnet_proxy_resync_checks_total "),
+        "mismatches": counter("svcnet_proxy_resync_mismatches_total "),
+    })
+}
+
 /// Kills (SIGKILL) `node`'s proxy with everything loaded; its supervisor starts a new one a
 /// second later. Reports how long from the kill until the new proxy logged its first full
 /// sync, and the figures that line gives (svcnet: lists' arrival to programmed; kube-proxy:
@@ -361,6 +385,8 @@ fn run_one(opts: &Options, proxy: NodeProxy) -> Result<Value> {
                     // a watch that fell behind (410 Expired) or broke is logged once as lost
                     // (svcnet's log; kube-proxy's informers relist without saying so)
                     "watches_lost": (proxy == NodeProxy::Svcnet).then(|| log.matches("lost the watch").count()),
+                    // the periodic checks of the incremental state against a rebuild
+                    "resync": if proxy == NodeProxy::Svcnet { resync_checks(&log) } else { Value::Null },
                     "latency_ms": latency_summary(samples),
                     "agent": process_figures(&crate::lab::supervisor::pid_dir(&state).join(format!("{node}.pid"))),
                 })

@@ -61,9 +61,24 @@ const ETPL_LOCAL_IPS: &str = "etp-local-local-ips";
 const ETPL_CLUSTER_NODEPORTS: &str = "etp-local-cluster-nodeports";
 const ETPL_LOCAL_NODEPORTS: &str = "etp-local-local-nodeports";
 const REJECT_CHAIN: &str = "reject-chain";
+/// The chain that load-balances the common ClusterIP destinations (see [`SHARED_LB_MAX`]).
+const CLUSTER_IP_LB: &str = "cluster-ip-lb";
+/// ClusterIP destinations with the Cluster internal policy, random choice, no session
+/// affinity and at most this many endpoints are balanced by static rules, one per endpoint
+/// count, each DNATing through its own map (`cluster-ip-lb-N`); adding one adds only map
+/// elements. Any other destination is dispatched by an element of `service-ips` jumping to
+/// its chain, and the kernel validates the whole table (walking every such element) on
+/// each commit that adds a jump: that cost grows with the number of those destinations
+/// only. A new connection to a shared destination tries one map per count up to its own.
+pub const SHARED_LB_MAX: usize = 16;
 /// The seed of the Maglev flow hash: the same on every node, so a flow picks the same
 /// endpoint whichever node it enters by.
 const MAGLEV_SEED: u32 = 0x5c3d_7a11;
+
+/// The static map balancing shared ClusterIP destinations with `n` endpoints.
+fn shared_lb_map(n: usize) -> String {
+    format!("{CLUSTER_IP_LB}-{n}")
+}
 
 /// Compiles the model into both address families' tables.
 pub fn compile(model: &ProxyModel) -> Ruleset {
@@ -250,17 +265,36 @@ impl<'a> TableBuilder<'a> {
         self.set(NODEPORT_IPS, vec![addr], None, false);
         self.set(SERVICE_TRAFFIC, vec![addr, InetProto, InetService], None, false);
         self.set(NODEPORT_TRAFFIC, vec![InetProto, InetService], None, false);
-        for m in [SERVICE_IPS, NO_ENDPOINT_SERVICES, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS] {
+        for m in [SERVICE_IPS, ETPL_CLUSTER_IPS, ETPL_LOCAL_IPS] {
             self.set(m, vec![addr, InetProto, InetService], Some(Verdict), false);
         }
-        for m in [
-            SERVICE_NODEPORTS,
-            NO_ENDPOINT_NODEPORTS,
-            ETPL_CLUSTER_NODEPORTS,
-            ETPL_LOCAL_NODEPORTS,
-        ] {
+        for m in [SERVICE_NODEPORTS, ETPL_CLUSTER_NODEPORTS, ETPL_LOCAL_NODEPORTS] {
             self.set(m, vec![InetProto, InetService], Some(Verdict), false);
         }
+        // destinations without endpoints are rejected by one rule each: plain sets, so a
+        // service losing its endpoints adds no jump for the kernel to validate
+        self.set(NO_ENDPOINT_SERVICES, vec![addr, InetProto, InetService], None, false);
+        self.set(NO_ENDPOINT_NODEPORTS, vec![InetProto, InetService], None, false);
+        let mut shared_lb = Vec::new();
+        for n in 1..=SHARED_LB_MAX {
+            let map = shared_lb_map(n);
+            let key = vec![
+                Field::Daddr(fam),
+                Field::L4Proto,
+                Field::DestPort,
+                Field::Random(n as u32),
+            ];
+            let data = vec![Field::Daddr(fam), Field::DestPort];
+            self.table.sets.insert(
+                map.clone(),
+                Set {
+                    decl: SetDecl::of(SetSpec::Typeof { key: key.clone(), data }),
+                    elements: BTreeSet::new(),
+                },
+            );
+            shared_lb.push(Rule::new([Stmt::DnatMap { family: fam, key, map }]));
+        }
+        self.chain(CLUSTER_IP_LB, None, shared_lb);
         self.set(HAIRPIN, vec![addr, addr, InetProto, InetService], None, false);
         self.set(FIREWALL_IPS, vec![addr, InetProto, InetService], None, false);
         self.set(FIREWALL_ALLOW, vec![addr, InetProto, InetService, addr], None, true);
@@ -324,6 +358,10 @@ impl<'a> TableBuilder<'a> {
             services.push(Rule::new([cluster_ip(), from_pods(true), mark.clone()]));
         }
         services.push(Rule::new([vmap(dest.clone(), SERVICE_IPS)]));
+        services.push(Rule::new([
+            cluster_ip(),
+            Stmt::Terminal(Terminal::Jump(CLUSTER_IP_LB.into())),
+        ]));
         services.push(then(nodeport_dest.clone(), vmap(port_key(), SERVICE_NODEPORTS)));
         self.chain("services", None, services);
 
@@ -372,16 +410,16 @@ impl<'a> TableBuilder<'a> {
                 Rule::new([lookup(dest.clone(), FIREWALL_IPS), Stmt::Terminal(Terminal::Drop)]),
             ],
         );
+        let to_reject = || Stmt::Terminal(Terminal::Goto(REJECT_CHAIN.into()));
         self.chain(
             "service-endpoints-check",
             None,
-            vec![Rule::new([vmap(dest.clone(), NO_ENDPOINT_SERVICES)])],
+            vec![Rule::new([lookup(dest.clone(), NO_ENDPOINT_SERVICES), to_reject()])],
         );
-        self.chain(
-            "nodeport-endpoints-check",
-            None,
-            vec![then(nodeport_dest, vmap(port_key(), NO_ENDPOINT_NODEPORTS))],
-        );
+        let mut nodeport_check = nodeport_dest;
+        nodeport_check.push(lookup(port_key(), NO_ENDPOINT_NODEPORTS));
+        nodeport_check.push(to_reject());
+        self.chain("nodeport-endpoints-check", None, vec![Rule(nodeport_check)]);
         let mut cluster_ips_check = vec![Rule::new([cluster_ip(), Stmt::Terminal(Terminal::Reject)])];
         if !service_cidrs.is_empty() {
             cluster_ips_check.push(Rule::new([
@@ -493,10 +531,15 @@ impl<'a> TableBuilder<'a> {
             self.add(CLUSTER_IPS, Element::key(vec![Atom::Addr(*ip)]));
             self.add(SERVICE_TRAFFIC, Element::key(key.clone()));
             if all.is_empty() {
-                self.add(
-                    NO_ENDPOINT_SERVICES,
-                    Element::verdict(key, Verdict::Goto(REJECT_CHAIN.into())),
-                );
+                self.add(NO_ENDPOINT_SERVICES, Element::key(key));
+                continue;
+            }
+            let shared = sp.internal_traffic_policy == Policy::Cluster
+                && sp.affinity_timeout_seconds.is_none()
+                && sp.load_balancing == LoadBalancing::Random
+                && all.len() <= SHARED_LB_MAX;
+            if shared {
+                self.add_endpoints(&shared_lb_map(all.len()), &key, &all);
                 continue;
             }
             let verdict = match sp.internal_traffic_policy {
@@ -564,7 +607,7 @@ impl<'a> TableBuilder<'a> {
             )
         };
         if all.is_empty() {
-            self.add(no_endpoints, Element::verdict(key, Verdict::Goto(REJECT_CHAIN.into())));
+            self.add(no_endpoints, Element::key(key));
             return;
         }
         match sp.external_traffic_policy {
@@ -638,12 +681,18 @@ impl<'a> TableBuilder<'a> {
             };
             self.port_chain(&name, vec![Rule::new([rule])]);
         }
-        for (i, ep) in eps.iter().enumerate() {
-            let mut key = key_prefix.clone();
-            key.push(Atom::Int(i as u32));
-            self.add(&name, Element::map(key, vec![Atom::Addr(ep.ip), Atom::Port(ep.port)]));
-        }
+        self.add_endpoints(&name, &key_prefix, eps);
         name
+    }
+
+    /// The elements of load-balancing map `map` for one destination: `key_prefix . i` to
+    /// the i-th endpoint.
+    fn add_endpoints(&mut self, map: &str, key_prefix: &[Atom], eps: &[&Endpoint]) {
+        for (i, ep) in eps.iter().enumerate() {
+            let mut key = key_prefix.to_vec();
+            key.push(Atom::Int(i as u32));
+            self.add(map, Element::map(key, vec![Atom::Addr(ep.ip), Atom::Port(ep.port)]));
+        }
     }
 
     /// Maglev: per service port and view, a chain DNATs by a map from the flow's hash bucket

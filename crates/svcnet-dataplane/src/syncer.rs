@@ -235,8 +235,8 @@ mod tests {
         let script = syncer.backend().scripts.last().unwrap();
         assert_eq!(
             script,
-            "delete element ip svcnet lb-c-1 { 172.30.0.2 . tcp . 80 . 0 }\n\
-             add element ip svcnet lb-c-1 { 172.30.0.2 . tcp . 80 . 0 : 10.0.9.9 . 8080 }\n"
+            "delete element ip svcnet cluster-ip-lb-1 { 172.30.0.2 . tcp . 80 . 0 }\n\
+             add element ip svcnet cluster-ip-lb-1 { 172.30.0.2 . tcp . 80 . 0 : 10.0.9.9 . 8080 }\n"
         );
         assert_eq!(
             syncer.sync_ports([(changed.id(), Some(changed))], 2).unwrap().kind,

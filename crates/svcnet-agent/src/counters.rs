@@ -3,10 +3,15 @@
 //! to each node port. At scrape time they are read from the kernel (over netlink, or with
 //! `nft -j` for the text backend) and named after the Services they belong to. Parsing and
 //! naming are pure; only [`read`] talks to the kernel.
+//!
+//! A scrape at 50,000 services handles 50,000 counters: each is small (no string of its
+//! own), the index shares one label per service port, and the text is written once, so a
+//! scrape costs a few MiB rather than the tens it took.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use std::path::Path;
 
@@ -24,7 +29,7 @@ pub struct Counter {
     /// The service address; `None` for a node port (any local address).
     pub address: Option<IpAddr>,
     /// `tcp`, `udp` or `sctp`.
-    pub protocol: String,
+    pub protocol: &'static str,
     pub port: u16,
     pub packets: u64,
     pub bytes: u64,
@@ -48,12 +53,12 @@ pub fn parse(json: &str) -> Vec<Counter> {
                 [proto, port] => (None, [*proto, *port]),
                 _ => continue,
             };
-            let (Some(protocol), Some(port)) = (rest[0].as_str(), rest[1].as_u64()) else {
+            let (Some(protocol), Some(port)) = (rest[0].as_str().and_then(protocol_name), rest[1].as_u64()) else {
                 continue;
             };
             out.push(Counter {
                 address,
-                protocol: protocol.to_owned(),
+                protocol,
                 port: port as u16,
                 packets: e["counter"]["packets"].as_u64().unwrap_or(0),
                 bytes: e["counter"]["bytes"].as_u64().unwrap_or(0),
@@ -63,20 +68,38 @@ pub fn parse(json: &str) -> Vec<Counter> {
     out
 }
 
-/// Key → (namespace, service, port name) for every address and node port of `services`.
-pub type Index = BTreeMap<(Option<IpAddr>, String, u16), (String, String, String)>;
+/// The protocol names the counters use, as static strings.
+fn protocol_name(name: &str) -> Option<&'static str> {
+    ["tcp", "udp", "sctp"]
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// Key (address, protocol, port) → the Service labels of every address and node port of
+/// `services`: `namespace="…",service="…",port="…",protocol="…"`, one string shared by a
+/// port's keys.
+pub type Index = HashMap<(Option<IpAddr>, &'static str, u16), Arc<str>>;
 
 /// The index of the given service ports (their addresses and node ports).
 pub fn index<'a>(ports: impl IntoIterator<Item = &'a ServicePort>) -> Index {
     let mut out = Index::new();
     for p in ports {
-        let protocol = p.protocol.as_str().to_ascii_lowercase();
-        let label = (p.namespace.clone(), p.name.clone(), p.port_name.clone());
+        let Some(protocol) = protocol_name(p.protocol.as_str()) else {
+            continue;
+        };
+        let label: Arc<str> = format!(
+            "namespace=\"{}\",service=\"{}\",port=\"{}\",protocol=\"{}\"",
+            escape(&p.namespace),
+            escape(&p.name),
+            escape(&p.port_name),
+            protocol.to_ascii_uppercase()
+        )
+        .into();
         for a in p.cluster_ips.iter().chain(&p.external_ips).chain(&p.load_balancer_ips) {
-            out.insert((Some(*a), protocol.clone(), p.port), label.clone());
+            out.insert((Some(*a), protocol, p.port), label.clone());
         }
         if let Some(np) = p.node_port {
-            out.insert((None, protocol.clone(), np), label.clone());
+            out.insert((None, protocol, np), label.clone());
         }
     }
     out
@@ -89,81 +112,81 @@ fn escape(v: &str) -> String {
 /// The counters as Prometheus metrics, labelled with their Service (elements of Services the
 /// index does not know yet are left out).
 pub fn render(counters: &[Counter], index: &Index) -> String {
-    let mut packets = String::new();
-    let mut bytes = String::new();
-    for c in counters {
-        let Some((ns, name, port)) = index.get(&(c.address, c.protocol.clone(), c.port)) else {
-            continue;
-        };
-        let destination = match c.address {
-            Some(IpAddr::V6(a)) => format!("[{a}]:{}", c.port),
-            Some(a) => format!("{a}:{}", c.port),
-            None => format!("nodeport:{}", c.port),
-        };
-        let labels = format!(
-            "{{namespace=\"{}\",service=\"{}\",port=\"{}\",protocol=\"{}\",destination=\"{}\"}}",
-            escape(ns),
-            escape(name),
-            escape(port),
-            c.protocol.to_ascii_uppercase(),
-            destination
+    let mut out = String::new();
+    render_into(&mut out, counters, index);
+    out
+}
+
+/// [`render`], appended to `out`: both metrics written straight into it.
+pub fn render_into(out: &mut String, counters: &[Counter], index: &Index) {
+    let named: Vec<(&Counter, &str)> = counters
+        .iter()
+        .filter_map(|c| Some((c, &**index.get(&(c.address, c.protocol, c.port))?)))
+        .collect();
+    out.reserve(named.len() * 2 * 160);
+    for (unit, what) in [("packets", "Packets"), ("bytes", "Bytes")] {
+        let value = |c: &Counter| if unit == "packets" { c.packets } else { c.bytes };
+        let _ = writeln!(
+            out,
+            "# HELP svcnet_service_{unit}_total {what} sent to a service address or node port (before DNAT).\n\
+             # TYPE svcnet_service_{unit}_total counter"
         );
-        let _ = writeln!(packets, "svcnet_service_packets_total{labels} {}", c.packets);
-        let _ = writeln!(bytes, "svcnet_service_bytes_total{labels} {}", c.bytes);
+        for (c, labels) in &named {
+            let _ = write!(out, "svcnet_service_{unit}_total{{{labels},destination=\"");
+            let _ = match c.address {
+                Some(IpAddr::V6(a)) => write!(out, "[{a}]:{}", c.port),
+                Some(a) => write!(out, "{a}:{}", c.port),
+                None => write!(out, "nodeport:{}", c.port),
+            };
+            let _ = writeln!(out, "\"}} {}", value(c));
+        }
     }
-    format!(
-        "# HELP svcnet_service_packets_total Packets sent to a service address or node port (before DNAT).\n\
-         # TYPE svcnet_service_packets_total counter\n{packets}\
-         # HELP svcnet_service_bytes_total Bytes sent to a service address or node port (before DNAT).\n\
-         # TYPE svcnet_service_bytes_total counter\n{bytes}"
-    )
 }
 
 /// The counters in element attribute lists as the kernel dumps them: the key (address,
 /// protocol and port, each padded to 4 bytes; or protocol and port) and the counter
 /// expression's bytes and packets.
 pub fn parse_elements(elements: &[RawAttrs]) -> Vec<Counter> {
+    elements.iter().filter_map(parse_element).collect()
+}
+
+/// One element's counter (see [`parse_elements`]); `None` for an element of another shape.
+pub fn parse_element(e: &RawAttrs) -> Option<Counter> {
     use svcnet_dataplane::netlink::consts::{
         NFTA_COUNTER_BYTES as COUNTER_BYTES, NFTA_COUNTER_PACKETS as COUNTER_PACKETS, NFTA_DATA_VALUE as DATA_VALUE,
         NFTA_EXPR_DATA as EXPR_DATA, NFTA_SET_ELEM_EXPR as ELEM_EXPR, NFTA_SET_ELEM_KEY as ELEM_KEY,
     };
     let attr = |attrs: &[u8], kind: u16| Attrs(attrs).find(|a| a.kind == kind).map(|a| a.value.to_vec());
     let be64 = |b: Option<Vec<u8>>| b.and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)));
-    let mut out = Vec::new();
-    for e in elements {
-        let find = |kind| e.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.as_slice());
-        let Some(key) = find(ELEM_KEY).and_then(|k| attr(k, DATA_VALUE)) else {
-            continue;
-        };
-        let (address, rest): (Option<IpAddr>, &[u8]) = match key.len() {
-            8 => (None, &key[..]),
-            12 => (
-                Some(IpAddr::from(<[u8; 4]>::try_from(&key[..4]).expect("4 bytes"))),
-                &key[4..],
-            ),
-            24 => (
-                Some(IpAddr::from(<[u8; 16]>::try_from(&key[..16]).expect("16 bytes"))),
-                &key[16..],
-            ),
-            _ => continue,
-        };
-        let protocol = match rest[0] {
-            6 => "tcp",
-            17 => "udp",
-            132 => "sctp",
-            _ => continue,
-        };
-        let port = u16::from_be_bytes([rest[4], rest[5]]);
-        let counter = find(ELEM_EXPR).and_then(|x| attr(x, EXPR_DATA)).unwrap_or_default();
-        out.push(Counter {
-            address,
-            protocol: protocol.to_owned(),
-            port,
-            packets: be64(attr(&counter, COUNTER_PACKETS)).unwrap_or(0),
-            bytes: be64(attr(&counter, COUNTER_BYTES)).unwrap_or(0),
-        });
-    }
-    out
+    let find = |kind| e.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.as_slice());
+    let key = find(ELEM_KEY).and_then(|k| attr(k, DATA_VALUE))?;
+    let (address, rest): (Option<IpAddr>, &[u8]) = match key.len() {
+        8 => (None, &key[..]),
+        12 => (
+            Some(IpAddr::from(<[u8; 4]>::try_from(&key[..4]).expect("4 bytes"))),
+            &key[4..],
+        ),
+        24 => (
+            Some(IpAddr::from(<[u8; 16]>::try_from(&key[..16]).expect("16 bytes"))),
+            &key[16..],
+        ),
+        _ => return None,
+    };
+    let protocol = match rest[0] {
+        6 => "tcp",
+        17 => "udp",
+        132 => "sctp",
+        _ => return None,
+    };
+    let port = u16::from_be_bytes([rest[4], rest[5]]);
+    let counter = find(ELEM_EXPR).and_then(|x| attr(x, EXPR_DATA)).unwrap_or_default();
+    Some(Counter {
+        address,
+        protocol,
+        port,
+        packets: be64(attr(&counter, COUNTER_PACKETS)).unwrap_or(0),
+        bytes: be64(attr(&counter, COUNTER_BYTES)).unwrap_or(0),
+    })
 }
 
 const COUNTING_SETS: [&str; 2] = ["service-traffic", "nodeport-traffic"];
@@ -185,9 +208,7 @@ fn read_netlink(netns: Option<&str>) -> Vec<Counter> {
     let mut out = Vec::new();
     for family in [Family::Ip, Family::Ip6] {
         for set in COUNTING_SETS {
-            if let Ok(elements) = dump::elements(&mut socket, family, set) {
-                out.extend(parse_elements(&elements));
-            }
+            let _ = dump::for_each_element(&mut socket, family, set, &mut |e| out.extend(parse_element(&e)));
         }
     }
     out
@@ -253,14 +274,14 @@ mod tests {
             vec![
                 Counter {
                     address: Some("10.96.0.1".parse().unwrap()),
-                    protocol: "udp".into(),
+                    protocol: "udp",
                     port: 53,
                     packets: 8,
                     bytes: 464,
                 },
                 Counter {
                     address: None,
-                    protocol: "tcp".into(),
+                    protocol: "tcp",
                     port: 32216,
                     packets: 0,
                     bytes: 0,

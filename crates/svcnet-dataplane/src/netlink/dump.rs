@@ -83,19 +83,31 @@ pub fn table(socket: &mut NfSocket, family: Family) -> io::Result<Option<TableDu
 
 /// The elements of one of our sets, each as its attribute list (key, data, expressions...).
 pub fn elements(socket: &mut NfSocket, family: Family, set: &str) -> io::Result<Vec<RawAttrs>> {
+    let mut out = Vec::new();
+    for_each_element(socket, family, set, &mut |attrs| out.push(attrs))?;
+    Ok(out)
+}
+
+/// Hands each element of one of our sets to `each` as it is decoded, so a large set is never
+/// held decoded whole.
+pub fn for_each_element(
+    socket: &mut NfSocket,
+    family: Family,
+    set: &str,
+    each: &mut dyn FnMut(RawAttrs),
+) -> io::Result<()> {
     let answers = socket.dump(NFT_MSG_GETSETELEM, family_code(family), &|w| {
         w.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE_NAME);
         w.put_str(NFTA_SET_ELEM_LIST_SET, set);
     })?;
-    let mut out = Vec::new();
     for m in answers {
         for list in top(&m).filter(|a| a.kind == NFTA_SET_ELEM_LIST_ELEMENTS) {
             for elem in list.nested() {
-                out.push(elem.nested().map(|a| (a.kind, a.value.to_vec())).collect());
+                each(elem.nested().map(|a| (a.kind, a.value.to_vec())).collect());
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The addresses in one of our address sets (the kernel-filled session-affinity sets).

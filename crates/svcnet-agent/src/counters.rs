@@ -117,29 +117,71 @@ pub fn render(counters: &[Counter], index: &Index) -> String {
     out
 }
 
-/// [`render`], appended to `out`: both metrics written straight into it.
+/// [`render`], appended to `out`.
 pub fn render_into(out: &mut String, counters: &[Counter], index: &Index) {
-    let named: Vec<(&Counter, &str)> = counters
-        .iter()
-        .filter_map(|c| Some((c, &**index.get(&(c.address, c.protocol, c.port))?)))
-        .collect();
-    out.reserve(named.len() * 2 * 160);
-    for (unit, what) in [("packets", "Packets"), ("bytes", "Bytes")] {
-        let value = |c: &Counter| if unit == "packets" { c.packets } else { c.bytes };
-        let _ = writeln!(
-            out,
-            "# HELP svcnet_service_{unit}_total {what} sent to a service address or node port (before DNAT).\n\
-             # TYPE svcnet_service_{unit}_total counter"
-        );
-        for (c, labels) in &named {
+    for chunk in Rendering::new(counters.to_vec(), index.clone()) {
+        out.push_str(&chunk);
+    }
+}
+
+/// The metrics text a chunk at a time (about 64 KiB), so a scrape at 50,000 services never
+/// holds its whole text (tens of MiB).
+pub struct Rendering {
+    counters: Vec<Counter>,
+    index: Index,
+    /// 0: packets, 1: bytes, 2: done.
+    metric: usize,
+    next: usize,
+}
+
+/// Lines per chunk.
+const LINES_PER_CHUNK: usize = 400;
+
+impl Rendering {
+    pub fn new(counters: Vec<Counter>, index: Index) -> Self {
+        Rendering {
+            counters,
+            index,
+            metric: 0,
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for Rendering {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        const METRICS: [(&str, &str); 2] = [("packets", "Packets"), ("bytes", "Bytes")];
+        let (unit, what) = *METRICS.get(self.metric)?;
+        let mut out = String::with_capacity(LINES_PER_CHUNK * 170);
+        if self.next == 0 {
+            let _ = writeln!(
+                out,
+                "# HELP svcnet_service_{unit}_total {what} sent to a service address or node port (before DNAT).\n\
+                 # TYPE svcnet_service_{unit}_total counter"
+            );
+        }
+        let end = (self.next + LINES_PER_CHUNK).min(self.counters.len());
+        for c in &self.counters[self.next..end] {
+            let Some(labels) = self.index.get(&(c.address, c.protocol, c.port)) else {
+                continue;
+            };
+            let value = if self.metric == 0 { c.packets } else { c.bytes };
             let _ = write!(out, "svcnet_service_{unit}_total{{{labels},destination=\"");
             let _ = match c.address {
                 Some(IpAddr::V6(a)) => write!(out, "[{a}]:{}", c.port),
                 Some(a) => write!(out, "{a}:{}", c.port),
                 None => write!(out, "nodeport:{}", c.port),
             };
-            let _ = writeln!(out, "\"}} {}", value(c));
+            let _ = writeln!(out, "\"}} {value}");
         }
+        self.next = end;
+        if self.next >= self.counters.len() {
+            self.metric += 1;
+            self.next = 0;
+        }
+        Some(out)
     }
 }
 
@@ -288,6 +330,49 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_text_comes_in_bounded_chunks_with_every_counter_once() {
+        let counters: Vec<Counter> = (0..1000u32)
+            .map(|i| Counter {
+                address: Some(IpAddr::from([10, 96, (i / 250) as u8, (i % 250) as u8])),
+                protocol: "tcp",
+                port: 80,
+                packets: u64::from(i),
+                bytes: u64::from(i) * 60,
+            })
+            .collect();
+        let index: Index = counters
+            .iter()
+            .step_by(2)
+            .map(|c| {
+                (
+                    (c.address, "tcp", 80),
+                    Arc::from("namespace=\"n\",service=\"s\",port=\"\",protocol=\"TCP\""),
+                )
+            })
+            .collect();
+        let chunks: Vec<String> = Rendering::new(counters, index).collect();
+        assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() < LINES_PER_CHUNK * 170), "bounded");
+        let text = chunks.concat();
+        for (metric, value) in [("packets", "998"), ("bytes", "59880")] {
+            assert_eq!(
+                text.matches(&format!("svcnet_service_{metric}_total{{")).count(),
+                500,
+                "{metric}"
+            );
+            assert_eq!(
+                text.matches(&format!("# TYPE svcnet_service_{metric}_total counter"))
+                    .count(),
+                1
+            );
+            assert!(
+                text.contains(&format!("destination=\"10.96.3.248:80\"}} {value}\n")),
+                "{metric}"
+            );
+        }
     }
 
     #[test]

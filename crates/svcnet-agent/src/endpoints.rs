@@ -142,25 +142,23 @@ pub fn render_metrics(st: &SyncStatus) -> String {
 
 async fn metrics(State(s): State<Shared>) -> Response {
     let st = s.status.lock().expect("status lock").clone();
-    let mut text = render_metrics(&st);
-    if let Some(extra) = s.extra.clone() {
-        // appended in place: at 50,000 services the extra text is tens of MiB
-        text = match tokio::task::spawn_blocking(move || {
-            extra(&mut text);
-            text
-        })
-        .await
-        {
-            Ok(t) => t,
-            Err(_) => render_metrics(&st),
-        };
-    }
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    let text = render_metrics(&st);
+    let extra = match s.extra.clone() {
+        // gathered off the async threads, then rendered a chunk at a time as the body is sent:
+        // at 50,000 services the whole text would be tens of MiB
+        Some(extra) => tokio::task::spawn_blocking(move || extra()).await.ok(),
+        None => None,
+    };
+    let chunks = std::iter::once(text).chain(extra.into_iter().flatten());
+    let body = axum::body::Body::from_stream(futures::stream::iter(
+        chunks.map(|chunk| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk))),
+    ));
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// More metrics, computed at scrape time and appended to the text (blocking is fine: it
-/// runs off the async threads).
-pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
+/// More metrics, gathered at scrape time (blocking is fine: it runs off the async threads)
+/// and rendered a chunk at a time as the response is sent.
+pub type ExtraMetrics = Arc<dyn Fn() -> Box<dyn Iterator<Item = String> + Send> + Send + Sync>;
 
 /// Serves `/healthz`, `/livez` and `/metrics` on `addr` until the process ends.
 pub async fn serve(

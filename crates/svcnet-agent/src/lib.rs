@@ -264,10 +264,10 @@ pub async fn run(opts: Options, status: Arc<Mutex<SyncStatus>>) -> Result<(), Ag
     // per-service counters, read from the kernel and named from the tracked Services at scrape
     let traffic: endpoints::ExtraMetrics = {
         let (tracker, netns, backend_kind) = (tracker.clone(), opts.netns.clone(), opts.backend);
-        Arc::new(move |out: &mut String| {
+        Arc::new(move || {
             let counters = counters::read(netns.as_deref(), backend_kind);
             let index = counters::index(tracker.lock().expect("tracker lock").service_ports());
-            counters::render_into(out, &counters, &index);
+            Box::new(counters::Rendering::new(counters, index))
         })
     };
     for addr in opts.status_bind.into_iter().chain(opts.metrics_bind) {

@@ -111,17 +111,9 @@ fn escape(v: &str) -> String {
 
 /// The counters as Prometheus metrics, labelled with their Service (elements of Services the
 /// index does not know yet are left out).
+/// All at once; the agent sends [`Rendering`]'s chunks instead.
 pub fn render(counters: &[Counter], index: &Index) -> String {
-    let mut out = String::new();
-    render_into(&mut out, counters, index);
-    out
-}
-
-/// [`render`], appended to `out`.
-pub fn render_into(out: &mut String, counters: &[Counter], index: &Index) {
-    for chunk in Rendering::new(counters.to_vec(), index.clone()) {
-        out.push_str(&chunk);
-    }
+    Rendering::new(counters.to_vec(), index.clone()).collect()
 }
 
 /// The metrics text a chunk at a time (about 64 KiB), so a scrape at 50,000 services never

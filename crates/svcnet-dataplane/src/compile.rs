@@ -1,12 +1,13 @@
 //! The rule compiler: a pure function from the proxy model to the ruleset.
 //!
 //! Layout (see ARCHITECTURE.md, "Dataplane layout"): a fixed set of chains and shared maps.
-//! A destination (`addr . proto . port`, or `proto . port` for NodePorts) is looked up in one
-//! verdict map that jumps to a load-balancing chain shared by every service with the same
-//! endpoint count and view; that chain's single rule DNATs through one map keyed by the
-//! destination and `numgen random mod N`. Each backend map is referenced by exactly one rule
-//! and there is no per-service chain or anonymous set, so load time grows linearly with
-//! services and endpoints. Services with ClientIP affinity get their own chains and sets,
+//! A common ClusterIP destination (see [`SHARED_LB_MAX`]) is balanced by the static rule of
+//! its endpoint count, which DNATs through one map keyed by the destination and `numgen
+//! random mod N`. Any other destination (`addr . proto . port`, or `proto . port` for
+//! NodePorts) is looked up in one verdict map that jumps to a load-balancing chain shared by
+//! every service with the same endpoint count and view, whose single rule DNATs alike. Each
+//! backend map is referenced by exactly one rule and there is no per-service chain or
+//! anonymous set, so load time grows linearly with services and endpoints. Services with ClientIP affinity get their own chains and sets,
 //! as their state is per service.
 
 use std::collections::BTreeSet;
@@ -78,6 +79,19 @@ const MAGLEV_SEED: u32 = 0x5c3d_7a11;
 /// The static map balancing shared ClusterIP destinations with `n` endpoints.
 fn shared_lb_map(n: usize) -> String {
     format!("{CLUSTER_IP_LB}-{n}")
+}
+
+/// A load-balancing map keyed by `key` (ending in the random endpoint index) and the rule
+/// that DNATs through it to the endpoint's address and port.
+fn load_balancing(family: Family, key: Vec<Field>, map: &str) -> (SetDecl, Rule) {
+    let data = vec![Field::Daddr(family), Field::DestPort];
+    let decl = SetDecl::of(SetSpec::Typeof { key: key.clone(), data });
+    let rule = Rule::new([Stmt::DnatMap {
+        family,
+        key,
+        map: map.to_owned(),
+    }]);
+    (decl, rule)
 }
 
 /// Compiles the model into both address families' tables.
@@ -284,15 +298,15 @@ impl<'a> TableBuilder<'a> {
                 Field::DestPort,
                 Field::Random(n as u32),
             ];
-            let data = vec![Field::Daddr(fam), Field::DestPort];
+            let (decl, rule) = load_balancing(fam, key, &map);
             self.table.sets.insert(
-                map.clone(),
+                map,
                 Set {
-                    decl: SetDecl::of(SetSpec::Typeof { key: key.clone(), data }),
+                    decl,
                     elements: BTreeSet::new(),
                 },
             );
-            shared_lb.push(Rule::new([Stmt::DnatMap { family: fam, key, map }]));
+            shared_lb.push(rule);
         }
         self.chain(CLUSTER_IP_LB, None, shared_lb);
         self.set(HAIRPIN, vec![addr, addr, InetProto, InetService], None, false);
@@ -672,14 +686,9 @@ impl<'a> TableBuilder<'a> {
             ),
         };
         if self.frag.chain(&name).is_none() {
-            let data = vec![Field::Daddr(fam), Field::DestPort];
-            self.port_set(&name, SetDecl::of(SetSpec::Typeof { key: key.clone(), data }));
-            let rule = Stmt::DnatMap {
-                family: fam,
-                key,
-                map: name.clone(),
-            };
-            self.port_chain(&name, vec![Rule::new([rule])]);
+            let (decl, rule) = load_balancing(fam, key, &name);
+            self.port_set(&name, decl);
+            self.port_chain(&name, vec![rule]);
         }
         self.add_endpoints(&name, &key_prefix, eps);
         name

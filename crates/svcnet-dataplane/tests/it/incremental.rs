@@ -17,10 +17,10 @@ enum Edit {
         s: u8,
         p: u8,
         n: u8,
-        ready_mask: u8,
-        local_mask: u8,
+        ready_mask: u32,
+        local_mask: u32,
         /// Terminating endpoints: not ready, and serving when their ready bit is set.
-        terminating_mask: u8,
+        terminating_mask: u32,
     },
     Remove {
         s: u8,
@@ -62,7 +62,8 @@ fn edits() -> impl Strategy<Value = Vec<Edit>> {
     let sp = (0u8..6, 0u8..3);
     prop::collection::vec(
         prop_oneof![
-            4 => (sp.clone(), 0u8..5, any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|((s, p), n, ready_mask, local_mask, terminating_mask)| Edit::Endpoints { s, p, n, ready_mask, local_mask, terminating_mask }),
+            // counts around 16 too: the largest served by the shared ClusterIP rules
+            4 => (sp.clone(), prop_oneof![3 => 0u8..5, 1 => 15u8..19], prop_oneof![any::<u32>(), Just(u32::MAX)], any::<u32>(), prop_oneof![any::<u32>(), Just(0)]).prop_map(|((s, p), n, ready_mask, local_mask, terminating_mask)| Edit::Endpoints { s, p, n, ready_mask, local_mask, terminating_mask }),
             1 => sp.clone().prop_map(|(s, p)| Edit::Remove { s, p }),
             1 => (sp.clone(), prop::option::of(1u8..4)).prop_map(|((s, p), timeout)| Edit::Affinity { s, p, timeout }),
             1 => (sp.clone(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|((s, p), etp_local, itp_local, node_port)| Edit::Policies { s, p, etp_local, itp_local, node_port }),
